@@ -1,0 +1,115 @@
+"""The root `crm` command: builds the App lazily and lets plugins add their commands.
+
+Only click and pluggy are imported at start-up; everything heavier loads inside the command
+that needs it, so `crm --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from crm import __version__
+from crm.core.errors import CrmError
+from crm.plugins import BUILTIN_PLUGINS
+
+
+class State:
+    """What the root options chose; the App is made on first use."""
+
+    def __init__(self, db: str | None, user: str | None):
+        self.db = db
+        self.user_spec = user
+        self._app = None
+
+    @property
+    def app(self):
+        if self._app is None:
+            import os
+
+            from crm.core.app import App
+            from crm.core.security import parse_user
+
+            user = parse_user(self.user_spec or os.environ.get("CRM_USER"))
+            self._app = App(self.db, user=user, pm=plugin_manager())
+        return self._app
+
+
+_PM = None
+
+
+def plugin_manager():
+    global _PM
+    if _PM is None:
+        from crm.core.plugins import make_plugin_manager
+
+        _PM = make_plugin_manager(BUILTIN_PLUGINS)
+    return _PM
+
+
+class CrmGroup(click.Group):
+    """Turns every CrmError (and database errors) into one sentence on stderr."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CrmError as exc:
+            click.echo(f"错误：{exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except Exception as exc:
+            message = _database_message(exc)
+            if message is None:
+                raise
+            click.echo(f"错误：{message}", err=True)
+            ctx.exit(2)
+
+
+def _database_message(exc: Exception) -> str | None:
+    try:
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, (OperationalError, ProgrammingError)):
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        return f"数据库操作失败（{first}）：请检查数据库地址，或运行 crm db upgrade。"
+    return None
+
+
+@click.group(cls=CrmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    envvar="CRM_DATABASE_URL",
+    metavar="URL",
+    help="数据库地址（默认读取 CRM_DATABASE_URL，否则使用用户数据目录中的 SQLite 文件）。",
+)
+@click.option(
+    "--as",
+    "user",
+    metavar="[姓名:]角色",
+    help="以谁的身份操作，如 王芳:manager；默认读取 CRM_USER。角色：sales、agent、manager、analyst、admin。",
+)
+@click.version_option(__version__, prog_name="crm")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, user: str | None) -> None:
+    """crm：房地产客户关系管理平台（客户数据库、服务处理、满意度、盈利能力、协调调度）。"""
+    ctx.obj = State(db, user)
+
+
+def _add_core_commands() -> None:
+    from crm.commands import admin, demo, household, transfer
+
+    for module in (admin, household, transfer, demo):
+        module.register(cli)
+    plugin_manager().hook.register_commands(cli=cli)
+
+
+_add_core_commands()
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="crm")
+    except KeyboardInterrupt:
+        click.echo("已中断。", err=True)
+        sys.exit(130)

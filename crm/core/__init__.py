@@ -1,0 +1,1 @@
+"""The core customer database. It knows nothing of any plugin."""

@@ -1,0 +1,44 @@
+"""The values that travel along the coordination chain, shared by the hooks that pass them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A signal about a household or project that needs a decision (e.g. 客情预警)."""
+
+    id: str
+    household_code: str | None
+    reason: str
+    strength: float
+    source: str
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One way to answer a feedback record, with its cost and expected value."""
+
+    name: str
+    cost: float
+    expected_value: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Assessment:
+    feedback_id: str
+    options: list[Plan]
+    best: Plan
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What service handling opened to carry a plan out."""
+
+    feedback_id: str
+    plan: str
+    references: list[str] = field(default_factory=list)
+    team: str | None = None

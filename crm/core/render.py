@@ -1,0 +1,83 @@
+"""One renderer for every listing: table (aligned for Chinese characters), JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+import unicodedata
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import IO, Any
+
+FORMATS = ("table", "json", "csv")
+
+
+def display_width(text: str) -> int:
+    """Terminal columns: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, dt.datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, Decimal):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, default=_json_default, indent=2)
+
+
+def render(
+    rows: Iterable[dict],
+    fmt: str = "table",
+    columns: Sequence[tuple[str, str]] | None = None,
+    out: IO[str] | None = None,
+) -> None:
+    """Write rows; `columns` is (key, header) pairs, defaulting to the first row's keys."""
+    out = out or sys.stdout
+    rows = list(rows)
+    if columns is None:
+        columns = [(key, key) for key in (rows[0] if rows else {})]
+    if fmt == "json":
+        out.write(to_json([{k: row.get(k) for k, _ in columns} for row in rows]) + "\n")
+    elif fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow([key for key, _ in columns])
+        for row in rows:
+            writer.writerow([_text(row.get(key)) for key, _ in columns])
+    else:
+        out.write(table(rows, columns))
+
+
+def table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> str:
+    if not rows:
+        return "（无记录）\n"
+    cells = [[_text(row.get(key)) for key, _ in columns] for row in rows]
+    headers = [header for _, header in columns]
+    widths = [
+        max([display_width(headers[i])] + [display_width(line[i]) for line in cells])
+        for i in range(len(columns))
+    ]
+
+    def line(values: list[str]) -> str:
+        padded = [v + " " * (w - display_width(v)) for v, w in zip(values, widths)]
+        return "  ".join(padded).rstrip() + "\n"
+
+    rule = "  ".join("-" * w for w in widths) + "\n"
+    return line(headers) + rule + "".join(line(c) for c in cells)
