@@ -45,9 +45,11 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
     try:
         return create_engine(url, pool_pre_ping=True)
-    except Exception as exc:  # bad URL or missing driver: say which
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # say which part is wrong
         raise CrmError(f"无法使用数据库地址 {url!r}：{exc}") from None
 
 

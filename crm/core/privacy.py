@@ -3,6 +3,8 @@ view written to the audit log with the rows it disclosed."""
 
 from __future__ import annotations
 
+from typing import Self
+
 from sqlalchemy.orm import Session
 
 from crm.core import audit
@@ -24,7 +26,7 @@ class Disclosure:
         self.full = audit.current_user(session).can("personal.full")
         self.disclosed: list[int] = []
 
-    def __enter__(self) -> Disclosure:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, *_exc) -> None:
@@ -53,3 +55,23 @@ class Disclosure:
             "alt_phone": mask_phone(alt),
             "id_number": mask_id_number(id_number),
         }
+
+
+def seal_member_fields(
+    vault: Vault,
+    phone: str | None = None,
+    alt_phone: str | None = None,
+    id_number: str | None = None,
+) -> dict[str, str | None]:
+    """Column values for a member's personal data: ciphertext, look-up hashes, phone tail.
+
+    Inputs must already be normalised (`crm.core.identity`), so equal numbers hash equally.
+    """
+    return {
+        "phone_enc": vault.encrypt(phone),
+        "phone_hash": vault.lookup_hash(phone),
+        "phone_tail": phone[-4:] if phone else None,
+        "alt_phone_enc": vault.encrypt(alt_phone),
+        "id_number_enc": vault.encrypt(id_number),
+        "id_number_hash": vault.lookup_hash(id_number),
+    }

@@ -1,0 +1,126 @@
+"""Shared fixtures: every database test runs on SQLite and, when CRM_TEST_DATABASE_URL is set,
+on PostgreSQL in a schema of its own that is dropped after the run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from crm.core.app import App
+from crm.core.models import Base
+from crm.core.security import User
+from crm.plugins import BUILTIN_PLUGINS
+
+PG_URL = os.environ.get("CRM_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+# A fixed key for the tests: the template database is pinned to it.
+TEST_KEY = "q6bq2mQ2HkCSv0f1GmO2e4Yj0f3QGq2x0qk9d8b7a6E="
+ADMIN = User("测试管理员", "admin")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    """No test sees the developer's real data dir, key, user or plugin switches."""
+    monkeypatch.setenv("CRM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CRM_SECRET_KEY", TEST_KEY)
+    for name in ("CRM_USER", "CRM_DATABASE_URL", "CRM_DISABLE_PLUGINS", "CRM_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """An initialised SQLite file, copied for each test instead of migrating each time."""
+    path = tmp_path_factory.mktemp("template") / "crm.db"
+    os.environ["CRM_SECRET_KEY"] = TEST_KEY
+    app = App(f"sqlite:///{path}", user=ADMIN, pm=_no_plugins())
+    app.init()
+    app.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A schema of this run's own on the PostgreSQL server; dropped at the end."""
+    if not PG_URL:
+        pytest.skip("CRM_TEST_DATABASE_URL is not set")
+    schema = f"crm_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    url_text = url.render_as_string(hide_password=False)
+    os.environ["CRM_SECRET_KEY"] = TEST_KEY
+    app = App(url_text, user=ADMIN, pm=_no_plugins())
+    app.init()
+    app.dispose()
+    yield url_text
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def _no_plugins():
+    from crm.core.plugins import make_plugin_manager
+
+    return make_plugin_manager(())
+
+
+def _truncate(url: str) -> None:
+    engine = create_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path, monkeypatch):
+    """The database URL of this test: a fresh SQLite file, or the run's PostgreSQL schema
+    emptied after the test."""
+    if request.param == "sqlite":
+        path = tmp_path / "crm.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+        monkeypatch.setenv("CRM_DATABASE_URL", url)
+        yield url
+    else:
+        url = request.getfixturevalue("pg_url")
+        monkeypatch.setenv("CRM_DATABASE_URL", url)
+        try:
+            yield url
+        finally:
+            _truncate(url)
+
+
+@pytest.fixture
+def app(db_url):
+    """An App on this test's database as an administrator, with the built-in plugins."""
+    instance = App(db_url, user=ADMIN, builtins=BUILTIN_PLUGINS)
+    instance.init()  # pins the key again after a PostgreSQL truncate
+    yield instance
+    instance.dispose()
+
+
+@pytest.fixture
+def session(app):
+    with app.session() as session:
+        yield session
+
+
+@pytest.fixture
+def run(db_url):
+    """Run the `crm` CLI on this test's database: run("household", "list", as_="sales")."""
+    from crm.cli import cli
+
+    runner = CliRunner()
+
+    def invoke(*args: str, as_: str = "测试管理员:admin", input: str | None = None):
+        return runner.invoke(cli, ["--db", db_url, "--as", as_, *args], input=input)
+
+    return invoke
