@@ -76,7 +76,49 @@ def _database_message(exc: Exception) -> str | None:
     return None
 
 
-@click.group(cls=CrmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class ChineseHelpFormatter(click.HelpFormatter):
+    """click's own headings in Chinese, to match our help texts."""
+
+    HEADINGS = {"Options": "选项", "Commands": "命令", "Arguments": "参数"}
+
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(prog, args, prefix="用法：")
+
+    def section(self, name: str):
+        return super().section(self.HEADINGS.get(name, name))
+
+
+class ChineseContext(click.Context):
+    formatter_class = ChineseHelpFormatter
+
+
+def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(ctx.get_help(), color=ctx.color)
+        ctx.exit()
+
+
+def _localise(command: click.Command) -> None:
+    """Give every command the Chinese help formatter and a `-h/--help` described in Chinese
+    (click's built-in help option is switched off at the root for this)."""
+    command.context_class = ChineseContext
+    if not any("--help" in param.opts for param in command.params):
+        command.params.append(
+            click.Option(
+                ["-h", "--help"],
+                is_flag=True,
+                expose_value=False,
+                is_eager=True,
+                callback=_show_help,
+                help="显示本帮助并退出。",
+            )
+        )
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _localise(sub)
+
+
+@click.group(cls=CrmGroup, context_settings={"help_option_names": []})
 @click.option(
     "--db",
     envvar="CRM_DATABASE_URL",
@@ -89,7 +131,7 @@ def _database_message(exc: Exception) -> str | None:
     metavar="[姓名:]角色",
     help="以谁的身份操作，如 王芳:manager；默认读取 CRM_USER。角色：sales、agent、manager、analyst、admin。",
 )
-@click.version_option(__version__, prog_name="crm")
+@click.version_option(__version__, prog_name="crm", help="显示版本并退出。")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, user: str | None) -> None:
     """crm：房地产客户关系管理平台（客户数据库、服务处理、满意度、盈利能力、协调调度）。"""
@@ -102,6 +144,7 @@ def _add_core_commands() -> None:
     for module in (admin, household, transfer, demo):
         module.register(cli)
     plugin_manager().hook.register_commands(cli=cli)
+    _localise(cli)
 
 
 _add_core_commands()

@@ -1,0 +1,84 @@
+"""Meta-tests over the whole CLI and the hook contract."""
+
+import inspect
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from crm.cli import cli
+from crm.core import hookspecs
+
+
+def _all_commands(group: click.Group, path=()):
+    for name, command in sorted(group.commands.items()):
+        yield (*path, name), command
+        if isinstance(command, click.Group):
+            yield from _all_commands(command, (*path, name))
+
+
+COMMANDS = list(_all_commands(cli))
+
+
+@pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=" ".join)
+def test_every_command_has_help(path):
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "用法：" in result.output
+    command = dict(COMMANDS)[path]
+    assert command.help, f"crm {' '.join(path)} has no docstring"
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"crm {' '.join(path)} {param.opts} has no help text"
+
+
+def test_root_help_lists_the_core_groups():
+    result = CliRunner().invoke(cli, ["--help"])
+    for name in ("init", "db", "plugins", "audit", "household", "import", "export", "demo"):
+        assert name in result.output
+
+
+def test_every_listing_offers_the_shared_formats():
+    # Every output offers table and JSON; every listing (all but the one-record `show`) CSV too.
+    checked = 0
+    for path, command in COMMANDS:
+        for param in command.params:
+            if param.name == "fmt" and "--format" in param.opts:
+                wanted = {"table", "json"} if path[-1] == "show" else {"table", "json", "csv"}
+                assert set(param.type.choices) >= wanted, path
+                checked += 1
+    assert checked >= 3
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = (
+        "import sys\n"
+        "from crm.cli import cli\n"
+        "try:\n"
+        "    cli.main(['--help'], prog_name='crm')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('sklearn', 'pandas', 'matplotlib', 'sqlalchemy', 'scipy', "
+        "'apscheduler', 'openpyxl', 'faker', 'marshmallow') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout
+
+
+def test_every_hookspec_has_a_docstring():
+    specs = [
+        f for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "crm_spec")
+    ]
+    assert len(specs) >= 5
+    for spec in specs:
+        assert spec.__doc__ and spec.__doc__.strip(), spec.__name__
+
+
+def test_bad_input_is_one_sentence_without_traceback(tmp_path):
+    result = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path}/none.db", "audit", "list"])
+    assert result.exit_code != 0
+    assert "crm init" in result.output
+    assert "Traceback" not in result.output
