@@ -82,6 +82,12 @@ def _changes(obj: Audited, mode: str) -> dict:
     return changes
 
 
+def _primary_key(obj: Audited) -> str | None:
+    # New rows have their key once flushed, but no identity yet inside the flush.
+    key = inspect(obj).mapper.primary_key_from_instance(obj)
+    return str(key[0]) if key and key[0] is not None else None
+
+
 def _after_flush(session: Session, _flush_context) -> None:
     rows = []
     user = current_user(session)
@@ -106,7 +112,7 @@ def _after_flush(session: Session, _flush_context) -> None:
                     "role": user.role,
                     "action": mode,
                     "entity": obj.__tablename__,
-                    "entity_id": str(inspect(obj).identity[0]) if inspect(obj).identity else None,
+                    "entity_id": _primary_key(obj),
                     "changes": changes,
                     "detail": None,
                 }

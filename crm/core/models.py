@@ -148,7 +148,14 @@ class Member(Audited, TimestampMixin, Base):
         UniqueConstraint("household_id", "name"),
         CheckConstraint("role IN ('owner', 'co_owner', 'family', 'tenant')", name="role"),
     )
-    __sensitive__ = ("phone_enc", "phone_hash", "alt_phone_enc", "id_number_enc", "id_number_hash")
+    __sensitive__ = (
+        "phone_enc",
+        "phone_hash",
+        "phone_tail",
+        "alt_phone_enc",
+        "id_number_enc",
+        "id_number_hash",
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))

@@ -19,7 +19,8 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """How one value reads in a table cell or on the card."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -60,7 +61,7 @@ def render(
         writer = csv.writer(out)
         writer.writerow([key for key, _ in columns])
         for row in rows:
-            writer.writerow([_text(row.get(key)) for key, _ in columns])
+            writer.writerow([cell_text(row.get(key)) for key, _ in columns])
     else:
         out.write(table(rows, columns))
 
@@ -68,7 +69,7 @@ def render(
 def table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> str:
     if not rows:
         return "（无记录）\n"
-    cells = [[_text(row.get(key)) for key, _ in columns] for row in rows]
+    cells = [[cell_text(row.get(key)) for key, _ in columns] for row in rows]
     headers = [header for _, header in columns]
     widths = [
         max([display_width(headers[i])] + [display_width(line[i]) for line in cells])

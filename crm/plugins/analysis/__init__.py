@@ -1,1 +1,11 @@
-"""placeholder until written"""
+"""Customer data analysis (客户数据管理与分析): purchases, repeat purchase and referral (再销售)
+seen per household. Hook implementations only; the logic sits in sibling modules."""
+
+from crm import hookimpl
+
+
+@hookimpl
+def tracking_card_sections(session, household):
+    from crm.plugins.analysis.card import purchase_overview
+
+    return [purchase_overview(session, household)]

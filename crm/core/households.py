@@ -1,0 +1,741 @@
+"""Households: look-up, listing, search, adding and updating, and the core sections of the
+tracking card (客户资料跟踪卡).
+
+Functions take a Session and never commit. Input from the CLI is checked with the small
+marshmallow schemas below; vocabulary fields accept the code or the Chinese label.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from crm.core import vocab
+from crm.core.audit import current_user
+from crm.core.card import CardSection
+from crm.core.errors import CrmError, NotFound
+from crm.core.identity import halfwidth, normalize_id_number, normalize_phone
+from crm.core.models import (
+    Building,
+    Household,
+    Member,
+    Project,
+    Purchase,
+    Referral,
+    ServiceRecord,
+    Unit,
+)
+from crm.core.privacy import Disclosure, seal_member_fields
+
+FIELD_LABELS = {
+    "code": "客户编号",
+    "name": "客户名称",
+    "status": "客户状态",
+    "project": "所属项目",
+    "age": "年龄",
+    "income_band": "家庭年收入",
+    "housing": "住房情况",
+    "education": "教育程度",
+    "occupation": "职业",
+    "club_activities": "社团活动",
+    "member_tier": "会员等级",
+    "consent_contact": "同意联系",
+    "consent_marketing": "同意营销",
+    "note": "备注",
+}
+MEMBER_LABELS = {
+    "name": "成员姓名",
+    "role": "成员身份",
+    "phone": "手机号",
+    "alt_phone": "备用电话",
+    "id_number": "身份证号",
+}
+# The card is one page: older closed records are counted, not listed.
+PAST_SERVICE_ON_CARD = 20
+_UNIT_CODE = re.compile(r"[0-9A-Z]+(?:-[0-9A-Z]+)*")
+
+
+# --- input schemas -------------------------------------------------------------------------
+
+
+class _Text(fields.String):
+    """Stripped text with a length limit; blank clears the field unless it is required."""
+
+    def __init__(self, max_length: int, **kwargs: Any):
+        kwargs.setdefault("allow_none", True)
+        kwargs.setdefault("error_messages", {"required": "不能为空", "null": "不能为空"})
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = halfwidth(super()._deserialize(value, attr, data, **kwargs)).strip()
+        if not text:
+            if self.required:
+                raise ValidationError("不能为空")
+            return None
+        if len(text) > self.max_length:
+            raise ValidationError(f"不能超过 {self.max_length} 个字")
+        return text
+
+
+class _Vocab(fields.String):
+    """A controlled-vocabulary value given as code, Chinese label or a known synonym."""
+
+    def __init__(self, vocabulary: dict[str, str], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.vocabulary = vocabulary
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not text.strip() and self.allow_none:
+            return None
+        try:
+            return vocab_code(self.vocabulary, text)
+        except KeyError:
+            raise ValidationError(f"应为以下之一：{'、'.join(self.vocabulary.values())}") from None
+
+
+class _Checked(fields.String):
+    """A phone or ID number, normalised by `crm.core.identity`; blank means none."""
+
+    def __init__(self, normalize, **kwargs: Any):
+        kwargs.setdefault("allow_none", True)
+        super().__init__(**kwargs)
+        self.normalize = normalize
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not text.strip():
+            return None
+        try:
+            return self.normalize(text)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class HouseholdInput(Schema):
+    """A household as typed on the command line."""
+
+    code = _Text(40, required=True, allow_none=False)
+    name = _Text(100, required=True, allow_none=False)
+    status = _Vocab(vocab.HOUSEHOLD_STATUS)
+    project = _Text(100)
+    age = fields.Integer(
+        allow_none=True,
+        validate=validate.Range(0, 120, error="应在 0 到 120 之间"),
+        error_messages={"invalid": "应为整数"},
+    )
+    income_band = _Vocab(vocab.INCOME_BANDS, allow_none=True)
+    housing = _Vocab(vocab.HOUSING, allow_none=True)
+    education = _Vocab(vocab.EDUCATION, allow_none=True)
+    occupation = _Text(100)
+    club_activities = _Text(200)
+    member_tier = _Vocab(vocab.MEMBER_TIERS)
+    consent_contact = fields.Boolean(error_messages={"invalid": "应为是或否"})
+    consent_marketing = fields.Boolean(error_messages={"invalid": "应为是或否"})
+    note = _Text(2000)
+
+
+class MemberInput(Schema):
+    """A household member with the personal data to seal."""
+
+    name = _Text(100, required=True, allow_none=False)
+    role = _Vocab(vocab.MEMBER_ROLES)
+    phone = _Checked(normalize_phone)
+    alt_phone = _Checked(normalize_phone)
+    id_number = _Checked(normalize_id_number)
+
+
+def vocab_code(vocabulary: dict[str, str], text: str) -> str:
+    """The stored code for a code, Chinese label or synonym; KeyError when unknown."""
+    table = vocab.lookup_table(vocabulary)
+    text = halfwidth(text).strip()
+    code = table.get(text) or table.get(text.lower())
+    if code is None:
+        raise KeyError(text)
+    return code
+
+
+def _load(
+    schema: Schema, data: Mapping[str, Any], labels: dict[str, str], partial: bool = False
+) -> dict:
+    """Validated values, or one Chinese sentence naming every bad field."""
+    try:
+        return schema.load(dict(data), partial=partial)
+    except ValidationError as exc:
+        problems = []
+        for key, messages in exc.normalized_messages().items():
+            label = labels.get(key, key)
+            for message in messages if isinstance(messages, list) else [str(messages)]:
+                if message == "Unknown field.":
+                    message = "不是可填写的字段"
+                problems.append(message if message.startswith(label) else f"{label}{message}")
+        raise CrmError(f"输入有误：{'；'.join(problems)}。") from None
+
+
+# --- look-up, listing, search ----------------------------------------------------------------
+
+
+def get_household(session: Session, code: str) -> Household:
+    household = session.scalar(select(Household).where(Household.code == code.strip()))
+    if household is None:
+        raise NotFound(
+            f"找不到客户编号为“{code}”的客户家庭：请用 crm household search 按姓名、电话或房号查找。"
+        )
+    return household
+
+
+def project_id(session: Session, name: str) -> int:
+    found = session.scalar(select(Project.id).where(Project.name == name.strip()))
+    if found is None:
+        known = session.scalars(select(Project.name).order_by(Project.name).limit(10)).all()
+        hint = f"现有项目：{'、'.join(known)}" if known else "数据库中还没有项目"
+        raise NotFound(f"找不到项目“{name}”：{hint}。")
+    return found
+
+
+def _listing(
+    session: Session, conditions: list[ColumnElement[bool]], limit: int, offset: int
+) -> list[dict]:
+    # The owner first, then whoever was entered first: one name to recognise the household by.
+    owner = (
+        select(Member.name)
+        .where(Member.household_id == Household.id)
+        .order_by(Member.role != "owner", Member.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            Household.code,
+            Household.name,
+            Household.status,
+            Project.name.label("project"),
+            Household.member_tier,
+            owner.label("owner"),
+        )
+        .outerjoin(Project, Household.project_id == Project.id)
+        .where(*conditions)
+        .order_by(Household.code)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [
+        {
+            "code": row.code,
+            "name": row.name,
+            "status": vocab.label(vocab.HOUSEHOLD_STATUS, row.status),
+            "project": row.project,
+            "member_tier": vocab.label(vocab.MEMBER_TIERS, row.member_tier),
+            "owner": row.owner,
+        }
+        for row in session.execute(query)
+    ]
+
+
+def _vocab_filter(vocabulary: dict[str, str], text: str, what: str) -> str:
+    try:
+        return vocab_code(vocabulary, text)
+    except KeyError:
+        raise CrmError(f"{what}“{text}”不存在：可选 {'、'.join(vocabulary.values())}。") from None
+
+
+def list_households(
+    session: Session,
+    project: str | None = None,
+    status: str | None = None,
+    tier: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[dict]:
+    """Households ordered by code, optionally of one project, status or member tier."""
+    conditions = []
+    if project:
+        conditions.append(Household.project_id == project_id(session, project))
+    if status:
+        conditions.append(
+            Household.status == _vocab_filter(vocab.HOUSEHOLD_STATUS, status, "客户状态")
+        )
+    if tier:
+        conditions.append(
+            Household.member_tier == _vocab_filter(vocab.MEMBER_TIERS, tier, "会员等级")
+        )
+    return _listing(session, conditions, limit, offset)
+
+
+def _has_member(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    # IN rather than a correlated EXISTS: the indexed member columns are searched once.
+    return Household.id.in_(select(Member.household_id).where(*conditions))
+
+
+def _by_name(text: str) -> ColumnElement[bool]:
+    text = halfwidth(text).strip()
+    return or_(
+        Household.name.icontains(text, autoescape=True),
+        _has_member(Member.name.icontains(text, autoescape=True)),
+    )
+
+
+def _by_phone(session: Session, text: str) -> ColumnElement[bool]:
+    text = halfwidth(text).strip()
+    if re.fullmatch(r"\d{4}", text):
+        return _has_member(Member.phone_tail == text)
+    try:
+        phone = normalize_phone(text)
+    except ValueError as exc:
+        raise CrmError(f"电话号码“{text}”{exc}：按尾号查找请输入 4 位数字。") from None
+    return _has_member(Member.phone_hash == session.info["vault"].lookup_hash(phone))
+
+
+def _by_id_number(session: Session, text: str) -> ColumnElement[bool]:
+    try:
+        number = normalize_id_number(text)
+    except ValueError as exc:
+        raise CrmError(f"无法按身份证号查找：{exc}。") from None
+    return _has_member(Member.id_number_hash == session.info["vault"].lookup_hash(number))
+
+
+def _by_unit(text: str) -> ColumnElement[bool]:
+    # A household's units are those it bought and those its service records name.
+    units = select(Unit.id).where(Unit.code == halfwidth(text).strip().upper())
+    return or_(
+        Household.id.in_(select(Purchase.household_id).where(Purchase.unit_id.in_(units))),
+        Household.id.in_(
+            select(ServiceRecord.household_id).where(ServiceRecord.unit_id.in_(units))
+        ),
+    )
+
+
+def _by_project(text: str) -> ColumnElement[bool]:
+    projects = select(Project.id).where(
+        Project.name.icontains(halfwidth(text).strip(), autoescape=True)
+    )
+    bought_there = (
+        select(Purchase.household_id)
+        .join(Unit, Purchase.unit_id == Unit.id)
+        .join(Building, Unit.building_id == Building.id)
+        .where(Building.project_id.in_(projects))
+    )
+    return or_(Household.project_id.in_(projects), Household.id.in_(bought_there))
+
+
+def _guess(session: Session, text: str) -> ColumnElement[bool]:
+    """What a free-text query most likely is: ID number, phone, tail or unit, name or project."""
+    text = halfwidth(text).strip()
+    if re.fullmatch(r"\d{17}[\dXx]", text):
+        return _by_id_number(session, text)
+    if re.fullmatch(r"\d{4}", text):  # a phone tail (尾号) and a flat like 1903 look alike
+        return or_(_by_phone(session, text), _by_unit(text))
+    try:
+        phone = normalize_phone(text)
+    except ValueError:
+        pass
+    else:
+        return _has_member(Member.phone_hash == session.info["vault"].lookup_hash(phone))
+    if _UNIT_CODE.fullmatch(text.upper()) and any(ch.isdigit() for ch in text):
+        return _by_unit(text)
+    return or_(_by_name(text), _by_project(text))
+
+
+def search_households(
+    session: Session,
+    query: str | None = None,
+    *,
+    name: str | None = None,
+    phone: str | None = None,
+    id_number: str | None = None,
+    unit: str | None = None,
+    project: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[dict]:
+    """Households matching every key given; the free-text query is matched by what it looks
+    like. Phones and ID numbers are found by their keyed hash, never decrypted."""
+    conditions = []
+    if query and query.strip():
+        conditions.append(_guess(session, query))
+    if name:
+        conditions.append(_by_name(name))
+    if phone:
+        conditions.append(_by_phone(session, phone))
+    if id_number:
+        conditions.append(_by_id_number(session, id_number))
+    if unit:
+        conditions.append(_by_unit(unit))
+    if project:
+        conditions.append(_by_project(project))
+    if not conditions:
+        raise CrmError(
+            "请给出要查找的内容：姓名、电话（完整号码或尾号 4 位）、身份证号、房号或项目名称。"
+        )
+    return _listing(session, conditions, limit, offset)
+
+
+# --- adding and updating ---------------------------------------------------------------------
+
+
+def _project_for(session: Session, name: str) -> Project:
+    """The named project; a new name creates it (the audit log records the creation)."""
+    project = session.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        project = Project(name=name)
+        session.add(project)
+    return project
+
+
+def _new_member(session: Session, household: Household, values: dict, role: str) -> Member:
+    if any(member.name == values["name"] for member in household.members):
+        raise CrmError(
+            f"客户家庭 {household.code} 已有名为“{values['name']}”的成员：请换一个姓名。"
+        )
+    sealed = seal_member_fields(
+        session.info["vault"],
+        phone=values.get("phone"),
+        alt_phone=values.get("alt_phone"),
+        id_number=values.get("id_number"),
+    )
+    member = Member(name=values["name"], role=values.get("role") or role, **sealed)
+    household.members.append(member)
+    return member
+
+
+def add_household(
+    session: Session, data: Mapping[str, Any], owner: Mapping[str, Any] | None = None
+) -> Household:
+    """A new household, with its owner when `owner` (name, phone, id_number …) is given.
+    Everything is checked before anything is added."""
+    current_user(session).require("household.write", "新增客户家庭")
+    values = _load(HouseholdInput(), data, FIELD_LABELS)
+    owner_values = _load(MemberInput(), owner, MEMBER_LABELS) if owner else None
+    code = values["code"]
+    if session.scalar(select(Household.id).where(Household.code == code)) is not None:
+        raise CrmError(
+            f"客户编号 {code} 已存在：请换一个编号，或用 crm household update {code} 修改。"
+        )
+    project_name = values.pop("project", None)
+    household = Household(**values)
+    if project_name:
+        household.project = _project_for(session, project_name)
+    session.add(household)
+    if owner_values:
+        _new_member(session, household, owner_values, role="owner")
+    session.flush()
+    return household
+
+
+def update_household(session: Session, code: str, changes: Mapping[str, Any]) -> list[str]:
+    """Change only the given fields; returns the labels of the fields that really changed.
+    The audit hook records each change as old -> new."""
+    current_user(session).require("household.write", "修改客户资料")
+    if not changes:
+        raise CrmError("没有给出要修改的字段：例如 --age 45 或 --status 业主。")
+    values = _load(HouseholdInput(), changes, FIELD_LABELS, partial=True)
+    household = get_household(session, code)
+    if "code" in values and values["code"] != household.code:
+        taken = session.scalar(select(Household.id).where(Household.code == values["code"]))
+        if taken is not None:
+            raise CrmError(f"客户编号 {values['code']} 已被占用：请换一个编号。")
+    changed = []
+    if "project" in values:
+        name = values.pop("project")
+        current = household.project.name if household.project else None
+        if name != current:
+            household.project = _project_for(session, name) if name else None
+            changed.append(FIELD_LABELS["project"])
+    for key, value in values.items():
+        if getattr(household, key) != value:
+            setattr(household, key, value)
+            changed.append(FIELD_LABELS[key])
+    session.flush()
+    return changed
+
+
+def add_member(session: Session, code: str, data: Mapping[str, Any]) -> Member:
+    """Add a person to a household; phones and the ID number are checked, then sealed."""
+    current_user(session).require("household.write", "新增家庭成员")
+    values = _load(MemberInput(), data, MEMBER_LABELS)
+    household = get_household(session, code)
+    member = _new_member(session, household, values, role="family")
+    session.flush()
+    return member
+
+
+# --- the core sections of the tracking card --------------------------------------------------
+
+
+def card_sections(session: Session, household: Household) -> list[CardSection]:
+    """Profile, members (masked per role), units, purchases, referrals and service records.
+
+    Members shown in full are written to the audit log in the caller's transaction.
+    """
+    purchases = _purchases(session, household)
+    return [
+        _profile(household),
+        _members(session, household),
+        _units(session, household, purchases),
+        CardSection(
+            "购买记录",
+            columns=[
+                "合同号",
+                "购买日期",
+                "项目",
+                "楼栋",
+                "房号",
+                "面积(㎡)",
+                "金额(元)",
+                "渠道",
+                "推荐人",
+                "参加推介(次)",
+                "交房日期",
+            ],
+            rows=[{k: v for k, v in row.items() if not k.startswith("_")} for row in purchases],
+        ),
+        _referrals(session, household, made=True),
+        _referrals(session, household, made=False),
+        *_service(session, household),
+    ]
+
+
+def _profile(household: Household) -> CardSection:
+    labelled = {
+        "status": vocab.HOUSEHOLD_STATUS,
+        "income_band": vocab.INCOME_BANDS,
+        "housing": vocab.HOUSING,
+        "education": vocab.EDUCATION,
+        "member_tier": vocab.MEMBER_TIERS,
+    }
+    lines: list[tuple[str, Any]] = []
+    for key, title in FIELD_LABELS.items():
+        if key == "project":
+            value = household.project.name if household.project else None
+        elif key in labelled:
+            value = vocab.label(labelled[key], getattr(household, key)) or None
+        else:
+            value = getattr(household, key)
+        lines.append((title, value))
+    lines.append(("建档日期", household.created_at.date() if household.created_at else None))
+    return CardSection("基本资料", lines=lines)
+
+
+def _members(session: Session, household: Household) -> CardSection:
+    members = session.scalars(
+        select(Member).where(Member.household_id == household.id).order_by(Member.id)
+    ).all()
+    rows = []
+    with Disclosure(session, f"查看客户资料跟踪卡 {household.code}") as disclosure:
+        for member in members:
+            shown = disclosure.member(member)
+            rows.append(
+                {
+                    "姓名": member.name,
+                    "身份": vocab.label(vocab.MEMBER_ROLES, member.role),
+                    "手机": shown["phone"],
+                    "备用电话": shown["alt_phone"],
+                    "身份证号": shown["id_number"],
+                }
+            )
+    return CardSection(
+        "家庭成员", columns=["姓名", "身份", "手机", "备用电话", "身份证号"], rows=rows
+    )
+
+
+def _purchases(session: Session, household: Household) -> list[dict]:
+    referrer = aliased(Household)
+    query = (
+        select(
+            Purchase,
+            Unit.id.label("unit_id"),
+            Unit.code.label("unit"),
+            Unit.floor_area.label("unit_area"),
+            Building.name.label("building"),
+            Project.name.label("project"),
+            referrer.code.label("referrer_code"),
+            referrer.name.label("referrer_name"),
+        )
+        .outerjoin(Unit, Purchase.unit_id == Unit.id)
+        .outerjoin(Building, Unit.building_id == Building.id)
+        .outerjoin(Project, Building.project_id == Project.id)
+        .outerjoin(referrer, Purchase.referrer_household_id == referrer.id)
+        .where(Purchase.household_id == household.id)
+        .order_by(Purchase.purchase_date, Purchase.id)
+    )
+    rows = []
+    for row in session.execute(query):
+        purchase = row.Purchase
+        rows.append(
+            {
+                "合同号": purchase.contract_no,
+                "购买日期": purchase.purchase_date,
+                "项目": row.project,
+                "楼栋": row.building,
+                "房号": row.unit,
+                "面积(㎡)": purchase.floor_area,
+                "金额(元)": purchase.amount,
+                "渠道": vocab.label(vocab.PURCHASE_CHANNELS, purchase.channel),
+                "推荐人": f"{row.referrer_code} {row.referrer_name}" if row.referrer_code else None,
+                "参加推介(次)": purchase.promotions_attended,
+                "交房日期": purchase.handover_date,
+                "_unit_id": row.unit_id,
+                "_unit_area": row.unit_area,
+            }
+        )
+    return rows
+
+
+def _units(session: Session, household: Household, purchases: list[dict]) -> CardSection:
+    rows = [
+        {
+            "项目": p["项目"],
+            "楼栋": p["楼栋"],
+            "房号": p["房号"],
+            "建筑面积(㎡)": p["_unit_area"] or p["面积(㎡)"],
+            "关系": "购买",
+            "交房日期": p["交房日期"],
+        }
+        for p in purchases
+        if p["_unit_id"] is not None
+    ]
+    bought = {p["_unit_id"] for p in purchases if p["_unit_id"] is not None}
+    # Tenants and family members call about flats the household did not buy here.
+    served = session.execute(
+        select(Unit.id, Unit.code, Unit.floor_area, Building.name, Project.name)
+        .join(Building, Unit.building_id == Building.id)
+        .join(Project, Building.project_id == Project.id)
+        .where(
+            Unit.id.in_(
+                select(ServiceRecord.unit_id).where(ServiceRecord.household_id == household.id)
+            )
+        )
+        .order_by(Project.name, Building.name, Unit.code)
+    ).all()
+    rows += [
+        {
+            "项目": project,
+            "楼栋": building,
+            "房号": code,
+            "建筑面积(㎡)": area,
+            "关系": "服务记录",
+            "交房日期": None,
+        }
+        for unit_id, code, area, building, project in served
+        if unit_id not in bought
+    ]
+    return CardSection(
+        "房产", columns=["项目", "楼栋", "房号", "建筑面积(㎡)", "关系", "交房日期"], rows=rows
+    )
+
+
+def _referrals(session: Session, household: Household, made: bool) -> CardSection:
+    """Referral rows, plus purchases attributed to a referrer for pairs without a referral row."""
+    other = aliased(Household)
+    mine, theirs = (
+        (Referral.referrer_household_id, Referral.referred_household_id)
+        if made
+        else (Referral.referred_household_id, Referral.referrer_household_id)
+    )
+    recorded = session.execute(
+        select(other.code, other.name, Referral.referred_on, Purchase.contract_no, Purchase.amount)
+        .select_from(Referral)
+        .join(other, theirs == other.id)
+        .outerjoin(Purchase, Referral.purchase_id == Purchase.id)
+        .where(mine == household.id)
+    ).all()
+    counterpart, own = (
+        (Purchase.household_id, Purchase.referrer_household_id)
+        if made
+        else (Purchase.referrer_household_id, Purchase.household_id)
+    )
+    attributed = session.execute(
+        select(
+            other.code,
+            other.name,
+            Purchase.purchase_date,
+            Purchase.contract_no,
+            Purchase.amount,
+        )
+        .select_from(Purchase)
+        .join(other, counterpart == other.id)
+        .where(own == household.id, counterpart.not_in(select(theirs).where(mine == household.id)))
+    ).all()
+    rows = sorted(
+        (
+            {
+                "客户编号": code,
+                "客户名称": name,
+                "推荐日期": day,
+                "成交合同号": contract,
+                "成交金额(元)": amount,
+            }
+            for code, name, day, contract, amount in [*recorded, *attributed]
+        ),
+        key=lambda row: (row["推荐日期"] or dt.date.max, row["客户编号"]),
+    )
+    return CardSection(
+        "推荐他人（老带新）" if made else "被推荐",
+        columns=["客户编号", "客户名称", "推荐日期", "成交合同号", "成交金额(元)"],
+        rows=rows,
+    )
+
+
+def _service(session: Session, household: Household) -> list[CardSection]:
+    def records(status: str, newest_first: bool, limit: int | None = None):
+        order = (
+            (func.coalesce(ServiceRecord.closed_at, ServiceRecord.opened_at).desc(),)
+            if newest_first
+            else (ServiceRecord.opened_at,)
+        )
+        query = (
+            select(ServiceRecord, Unit.code)
+            .outerjoin(Unit, ServiceRecord.unit_id == Unit.id)
+            .where(ServiceRecord.household_id == household.id, ServiceRecord.status == status)
+            .order_by(*order, ServiceRecord.id)
+            .limit(limit)
+        )
+        return session.execute(query).all()
+
+    def row(record: ServiceRecord, unit: str | None, closed: bool) -> dict:
+        shown = {
+            "登记号": record.record_no,
+            "类别": vocab.label(vocab.SERVICE_KINDS, record.kind),
+            "渠道": vocab.label(vocab.SERVICE_CHANNELS, record.channel),
+            "房号": unit,
+            "受理时间": record.opened_at,
+            "摘要": record.summary,
+        }
+        if closed:
+            shown |= {"关闭时间": record.closed_at, "处理结果": record.result}
+        return shown
+
+    open_rows = [row(r, u, False) for r, u in records("open", newest_first=False)]
+    past_rows = [
+        row(r, u, True) for r, u in records("closed", newest_first=True, limit=PAST_SERVICE_ON_CARD)
+    ]
+    past_total = session.scalar(
+        select(func.count())
+        .select_from(ServiceRecord)
+        .where(ServiceRecord.household_id == household.id, ServiceRecord.status == "closed")
+    )
+    note = (
+        [("说明", f"共 {past_total} 条，显示最近 {PAST_SERVICE_ON_CARD} 条")]
+        if past_total > len(past_rows)
+        else []
+    )
+    return [
+        CardSection(
+            "处理中的服务记录",
+            columns=["登记号", "类别", "渠道", "房号", "受理时间", "摘要"],
+            rows=open_rows,
+        ),
+        CardSection(
+            "历史服务记录",
+            lines=note,
+            columns=["登记号", "类别", "渠道", "房号", "受理时间", "关闭时间", "摘要", "处理结果"],
+            rows=past_rows,
+        ),
+    ]
