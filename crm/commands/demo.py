@@ -1,5 +1,101 @@
+"""`crm demo`: build a sample portfolio and tell a new user what to try next."""
+
+from __future__ import annotations
+
 import click
+
+from crm.commands import get_app
+
+
+@click.command()
+@click.option(
+    "--households",
+    "-n",
+    type=click.IntRange(1, 1_000_000),
+    default=3000,
+    show_default=True,
+    help="生成的客户家庭数（其中约 17% 为准客户）。",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=2026,
+    show_default=True,
+    help="随机种子：相同的种子生成相同的数据。",
+)
+def demo(households: int, seed: int) -> None:
+    """生成演示用的样例客户数据库（楼盘、客户家庭、成交、老带新、服务记录）。
+
+    在全新的机器上也可直接运行：会先初始化数据库与密钥。
+
+    数据库若由 crm demo 生成，则清空后重建；若已有其他客户数据，则拒绝运行，不会覆盖。
+    """
+    from crm.core.db import transaction
+    from crm.core.demo import build_demo
+    from crm.core.vocab import SERVICE_KINDS
+
+    app = get_app()
+    app.init()
+    with (
+        click.progressbar(
+            length=households, label="生成演示数据", file=click.get_text_stream("stderr")
+        ) as bar,
+        app.session() as session,
+        transaction(session),
+    ):
+        summary = build_demo(session, households=households, seed=seed, progress=bar.update)
+
+    counts = summary.counts
+    kinds = "、".join(
+        f"{label} {summary.service_by_kind.get(kind, 0):,}" for kind, label in SERVICE_KINDS.items()
+    )
+    action = "已重建" if summary.rebuilt else "已生成"
+    lines = [
+        f"演示数据{action}：{app.safe_url}（用时 {summary.seconds:.1f} 秒）",
+        f"  楼盘      {counts['projects']:,} 个（{'、'.join(summary.cities)}）",
+        f"  楼栋      {counts['buildings']:,} 栋",
+        f"  房号      {counts['units']:,} 套",
+        (
+            f"  客户家庭  {counts['households']:,} 户（业主 {summary.buyers:,}，"
+            f"准客户 {summary.prospective:,}）"
+        ),
+        f"  家庭成员  {counts['members']:,} 人",
+        (
+            f"  成交      {counts['purchases']:,} 笔，其中老带新 {summary.referral_sales:,} 笔"
+            f"（占 {summary.referral_share:.1%}）"
+        ),
+        (
+            f"  复购家庭  {summary.repeat_buyers:,} 户（占已购家庭 {summary.repeat_share:.1%}，"
+            f"其中会员 {summary.member_repeat_share:.1%}）"
+        ),
+        f"  服务记录  {counts['service_records']:,} 条：{kinds}（处理中 {summary.open_records:,}）",
+    ]
+    crm = _prefix(app.safe_url)
+    tries = [
+        f"{crm} household list --project {summary.sample_project}",
+        f"{crm} household show {summary.sample_code}",
+        f"{crm} household search {summary.sample_name}",
+        f"{crm} export households -o households.xlsx",
+        f"{crm} plugins",
+        f"{crm} --as 王经理:manager audit list",
+    ]
+    click.echo("\n".join(lines))
+    click.echo("\n接下来可以试试：")
+    click.echo("\n".join(f"  {command}" for command in tries))
+
+
+def _prefix(safe_url: str) -> str:
+    """`crm`, with --db repeated (password hidden) when the database was named on the
+    command line."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    root = click.get_current_context().find_root()
+    if root.get_parameter_source("db") == ParameterSource.COMMANDLINE:
+        return f"crm --db {shlex.quote(safe_url)}"
+    return "crm"
 
 
 def register(cli: click.Group) -> None:
-    pass
+    cli.add_command(demo)

@@ -1,0 +1,242 @@
+"""`crm demo`: a small sample portfolio through the CLI, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+
+from crm.core.db import transaction
+from crm.core.demo import MARKER, TABLES, build_demo
+from crm.core.identity import normalize_id_number, normalize_phone
+from crm.core.models import (
+    AuditEntry,
+    Household,
+    Member,
+    Project,
+    Purchase,
+    Referral,
+    ServiceRecord,
+    Setting,
+    Unit,
+)
+from crm.core.vocab import SERVICE_KINDS
+
+N = 300
+UNIT_CODE = re.compile(r"\d{3,4}|\d{1,2}-[12][AB]|\d[AB]-[123][ABC]")
+
+
+@pytest.fixture
+def demo(run):
+    """Run `crm demo` with N households; returns the CLI result."""
+
+    def build(*extra: str):
+        result = run("demo", "--households", str(N), *extra)
+        assert result.exit_code == 0, result.output
+        return result
+
+    return build
+
+
+def _households(session) -> list[tuple[str, str, int | None]]:
+    return session.execute(
+        select(Household.code, Household.name, Household.age).order_by(Household.code)
+    ).all()
+
+
+def test_demo_builds_a_realistic_portfolio(demo, app):
+    result = demo()
+    assert "接下来可以试试" in result.stdout
+    with app.session() as session:
+        assert session.scalar(select(func.count()).select_from(Household)) == N
+        assert 6 <= session.scalar(select(func.count()).select_from(Project)) <= 8
+        statuses = dict(
+            session.execute(select(Household.status, func.count()).group_by(Household.status)).all()
+        )
+        assert 0.10 <= statuses["prospective"] / N <= 0.25
+        prospects_buying = session.scalar(
+            select(func.count())
+            .select_from(Purchase)
+            .join(Household, Purchase.household_id == Household.id)
+            .where(Household.status == "prospective")
+        )
+        assert prospects_buying == 0
+
+        purchases = session.scalars(select(Purchase)).all()
+        referred = [p for p in purchases if p.channel == "referral"]
+        assert 0.30 <= len(referred) / len(purchases) <= 0.50
+        assert all(p.referrer_household_id not in (None, p.household_id) for p in referred)
+        referrals = session.scalars(select(Referral)).all()
+        assert len(referrals) == len(referred)
+        first_sale = {}
+        for p in sorted(purchases, key=lambda p: p.purchase_date):
+            first_sale.setdefault(p.household_id, p.purchase_date)
+        by_id = {p.id: p for p in purchases}
+        for referral in referrals:
+            sale = by_id[referral.purchase_id]
+            assert sale.household_id == referral.referred_household_id
+            assert first_sale[referral.referrer_household_id] <= sale.purchase_date
+
+        per_household = {}
+        for p in purchases:
+            per_household[p.household_id] = per_household.get(p.household_id, 0) + 1
+        assert any(count >= 2 for count in per_household.values()), "no repeat buyers"
+
+        today = dt.date.today()
+        for p in purchases:
+            assert p.amount > 0 and p.floor_area > 0
+            if p.handover_date is not None:
+                assert p.purchase_date < p.handover_date <= today
+        # one unit is sold once
+        sold = [p.unit_id for p in purchases]
+        assert len(sold) == len(set(sold))
+        codes = session.scalars(select(Unit.code)).all()
+        assert all(UNIT_CODE.fullmatch(code) for code in codes), codes[:20]
+
+        records = session.scalars(select(ServiceRecord)).all()
+        assert {r.kind for r in records} == set(SERVICE_KINDS)
+        handover = {(p.household_id, p.unit_id): p.handover_date for p in purchases}
+        for record in records:
+            assert handover[(record.household_id, record.unit_id)] <= record.opened_at.date()
+            if record.status == "closed":
+                assert record.closed_at > record.opened_at and record.result
+            else:
+                assert record.closed_at is None
+
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "demo")).all()
+        assert len(entries) == 1 and entries[0].changes["households"] == [0, N]
+        assert session.get(Setting, MARKER) is not None
+
+
+def test_next_steps_name_real_data(demo, app):
+    out = demo().stdout
+    assert "crm --db " in out  # named on the command line, so the hints repeat it
+    code = re.search(r"household show (\S+)", out).group(1)
+    name = re.search(r"household search (\S+)", out).group(1)
+    project = re.search(r"household list --project (\S+)", out).group(1)
+    with app.session() as session:
+        household = session.scalar(select(Household).where(Household.code == code))
+        assert household is not None and household.status == "existing"
+        assert name in session.scalars(select(Member.name)).all()
+        assert session.scalar(select(Project.id).where(Project.name == project)) is not None
+
+
+def test_personal_data_is_valid_and_only_stored_sealed(demo, app, db_url):
+    demo()
+    vault = app.vault
+    plain = []
+    with app.session() as session:
+        rows = session.execute(
+            select(Member, Household.age).join(Household, Member.household_id == Household.id)
+        ).all()
+        assert len(rows) > N
+        for member, household_age in rows:
+            phone = vault.decrypt(member.phone_enc)
+            if phone is not None:
+                assert normalize_phone(phone, mobile_only=True) == phone
+                assert member.phone_tail == phone[-4:]
+                assert member.phone_hash == vault.lookup_hash(phone)
+                plain.append(phone)
+            id_number = vault.decrypt(member.id_number_enc)
+            if id_number is not None:
+                assert normalize_id_number(id_number) == id_number  # GB 11643 check digit
+                plain.append(id_number)
+                if member.role == "owner":
+                    born = dt.date(
+                        int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14])
+                    )
+                    today = dt.date.today()
+                    age = (
+                        today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+                    )
+                    assert age == household_age
+        assert sum(1 for m, _ in rows if m.id_number_enc) > N / 2
+    stored = _stored_text(db_url, app)
+    with app.session() as session:  # the dump does hold the data in the clear where it may
+        assert session.scalar(select(Member.name).limit(1)).encode() in stored
+    leaked = [value for value in plain if value.encode() in stored]
+    assert not leaked, leaked[:5]
+
+
+def _stored_text(db_url: str, app) -> bytes:
+    """Every byte the database holds: the SQLite file (and its WAL), or on PostgreSQL every
+    row of every table as text."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database)
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    with app.engine.connect() as conn:
+        names = [t.name for t in TABLES] + ["audit_log", "settings"]
+        return "\n".join(
+            conn.scalar(text(f"SELECT string_agg(t::text, E'\\n') FROM {name} t")) or ""
+            for name in names
+        ).encode()
+
+
+def test_rerun_rebuilds_and_same_seed_gives_same_data(demo, app, run):
+    demo()
+    with app.session() as session:
+        first = _households(session)
+    assert "已重建" in demo().stdout
+    with app.session() as session:
+        assert _households(session) == first
+        assert session.scalar(select(func.count()).select_from(Household)) == N
+        assert (
+            session.scalar(
+                select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "demo")
+            )
+            == 2
+        )
+    shown = run("audit", "list", "--action", "demo", as_="王经理:manager")
+    assert shown.exit_code == 0 and f"households: {N} → {N}" in shown.stdout, shown.output
+    demo("--seed", "7")
+    with app.session() as session:
+        other = _households(session)
+    assert [code for code, *_ in other] == [code for code, *_ in first]
+    assert [name for _, name, _ in other] != [name for _, name, _ in first]
+
+
+def test_refuses_a_database_with_other_households(run, app):
+    with app.session() as session, transaction(session):
+        session.add(Household(code="C001", name="李小姐家", status="existing"))
+    result = run("demo", "--households", "20")
+    assert result.exit_code == 1
+    assert "不是由 crm demo 生成" in result.output and "Traceback" not in result.output
+    with app.session() as session:
+        assert session.scalars(select(Household.code)).all() == ["C001"]
+
+
+def test_records_can_be_added_after_the_demo(app):
+    with app.session() as session, transaction(session):
+        summary = build_demo(session, households=40, seed=1)
+    assert summary.counts["households"] == 40
+    with app.session() as session, transaction(session):
+        household = Household(code="NEW1", name="新客户家", status="prospective")
+        session.add(household)
+        session.flush()
+        session.add(Member(household_id=household.id, name="新客户"))
+    with app.session() as session:
+        assert session.scalar(select(func.max(Household.id))) == 41
+
+
+def test_demo_needs_the_write_permission(run):
+    result = run("demo", "--households", "10", as_="小李:analyst")
+    assert result.exit_code == 3 and "生成演示数据" in result.output
+
+
+def test_runs_on_a_brand_new_machine(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from crm.cli import cli
+
+    monkeypatch.delenv("CRM_SECRET_KEY")  # no key and no database yet: the demo makes both
+    result = CliRunner().invoke(cli, ["demo", "--households", "30"])
+    assert result.exit_code == 0, result.output
+    home = tmp_path / "home"
+    assert (home / "crm.db").exists() and (home / "secret.key").stat().st_mode & 0o077 == 0
+    assert "crm household show H0000" in result.stdout
+    assert "--db" not in result.stdout  # the default database needs no --db in the hints
