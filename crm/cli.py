@@ -7,6 +7,7 @@ that needs it, so `crm --help` stays fast.
 from __future__ import annotations
 
 import sys
+from typing import ClassVar
 
 import click
 
@@ -79,7 +80,11 @@ def _database_message(exc: Exception) -> str | None:
 class ChineseHelpFormatter(click.HelpFormatter):
     """click's own headings in Chinese, to match our help texts."""
 
-    HEADINGS = {"Options": "选项", "Commands": "命令", "Arguments": "参数"}
+    HEADINGS: ClassVar[dict[str, str]] = {
+        "Options": "选项",
+        "Commands": "命令",
+        "Arguments": "参数",
+    }
 
     def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
         super().write_usage(prog, args, prefix="用法：")

@@ -43,3 +43,17 @@ def test_changes_are_audited_with_old_and_new(app):
     assert [e.action for e in entries] == ["create", "update"]
     assert entries[1].changes == {"name": ["张伟", "张伟家"]}
     assert entries[1].actor == "测试管理员" and entries[1].role == "admin"
+
+
+def test_times_are_shown_in_the_business_zone(monkeypatch):
+    import datetime as dt
+
+    from crm.core.render import cell_text
+
+    moment = dt.datetime(2026, 4, 28, 0, 5, tzinfo=dt.UTC)
+    assert cell_text(moment) == "2026-04-28 08:05"  # Asia/Shanghai by default
+    monkeypatch.setenv("CRM_TIMEZONE", "UTC")
+    assert cell_text(moment) == "2026-04-28 00:05"
+    monkeypatch.setenv("CRM_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(CrmError, match="CRM_TIMEZONE"):
+        cell_text(moment)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crm.core.render import cell_text
-from crm.core.render import display_width, table
+from crm.core.render import cell_text, display_width, table
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

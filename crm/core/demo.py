@@ -57,6 +57,7 @@ from sqlalchemy import MetaData, Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from crm.core import audit
+from crm.core.clock import local_zone
 from crm.core.errors import CrmError
 from crm.core.identity import id_check_digit
 from crm.core.models import (
@@ -75,7 +76,6 @@ from crm.core.privacy import seal_member_fields
 from crm.core.security import Vault
 
 MARKER = "demo.generated_at"
-CST = dt.timezone(dt.timedelta(hours=8))
 BATCH = 1000
 # Insert order: every row's foreign keys point to rows inserted before it.
 TABLES: tuple[Table, ...] = tuple(
@@ -821,7 +821,7 @@ class _Generator:
         channel = SERVICE_CHANNEL[kind](rng)
         summary = self._one(SUMMARIES[topic or kind]).format(unit=unit)
         result = self._one(RESULTS[kind])
-        opened = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=CST)
+        opened = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=local_zone())
         if opened > self.now:
             return
         closed = opened + dt.timedelta(minutes=minutes)

@@ -18,6 +18,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit, vocab
+from crm.core.clock import to_local
 from crm.core.errors import CrmError
 from crm.core.models import (
     Building,
@@ -223,7 +224,7 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
-        return value.astimezone().isoformat(sep=" ")
+        return to_local(value).isoformat(sep=" ")
     if isinstance(value, dt.date):
         return value.isoformat()
     return str(value)
@@ -248,9 +249,9 @@ def _write_text(out: IO[str], fmt: str, header: list[str], rows: Iterator[list])
 
 
 def _xlsx_value(value: Any) -> Any:
-    # Excel has no time zones: datetimes go in as local time, which is how import reads them.
+    # Excel has no time zones: datetimes go in as business-zone wall time, as import reads them.
     if isinstance(value, dt.datetime):
-        return value.astimezone().replace(tzinfo=None)
+        return to_local(value).replace(tzinfo=None)
     return value
 
 

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import IO, Any
 
+from crm.core.clock import to_local
+
 FORMATS = ("table", "json", "csv")
 
 
@@ -26,7 +28,7 @@ def cell_text(value: Any) -> str:
     if isinstance(value, bool):
         return "是" if value else "否"
     if isinstance(value, dt.datetime):
-        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+        return to_local(value).strftime("%Y-%m-%d %H:%M")
     if isinstance(value, Decimal):
         return f"{value:,.2f}"
     return str(value)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from crm.core import vocab
+from crm.core.clock import as_local
 from crm.core.identity import halfwidth, normalize_id_number, normalize_phone
 
 EMPTY = "不能为空"
@@ -274,7 +275,7 @@ class Day(CellField):
 
 
 class Moment(CellField):
-    """A date and time; without a UTC offset it is read as this computer's local time."""
+    """A date and time; without a UTC offset it is read in the business zone (crm.core.clock)."""
 
     def parse_text(self, text: str) -> dt.datetime:
         return self.parse(text)
@@ -284,7 +285,7 @@ class Moment(CellField):
         moment = dt.datetime.combine(date, (time or dt.time()).replace(tzinfo=None))
         if tz is None:
             tz = time.tzinfo if time is not None and time.tzinfo else None
-        return moment.replace(tzinfo=tz) if tz else moment.astimezone()
+        return moment.replace(tzinfo=tz) if tz else as_local(moment)
 
 
 _CENT = Decimal("0.01")

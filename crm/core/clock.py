@@ -1,0 +1,39 @@
+"""The business time zone: times are stored in UTC and read and written in this zone.
+
+The teams work in China, while servers often run in UTC, so the default is Asia/Shanghai
+rather than the machine's zone; CRM_TIMEZONE changes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from crm.core.errors import CrmError
+
+DEFAULT_ZONE = "Asia/Shanghai"
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CrmError(
+            f"不认识的时区 CRM_TIMEZONE={name!r}：请使用如 Asia/Shanghai 的名称。"
+        ) from None
+
+
+def local_zone() -> ZoneInfo:
+    return _zone(os.environ.get("CRM_TIMEZONE") or DEFAULT_ZONE)
+
+
+def to_local(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(local_zone())
+
+
+def as_local(naive: dt.datetime) -> dt.datetime:
+    """A wall-clock time without an offset, read in the business zone."""
+    return naive.replace(tzinfo=local_zone())
