@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from crm.commands import get_app
@@ -37,9 +39,7 @@ def demo(households: int, seed: int) -> None:
     app = get_app()
     app.init()
     with (
-        click.progressbar(
-            length=households, label="生成演示数据", file=click.get_text_stream("stderr")
-        ) as bar,
+        click.progressbar(length=households, label="生成演示数据", file=sys.stderr) as bar,
         app.session() as session,
         transaction(session),
     ):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from crm.commands import get_app
@@ -61,7 +63,7 @@ def _import_command(kind: str, description: str) -> click.Command:
         app = get_app()
         size = Path(file).stat().st_size
         with (
-            click.progressbar(length=size, label="导入中", file=click.get_text_stream("stderr"))
+            click.progressbar(length=size, label="导入中", file=sys.stderr)
             if size >= PROGRESS_MIN_BYTES
             else _NoBar() as bar
         ):
