@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import crm.plugins.satisfaction.models
+import crm.plugins.service.models  # noqa: F401
 from crm.core.app import App
 from crm.core.models import Base
 from crm.core.security import User
@@ -38,7 +40,7 @@ def sqlite_template(tmp_path_factory):
     """An initialised SQLite file, copied for each test instead of migrating each time."""
     path = tmp_path_factory.mktemp("template") / "crm.db"
     os.environ["CRM_SECRET_KEY"] = TEST_KEY
-    app = App(f"sqlite:///{path}", user=ADMIN, pm=_no_plugins())
+    app = App(f"sqlite:///{path}", user=ADMIN, builtins=BUILTIN_PLUGINS)
     app.init()
     app.dispose()
     return path
@@ -56,19 +58,13 @@ def pg_url():
     url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
     url_text = url.render_as_string(hide_password=False)
     os.environ["CRM_SECRET_KEY"] = TEST_KEY
-    app = App(url_text, user=ADMIN, pm=_no_plugins())
+    app = App(url_text, user=ADMIN, builtins=BUILTIN_PLUGINS)
     app.init()
     app.dispose()
     yield url_text
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
-
-
-def _no_plugins():
-    from crm.core.plugins import make_plugin_manager
-
-    return make_plugin_manager(())
 
 
 def _truncate(url: str) -> None:

@@ -11,8 +11,8 @@ from crm.commands import emit, format_option, get_app
 def init() -> None:
     """初始化数据库与密钥（已初始化时只做升级）。"""
     app = get_app()
-    revision = app.init()
-    click.echo(f"数据库已就绪：{app.safe_url}（结构版本 {revision}）")
+    revisions = app.init()
+    click.echo(f"数据库已就绪：{app.safe_url}（结构版本 {_versions(revisions)}）")
     click.echo(f"个人信息密钥：{'环境变量 CRM_SECRET_KEY' if _env_key() else app.key_file}")
 
 
@@ -31,23 +31,35 @@ def db() -> None:
 def db_upgrade() -> None:
     """创建或升级数据库结构到最新版本。"""
     app = get_app()
-    revision = app.init()
-    click.echo(f"数据库结构已是最新版本 {revision}：{app.safe_url}")
+    revisions = app.init()
+    click.echo(f"数据库结构已是最新版本（{_versions(revisions)}）：{app.safe_url}")
+
+
+def _versions(revisions: dict[str, str | None]) -> str:
+    return "，".join(f"{name} {revision}" for name, revision in revisions.items())
 
 
 @db.command("current")
 @format_option
 def db_current(fmt: str) -> None:
-    """显示数据库地址与当前结构版本。"""
+    """显示数据库地址与核心及各插件的结构版本。"""
     from crm.core.migrate import current_revision, head_revision
 
     app = get_app()
-    row = {
-        "url": app.safe_url,
-        "current": current_revision(app.engine) or "（未初始化）",
-        "head": head_revision(),
-    }
-    emit([row], fmt, [("url", "数据库"), ("current", "当前版本"), ("head", "最新版本")])
+    rows = [
+        {
+            "chain": chain.name,
+            "url": app.safe_url,
+            "current": current_revision(app.engine, chain) or "（未初始化）",
+            "head": head_revision(chain),
+        }
+        for chain in app.migration_chains()
+    ]
+    emit(
+        rows,
+        fmt,
+        [("chain", "部分"), ("url", "数据库"), ("current", "当前版本"), ("head", "最新版本")],
+    )
 
 
 @click.command()

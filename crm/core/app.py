@@ -65,8 +65,14 @@ class App:
         session.info.update(user=self.user, vault=self.vault, pm=self.pm)
         return session
 
-    def init(self) -> str:
-        """Create or upgrade the schema, create the key if needed and pin it to the database."""
+    def migration_chains(self):
+        from crm.core.migrate import chains
+
+        return chains(self.pm.hook.migration_locations())
+
+    def init(self) -> dict[str, str | None]:
+        """Create or upgrade the schema of the core and of every plugin, create the key if
+        needed and pin it to the database. Returns chain -> revision."""
         from pathlib import Path
 
         from crm.core.migrate import upgrade
@@ -74,7 +80,7 @@ class App:
 
         vault = load_vault(Path(self.key_file), create=True)
         self.__dict__["vault"] = vault
-        revision = upgrade(self.engine)
+        revisions = upgrade(self.engine, self.migration_chains())
         with self.sessions() as session, session.begin():
             stored = session.get(Setting, KEY_CHECK)
             if stored is None:
@@ -82,19 +88,20 @@ class App:
             elif stored.value != vault.key_check():
                 raise _wrong_key()
         self._checked = True
-        return revision
+        return revisions
 
     def _check_database(self) -> None:
-        from crm.core.migrate import current_revision, head_revision
+        from crm.core.migrate import outdated
         from crm.core.models import Setting
 
         if not inspect(self.engine).has_table("alembic_version"):
             raise CrmError(f"数据库 {self.safe_url} 尚未初始化：请先运行 crm init。")
-        current = current_revision(self.engine)
-        if current != head_revision():
-            raise CrmError(
-                f"数据库结构版本 {current} 落后于程序版本 {head_revision()}：请运行 crm db upgrade。"
+        behind = outdated(self.engine, self.migration_chains())
+        if behind:
+            names = "、".join(
+                f"{chain.name}（{current or '无'} → {head}）" for chain, current, head in behind
             )
+            raise CrmError(f"数据库结构需要升级：{names}；请运行 crm db upgrade。")
         with self.sessions() as session:
             stored = session.scalar(select(Setting.value).where(Setting.key == KEY_CHECK))
         if stored is not None and stored != self.vault.key_check():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 
@@ -42,3 +43,30 @@ class Dispatch:
     plan: str
     references: list[str] = field(default_factory=list)
     team: str | None = None
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What other plugins may know of a service ticket, passed through hooks (they never read
+    service handling's tables)."""
+
+    number: str
+    ticket_type: str
+    household_id: int
+    project_id: int | None
+    team: str | None
+    category: str | None
+    severity: str
+    closed_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class ServiceSignal:
+    """A household whose service history warrants an early warning."""
+
+    household_id: int
+    kind: str  # repeat_complaint / broken_promise
+    count: int
+    reason: str
+    last_at: dt.datetime
+    references: list[str] = field(default_factory=list)

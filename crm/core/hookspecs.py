@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     import click
     from sqlalchemy.orm import Session
 
     from crm.core.card import CardSection
-    from crm.core.chain import Assessment, Dispatch, Feedback, Plan
+    from crm.core.chain import Assessment, Dispatch, Feedback, Plan, ServiceSignal, TicketFacts
     from crm.core.models import Household
 
 hookspec = pluggy.HookspecMarker("crm")
@@ -28,8 +30,38 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
+def migration_locations() -> tuple[str, str] | None:
+    """Name a plugin's own alembic chain: (plugin name, folder holding env.py and versions/)."""
+
+
+@hookspec
 def tracking_card_sections(session: Session, household: Household) -> list[CardSection] | None:
     """Contribute sections to a household's tracking card (客户资料跟踪卡)."""
+
+
+@hookspec
+def ticket_revisited(
+    session: Session,
+    ticket: TicketFacts,
+    csat: int | None,
+    nps: int | None,
+    aspects: dict[str, tuple[int, int]],
+    comment: str | None,
+    actor: str,
+) -> None:
+    """A closed ticket was revisited: record the customer's answers (aspect: expectation, experience)."""
+
+
+@hookspec(firstresult=True)
+def ticket_statistics(
+    session: Session, group_by: str, since: dt.datetime | None, until: dt.datetime | None
+) -> list[dict] | None:
+    """Ticket KPI inputs aggregated in SQL per project, team, category or month."""
+
+
+@hookspec
+def service_signals(session: Session, since: dt.datetime) -> list[ServiceSignal] | None:
+    """Households whose service history since a time warrants early warning (客情预警)."""
 
 
 @hookspec

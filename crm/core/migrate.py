@@ -1,41 +1,130 @@
-"""Alembic, driven from code: the migrations ship inside the package."""
+"""Alembic, driven from code. The core and each plugin with tables ship their own migration
+chain; each chain keeps its revision in its own version table (`alembic_version` for the core,
+`alembic_version_<plugin>` for a plugin), so a plugin can be added, upgraded or switched off
+without touching the others.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+CORE_MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _config(connection=None):
+@dataclass(frozen=True, order=True)
+class Chain:
+    name: str
+    location: Path
+
+    @property
+    def version_table(self) -> str:
+        return "alembic_version" if self.name == "core" else f"alembic_version_{self.name}"
+
+
+CORE = Chain("core", CORE_MIGRATIONS)
+
+
+def chains(plugin_locations: list[tuple[str, str]] | None = None) -> list[Chain]:
+    """The core chain first (plugin tables refer to core tables), then the plugins' by name."""
+    extra = sorted(Chain(name, Path(path)) for name, path in plugin_locations or [])
+    return [CORE, *extra]
+
+
+def _config(chain: Chain, connection=None):
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(chain.location))
+    config.attributes["version_table"] = chain.version_table
     if connection is not None:
         config.attributes["connection"] = connection
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Bring the schema to `revision`; returns the revision now in force."""
+def _render_item(type_, obj, autogen_context):
+    # UTCDateTime only converts values in Python; migrations need the plain column type.
+    from crm.core.models import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def run_migrations() -> None:
+    """The body of every chain's env.py: migrate on the connection crm.core.migrate supplies."""
+    from alembic import context
+
+    from crm.core.models import Base
+
+    config = context.config
+    connection = config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through `crm db upgrade`, which supplies the connection")
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        version_table=config.attributes["version_table"],
+        include_object=config.attributes.get("include_object"),
+        render_item=_render_item,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def make_revision(engine: Engine, chain: Chain, message: str, rev_id: str, prefix: str) -> None:
+    """Autogenerate a revision of `chain` for the tables whose names start with `prefix`
+    (developers' tool: scripts/make_migration.py)."""
     from alembic import command
 
+    def only_this_chain(obj, name, type_, _reflected, _compare_to):
+        table = (
+            obj.table.name
+            if type_ in ("column", "index", "unique_constraint", "foreign_key_constraint")
+            else name
+        )
+        return table.startswith(prefix)
+
     with engine.begin() as connection:
-        command.upgrade(_config(connection), revision)
-    return current_revision(engine) or ""
+        config = _config(chain, connection)
+        config.attributes["include_object"] = only_this_chain
+        command.revision(config, message=message, autogenerate=True, rev_id=rev_id)
 
 
-def current_revision(engine: Engine) -> str | None:
+def upgrade(engine: Engine, all_chains: list[Chain]) -> dict[str, str | None]:
+    """Bring every chain to its head; returns chain name -> revision now in force."""
+    from alembic import command
+
+    for chain in all_chains:
+        with engine.begin() as connection:
+            command.upgrade(_config(chain, connection), "head")
+    return {chain.name: current_revision(engine, chain) for chain in all_chains}
+
+
+def current_revision(engine: Engine, chain: Chain = CORE) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        context = MigrationContext.configure(
+            connection, opts={"version_table": chain.version_table}
+        )
+        return context.get_current_revision()
 
 
-def head_revision() -> str | None:
+def head_revision(chain: Chain = CORE) -> str | None:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return ScriptDirectory.from_config(_config(chain)).get_current_head()
+
+
+def outdated(engine: Engine, all_chains: list[Chain]) -> list[tuple[Chain, str | None, str | None]]:
+    """Chains whose database revision is not their head: (chain, current, head)."""
+    found = []
+    for chain in all_chains:
+        current, head = current_revision(engine, chain), head_revision(chain)
+        if current != head:
+            found.append((chain, current, head))
+    return found

@@ -1,0 +1,273 @@
+"""Service handling's tables: tickets through the eight steps, their events, commitments, SLA
+policies, escalations, group complaints (群诉), teams, staff, work orders, and the active
+retention services (member club, owner reward activities).
+
+Tables refer to core tables (households, units, projects) by foreign key; the core never
+refers back. Ticket numbers (登记号) are shared by the ticket's work orders (dispatch notices).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm.core.models import Audited, Base, Household, TimestampMixin, UTCDateTime, utcnow
+
+
+class Team(Audited, TimestampMixin, Base):
+    """A handling team: security 安全, cleaning 保洁, technical 技术, customer service 客服,
+    or an outsourced vendor 外包方."""
+
+    __tablename__ = "svc_teams"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(
+        String(30)
+    )  # security/cleaning/technical/customer_service/vendor
+    # Complaint categories and repair items this team takes by default (dispatch by category).
+    handles: Mapped[list] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    staff: Mapped[list[Staff]] = relationship(back_populates="team")
+
+
+class Staff(Audited, TimestampMixin, Base):
+    """A person who takes tickets and work orders; `level` is the escalation ladder
+    (1 front line, 2 supervisor, 3 manager, 4 general manager)."""
+
+    __tablename__ = "svc_staff"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("svc_teams.id"), index=True)
+    title: Mapped[str] = mapped_column(String(40))  # e.g. 技术员、安全员、客服大使、主管、经理
+    level: Mapped[int] = mapped_column(Integer, default=1)
+    skills: Mapped[list] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    team: Mapped[Team | None] = relationship(back_populates="staff")
+
+
+class SlaPolicy(Audited, TimestampMixin, Base):
+    """Targets per ticket type and severity: first response and resolution, in minutes."""
+
+    __tablename__ = "svc_sla_policies"
+    __table_args__ = (UniqueConstraint("ticket_type", "severity"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_type: Mapped[str] = mapped_column(String(20))
+    severity: Mapped[str] = mapped_column(String(20))
+    response_minutes: Mapped[int] = mapped_column(Integer)
+    resolve_minutes: Mapped[int] = mapped_column(Integer)
+    # True: the clock only runs inside business hours (settings); False: around the clock.
+    business_hours: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Warn when this share of the allowed time has gone.
+    warn_ratio: Mapped[float] = mapped_column(Float, default=0.8)
+
+
+class GroupComplaint(Audited, TimestampMixin, Base):
+    """群诉: several households of one building or project complaining of the same category
+    within a window, handled as one case with its own owner."""
+
+    __tablename__ = "svc_group_complaints"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id"), index=True)
+    category: Mapped[str] = mapped_column(String(30))
+    phase: Mapped[str] = mapped_column(
+        String(20), default="emerging"
+    )  # latent/emerging/outbreak/disaster
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("svc_staff.id"))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    detected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    households: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Ticket(Audited, TimestampMixin, Base):
+    """A complaint, repair, suggestion or enquiry under its register number (登记号)."""
+
+    __tablename__ = "svc_tickets"
+    __table_args__ = (
+        Index("ix_svc_tickets_status_due", "status", "resolve_due_at"),
+        Index("ix_svc_tickets_project_opened", "project_id", "opened_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    ticket_type: Mapped[str] = mapped_column(String(20))  # complaint/repair/suggestion/enquiry
+    channel: Mapped[str] = mapped_column(String(20))  # phone/visit/letter/fax/online
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    # Copied from the unit or household at intake so KPIs group without joins.
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id"), index=True)
+    summary: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(30), index=True)
+    severity: Mapped[str] = mapped_column(
+        String(20), default="general"
+    )  # general/important/hot/major
+    category: Mapped[str | None] = mapped_column(
+        String(30), index=True
+    )  # engineering/design/sales_management/service
+    expectations: Mapped[list] = mapped_column(JSON, default=list)  # the seven kinds (DOMAIN.md)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("svc_teams.id"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("svc_staff.id"), index=True)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=1)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("svc_group_complaints.id"), index=True)
+    reported_by: Mapped[str | None] = mapped_column(String(100))  # who took the first report
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    first_response_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    replied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revisited_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    customer_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # SLA clock: due times move out while the ticket waits for the customer.
+    response_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    resolve_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    paused_minutes: Mapped[float] = mapped_column(Float, default=0.0)
+    warned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    response_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    resolve_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    breached_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    root_cause: Mapped[str | None] = mapped_column(Text)
+    corrective_action: Mapped[str | None] = mapped_column(Text)
+    # Repairs: warranty and fee, stated before the work and signed by the customer.
+    repair_item: Mapped[str | None] = mapped_column(String(50))
+    in_warranty: Mapped[bool | None] = mapped_column(Boolean)
+    paid: Mapped[bool | None] = mapped_column(Boolean)
+    fee_rate: Mapped[str | None] = mapped_column(String(200))
+    fee_amount: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    fee_signed_off: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Optimistic lock: two agents claiming at once, exactly one wins.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    __mapper_args__ = {"version_id_col": version}
+
+    household: Mapped[Household] = relationship()
+    team: Mapped[Team | None] = relationship()
+    owner: Mapped[Staff | None] = relationship()
+    events: Mapped[list[TicketEvent]] = relationship(
+        back_populates="ticket", order_by="TicketEvent.id"
+    )
+    commitments: Mapped[list[Commitment]] = relationship(
+        back_populates="ticket", order_by="Commitment.id"
+    )
+
+
+class TicketEvent(Base):
+    """One step or action on a ticket: who, when, from which status to which, and the note."""
+
+    __tablename__ = "svc_ticket_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    from_status: Mapped[str | None] = mapped_column(String(30))
+    to_status: Mapped[str | None] = mapped_column(String(30))
+    note: Mapped[str | None] = mapped_column(Text)
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class Commitment(Audited, TimestampMixin, Base):
+    """A promise made in the reply: what, by when, by whom ("I will …"). A broken promise
+    needs apology, reason and remedy before a new commitment may be set."""
+
+    __tablename__ = "svc_commitments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
+    what: Mapped[str] = mapped_column(Text)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    promised_by: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open/kept/broken
+    settled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    apology: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    remedy: Mapped[str | None] = mapped_column(Text)
+    ticket: Mapped[Ticket] = relationship(back_populates="commitments")
+
+
+class Escalation(Base):
+    """An escalation that fired; unique per ticket, rule and level so no rule fires twice."""
+
+    __tablename__ = "svc_escalations"
+    __table_args__ = (UniqueConstraint("ticket_id", "rule", "level"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(30))  # major/breach/reopen/group
+    level: Mapped[int] = mapped_column(Integer)
+    to_staff_id: Mapped[int | None] = mapped_column(ForeignKey("svc_staff.id"))
+    fired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkOrder(Audited, TimestampMixin, Base):
+    """A dispatch notice to a team or person under the ticket's register number: a remedial
+    or corrective action, or a repair job, with its due time."""
+
+    __tablename__ = "svc_work_orders"
+    __table_args__ = (Index("ix_svc_work_orders_team_status", "team_id", "status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(50), unique=True)  # 登记号-序号
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # remedial/corrective/repair/revisit
+    description: Mapped[str] = mapped_column(Text)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("svc_teams.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("svc_staff.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open/done/returned/cancelled
+    due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    returned_reason: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[str | None] = mapped_column(Text)
+    ticket: Mapped[Ticket] = relationship()
+    team: Mapped[Team | None] = relationship()
+    assignee: Mapped[Staff | None] = relationship()
+
+
+class ClubEnrollment(Base):
+    """Member-club history: each enrolment or tier change (the current tier is on the
+    household). Never deleted."""
+
+    __tablename__ = "svc_club_enrollments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    tier: Mapped[str] = mapped_column(String(20))
+    previous_tier: Mapped[str | None] = mapped_column(String(20))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    by: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class RewardActivity(Audited, TimestampMixin, Base):
+    """An owner reward activity (业主回馈活动): sign-ups and attendance per household."""
+
+    __tablename__ = "svc_reward_activities"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    held_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+
+
+class ActivitySignup(Audited, TimestampMixin, Base):
+    __tablename__ = "svc_activity_signups"
+    __table_args__ = (UniqueConstraint("activity_id", "household_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_id: Mapped[int] = mapped_column(ForeignKey("svc_reward_activities.id"), index=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    signed_up_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attended: Mapped[bool | None] = mapped_column(Boolean)
