@@ -87,6 +87,8 @@ class App:
                 session.add(Setting(key=KEY_CHECK, value=vault.key_check()))
             elif stored.value != vault.key_check():
                 raise _wrong_key()
+            session.info.update(user=self.user, vault=vault, pm=self.pm)
+            self.pm.hook.prepare_database(session=session)
         self._checked = True
         return revisions
 

@@ -35,6 +35,11 @@ def migration_locations() -> tuple[str, str] | None:
 
 
 @hookspec
+def prepare_database(session: Session) -> None:
+    """After migrations: insert a plugin's reference data if missing (idempotent; no commit)."""
+
+
+@hookspec
 def tracking_card_sections(session: Session, household: Household) -> list[CardSection] | None:
     """Contribute sections to a household's tracking card (客户资料跟踪卡)."""
 
