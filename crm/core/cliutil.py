@@ -1,0 +1,33 @@
+"""What every click command shares, core or plugin: the App of the running `crm`, the one
+`--format` option and the one renderer. Imports only click, so `crm --help` stays fast."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import click
+
+FORMAT_CHOICES = ("table", "json", "csv")
+
+
+def get_app():
+    """The App built by the root `crm` group for this invocation."""
+    return click.get_current_context().find_root().obj.app
+
+
+def format_option(func: Callable) -> Callable:
+    """The shared `--format table|json|csv` option."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMAT_CHOICES),
+        default="table",
+        show_default=True,
+        help="输出格式：表格、JSON 或 CSV。",
+    )(func)
+
+
+def emit(rows, fmt: str, columns: Sequence[tuple[str, str]] | None = None) -> None:
+    from crm.core.render import render
+
+    render(rows, fmt, columns)
