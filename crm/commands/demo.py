@@ -69,6 +69,7 @@ def demo(households: int, seed: int) -> None:
             f"其中会员 {summary.member_repeat_share:.1%}）"
         ),
         f"  服务记录  {counts['service_records']:,} 条：{kinds}（处理中 {summary.open_records:,}）",
+        *(f"  {line}" for line in summary.plugin_lines),
     ]
     crm = _prefix(app.safe_url)
     tries = [

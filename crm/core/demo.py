@@ -283,6 +283,8 @@ class DemoSummary:
     sample_project: str
     rebuilt: bool
     seconds: float = 0.0
+    # Lines the plugins' build_demo_data hooks returned (their tickets, surveys, …).
+    plugin_lines: list[str] = field(default_factory=list)
 
     @property
     def referral_share(self) -> float:
@@ -330,6 +332,10 @@ def build_demo(
     if dialect == "postgresql":
         _advance_sequences(session)
     summary = generator.summary(rebuilt=before is not None)
+    pm = session.info.get("pm")
+    if pm is not None:
+        for lines in pm.hook.build_demo_data(session=session, seed=seed, now=generator.now):
+            summary.plugin_lines.extend(lines or [])
     marker = session.get(Setting, MARKER) or Setting(key=MARKER)
     marker.value = generator.now.isoformat()
     session.add(marker)

@@ -40,6 +40,11 @@ def prepare_database(session: Session) -> None:
 
 
 @hookspec
+def build_demo_data(session: Session, seed: int, now: dt.datetime) -> list[str] | None:
+    """Add a plugin's sample data to a freshly built demo portfolio; return summary lines."""
+
+
+@hookspec
 def tracking_card_sections(session: Session, household: Household) -> list[CardSection] | None:
     """Contribute sections to a household's tracking card (客户资料跟踪卡)."""
 
