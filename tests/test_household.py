@@ -380,11 +380,14 @@ def _state(session) -> tuple[int, int]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--name", "赵磊家", "--age", "abc"], "年龄应为整数"),
-        (["--name", "赵磊家", "--age", "200"], "年龄应在 0 到 120 之间"),
-        (["--name", "赵磊家", "--status", "老客户"], "客户状态应为以下之一：准客户、业主"),
-        (["--name", "  "], "客户名称不能为空"),
-        (["--name", "赵磊家", "--owner-name", "赵磊", "--phone", "12345"], "手机号不是有效"),
+        (["--name", "赵磊家", "--age", "abc"], "年龄：“abc”不是整数"),
+        (["--name", "赵磊家", "--age", "200"], "年龄：应在 0 到 120 之间"),
+        (
+            ["--name", "赵磊家", "--status", "老客户"],
+            "客户状态：不认识的取值“老客户”；可用：准客户",
+        ),
+        (["--name", "  "], "客户名称：不能为空"),
+        (["--name", "赵磊家", "--owner-name", "赵磊", "--phone", "12345"], "手机号：不是有效"),
         (["--name", "赵磊家", "--owner-name", "赵磊", "--id-number", "123"], "身份证号应为 18 位"),
         (["--name", "赵磊家", "--phone", "13800009999"], "--owner-name"),
     ],
@@ -458,7 +461,7 @@ def test_update_refusals(seeded, run):
     missing = run("household", "update", "H404", "--age", "50")
     assert missing.exit_code == NotFound.exit_code
     bad = run("household", "update", "H001", "--housing", "城堡")
-    assert bad.exit_code == 1 and "住房情况应为以下之一" in bad.output
+    assert bad.exit_code == 1 and "住房情况：不认识的取值“城堡”" in bad.output
     with seeded.session() as session:
         assert session.scalar(select(Household.age).where(Household.code == "H001")) == 45
         assert _audit(session, "households", "update") == []
@@ -483,19 +486,24 @@ def test_member_add_and_duplicate(seeded, run):
         "王芳",
         "--role",
         "户主",
-        "--phone",
+        "--alt-phone",
         "010 1234 5678",
     )
     assert result.exit_code == 0, result.output
     with seeded.session() as session:
         member = session.scalar(select(Member).where(Member.name == "王芳"))
         assert member.role == "owner"
-        assert session.info["vault"].decrypt(member.phone_enc) == "010-12345678"
+        assert session.info["vault"].decrypt(member.alt_phone_enc) == "010-12345678"
         assert _audit(session, "members", "create")[-1].changes["name"] == [None, "王芳"]
+    # The mobile column takes mobiles only, as in a members import.
+    landline = run(
+        "household", "member", "add", "H003", "--name", "王林", "--phone", "010 1234 5678"
+    )
+    assert landline.exit_code == 1 and "手机号：不是有效的大陆手机号" in landline.output
     again = run("household", "member", "add", "H003", "--name", "王芳")
     assert again.exit_code == 1 and "已有名为“王芳”的成员" in again.output
     nameless = run("household", "member", "add", "H003", "--phone", "13800001111")
-    assert nameless.exit_code == 1 and "成员姓名不能为空" in nameless.output
+    assert nameless.exit_code == 1 and "成员姓名：不能为空" in nameless.output
     denied = run("household", "member", "add", "H003", "--name", "王强", as_="x:analyst")
     assert denied.exit_code == PermissionDenied.exit_code
 

@@ -85,7 +85,7 @@ def test_bad_rows_go_to_the_reject_file_and_good_rows_land(app, run, tmp_path):
     assert lines[0] == ["3", "年龄", "“abc”不是整数"]
     assert lines[1] == ["4", "姓名", "不能为空"]
     assert lines[2][:2] == ["4", "家庭收入"] and "高收入" in lines[2][2]
-    assert lines[3] == ["6", "年龄", "应在 0 到 150 之间"]
+    assert lines[3] == ["6", "年龄", "应在 0 到 120 之间"]
 
 
 def test_strict_import_is_all_or_nothing(app, run, tmp_path):

@@ -1,8 +1,9 @@
 """Households: look-up, listing, search, adding and updating, and the core sections of the
 tracking card (客户资料跟踪卡).
 
-Functions take a Session and never commit. Input from the CLI is checked with the small
-marshmallow schemas below; vocabulary fields accept the code or the Chinese label.
+Functions take a Session and never commit. Input from the CLI is checked with the import
+schemas of crm.core.schemas, so a field obeys the same rules whichever way it arrives;
+vocabulary fields accept the code or the Chinese label.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
@@ -32,6 +33,7 @@ from crm.core.models import (
     Unit,
 )
 from crm.core.privacy import Disclosure, seal_member_fields
+from crm.core.schemas import HouseholdSchema, MemberSchema, Vocab
 
 FIELD_LABELS = {
     "code": "客户编号",
@@ -64,102 +66,22 @@ _UNIT_CODE = re.compile(r"[0-9A-Z]+(?:-[0-9A-Z]+)*")
 # --- input schemas -------------------------------------------------------------------------
 
 
-class _Text(fields.String):
-    """Stripped text with a length limit; blank clears the field unless it is required."""
+class HouseholdInput(HouseholdSchema):
+    """A household as typed on the command line: the import columns and rules, but a field
+    the schema does not know is an error rather than an ignored column."""
 
-    def __init__(self, max_length: int, **kwargs: Any):
-        kwargs.setdefault("allow_none", True)
-        kwargs.setdefault("error_messages", {"required": "不能为空", "null": "不能为空"})
-        super().__init__(**kwargs)
-        self.max_length = max_length
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        text = halfwidth(super()._deserialize(value, attr, data, **kwargs)).strip()
-        if not text:
-            if self.required:
-                raise ValidationError("不能为空")
-            return None
-        if len(text) > self.max_length:
-            raise ValidationError(f"不能超过 {self.max_length} 个字")
-        return text
+    class Meta:
+        unknown = RAISE
 
 
-class _Vocab(fields.String):
-    """A controlled-vocabulary value given as code, Chinese label or a known synonym."""
-
-    def __init__(self, vocabulary: dict[str, str], **kwargs: Any):
-        super().__init__(**kwargs)
-        self.vocabulary = vocabulary
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if not text.strip() and self.allow_none:
-            return None
-        try:
-            return vocab_code(self.vocabulary, text)
-        except KeyError:
-            raise ValidationError(f"应为以下之一：{'、'.join(self.vocabulary.values())}") from None
-
-
-class _Checked(fields.String):
-    """A phone or ID number, normalised by `crm.core.identity`; blank means none."""
-
-    def __init__(self, normalize, **kwargs: Any):
-        kwargs.setdefault("allow_none", True)
-        super().__init__(**kwargs)
-        self.normalize = normalize
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if not text.strip():
-            return None
-        try:
-            return self.normalize(text)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
-
-
-class HouseholdInput(Schema):
-    """A household as typed on the command line."""
-
-    code = _Text(40, required=True, allow_none=False)
-    name = _Text(100, required=True, allow_none=False)
-    status = _Vocab(vocab.HOUSEHOLD_STATUS)
-    project = _Text(100)
-    age = fields.Integer(
-        allow_none=True,
-        validate=validate.Range(0, 120, error="应在 0 到 120 之间"),
-        error_messages={"invalid": "应为整数"},
-    )
-    income_band = _Vocab(vocab.INCOME_BANDS, allow_none=True)
-    housing = _Vocab(vocab.HOUSING, allow_none=True)
-    education = _Vocab(vocab.EDUCATION, allow_none=True)
-    occupation = _Text(100)
-    club_activities = _Text(200)
-    member_tier = _Vocab(vocab.MEMBER_TIERS)
-    consent_contact = fields.Boolean(error_messages={"invalid": "应为是或否"})
-    consent_marketing = fields.Boolean(error_messages={"invalid": "应为是或否"})
-    note = _Text(2000)
-
-
-class MemberInput(Schema):
-    """A household member with the personal data to seal."""
-
-    name = _Text(100, required=True, allow_none=False)
-    role = _Vocab(vocab.MEMBER_ROLES)
-    phone = _Checked(normalize_phone)
-    alt_phone = _Checked(normalize_phone)
-    id_number = _Checked(normalize_id_number)
+def member_input() -> MemberSchema:
+    """A member as typed on the command line (the household comes from the command)."""
+    return MemberSchema(only=("name", "role", "phone", "alt_phone", "id_number"), unknown=RAISE)
 
 
 def vocab_code(vocabulary: dict[str, str], text: str) -> str:
-    """The stored code for a code, Chinese label or synonym; KeyError when unknown."""
-    table = vocab.lookup_table(vocabulary)
-    text = halfwidth(text).strip()
-    code = table.get(text) or table.get(text.lower())
-    if code is None:
-        raise KeyError(text)
-    return code
+    """The stored code for a code, Chinese label or synonym; ValueError naming the choices."""
+    return Vocab(vocabulary).parse_text(halfwidth(text).strip())
 
 
 def _load(
@@ -175,7 +97,7 @@ def _load(
             for message in messages if isinstance(messages, list) else [str(messages)]:
                 if message == "Unknown field.":
                     message = "不是可填写的字段"
-                problems.append(message if message.startswith(label) else f"{label}{message}")
+                problems.append(f"{label}：{message}")
         raise CrmError(f"输入有误：{'；'.join(problems)}。") from None
 
 
@@ -242,7 +164,7 @@ def _listing(
 def _vocab_filter(vocabulary: dict[str, str], text: str, what: str) -> str:
     try:
         return vocab_code(vocabulary, text)
-    except KeyError:
+    except ValueError:
         raise CrmError(f"{what}“{text}”不存在：可选 {'、'.join(vocabulary.values())}。") from None
 
 
@@ -412,7 +334,7 @@ def add_household(
     Everything is checked before anything is added."""
     current_user(session).require("household.write", "新增客户家庭")
     values = _load(HouseholdInput(), data, FIELD_LABELS)
-    owner_values = _load(MemberInput(), owner, MEMBER_LABELS) if owner else None
+    owner_values = _load(member_input(), owner, MEMBER_LABELS) if owner else None
     code = values["code"]
     if session.scalar(select(Household.id).where(Household.code == code)) is not None:
         raise CrmError(
@@ -459,7 +381,7 @@ def update_household(session: Session, code: str, changes: Mapping[str, Any]) ->
 def add_member(session: Session, code: str, data: Mapping[str, Any]) -> Member:
     """Add a person to a household; phones and the ID number are checked, then sealed."""
     current_user(session).require("household.write", "新增家庭成员")
-    values = _load(MemberInput(), data, MEMBER_LABELS)
+    values = _load(member_input(), data, MEMBER_LABELS)
     household = get_household(session, code)
     member = _new_member(session, household, values, role="family")
     session.flush()

@@ -45,6 +45,10 @@ class CellField(fields.Field):
     def __init__(self, *, zh: tuple[str, ...] = (), personal: bool = False, **kwargs):
         metadata = {"zh": zh, "personal": personal} | dict(kwargs.pop("metadata", {}))
         kwargs.setdefault("allow_none", not kwargs.get("required", False))
+        # A person reads these: a missing or null required value is simply "empty".
+        kwargs["error_messages"] = {"required": EMPTY, "null": EMPTY} | kwargs.get(
+            "error_messages", {}
+        )
         super().__init__(metadata=metadata, **kwargs)
 
     def parse_text(self, text: str) -> Any:
@@ -363,7 +367,7 @@ class HouseholdSchema(ImportSchema):
     name = Text(required=True, validate=_length(100), zh=("姓名", "客户姓名", "户名", "客户名称"))
     status = Vocab(vocab.HOUSEHOLD_STATUS, zh=("客户状态", "状态", "客户类型"))
     project = Text(validate=_length(100), zh=("项目", "小区", "楼盘", "所属项目"))
-    age = Int(validate=_range(0, 150), zh=("年龄",))
+    age = Int(validate=_range(0, 120), zh=("年龄",))
     income_band = Vocab(vocab.INCOME_BANDS, zh=("家庭收入", "收入", "家庭年收入", "收入档次"))
     housing = Vocab(vocab.HOUSING, zh=("住房情况", "住房状况", "居住情况"))
     education = Vocab(vocab.EDUCATION, zh=("学历", "教育程度", "文化程度"))
