@@ -29,7 +29,7 @@ def test_every_import_column_and_alias_is_documented(kind):
 
 
 def test_readme_starts_with_the_two_setup_commands():
-    block = re.search(r"```bash\n(.*?)```", README, re.S).group(1).strip().splitlines()
+    block = re.search(r"```bash\n(.*?)```", README, re.DOTALL).group(1).strip().splitlines()
     assert len(block) == 2
     assert "crm demo" in block[0] and "pytest" in block[1]
     assert README.index("```bash") < README.index("\n## ")
@@ -40,6 +40,6 @@ def test_ci_runs_the_readme_test_command():
     script = (ROOT / ".ci" / "run").read_text()
     extract = re.search(r"test_command=\$\((.*)\)\n", script).group(1)
     got = subprocess.run(["bash", "-c", extract], cwd=ROOT, capture_output=True, text=True)
-    block = re.search(r"```bash\n(.*?)```", README, re.S).group(1).strip().splitlines()
+    block = re.search(r"```bash\n(.*?)```", README, re.DOTALL).group(1).strip().splitlines()
     assert got.stdout.strip() == block[1]
     assert "CRM_TEST_DATABASE_URL" in script

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Float, Index, Integer, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm.core.models import Base, UTCDateTime, utcnow
+from crm.core.models import Audited, Base, UTCDateTime, utcnow
 
 
-class Survey(Base):
+class Survey(Audited, Base):
     """One answered survey: after a ticket (revisit), periodic, or a visit questionnaire."""
 
     __tablename__ = "sat_surveys"
@@ -34,6 +34,10 @@ class Survey(Base):
     nps: Mapped[int | None] = mapped_column(Integer)  # 0-10 would-recommend
     comment: Mapped[str | None] = mapped_column(Text)
     taken_by: Mapped[str | None] = mapped_column(String(100))
+    # Sum of the aspects' gaps and their number, kept with the survey so the KPI mean gap is
+    # one pass over surveys instead of a join with every aspect.
+    gap_total: Mapped[int | None] = mapped_column(Integer)
+    aspect_count: Mapped[int] = mapped_column(Integer, default=0)
     aspects: Mapped[list[SurveyAspect]] = relationship(back_populates="survey")
 
 
@@ -51,7 +55,7 @@ class SurveyAspect(Base):
     survey: Mapped[Survey] = relationship(back_populates="aspects")
 
 
-class FeedbackRecord(Base):
+class FeedbackRecord(Audited, Base):
     """客情预警: a household or project that needs a decision, with reason and strength.
 
     `key` makes one warning per cause: detecting again does not duplicate it. Coordination

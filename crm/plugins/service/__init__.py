@@ -14,5 +14,38 @@ def migration_locations():
 @hookimpl
 def tracking_card_sections(session, household):
     from crm.plugins.service.card import service_overview
+    from crm.plugins.service.retention import retention_sections
 
-    return [service_overview(session, household)]
+    return [service_overview(session, household), *retention_sections(session, household)]
+
+
+@hookimpl
+def ticket_statistics(session, group_by, since, until):
+    from crm.plugins.service.statistics import ticket_statistics
+
+    return ticket_statistics(session, group_by, since, until)
+
+
+@hookimpl
+def service_signals(session, since):
+    from crm.plugins.service.signals import service_signals
+
+    return service_signals(session, since)
+
+
+@hookimpl
+def register_commands(cli):
+    from crm.plugins.service import dispatch_commands, retention_commands, ticket_commands
+
+    dispatch_commands.register(cli)
+    retention_commands.register(cli)
+    ticket_commands.register(cli)
+
+
+@hookimpl
+def prepare_database(session):
+    from crm.plugins.service.dispatch import ensure_default_teams
+    from crm.plugins.service.sla import ensure_default_policies
+
+    ensure_default_teams(session)
+    ensure_default_policies(session)

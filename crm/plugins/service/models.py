@@ -14,6 +14,7 @@ from decimal import Decimal
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -101,7 +102,20 @@ class Ticket(Audited, TimestampMixin, Base):
     __tablename__ = "svc_tickets"
     __table_args__ = (
         Index("ix_svc_tickets_status_due", "status", "resolve_due_at"),
-        Index("ix_svc_tickets_project_opened", "project_id", "opened_at"),
+        # Covers every column the KPI statistics read, so SQLite aggregates a million
+        # tickets from this narrow index (by project without sorting) instead of the table.
+        Index(
+            "ix_svc_tickets_project_opened",
+            "project_id",
+            "opened_at",
+            "team_id",
+            "category",
+            "status",
+            "resolve_breached",
+            "first_response_at",
+            "closed_at",
+            "revisited_at",
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(40), unique=True)
@@ -139,6 +153,9 @@ class Ticket(Audited, TimestampMixin, Base):
     paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     paused_minutes: Mapped[float] = mapped_column(Float, default=0.0)
     warned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When warn_ratio of the allowed resolution time has gone (business hours make it
+    # non-linear), so the clock check finds tickets to warn with one indexed comparison.
+    resolve_warn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     response_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     resolve_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     breached_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -152,6 +169,13 @@ class Ticket(Audited, TimestampMixin, Base):
     fee_rate: Mapped[str | None] = mapped_column(String(200))
     fee_amount: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
     fee_signed_off: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the rate was told to the customer: it must precede the repair work order.
+    fee_stated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    fee_signed_by: Mapped[str | None] = mapped_column(String(100))
+    fee_signed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    warranty_until: Mapped[dt.date | None] = mapped_column(Date)
+    # A repeat failure after a repair is a free rework of the earlier ticket (返修).
+    rework_of_id: Mapped[int | None] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
     # Optimistic lock: two agents claiming at once, exactly one wins.
     version: Mapped[int] = mapped_column(Integer, default=1)
     __mapper_args__ = {"version_id_col": version}
@@ -231,6 +255,9 @@ class WorkOrder(Audited, TimestampMixin, Base):
     due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     returned_reason: Mapped[str | None] = mapped_column(Text)
+    returned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The work order this one continues (a job returned to the supervisor), so nothing is lost.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("svc_work_orders.id"), index=True)
     result: Mapped[str | None] = mapped_column(Text)
     ticket: Mapped[Ticket] = relationship()
     team: Mapped[Team | None] = relationship()

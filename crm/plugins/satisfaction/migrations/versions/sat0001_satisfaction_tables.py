@@ -2,12 +2,11 @@
 
 Revision ID: sat0001
 Revises:
-Create Date: 2026-11-25 17:45:06.089250
+Create Date: 2026-11-25 18:02:04.291062
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "sat0001"
 down_revision = None
@@ -64,6 +63,8 @@ def upgrade() -> None:
         sa.Column("nps", sa.Integer(), nullable=True),
         sa.Column("comment", sa.Text(), nullable=True),
         sa.Column("taken_by", sa.String(length=100), nullable=True),
+        sa.Column("gap_total", sa.Integer(), nullable=True),
+        sa.Column("aspect_count", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["household_id"], ["households.id"], name=op.f("fk_sat_surveys_household_id_households")
         ),

@@ -2,12 +2,11 @@
 
 Revision ID: svc0001
 Revises:
-Create Date: 2026-11-25 17:45:04.851365
+Create Date: 2026-11-25 18:02:03.479939
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "svc0001"
 down_revision = None
@@ -206,6 +205,7 @@ def upgrade() -> None:
         sa.Column("paused_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("paused_minutes", sa.Float(), nullable=False),
         sa.Column("warned_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolve_warn_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("response_breached", sa.Boolean(), nullable=False),
         sa.Column("resolve_breached", sa.Boolean(), nullable=False),
         sa.Column("breached_at", sa.DateTime(timezone=True), nullable=True),
@@ -218,6 +218,11 @@ def upgrade() -> None:
         sa.Column("fee_rate", sa.String(length=200), nullable=True),
         sa.Column("fee_amount", sa.Numeric(precision=10, scale=2), nullable=True),
         sa.Column("fee_signed_off", sa.Boolean(), nullable=False),
+        sa.Column("fee_stated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("fee_signed_by", sa.String(length=100), nullable=True),
+        sa.Column("fee_signed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("warranty_until", sa.Date(), nullable=True),
+        sa.Column("rework_of_id", sa.Integer(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -239,6 +244,11 @@ def upgrade() -> None:
             ["project_id"], ["projects.id"], name=op.f("fk_svc_tickets_project_id_projects")
         ),
         sa.ForeignKeyConstraint(
+            ["rework_of_id"],
+            ["svc_tickets.id"],
+            name=op.f("fk_svc_tickets_rework_of_id_svc_tickets"),
+        ),
+        sa.ForeignKeyConstraint(
             ["team_id"], ["svc_teams.id"], name=op.f("fk_svc_tickets_team_id_svc_teams")
         ),
         sa.ForeignKeyConstraint(
@@ -258,7 +268,22 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_svc_tickets_owner_id"), ["owner_id"], unique=False)
         batch_op.create_index(
-            "ix_svc_tickets_project_opened", ["project_id", "opened_at"], unique=False
+            "ix_svc_tickets_project_opened",
+            [
+                "project_id",
+                "opened_at",
+                "team_id",
+                "category",
+                "status",
+                "resolve_breached",
+                "first_response_at",
+                "closed_at",
+                "revisited_at",
+            ],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_svc_tickets_rework_of_id"), ["rework_of_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_svc_tickets_status"), ["status"], unique=False)
         batch_op.create_index(
@@ -352,11 +377,18 @@ def upgrade() -> None:
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("returned_reason", sa.Text(), nullable=True),
+        sa.Column("returned_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("parent_id", sa.Integer(), nullable=True),
         sa.Column("result", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["assignee_id"], ["svc_staff.id"], name=op.f("fk_svc_work_orders_assignee_id_svc_staff")
+        ),
+        sa.ForeignKeyConstraint(
+            ["parent_id"],
+            ["svc_work_orders.id"],
+            name=op.f("fk_svc_work_orders_parent_id_svc_work_orders"),
         ),
         sa.ForeignKeyConstraint(
             ["team_id"], ["svc_teams.id"], name=op.f("fk_svc_work_orders_team_id_svc_teams")
@@ -371,6 +403,9 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_svc_work_orders_assignee_id"), ["assignee_id"], unique=False
         )
+        batch_op.create_index(
+            batch_op.f("ix_svc_work_orders_parent_id"), ["parent_id"], unique=False
+        )
         batch_op.create_index("ix_svc_work_orders_team_status", ["team_id", "status"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_svc_work_orders_ticket_id"), ["ticket_id"], unique=False
@@ -384,6 +419,7 @@ def downgrade() -> None:
     with op.batch_alter_table("svc_work_orders", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_svc_work_orders_ticket_id"))
         batch_op.drop_index("ix_svc_work_orders_team_status")
+        batch_op.drop_index(batch_op.f("ix_svc_work_orders_parent_id"))
         batch_op.drop_index(batch_op.f("ix_svc_work_orders_assignee_id"))
 
     op.drop_table("svc_work_orders")
@@ -405,6 +441,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_svc_tickets_team_id"))
         batch_op.drop_index("ix_svc_tickets_status_due")
         batch_op.drop_index(batch_op.f("ix_svc_tickets_status"))
+        batch_op.drop_index(batch_op.f("ix_svc_tickets_rework_of_id"))
         batch_op.drop_index("ix_svc_tickets_project_opened")
         batch_op.drop_index(batch_op.f("ix_svc_tickets_owner_id"))
         batch_op.drop_index(batch_op.f("ix_svc_tickets_household_id"))

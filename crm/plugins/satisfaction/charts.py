@@ -1,0 +1,114 @@
+"""PNG charts of the KPI report: the monthly trend and the comparison by project.
+
+matplotlib is imported inside the functions (it costs ~0.3 s), and drawn with the Agg canvas so
+no display is needed. Chinese labels need a CJK font; without one the charts are still written
+(the labels then show as boxes) and the caller is told how to install one.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+from crm.core.errors import CrmError
+
+SERIES = [
+    ("satisfaction_rate", "满意率"),
+    ("timeliness_rate", "及时率"),
+    ("closure_rate", "关闭率"),
+    ("revisit_rate", "回访率"),
+]
+CJK_HINTS = ("CJK", "WenQuanYi", "Droid Sans Fallback", "Source Han", "SimHei", "YaHei", "PingFang")
+NO_FONT = "未找到中文字体，图中的中文可能显示为方框；可安装 fonts-noto-cjk 后重新生成。"
+
+
+def cjk_font() -> str | None:
+    """The name of an installed font that has Chinese glyphs, if any."""
+    from matplotlib import font_manager
+
+    names = sorted({font.name for font in font_manager.fontManager.ttflist})
+    for hint in CJK_HINTS:
+        for name in names:
+            if hint.lower() in name.lower():
+                return name
+    return None
+
+
+def _percent(rows: list[dict], key: str) -> list[float]:
+    return [math.nan if row.get(key) is None else row[key] * 100 for row in rows]
+
+
+def _trend(figure, monthly: list[dict]) -> None:
+    axes = figure.subplots()
+    months = [str(row["label"]) for row in monthly]
+    for key, label in SERIES:
+        axes.plot(months, _percent(monthly, key), marker="o", label=label)
+    axes.set_ylabel("百分比（%）")
+    axes.set_ylim(0, 105)
+    nps_axes = axes.twinx()
+    nps = [math.nan if row.get("nps") is None else row["nps"] for row in monthly]
+    nps_axes.plot(months, nps, color="black", linestyle="--", marker="s", label="NPS")
+    nps_axes.set_ylabel("NPS")
+    nps_axes.set_ylim(-100, 100)
+    lines = axes.get_legend_handles_labels()
+    more = nps_axes.get_legend_handles_labels()
+    axes.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left", fontsize="small")
+    axes.set_title("满意度与服务指标月度趋势")
+    axes.tick_params(axis="x", labelrotation=45)
+
+
+def _by_project(figure, projects: list[dict]) -> None:
+    axes = figure.subplots()
+    names = [str(row["label"]) for row in projects]
+    width = 0.8 / len(SERIES)
+    for index, (key, label) in enumerate(SERIES):
+        offsets = [i + (index - (len(SERIES) - 1) / 2) * width for i in range(len(names))]
+        axes.bar(offsets, _percent(projects, key), width=width, label=label)
+    axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    axes.set_ylabel("百分比（%）")
+    axes.set_ylim(0, 105)
+    axes.legend(loc="lower left", fontsize="small")
+    axes.set_title("各项目满意度与服务指标")
+
+
+def write_charts(
+    monthly: list[dict], projects: list[dict], directory: Path
+) -> tuple[list[Path], str | None]:
+    """Write trend.png and projects.png into `directory`; returns the paths and a note for
+    the user when no Chinese font was found."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CrmError(f"无法创建图表目录 {directory}：{exc.strerror}。") from None
+    font = cjk_font()
+    style = {"font.family": "sans-serif", "axes.unicode_minus": False}
+    if font:
+        style["font.sans-serif"] = [font, "DejaVu Sans"]
+    written = []
+    with matplotlib.rc_context(style), warnings.catch_warnings():
+        # Without a CJK font every Chinese glyph warns; the note below says it once.
+        warnings.filterwarnings("ignore", message="Glyph .* missing")
+        for name, draw, rows in (
+            ("trend.png", _trend, monthly),
+            ("projects.png", _by_project, projects),
+        ):
+            figure = Figure(figsize=(10, 5.5), layout="constrained")
+            FigureCanvasAgg(figure)
+            if rows:
+                draw(figure, rows)
+            else:
+                figure.text(0.5, 0.5, "所选时间段内暂无数据", ha="center", va="center")
+            path = directory / name
+            try:
+                figure.savefig(path, dpi=110)
+            except OSError as exc:
+                raise CrmError(f"无法写入图表 {path}：{exc.strerror}。") from None
+            written.append(path)
+    return written, None if font else NO_FONT

@@ -1,0 +1,193 @@
+"""KPIs per project, team, category or month, computed by the database.
+
+From surveys: satisfaction rate (share of CSAT >= 4), NPS (% promoters 9-10 minus % detractors
+0-6) and the mean gap (experience − expectation, over every answered aspect). From tickets, through the `ticket_statistics`
+hook of service handling: timeliness, closure and revisit rates and the mean times to reply and
+to close. Only aggregated rows (one per group) ever reach Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from sqlalchemy import ColumnElement, case, func, literal_column, select
+from sqlalchemy.orm import Session
+
+from crm.core.clock import local_zone
+from crm.core.errors import CrmError
+from crm.core.models import Project, utcnow
+from crm.plugins.satisfaction.models import Survey
+from crm.plugins.satisfaction.surveys import CATEGORIES
+
+GROUPINGS = {"project": "项目", "team": "班组", "category": "类别", "month": "月份"}
+UNGROUPED = "（未归属）"
+
+COLUMNS = [
+    ("label", "分组"),
+    ("surveys", "问卷数"),
+    ("satisfaction_rate", "满意率"),
+    ("nps", "NPS"),
+    ("mean_gap", "平均差距"),
+    ("tickets", "工单数"),
+    ("closed", "已关闭"),
+    ("timeliness_rate", "及时率"),
+    ("closure_rate", "关闭率"),
+    ("revisit_rate", "回访率"),
+    ("mean_reply_minutes", "平均响应(分钟)"),
+    ("mean_close_minutes", "平均关闭(分钟)"),
+]
+RATES = ("satisfaction_rate", "timeliness_rate", "closure_rate", "revisit_rate")
+
+
+def month_of(session: Session, column) -> ColumnElement:
+    """'YYYY-MM' of a stored UTC time in the business zone, computed by the database.
+
+    Literals, not bound parameters: PostgreSQL sees two bound copies of one expression in
+    SELECT and GROUP BY as different expressions and refuses the query.
+    """
+    zone = local_zone().key
+    if session.get_bind().dialect.name == "postgresql":
+        if not re.fullmatch(r"[A-Za-z0-9_/+\-]+", zone):
+            raise CrmError(f"时区名称“{zone}”不合规：请使用如 Asia/Shanghai 的名称。")
+        local = func.timezone(literal_column(f"'{zone}'"), column)
+        return func.to_char(local, literal_column("'YYYY-MM'"))
+    # SQLite has no time zones: shift by the zone's present offset (exact for zones without
+    # daylight saving, such as Asia/Shanghai).
+    offset = utcnow().astimezone(local_zone()).utcoffset() or dt.timedelta()
+    minutes = int(offset.total_seconds() // 60)
+    return func.strftime(
+        literal_column("'%Y-%m'"), column, literal_column(f"'{minutes:+d} minutes'")
+    )
+
+
+def _survey_key(session: Session, group_by: str) -> ColumnElement:
+    if group_by == "month":
+        return month_of(session, Survey.taken_at)
+    return {"project": Survey.project_id, "team": Survey.team, "category": Survey.category}[
+        group_by
+    ]
+
+
+def _within(query, since: dt.datetime | None, until: dt.datetime | None):
+    if since is not None:
+        query = query.where(Survey.taken_at >= since)
+    if until is not None:
+        query = query.where(Survey.taken_at < until)
+    return query
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def survey_statistics(
+    session: Session,
+    group_by: str,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> dict:
+    """Group key -> surveys, satisfaction rate, NPS and mean gap, for surveys in [since, until)."""
+    key = _survey_key(session, group_by)
+    # AVG skips NULLs, so unanswered questions drop out of each rate's denominator.
+    satisfied = case((Survey.csat >= 4, 1.0), (Survey.csat.is_not(None), 0.0))
+    promoter = case((Survey.nps >= 9, 100.0), (Survey.nps <= 6, -100.0), (Survey.nps >= 0, 0.0))
+    query = _within(
+        select(
+            key.label("key"),
+            func.count().label("surveys"),
+            func.avg(satisfied).label("satisfaction_rate"),
+            func.avg(promoter).label("nps"),
+            (
+                func.sum(Survey.gap_total) * 1.0 / func.nullif(func.sum(Survey.aspect_count), 0)
+            ).label("mean_gap"),
+        ).group_by(key),
+        since,
+        until,
+    )
+    return {
+        row.key: {
+            "surveys": int(row.surveys),
+            "satisfaction_rate": _float(row.satisfaction_rate),
+            "nps": _float(row.nps),
+            "mean_gap": _float(row.mean_gap),
+        }
+        for row in session.execute(query)
+    }
+
+
+def _ratio(part: float | None, whole: float | None) -> float | None:
+    return None if part is None or not whole else part / whole
+
+
+def _ticket_kpis(row: dict | None) -> dict:
+    if row is None:
+        return {
+            "tickets": 0,
+            "closed": 0,
+            "timeliness_rate": None,
+            "closure_rate": None,
+            "revisit_rate": None,
+            "mean_reply_minutes": None,
+            "mean_close_minutes": None,
+        }
+    return {
+        "tickets": row["tickets"],
+        "closed": row["closed"],
+        "timeliness_rate": _ratio(row["on_time"], row["closed"]),
+        "closure_rate": _ratio(row["closed"], row["tickets"]),
+        "revisit_rate": _ratio(row["revisited"], row["closed"]),
+        "mean_reply_minutes": _ratio(row["reply_minutes"], row["replied"]),
+        "mean_close_minutes": _ratio(row["close_minutes"], row["closed_timed"]),
+    }
+
+
+def kpi_report(
+    session: Session,
+    group_by: str = "project",
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[dict]:
+    """One row per project, team, category or month with every KPI (None where no data)."""
+    if group_by not in GROUPINGS:
+        raise CrmError(f"不支持按“{group_by}”分组；可用：{'、'.join(GROUPINGS)}。")
+    if since is not None and until is not None and since >= until:
+        raise CrmError("起始日期必须早于截止日期。")
+    surveys = survey_statistics(session, group_by, since, until)
+    pm = session.info.get("pm")
+    ticket_rows = (
+        pm.hook.ticket_statistics(session=session, group_by=group_by, since=since, until=until)
+        if pm is not None
+        else None
+    ) or []
+    tickets = {row["key"]: row for row in ticket_rows}
+    labels = _labels(session, group_by, set(surveys) | set(tickets), tickets)
+    empty = {"surveys": 0, "satisfaction_rate": None, "nps": None, "mean_gap": None}
+    rows = [
+        {"key": key, "label": labels[key]}
+        | surveys.get(key, empty)
+        | _ticket_kpis(tickets.get(key))
+        for key in set(surveys) | set(tickets)
+    ]
+    rows.sort(key=lambda row: (row["key"] is None, str(row["label"])))
+    for row in rows:
+        for name, value in row.items():
+            if isinstance(value, float):
+                row[name] = round(value, 4 if name in RATES else 2)
+    return rows
+
+
+def _labels(session: Session, group_by: str, keys: set, tickets: dict) -> dict:
+    if group_by == "project":
+        names = dict(
+            session.execute(
+                select(Project.id, Project.name).where(Project.id.in_(k for k in keys if k))
+            ).all()
+        )
+    elif group_by == "team":
+        names = {key: row.get("label") for key, row in tickets.items()}
+    elif group_by == "category":
+        names = dict(CATEGORIES)
+    else:
+        names = {}
+    return {key: UNGROUPED if key is None else names.get(key) or str(key) for key in keys}

@@ -1,0 +1,246 @@
+"""Surveys: after a closed ticket (回访), periodic surveys and visit questionnaires (走访问卷).
+
+Each survey may carry CSAT (1-5), would-recommend (0-10, for NPS) and expectation/experience
+pairs per aspect; satisfaction = experience − expectation is stored per aspect and household.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from crm.core.audit import current_user
+from crm.core.chain import TicketFacts
+from crm.core.errors import CrmError
+from crm.core.households import get_household
+from crm.core.models import Household, Project, utcnow
+from crm.plugins.satisfaction.models import Survey, SurveyAspect
+
+SURVEY_KINDS = {"revisit": "工单回访", "periodic": "定期调查", "visit": "走访问卷"}
+CATEGORIES = {
+    "engineering": "工程",
+    "design": "设计",
+    "sales_management": "销售管理",
+    "service": "服务",
+}
+CHANNELS = {"phone": "电话", "visit": "来访", "letter": "信函", "fax": "传真", "online": "网络"}
+CSAT_RANGE = (1, 5)
+NPS_RANGE = (0, 10)
+ASPECT_RANGE = (1, 10)
+
+
+@dataclass(frozen=True)
+class SurveyContext:
+    """Where a survey belongs, so KPIs group it with the tickets of the same project, team,
+    category and month."""
+
+    ticket_number: str | None = None
+    project_id: int | None = None
+    team: str | None = None
+    category: str | None = None
+    channel: str | None = None
+
+
+def code_of(vocabulary: Mapping[str, str], text: str | None, what: str) -> str | None:
+    """Accept a code or its Chinese label; None stays None."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    for code, zh in vocabulary.items():
+        if text in (code, zh):
+            return code
+    choices = "、".join(f"{code}（{zh}）" for code, zh in vocabulary.items())
+    raise CrmError(f"不认识的{what}“{text}”；可用：{choices}。")
+
+
+def _check_range(value: int | None, bounds: tuple[int, int], what: str) -> None:
+    if value is None:
+        return
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CrmError(f"{what}应为 {low} 到 {high} 之间的整数，收到的是 {value!r}。")
+
+
+def validate_answers(
+    csat: int | None, nps: int | None, aspects: Mapping[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    """Check the ranges; returns the aspects with trimmed names."""
+    _check_range(csat, CSAT_RANGE, "满意度评分（CSAT）")
+    _check_range(nps, NPS_RANGE, "推荐意愿（NPS）")
+    clean: dict[str, tuple[int, int]] = {}
+    for name, pair in aspects.items():
+        aspect = (name or "").strip()
+        if not aspect or len(aspect) > 40:
+            raise CrmError("评价方面的名称不能为空且不超过 40 个字，如“维修质量”。")
+        if aspect in clean:
+            raise CrmError(f"评价方面“{aspect}”重复出现：每个方面只填一次期望与体验。")
+        expectation, experience = pair
+        _check_range(expectation, ASPECT_RANGE, f"“{aspect}”的期望分")
+        _check_range(experience, ASPECT_RANGE, f"“{aspect}”的体验分")
+        clean[aspect] = (expectation, experience)
+    if csat is None and nps is None and not clean:
+        raise CrmError("问卷没有任何答案：请至少填写满意度评分、推荐意愿或一个方面的期望与体验。")
+    return clean
+
+
+def parse_aspect(text: str) -> tuple[str, tuple[int, int]]:
+    """`维修质量=8:6` -> ("维修质量", (8, 6)): expectation, then experience."""
+    name, sep, scores = text.replace("＝", "=").replace("：", ":").partition("=")
+    expectation, colon, experience = scores.partition(":")
+    try:
+        if not sep or not colon:
+            raise ValueError
+        return name.strip(), (int(expectation), int(experience))
+    except ValueError:
+        raise CrmError(
+            f"无法读取评价方面“{text}”：请写成 名称=期望:体验，如 维修质量=8:6（1 到 10 分）。"
+        ) from None
+
+
+def record_survey(
+    session: Session,
+    household: Household,
+    kind: str,
+    csat: int | None = None,
+    nps: int | None = None,
+    aspects: Mapping[str, tuple[int, int]] | None = None,
+    comment: str | None = None,
+    context: SurveyContext | None = None,
+    taken_by: str | None = None,
+    now: dt.datetime | None = None,
+) -> Survey:
+    """Store one answered survey with its aspects (gap = experience − expectation)."""
+    current_user(session).require("household.write", "登记满意度调查")
+    if kind not in SURVEY_KINDS:
+        raise CrmError(f"不认识的调查类型“{kind}”；可用：{'、'.join(SURVEY_KINDS)}。")
+    clean = validate_answers(csat, nps, aspects or {})
+    context = context or SurveyContext()
+    survey = Survey(
+        kind=kind,
+        household_id=household.id,
+        project_id=context.project_id if context.project_id is not None else household.project_id,
+        ticket_number=context.ticket_number,
+        team=context.team,
+        category=context.category,
+        channel=context.channel,
+        taken_at=now or utcnow(),
+        csat=csat,
+        nps=nps,
+        comment=(comment or "").strip() or None,
+        taken_by=taken_by or current_user(session).name,
+        gap_total=sum(x - e for e, x in clean.values()) if clean else None,
+        aspect_count=len(clean),
+        aspects=[
+            SurveyAspect(
+                household_id=household.id,
+                aspect=name,
+                expectation=expectation,
+                experience=experience,
+                gap=experience - expectation,
+            )
+            for name, (expectation, experience) in clean.items()
+        ],
+    )
+    session.add(survey)
+    session.flush()
+    return survey
+
+
+def record_questionnaire(
+    session: Session,
+    household_code: str,
+    kind: str,
+    csat: int | None = None,
+    nps: int | None = None,
+    aspects: Mapping[str, tuple[int, int]] | None = None,
+    comment: str | None = None,
+    project: str | None = None,
+    team: str | None = None,
+    category: str | None = None,
+    channel: str | None = None,
+    now: dt.datetime | None = None,
+) -> Survey:
+    """A periodic survey or a visit questionnaire, the household named by its code."""
+    if kind == "revisit":
+        raise CrmError("工单回访由服务处理在回访工单时自动登记；这里只登记定期调查或走访问卷。")
+    household = get_household(session, household_code)
+    project_id = None
+    if project:
+        project_id = session.scalar(select(Project.id).where(Project.name == project.strip()))
+        if project_id is None:
+            raise CrmError(f"找不到项目“{project}”：请写项目的完整名称。")
+    context = SurveyContext(
+        project_id=project_id,
+        team=(team or "").strip() or None,
+        category=code_of(CATEGORIES, category, "投诉类别"),
+        channel=code_of(CHANNELS, channel, "渠道"),
+    )
+    return record_survey(
+        session, household, kind, csat, nps, aspects, comment, context=context, now=now
+    )
+
+
+def survey_row(survey: Survey, household_code: str | None = None) -> dict:
+    gaps = [a.gap for a in survey.aspects]
+    return {
+        "id": survey.id,
+        "household": household_code,
+        "kind": SURVEY_KINDS.get(survey.kind, survey.kind),
+        "ticket": survey.ticket_number,
+        "taken_at": survey.taken_at,
+        "csat": survey.csat,
+        "nps": survey.nps,
+        "aspects": "；".join(
+            f"{a.aspect} 期望{a.expectation} 体验{a.experience} 差距{a.gap:+d}"
+            for a in survey.aspects
+        ),
+        "mean_gap": round(sum(gaps) / len(gaps), 2) if gaps else None,
+        "comment": survey.comment,
+        "taken_by": survey.taken_by,
+    }
+
+
+def list_surveys(
+    session: Session, household_code: str | None = None, kind: str | None = None, limit: int = 50
+) -> list[dict]:
+    """The newest surveys first, optionally of one household or kind."""
+    query = (
+        select(Survey, Household.code)
+        .join(Household, Household.id == Survey.household_id)
+        .options(selectinload(Survey.aspects))
+        .order_by(Survey.taken_at.desc(), Survey.id.desc())
+        .limit(limit)
+    )
+    if household_code:
+        query = query.where(Survey.household_id == get_household(session, household_code).id)
+    if kind:
+        query = query.where(Survey.kind == code_of(SURVEY_KINDS, kind, "调查类型"))
+    return [survey_row(survey, code) for survey, code in session.execute(query)]
+
+
+def record_revisit(
+    session: Session,
+    ticket: TicketFacts,
+    csat: int | None,
+    nps: int | None,
+    aspects: Mapping[str, tuple[int, int]],
+    comment: str | None,
+    actor: str,
+) -> Survey:
+    """The revisit of a closed ticket, told by service handling through `ticket_revisited`."""
+    household = session.get(Household, ticket.household_id)
+    if household is None:
+        raise CrmError(f"工单 {ticket.number} 的客户家庭不存在，无法登记回访。")
+    context = SurveyContext(
+        ticket_number=ticket.number,
+        project_id=ticket.project_id,
+        team=ticket.team,
+        category=ticket.category,
+    )
+    return record_survey(
+        session, household, "revisit", csat, nps, aspects, comment, context, taken_by=actor
+    )

@@ -1,0 +1,573 @@
+"""Dispatch (派工): teams, staff and work orders under the ticket's register number.
+
+A ticket goes to the team that handles its repair item or category, then to the front-line
+person of that team with the least open work; remedial and corrective actions, repairs and
+revisits are work orders with due times. A job beyond a team's ability returns to the team's
+supervisor as a new work order, never as "a phone number" (DOMAIN.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crm.core import vocab
+from crm.core.audit import current_user
+from crm.core.clock import as_local
+from crm.core.errors import CrmError, NotFound
+from crm.plugins.service.models import Staff, Team, Ticket, TicketEvent, WorkOrder
+from crm.plugins.service.tickets import CLOSED_STATUSES
+
+TEAM_KINDS = {
+    "security": "安全",
+    "cleaning": "保洁",
+    "technical": "技术",
+    "customer_service": "客服",
+    "vendor": "外包方",
+}
+STAFF_LEVELS = {1: "一线", 2: "主管", 3: "经理", 4: "总经理"}
+WORK_ORDER_KINDS = {
+    "remedial": "补救措施",
+    "corrective": "纠正措施",
+    "repair": "维修",
+    "revisit": "回访",
+}
+WORK_ORDER_STATUS = {
+    "open": "处理中",
+    "done": "已完成",
+    "returned": "已退回主管",
+    "cancelled": "已取消",
+}
+SUPERVISOR = 2
+# The 100% phone revisit after a repair is due within this time of completion.
+REVISIT_WITHIN = dt.timedelta(hours=24)
+
+# Repair items the technical team takes (see repairs.WARRANTY_ITEMS); kept here so the default
+# teams can be created without loading the repair rules.
+TECHNICAL_ITEMS = [
+    "structure",
+    "waterproofing",
+    "heating_cooling",
+    "electrical",
+    "plumbing",
+    "equipment",
+    "decoration",
+    "intercom",
+    "fittings",
+    "sanitary_ware",
+    "plaster",
+    "flooring",
+    "lamps_switches",
+    "drain_blockage",
+    "home_service",
+]
+DEFAULT_TEAMS = [
+    ("service_center", "客服中心", "customer_service", ["service", "sales_management"]),
+    ("engineering", "工程技术部", "technical", ["engineering", "design", *TECHNICAL_ITEMS]),
+    ("security", "安全护卫部", "security", ["security", "access_control", "parking", "fire"]),
+    ("cleaning", "保洁部", "cleaning", ["cleaning", "sanitation", "garbage"]),
+    ("vendor_cleaning", "保洁外包公司", "vendor", ["landscaping", "pest_control"]),
+]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def ensure_default_teams(session: Session) -> None:
+    """The five default teams, only into a database that has no team yet."""
+    if session.scalar(select(func.count(Team.id))):
+        return
+    for code, name, kind, handles in DEFAULT_TEAMS:
+        session.add(Team(code=code, name=name, kind=kind, handles=handles, active=True))
+    session.flush()
+
+
+def parse_local_time(text: str) -> dt.datetime:
+    """`2026-04-28 18:00` or `2026-04-28` (end of day) in the business zone, as aware UTC."""
+    text = text.strip()
+    for pattern, end_of_day in (("%Y-%m-%d %H:%M", False), ("%Y-%m-%d", True)):
+        try:
+            moment = dt.datetime.strptime(text, pattern)
+        except ValueError:
+            continue
+        if end_of_day:
+            moment = moment.replace(hour=23, minute=59)
+        return as_local(moment).astimezone(dt.UTC)
+    raise CrmError(f"看不懂时间“{text}”：请写成 2026-04-28 18:00 或 2026-04-28。")
+
+
+def code_of(vocabulary: dict[str, str], text: str, what: str) -> str:
+    found = vocab.lookup_table(vocabulary).get(text.strip()) or vocab.lookup_table(vocabulary).get(
+        text.strip().lower()
+    )
+    if found is None:
+        choices = "、".join(f"{code}（{zh}）" for code, zh in vocabulary.items())
+        raise CrmError(f"不认识的{what}“{text}”：可选 {choices}。")
+    return found
+
+
+def record_event(
+    session: Session,
+    ticket: Ticket,
+    action: str,
+    note: str,
+    now: dt.datetime,
+) -> TicketEvent:
+    """A non-transition event on the ticket (the status stays as it is)."""
+    event = TicketEvent(
+        ticket_id=ticket.id,
+        at=now,
+        actor=current_user(session).name,
+        action=action,
+        from_status=ticket.status,
+        to_status=ticket.status,
+        note=note,
+    )
+    session.add(event)
+    return event
+
+
+def get_team(session: Session, code: str) -> Team:
+    team = session.scalar(select(Team).where((Team.code == code.strip()) | (Team.name == code)))
+    if team is None:
+        known = "、".join(session.scalars(select(Team.code).order_by(Team.code)).all())
+        raise NotFound(f"找不到团队“{code}”：现有团队 {known or '无'}（用 crm team list 查看）。")
+    return team
+
+
+def get_staff(session: Session, name: str) -> Staff:
+    staff = session.scalar(select(Staff).where(Staff.name == name.strip()))
+    if staff is None:
+        raise NotFound(f"找不到员工“{name}”：请用 crm staff list 查看，或用 crm staff add 登记。")
+    if not staff.active:
+        raise CrmError(f"员工“{name}”已停用，不能再派工：请另选一人。")
+    return staff
+
+
+def get_work_order(session: Session, number: str) -> WorkOrder:
+    order = session.scalar(select(WorkOrder).where(WorkOrder.number == number.strip()))
+    if order is None:
+        raise NotFound(f"找不到派工单“{number}”：请用 crm workorder list 查看。")
+    return order
+
+
+# --- teams and staff --------------------------------------------------------------------------
+
+
+def add_team(session: Session, code: str, name: str, kind: str, handles: list[str]) -> Team:
+    current_user(session).require("audit.read", "新增团队")
+    code = code.strip()
+    if not code or not name.strip():
+        raise CrmError("团队需要代码和名称：如 crm team add greening --name 绿化组 --kind vendor。")
+    if session.scalar(select(Team.id).where(Team.code == code)):
+        raise CrmError(f"团队代码“{code}”已存在：请换一个代码。")
+    team = Team(
+        code=code,
+        name=name.strip(),
+        kind=code_of(TEAM_KINDS, kind, "团队类型"),
+        handles=[h.strip() for h in handles if h.strip()],
+        active=True,
+    )
+    session.add(team)
+    session.flush()
+    return team
+
+
+def list_teams(session: Session) -> list[dict]:
+    staff_count = (
+        select(func.count(Staff.id))
+        .where(Staff.team_id == Team.id, Staff.active.is_(True))
+        .correlate(Team)
+        .scalar_subquery()
+    )
+    rows = session.execute(select(Team, staff_count).order_by(Team.id)).all()
+    return [
+        {
+            "code": team.code,
+            "name": team.name,
+            "kind": vocab.label(TEAM_KINDS, team.kind),
+            "handles": "、".join(team.handles or []),
+            "staff": count,
+            "active": team.active,
+        }
+        for team, count in rows
+    ]
+
+
+def add_staff(
+    session: Session,
+    name: str,
+    team_code: str,
+    title: str,
+    level: int = 1,
+    skills: list[str] | None = None,
+) -> Staff:
+    current_user(session).require("audit.read", "登记员工")
+    name = name.strip()
+    if not name:
+        raise CrmError("请给出员工姓名。")
+    if level not in STAFF_LEVELS:
+        raise CrmError("级别只能是 1（一线）、2（主管）、3（经理）或 4（总经理）。")
+    if session.scalar(select(Staff.id).where(Staff.name == name)):
+        raise CrmError(f"员工“{name}”已登记：同名时请加区分，如 {name}（工程）。")
+    staff = Staff(
+        name=name,
+        team_id=get_team(session, team_code).id,
+        title=title.strip() or STAFF_LEVELS[level],
+        level=level,
+        skills=[s.strip() for s in skills or [] if s.strip()],
+        active=True,
+    )
+    session.add(staff)
+    session.flush()
+    return staff
+
+
+def _load():
+    """Open tickets owned plus open work orders assigned, per staff row (correlated)."""
+    tickets = (
+        select(func.count(Ticket.id))
+        .where(Ticket.owner_id == Staff.id, Ticket.status.not_in(CLOSED_STATUSES))
+        .correlate(Staff)
+        .scalar_subquery()
+    )
+    orders = (
+        select(func.count(WorkOrder.id))
+        .where(WorkOrder.assignee_id == Staff.id, WorkOrder.status == "open")
+        .correlate(Staff)
+        .scalar_subquery()
+    )
+    return (tickets + orders).label("load")
+
+
+def list_staff(session: Session, team_code: str | None = None) -> list[dict]:
+    load = _load()
+    query = select(Staff, Team, load).outerjoin(Team, Staff.team_id == Team.id)
+    if team_code:
+        query = query.where(Staff.team_id == get_team(session, team_code).id)
+    rows = session.execute(query.order_by(Team.id, Staff.level.desc(), Staff.name)).all()
+    return [
+        {
+            "name": staff.name,
+            "team": team.name if team else None,
+            "title": staff.title,
+            "level": STAFF_LEVELS.get(staff.level, str(staff.level)),
+            "skills": "、".join(staff.skills or []),
+            "open_load": count,
+            "active": staff.active,
+        }
+        for staff, team, count in rows
+    ]
+
+
+def least_loaded(session: Session, team: Team, level: int = 1) -> Staff | None:
+    """The active staff of that level in the team with the least open work, ties by name."""
+    load = _load()
+    return session.scalars(
+        select(Staff)
+        .where(Staff.team_id == team.id, Staff.level == level, Staff.active.is_(True))
+        .order_by(load, Staff.name)
+        .limit(1)
+    ).first()
+
+
+def team_for(session: Session, ticket: Ticket) -> Team | None:
+    """The team that handles the ticket's repair item, else its category; the customer
+    service centre (which takes every request first) when no team names either."""
+    teams = session.scalars(
+        select(Team).where(Team.active.is_(True)).order_by(Team.kind == "vendor", Team.id)
+    ).all()
+    for key in (ticket.repair_item, ticket.category):
+        if key:
+            for team in teams:
+                if key in (team.handles or []):
+                    return team
+    return next((t for t in teams if t.kind == "customer_service"), None)
+
+
+def assign_ticket(session: Session, ticket: Ticket, now: dt.datetime | None = None) -> Staff | None:
+    """Give the ticket to its team and the least-loaded front-line person of that team."""
+    now = now or utcnow()
+    team = team_for(session, ticket)
+    if team is None:
+        raise CrmError(
+            "还没有任何团队：请先用 crm team add 登记团队（或运行 crm init 建默认团队）。"
+        )
+    staff = least_loaded(session, team)
+    ticket.team_id = team.id
+    ticket.owner_id = staff.id if staff else None
+    who = staff.name if staff else "（团队暂无一线人员，待指派）"
+    record_event(session, ticket, "assign", f"派给 {team.name}：{who}", now)
+    session.flush()
+    return staff
+
+
+# --- work orders ------------------------------------------------------------------------------
+
+
+def _next_number(session: Session, ticket: Ticket) -> str:
+    # Two dispatches on one ticket at once must not draw the same number (PostgreSQL row lock).
+    session.execute(select(Ticket.id).where(Ticket.id == ticket.id).with_for_update())
+    count = session.scalar(select(func.count(WorkOrder.id)).where(WorkOrder.ticket_id == ticket.id))
+    return f"{ticket.number}-{count + 1:02d}"
+
+
+def _check_repair_may_start(ticket: Ticket) -> None:
+    if ticket.paid is None:
+        raise CrmError(
+            f"{ticket.number} 还没有做保修判断：请先用 crm repair check 确定免费还是收费，再派维修。"
+        )
+    if ticket.paid and not ticket.fee_rate:
+        raise CrmError(
+            f"{ticket.number} 是收费维修，开工前必须向业主说明收费标准："
+            "请先用 crm repair quote 登记收费标准。"
+        )
+
+
+def create_work_order(
+    session: Session,
+    ticket: Ticket,
+    kind: str,
+    description: str,
+    due_at: dt.datetime | None = None,
+    team_code: str | None = None,
+    assignee_name: str | None = None,
+    now: dt.datetime | None = None,
+    parent: WorkOrder | None = None,
+) -> WorkOrder:
+    """A dispatch notice under the ticket's number: to the given team or the ticket's team
+    by category, and to the given person or the least-loaded one of that team."""
+    current_user(session).require("household.write", "派工")
+    now = now or utcnow()
+    kind = code_of(WORK_ORDER_KINDS, kind, "派工类型")
+    if not description.strip():
+        raise CrmError("请写明派工内容（做什么）。")
+    if kind == "repair":
+        _check_repair_may_start(ticket)
+    if due_at is not None and due_at <= now:
+        raise CrmError("完成时限已过：请给一个将来的时间。")
+    assignee = get_staff(session, assignee_name) if assignee_name else None
+    if team_code:
+        team = get_team(session, team_code)
+    elif assignee is not None and assignee.team is not None:
+        team = assignee.team
+    else:
+        team = team_for(session, ticket)
+    if team is None:
+        raise CrmError("还没有任何团队：请先用 crm team add 登记团队。")
+    if assignee is not None and assignee.team_id != team.id:
+        raise CrmError(f"{assignee.name} 不属于 {team.name}：请换人，或不指定团队。")
+    if assignee is None:
+        assignee = least_loaded(session, team)
+    order = WorkOrder(
+        number=_next_number(session, ticket),
+        ticket_id=ticket.id,
+        kind=kind,
+        description=description.strip(),
+        team_id=team.id,
+        assignee_id=assignee.id if assignee else None,
+        status="open",
+        due_at=due_at,
+        parent_id=parent.id if parent else None,
+    )
+    session.add(order)
+    session.flush()
+    who = assignee.name if assignee else "待指派"
+    due = f"，时限 {due_at.isoformat()}" if due_at else ""
+    record_event(
+        session,
+        ticket,
+        "dispatch",
+        f"派工单 {order.number}（{WORK_ORDER_KINDS[kind]}）→ {team.name}：{who}{due}",
+        now,
+    )
+    return order
+
+
+def _customer_service(session: Session) -> Team | None:
+    return session.scalars(
+        select(Team)
+        .where(Team.kind == "customer_service", Team.active.is_(True))
+        .order_by(Team.id)
+        .limit(1)
+    ).first()
+
+
+def complete_work_order(
+    session: Session, number: str, result: str, now: dt.datetime | None = None
+) -> WorkOrder:
+    """Mark a work order done with its result. A finished repair brings the mandatory phone
+    revisit (a revisit work order due within 24 hours)."""
+    current_user(session).require("household.write", "完成派工单")
+    now = now or utcnow()
+    order = get_work_order(session, number)
+    if order.status != "open":
+        raise CrmError(
+            f"派工单 {order.number} 的状态是“{WORK_ORDER_STATUS[order.status]}”，不能再完成。"
+        )
+    if not result.strip():
+        raise CrmError("请写明处理结果。")
+    ticket = order.ticket
+    if order.kind == "repair" and ticket.paid and not ticket.fee_signed_off:
+        raise CrmError(
+            f"{ticket.number} 是收费维修，完工须记录费用并由业主签字确认："
+            "请用 crm repair complete 登记费用和签字人。"
+        )
+    order.status = "done"
+    order.completed_at = now
+    order.result = result.strip()
+    record_event(session, ticket, "work_done", f"派工单 {order.number} 完成：{order.result}", now)
+    if order.kind == "repair":
+        _ensure_revisit(session, ticket, now)
+    session.flush()
+    return order
+
+
+def _ensure_revisit(session: Session, ticket: Ticket, now: dt.datetime) -> WorkOrder:
+    pending = session.scalars(
+        select(WorkOrder).where(
+            WorkOrder.ticket_id == ticket.id,
+            WorkOrder.kind == "revisit",
+            WorkOrder.status == "open",
+        )
+    ).first()
+    if pending is not None:
+        return pending
+    team = _customer_service(session) or team_for(session, ticket)
+    return create_work_order(
+        session,
+        ticket,
+        "revisit",
+        "维修完成后电话回访：确认修复效果与收费无异议（维修后 100% 回访）。",
+        due_at=now + REVISIT_WITHIN,
+        team_code=team.code if team else None,
+        now=now,
+    )
+
+
+def _supervisor_for(session: Session, team: Team | None) -> Staff | None:
+    """The team's supervisor; failing that its lowest manager above; failing that the
+    customer service centre's supervisor, which follows every request to closure."""
+    candidates = [team] if team is not None else []
+    centre = _customer_service(session)
+    if centre is not None and centre not in candidates:
+        candidates.append(centre)
+    for candidate in candidates:
+        level = session.scalar(
+            select(func.min(Staff.level)).where(
+                Staff.team_id == candidate.id,
+                Staff.level >= SUPERVISOR,
+                Staff.active.is_(True),
+            )
+        )
+        if level is not None:
+            return least_loaded(session, candidate, level)
+    return None
+
+
+def return_to_supervisor(
+    session: Session, number: str, reason: str, now: dt.datetime | None = None
+) -> WorkOrder:
+    """A job beyond the team's ability goes back to its supervisor: the work order is marked
+    returned with the reason and a new work order goes to the supervisor. Returns the new one."""
+    current_user(session).require("household.write", "退回派工单")
+    now = now or utcnow()
+    order = get_work_order(session, number)
+    if order.status != "open":
+        raise CrmError(
+            f"派工单 {order.number} 的状态是“{WORK_ORDER_STATUS[order.status]}”，只有处理中的才能退回。"
+        )
+    if not reason.strip():
+        raise CrmError("请写明退回原因（为什么超出能力、业主需要什么），主管据此另想办法。")
+    supervisor = _supervisor_for(session, order.team)
+    if supervisor is None:
+        where = order.team.name if order.team else "客服中心"
+        raise CrmError(f"{where}没有登记主管，无法退回：请先用 crm staff add --level 2 登记主管。")
+    order.status = "returned"
+    order.returned_reason = reason.strip()
+    order.returned_at = now
+    session.flush()
+    record_event(
+        session,
+        order.ticket,
+        "work_returned",
+        f"派工单 {order.number} 超出能力，退回主管 {supervisor.name}：{order.returned_reason}",
+        now,
+    )
+    return create_work_order(
+        session,
+        order.ticket,
+        order.kind,
+        f"{order.description}\n【退回主管】{order.returned_reason}",
+        due_at=order.due_at if order.due_at and order.due_at > now else None,
+        team_code=supervisor.team.code if supervisor.team else None,
+        assignee_name=supervisor.name,
+        now=now,
+        parent=order,
+    )
+
+
+def work_order_row(order: WorkOrder, now: dt.datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    return {
+        "number": order.number,
+        "ticket": order.ticket.number,
+        "kind": vocab.label(WORK_ORDER_KINDS, order.kind),
+        "team": order.team.name if order.team else None,
+        "assignee": order.assignee.name if order.assignee else None,
+        "status": vocab.label(WORK_ORDER_STATUS, order.status),
+        "due_at": order.due_at,
+        "overdue": bool(order.status == "open" and order.due_at and order.due_at < now),
+        "completed_at": order.completed_at,
+        "description": order.description,
+    }
+
+
+def list_work_orders(
+    session: Session,
+    ticket: str | None = None,
+    team: str | None = None,
+    assignee: str | None = None,
+    status: str | None = None,
+    overdue: bool = False,
+    limit: int = 50,
+    now: dt.datetime | None = None,
+) -> list[dict]:
+    now = now or utcnow()
+    query = select(WorkOrder).join(Ticket, WorkOrder.ticket_id == Ticket.id)
+    if ticket:
+        query = query.where(Ticket.number == ticket.strip())
+    if team:
+        query = query.where(WorkOrder.team_id == get_team(session, team).id)
+    if assignee:
+        found = session.scalar(select(Staff.id).where(Staff.name == assignee.strip()))
+        if found is None:
+            raise NotFound(f"找不到员工“{assignee}”：请用 crm staff list 查看。")
+        query = query.where(WorkOrder.assignee_id == found)
+    if status:
+        query = query.where(WorkOrder.status == code_of(WORK_ORDER_STATUS, status, "派工单状态"))
+    if overdue:
+        query = query.where(WorkOrder.status == "open", WorkOrder.due_at < now)
+    orders = session.scalars(query.order_by(WorkOrder.id).limit(limit)).all()
+    return [work_order_row(order, now) for order in orders]
+
+
+def show_work_order(session: Session, number: str, now: dt.datetime | None = None) -> dict:
+    order = get_work_order(session, number)
+    row = work_order_row(order, now)
+    parent = session.get(WorkOrder, order.parent_id) if order.parent_id else None
+    continued = session.scalars(
+        select(WorkOrder.number).where(WorkOrder.parent_id == order.id).order_by(WorkOrder.id)
+    ).all()
+    return row | {
+        "result": order.result,
+        "returned_reason": order.returned_reason,
+        "returned_at": order.returned_at,
+        "continues": parent.number if parent else None,
+        "continued_by": list(continued),
+        "created_at": order.created_at,
+    }

@@ -1,0 +1,418 @@
+"""Commands for teams, staff, work orders (派工单) and repairs. Each parses, calls the library
+in one transaction, renders; the heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import click
+
+from crm.core.cliutil import emit, format_option, get_app
+
+TEAM_COLUMNS = [
+    ("code", "代码"),
+    ("name", "名称"),
+    ("kind", "类型"),
+    ("handles", "负责类别/项目"),
+    ("staff", "在岗人数"),
+    ("active", "启用"),
+]
+STAFF_COLUMNS = [
+    ("name", "姓名"),
+    ("team", "团队"),
+    ("title", "岗位"),
+    ("level", "级别"),
+    ("skills", "技能"),
+    ("open_load", "在办件数"),
+    ("active", "在岗"),
+]
+WORK_ORDER_COLUMNS = [
+    ("number", "派工单号"),
+    ("kind", "类型"),
+    ("team", "团队"),
+    ("assignee", "处理人"),
+    ("status", "状态"),
+    ("due_at", "时限"),
+    ("overdue", "已超时"),
+    ("completed_at", "完成时间"),
+    ("description", "内容"),
+]
+SHOW_LABELS = [
+    ("number", "派工单号"),
+    ("ticket", "登记号"),
+    ("kind", "类型"),
+    ("team", "团队"),
+    ("assignee", "处理人"),
+    ("status", "状态"),
+    ("due_at", "时限"),
+    ("overdue", "已超时"),
+    ("created_at", "派工时间"),
+    ("completed_at", "完成时间"),
+    ("result", "处理结果"),
+    ("returned_at", "退回时间"),
+    ("returned_reason", "退回原因"),
+    ("continues", "接续自"),
+    ("continued_by", "由此接续"),
+    ("description", "内容"),
+]
+REPAIR_LABELS = [
+    ("ticket", "登记号"),
+    ("item_label", "维修项目"),
+    ("warranty_until", "保修至"),
+    ("in_warranty", "在保修期内"),
+    ("paid", "收费"),
+    ("rework_of", "返修自"),
+    ("reason", "判断依据"),
+    ("fee_rate", "收费标准"),
+    ("fee_stated_at", "告知时间"),
+    ("fee_amount", "实收费用(元)"),
+    ("fee_signed_by", "签字人"),
+    ("fee_signed_at", "签字时间"),
+    ("work_orders", "派工单"),
+    ("revisit", "回访派工单"),
+    ("revisit_due_at", "回访时限"),
+]
+SHOW_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+    help="输出格式：逐项列出，或一个 JSON 对象。",
+)
+
+
+def _echo_record(record: dict, labels: list[tuple[str, str]], fmt: str) -> None:
+    from crm.core.render import cell_text, display_width, to_json
+
+    if fmt == "json":
+        click.echo(to_json(record))
+        return
+    if fmt == "csv":
+        flat = {k: "、".join(v) if isinstance(v, list) else v for k, v in record.items()}
+        emit([flat], "csv", [(key, title) for key, title in labels if key in record])
+        return
+    shown = [(title, record.get(key)) for key, title in labels if key in record]
+    width = max(display_width(title) for title, _ in shown)
+    for title, value in shown:
+        text = "、".join(value) if isinstance(value, list) else cell_text(value)
+        click.echo(f"{title}：{' ' * (width - display_width(title))}{text}")
+
+
+def _split(text: str | None) -> list[str]:
+    if not text:
+        return []
+    return [part for part in text.replace("，", ",").replace("、", ",").split(",") if part.strip()]
+
+
+def _due(text: str | None):
+    if not text:
+        return None
+    from crm.plugins.service.dispatch import parse_local_time
+
+    return parse_local_time(text)
+
+
+# --- teams ------------------------------------------------------------------------------------
+
+
+@click.group()
+def team() -> None:
+    """处理团队：安全、保洁、技术、客服与外包方。"""
+
+
+@team.command("list")
+@format_option
+def team_list(fmt: str) -> None:
+    """列出团队、负责的类别与维修项目、在岗人数。"""
+    from crm.plugins.service.dispatch import list_teams
+
+    with get_app().session() as session:
+        rows = list_teams(session)
+    emit(rows, fmt, TEAM_COLUMNS)
+
+
+@team.command("add")
+@click.argument("code")
+@click.option("--name", required=True, help="团队名称，如 绿化组。")
+@click.option(
+    "--kind",
+    required=True,
+    help="团队类型：security（安全）、cleaning（保洁）、technical（技术）、"
+    "customer_service（客服）、vendor（外包方）。",
+)
+@click.option(
+    "--handles",
+    default="",
+    help="按类别派工时由本团队负责的投诉类别或维修项目，逗号分隔，如 landscaping,pest_control。",
+)
+def team_add(code: str, name: str, kind: str, handles: str) -> None:
+    """新增一个团队（经理、管理员可操作）。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.dispatch import add_team
+
+    with get_app().session() as session, transaction(session):
+        created = add_team(session, code, name, kind, _split(handles))
+        text = f"已新增团队 {created.code}（{created.name}）。"
+    click.echo(text)
+
+
+# --- staff ------------------------------------------------------------------------------------
+
+
+@click.group()
+def staff() -> None:
+    """员工：一线、主管、经理、总经理，按团队接单。"""
+
+
+@staff.command("list")
+@click.option("--team", "team_code", help="只看某个团队（代码或名称）。")
+@format_option
+def staff_list(team_code: str | None, fmt: str) -> None:
+    """列出员工及其在办件数（未关闭的投诉/报修 + 处理中的派工单）。"""
+    from crm.plugins.service.dispatch import list_staff
+
+    with get_app().session() as session:
+        rows = list_staff(session, team_code)
+    emit(rows, fmt, STAFF_COLUMNS)
+
+
+@staff.command("add")
+@click.argument("name")
+@click.option("--team", "team_code", required=True, help="所属团队（代码或名称）。")
+@click.option("--title", default="", help="岗位，如 技术员、安全员、客服大使、主管。")
+@click.option(
+    "--level",
+    type=click.IntRange(1, 4),
+    default=1,
+    show_default=True,
+    help="级别：1 一线、2 主管、3 经理、4 总经理。",
+)
+@click.option("--skills", default="", help="技能，逗号分隔，如 水电,木工。")
+def staff_add(name: str, team_code: str, title: str, level: int, skills: str) -> None:
+    """登记一名员工（经理、管理员可操作）。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.dispatch import add_staff
+
+    with get_app().session() as session, transaction(session):
+        created = add_staff(session, name, team_code, title, level, _split(skills))
+        text = f"已登记员工 {created.name}（{created.team.name}，{created.title}）。"
+    click.echo(text)
+
+
+# --- work orders ------------------------------------------------------------------------------
+
+
+@click.group()
+def workorder() -> None:
+    """派工单：补救措施、纠正措施、维修与回访，与工单共用登记号。"""
+
+
+@workorder.command("list")
+@click.option("--ticket", help="只看某个登记号的派工单。")
+@click.option("--team", "team_code", help="只看某个团队（代码或名称）。")
+@click.option("--assignee", help="只看某人的派工单。")
+@click.option("--status", help="只看某种状态：open（处理中）、done、returned、cancelled。")
+@click.option("--overdue", is_flag=True, help="只看已超过时限仍未完成的。")
+@click.option(
+    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
+)
+@format_option
+def workorder_list(ticket, team_code, assignee, status, overdue, limit, fmt) -> None:
+    """列出派工单。"""
+    from crm.plugins.service.dispatch import list_work_orders
+
+    with get_app().session() as session:
+        rows = list_work_orders(
+            session,
+            ticket=ticket,
+            team=team_code,
+            assignee=assignee,
+            status=status,
+            overdue=overdue,
+            limit=limit,
+        )
+    emit(rows, fmt, WORK_ORDER_COLUMNS)
+
+
+@workorder.command("show")
+@click.argument("number")
+@SHOW_FORMAT
+def workorder_show(number: str, fmt: str) -> None:
+    """显示一张派工单，包括退回原因与接续关系。"""
+    from crm.plugins.service.dispatch import show_work_order
+
+    with get_app().session() as session:
+        record = show_work_order(session, number)
+    _echo_record(record, SHOW_LABELS, fmt)
+
+
+@workorder.command("create")
+@click.argument("ticket")
+@click.option(
+    "--kind",
+    required=True,
+    help="类型：remedial（补救措施）、corrective（纠正措施）、repair（维修）、revisit（回访）。",
+)
+@click.option("--description", required=True, help="派工内容：做什么。")
+@click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
+@click.option("--team", "team_code", help="派给哪个团队（默认按工单类别）。")
+@click.option("--assignee", help="派给谁（默认该团队在办件数最少的一线人员）。")
+def workorder_create(ticket, kind, description, due, team_code, assignee) -> None:
+    """为工单 TICKET（登记号）派发一张派工单。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.dispatch import create_work_order
+    from crm.plugins.service.tickets import get_ticket
+
+    with get_app().session() as session, transaction(session):
+        order = create_work_order(
+            session,
+            get_ticket(session, ticket),
+            kind,
+            description,
+            due_at=_due(due),
+            team_code=team_code,
+            assignee_name=assignee,
+        )
+        who = order.assignee.name if order.assignee else "待指派"
+        text = f"已派工 {order.number} → {order.team.name}：{who}。"
+    click.echo(text)
+
+
+@workorder.command("done")
+@click.argument("number")
+@click.option("--result", required=True, help="处理结果。")
+def workorder_done(number: str, result: str) -> None:
+    """完成一张派工单；维修完成后自动派出 24 小时内的电话回访。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.dispatch import complete_work_order
+
+    with get_app().session() as session, transaction(session):
+        order = complete_work_order(session, number, result)
+        text = f"派工单 {order.number} 已完成。"
+    click.echo(text)
+
+
+@workorder.command("return")
+@click.argument("number")
+@click.option("--reason", required=True, help="退回原因：为什么超出能力、业主需要什么。")
+def workorder_return(number: str, reason: str) -> None:
+    """超出本人能力的工作退回主管：原单标记退回，另派一张给主管。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.dispatch import return_to_supervisor
+
+    with get_app().session() as session, transaction(session):
+        order = return_to_supervisor(session, number, reason)
+        text = f"{number} 已退回主管，新派工单 {order.number} → {order.assignee.name}。"
+    click.echo(text)
+
+
+# --- repairs ----------------------------------------------------------------------------------
+
+
+@click.group()
+def repair() -> None:
+    """报修：保修判断、开工前报价、派工、完工收费签字与回访。"""
+
+
+@repair.command("items")
+@format_option
+def repair_items(fmt: str) -> None:
+    """列出维修项目及保修期（自交房日起，按月计）与依据。"""
+    from crm.plugins.service.repairs import list_items
+
+    with get_app().session() as session:
+        rows = list_items(session)
+    emit(
+        rows,
+        fmt,
+        [
+            ("code", "代码"),
+            ("label", "项目"),
+            ("months", "保修期(月)"),
+            ("statutory_months", "法定最低(月)"),
+            ("basis", "依据"),
+        ],
+    )
+
+
+@repair.command("period")
+@click.argument("item")
+@click.argument("months", type=click.IntRange(0))
+def repair_period(item: str, months: int) -> None:
+    """延长某个维修项目的保修期（月）；不得短于法定最低（经理、管理员可操作）。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.repairs import set_warranty_months
+
+    with get_app().session() as session, transaction(session):
+        set_warranty_months(session, item, months)
+    click.echo(f"{item} 的保修期已设为 {months} 个月。")
+
+
+@repair.command("check")
+@click.argument("ticket")
+@click.option("--item", required=True, help="维修项目（代码或名称），见 crm repair items。")
+@click.option("--chargeable", help="虽在保修期内仍须收费的原因，如 人为损坏。")
+@format_option
+def repair_check(ticket: str, item: str, chargeable: str | None, fmt: str) -> None:
+    """判断报修单 TICKET 是否在保修期内：免费还是收费（开工前必须先判断）。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.repairs import check_warranty
+
+    with get_app().session() as session, transaction(session):
+        record = check_warranty(session, ticket, item, chargeable)
+    _echo_record(record, REPAIR_LABELS, fmt)
+
+
+@repair.command("quote")
+@click.argument("ticket")
+@click.option(
+    "--rate", required=True, help="向业主说明的收费标准，如 材料费 30 元/个，人工费 20 元/次。"
+)
+@format_option
+def repair_quote(ticket: str, rate: str, fmt: str) -> None:
+    """收费维修开工前登记已告知业主的收费标准。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.repairs import quote_repair
+
+    with get_app().session() as session, transaction(session):
+        record = quote_repair(session, ticket, rate)
+    _echo_record(record, REPAIR_LABELS, fmt)
+
+
+@repair.command("start")
+@click.argument("ticket")
+@click.option("--team", "team_code", help="派给哪个团队（默认按维修项目）。")
+@click.option("--assignee", help="派给谁（默认在办件数最少的一线人员）。")
+@click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
+def repair_start(ticket: str, team_code, assignee, due) -> None:
+    """派出维修派工单；收费维修未登记收费标准时拒绝开工。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.repairs import start_repair
+
+    with get_app().session() as session, transaction(session):
+        order = start_repair(
+            session, ticket, team_code=team_code, assignee_name=assignee, due_at=_due(due)
+        )
+        who = order.assignee.name if order.assignee else "待指派"
+        text = f"已派出维修 {order.number} → {order.team.name}：{who}。"
+    click.echo(text)
+
+
+@repair.command("complete")
+@click.argument("ticket")
+@click.option("--result", required=True, help="维修结果。")
+@click.option("--fee", help="实收费用（元）；收费维修必填。")
+@click.option("--signed-by", help="在收费记录上签字的业主姓名；收费维修必填。")
+@format_option
+def repair_complete(ticket: str, result: str, fee: str | None, signed_by, fmt: str) -> None:
+    """完工：收费维修须登记费用并由业主签字；随后派出 24 小时内的电话回访。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.repairs import complete_repair
+
+    with get_app().session() as session, transaction(session):
+        record = complete_repair(session, ticket, result, fee_amount=fee, signed_by=signed_by)
+    _echo_record(record, REPAIR_LABELS, fmt)
+
+
+def register(cli: click.Group) -> None:
+    for command in (team, staff, workorder, repair):
+        cli.add_command(command)

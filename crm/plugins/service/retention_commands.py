@@ -1,0 +1,199 @@
+"""Commands for the member club (会员俱乐部) and owner reward activities (业主回馈活动)."""
+
+from __future__ import annotations
+
+import click
+
+from crm.core.cliutil import emit, format_option, get_app
+from crm.core.vocab import MEMBER_TIERS, label
+
+TIER_HELP = "会员等级：standard（普通会员）、silver（银卡）、gold（金卡）、platinum（白金卡）。"
+ACTIVITY_COLUMNS = [
+    ("id", "编号"),
+    ("name", "活动"),
+    ("project", "项目"),
+    ("held_at", "时间"),
+    ("capacity", "名额"),
+    ("signed_up", "报名户数"),
+    ("attended", "出席户数"),
+    ("cost", "费用(元)"),
+]
+
+
+@click.group()
+def club() -> None:
+    """会员俱乐部：入会、等级调整与会员名单（等级变更历史永久保留）。"""
+
+
+@club.command("enrol")
+@click.argument("code")
+@click.option("--tier", default="standard", show_default=True, help=TIER_HELP)
+@click.option("--note", help="说明，如 入会渠道。")
+def club_enrol(code: str, tier: str, note: str | None) -> None:
+    """为客户家庭 CODE 办理入会。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.retention import enrol
+
+    with get_app().session() as session, transaction(session):
+        entry = enrol(session, code, tier, note)
+        text = f"{code} 已入会，等级：{label(MEMBER_TIERS, entry.tier)}。"
+    click.echo(text)
+
+
+@club.command("tier")
+@click.argument("code")
+@click.argument("tier")
+@click.option("--note", help="调整原因，如 年度消费升级。")
+def club_tier(code: str, tier: str, note: str | None) -> None:
+    """调整会员 CODE 的等级为 TIER；设为 none（非会员）即退会。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.retention import change_tier
+
+    with get_app().session() as session, transaction(session):
+        entry = change_tier(session, code, tier, note)
+        old, new = label(MEMBER_TIERS, entry.previous_tier), label(MEMBER_TIERS, entry.tier)
+        text = f"{code} 的会员等级：{old} → {new}。"
+    click.echo(text)
+
+
+@club.command("list")
+@click.option("--tier", help="只看某个等级。")
+@click.option("--project", help="只看某个项目（项目全名）。")
+@click.option("--household", help="改为显示这一户的等级变更历史。")
+@click.option(
+    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
+)
+@format_option
+def club_list(tier, project, household, limit, fmt) -> None:
+    """列出当前会员；给出 --household 时列出该户的入会与等级变更历史。"""
+    from crm.plugins.service.retention import club_history, list_members
+
+    with get_app().session() as session:
+        if household:
+            rows = club_history(session, household)
+            columns = [
+                ("code", "客户编号"),
+                ("at", "时间"),
+                ("previous_tier", "原等级"),
+                ("tier", "新等级"),
+                ("by", "经办人"),
+                ("note", "说明"),
+            ]
+        else:
+            rows = list_members(session, tier=tier, project=project, limit=limit)
+            columns = [
+                ("code", "客户编号"),
+                ("name", "客户名称"),
+                ("project", "项目"),
+                ("tier", "会员等级"),
+                ("joined_at", "入会时间"),
+                ("changed_at", "最近变更"),
+                ("changes", "变更次数"),
+            ]
+    emit(rows, fmt, columns)
+
+
+@click.group()
+def activity() -> None:
+    """业主回馈活动：新建、报名（每户一次，名额有限）与出席登记。"""
+
+
+@activity.command("create")
+@click.argument("name")
+@click.option("--at", "held_at", required=True, help="活动时间，如 2026-09-20 14:00（业务时区）。")
+@click.option("--project", help="所属项目（项目全名）；不填为全公司活动。")
+@click.option("--capacity", type=click.IntRange(1), help="名额（户）；不填为不限。")
+@click.option("--cost", help="活动费用（元）。")
+def activity_create(name: str, held_at: str, project, capacity, cost) -> None:
+    """新建一项业主回馈活动。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.dispatch import parse_local_time
+    from crm.plugins.service.retention import create_activity
+
+    with get_app().session() as session, transaction(session):
+        created = create_activity(
+            session, name, parse_local_time(held_at), project=project, capacity=capacity, cost=cost
+        )
+        text = f"已新建活动 {created.id}：{created.name}。"
+    click.echo(text)
+
+
+@activity.command("list")
+@click.option("--project", help="只看某个项目（项目全名）。")
+@click.option(
+    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
+)
+@format_option
+def activity_list(project, limit, fmt) -> None:
+    """按时间倒序列出业主活动及报名、出席户数。"""
+    from crm.plugins.service.retention import list_activities
+
+    with get_app().session() as session:
+        rows = list_activities(session, project=project, limit=limit)
+    emit(rows, fmt, ACTIVITY_COLUMNS)
+
+
+@activity.command("show")
+@click.argument("activity_id", type=int)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+    help="输出格式：活动概况与报名名单，或一个 JSON 对象。",
+)
+def activity_show(activity_id: int, fmt: str) -> None:
+    """显示一项活动及其报名、出席名单。"""
+    from crm.core.render import render, to_json
+    from crm.plugins.service.retention import show_activity
+
+    with get_app().session() as session:
+        record = show_activity(session, activity_id)
+    if fmt == "json":
+        click.echo(to_json(record))
+        return
+    render([record], "table", ACTIVITY_COLUMNS)
+    click.echo()
+    render(
+        record["signups"],
+        "table",
+        [
+            ("code", "客户编号"),
+            ("name", "客户名称"),
+            ("signed_up_at", "报名时间"),
+            ("attended", "出席"),
+        ],
+    )
+
+
+@activity.command("signup")
+@click.argument("activity_id", type=int)
+@click.argument("code")
+def activity_signup(activity_id: int, code: str) -> None:
+    """客户家庭 CODE 报名活动 ACTIVITY_ID（每户一次，满额即止）。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.retention import sign_up
+
+    with get_app().session() as session, transaction(session):
+        sign_up(session, activity_id, code)
+    click.echo(f"{code} 已报名活动 {activity_id}。")
+
+
+@activity.command("attend")
+@click.argument("activity_id", type=int)
+@click.argument("code")
+@click.option("--absent", is_flag=True, help="登记为缺席（默认登记出席）。")
+def activity_attend(activity_id: int, code: str, absent: bool) -> None:
+    """登记已报名的客户家庭 CODE 是否出席活动 ACTIVITY_ID。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.retention import record_attendance
+
+    with get_app().session() as session, transaction(session):
+        record_attendance(session, activity_id, code, attended=not absent)
+    click.echo(f"已登记 {code} {'缺席' if absent else '出席'}活动 {activity_id}。")
+
+
+def register(cli: click.Group) -> None:
+    for command in (club, activity):
+        cli.add_command(command)

@@ -1,0 +1,115 @@
+"""Ticket KPI inputs for satisfaction monitoring, aggregated in the database (never row by row
+in Python): per project, team, category or month, the counts and minute sums from which the
+timeliness, closure and revisit rates and the mean times to reply and to close follow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from sqlalchemy import ColumnElement, and_, case, extract, func, literal_column, select
+from sqlalchemy.orm import Session
+
+from crm.core.clock import local_zone
+from crm.core.errors import CrmError
+from crm.core.models import Project, utcnow
+from crm.plugins.service.models import Team, Ticket
+
+CLOSED_STATUSES = ("closed", "revisited", "completed")
+GROUPINGS = ("project", "team", "category", "month")
+
+
+def month_of(session: Session, column) -> ColumnElement:
+    """'YYYY-MM' of a stored UTC time in the business zone, computed by the database.
+
+    Literals, not bound parameters: PostgreSQL sees two bound copies of one expression in
+    SELECT and GROUP BY as different expressions and refuses the query.
+    """
+    zone = local_zone().key
+    if session.get_bind().dialect.name == "postgresql":
+        if not re.fullmatch(r"[A-Za-z0-9_/+\-]+", zone):
+            raise CrmError(f"时区名称“{zone}”不合规：请使用如 Asia/Shanghai 的名称。")
+        local = func.timezone(literal_column(f"'{zone}'"), column)
+        return func.to_char(local, literal_column("'YYYY-MM'"))
+    # SQLite has no time zones: shift by the zone's present offset (exact for zones without
+    # daylight saving, such as Asia/Shanghai).
+    offset = utcnow().astimezone(local_zone()).utcoffset() or dt.timedelta()
+    minutes = int(offset.total_seconds() // 60)
+    return func.strftime(
+        literal_column("'%Y-%m'"), column, literal_column(f"'{minutes:+d} minutes'")
+    )
+
+
+def minutes_between(session: Session, start, end) -> ColumnElement:
+    if session.get_bind().dialect.name == "postgresql":
+        return extract("epoch", end - start) / 60.0
+    return (func.julianday(end) - func.julianday(start)) * 1440.0
+
+
+def ticket_statistics(
+    session: Session,
+    group_by: str,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[dict]:
+    """Per group of tickets opened in [since, until): key, label, tickets, closed, on_time
+    (closed without a resolution breach), revisited, and the sums and counts of minutes to
+    first reply and to close."""
+    if group_by not in GROUPINGS:
+        raise CrmError(f"不支持按“{group_by}”分组；可用：{'、'.join(GROUPINGS)}。")
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    key = {
+        "project": Ticket.project_id,
+        # On SQLite, `team_id + 0` keeps the planner off the one-column team index (a million
+        # random table look-ups) and on the covering index, which is two to three times faster.
+        "team": Ticket.team_id + literal_column("0") if sqlite else Ticket.team_id,
+        "category": Ticket.category,
+        "month": month_of(session, Ticket.opened_at) if group_by == "month" else None,
+    }[group_by]
+    closed = Ticket.status.in_(CLOSED_STATUSES)
+    aggregate = select(
+        key.label("key"),
+        func.count().label("tickets"),
+        func.sum(case((closed, 1), else_=0)).label("closed"),
+        func.sum(case((and_(closed, Ticket.resolve_breached.is_(False)), 1), else_=0)).label(
+            "on_time"
+        ),
+        func.sum(case((Ticket.revisited_at.is_not(None), 1), else_=0)).label("revisited"),
+        func.sum(minutes_between(session, Ticket.opened_at, Ticket.first_response_at)).label(
+            "reply_minutes"
+        ),
+        func.count(Ticket.first_response_at).label("replied"),
+        func.sum(
+            case((closed, minutes_between(session, Ticket.opened_at, Ticket.closed_at)))
+        ).label("close_minutes"),
+        func.count(case((closed, Ticket.closed_at))).label("closed_timed"),
+    ).group_by(key)
+    if since is not None:
+        aggregate = aggregate.where(Ticket.opened_at >= since)
+    if until is not None:
+        aggregate = aggregate.where(Ticket.opened_at < until)
+    # Names are looked up after aggregating, so the join touches one row per group.
+    groups = aggregate.subquery()
+    if group_by == "project":
+        query = select(groups, Project.name.label("label")).outerjoin(
+            Project, Project.id == groups.c.key
+        )
+    elif group_by == "team":
+        query = select(
+            *[column for column in groups.c if column.key != "key"],
+            Team.code.label("key"),
+            Team.name.label("label"),
+        ).outerjoin(Team, Team.id == groups.c.key)
+    else:
+        query = select(groups, groups.c.key.label("label"))
+    return [_plain(row._mapping) for row in session.execute(query)]
+
+
+def _plain(row) -> dict:
+    """Database numbers (Decimal on PostgreSQL) as int and float."""
+    out = dict(row)
+    for name in ("tickets", "closed", "on_time", "revisited", "replied", "closed_timed"):
+        out[name] = int(out[name] or 0)
+    for name in ("reply_minutes", "close_minutes"):
+        out[name] = float(out[name]) if out[name] is not None else None
+    return out

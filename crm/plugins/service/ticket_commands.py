@@ -1,0 +1,611 @@
+"""Commands for tickets (工单) through their steps, and for the SLA policies. Each parses,
+calls the library in one transaction, renders; heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from crm.core.cliutil import emit, format_option, get_app
+from crm.core.errors import CrmError
+
+LIST_COLUMNS = [
+    ("number", "登记号"),
+    ("type", "类型"),
+    ("status", "步骤"),
+    ("severity", "严重程度"),
+    ("category", "类别"),
+    ("household", "客户编号"),
+    ("household_name", "客户"),
+    ("team", "团队"),
+    ("owner", "负责人"),
+    ("level", "升级级别"),
+    ("opened_at", "受理时间"),
+    ("resolve_due_at", "解决时限"),
+    ("overdue", "已超时"),
+    ("breached", "曾超时"),
+    ("summary", "摘要"),
+]
+SHOW_LABELS = [
+    ("number", "登记号"),
+    ("type", "类型"),
+    ("channel", "渠道"),
+    ("status", "当前步骤"),
+    ("next_steps", "下一步可以"),
+    ("household", "客户编号"),
+    ("household_name", "客户"),
+    ("unit", "房号"),
+    ("summary", "摘要"),
+    ("severity", "严重程度"),
+    ("category", "类别"),
+    ("expectations", "客户期望"),
+    ("team", "团队"),
+    ("owner", "负责人"),
+    ("level", "升级级别"),
+    ("group", "群诉"),
+    ("reported_by", "受理人"),
+    ("opened_at", "受理时间"),
+    ("first_response_at", "首次响应"),
+    ("response_due_at", "响应时限"),
+    ("resolve_due_at", "解决时限"),
+    ("warned_at", "预警时间"),
+    ("response_breached", "响应超时"),
+    ("resolve_breached", "解决超时"),
+    ("breached_at", "超时时间"),
+    ("paused_minutes", "等待客户(分钟)"),
+    ("replied_at", "回复时间"),
+    ("closed_at", "关闭时间"),
+    ("customer_confirmed", "客户确认"),
+    ("revisited_at", "回访时间"),
+    ("completed_at", "反馈时间"),
+    ("reopen_count", "重新处理次数"),
+    ("root_cause", "根本原因"),
+    ("corrective_action", "纠正措施"),
+]
+BRIEF_KEYS = (
+    "number",
+    "type",
+    "status",
+    "next_steps",
+    "severity",
+    "owner",
+    "level",
+    "resolve_due_at",
+    "resolve_breached",
+)
+EVENT_COLUMNS = [
+    ("at", "时间"),
+    ("actor", "操作人"),
+    ("action", "动作"),
+    ("from", "从"),
+    ("to", "到"),
+    ("note", "说明"),
+]
+COMMITMENT_COLUMNS = [
+    ("what", "承诺内容"),
+    ("due_at", "期限"),
+    ("promised_by", "承诺人"),
+    ("status", "状态"),
+    ("apology", "致歉"),
+    ("reason", "原因"),
+    ("remedy", "补救"),
+]
+ESCALATION_COLUMNS = [
+    ("rule", "规则"),
+    ("level", "级别"),
+    ("to", "升级给"),
+    ("fired_at", "时间"),
+    ("note", "说明"),
+]
+WORK_ORDER_COLUMNS = [
+    ("number", "派工单号"),
+    ("kind", "类型"),
+    ("assignee", "处理人"),
+    ("status", "状态"),
+    ("due_at", "时限"),
+    ("result", "结果"),
+]
+POLICY_COLUMNS = [
+    ("ticket_type", "工单类型"),
+    ("severity", "严重程度"),
+    ("response_minutes", "首次响应(分钟)"),
+    ("resolve_minutes", "解决(分钟)"),
+    ("business_hours", "按工作时间"),
+    ("warn_ratio", "预警比例"),
+]
+GROUP_COLUMNS = [
+    ("number", "群诉编号"),
+    ("category", "类别"),
+    ("phase", "阶段"),
+    ("status", "状态"),
+    ("households", "户数"),
+    ("owner", "负责人"),
+    ("detected_at", "发现时间"),
+    ("tickets", "工单"),
+]
+SHOW_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+    help="输出格式：逐项列出，或一个 JSON 对象。",
+)
+NOTE = click.option("--note", help="本步骤的说明（做了什么、和客户谈了什么）。")
+
+
+def _in_transaction(work: Callable[[Any], Any]) -> Any:
+    """Run one command's work in one transaction; a concurrent change becomes a sentence."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from crm.core.db import transaction
+
+    try:
+        with get_app().session() as session, transaction(session):
+            return work(session)
+    except StaleDataError:
+        raise CrmError("工单刚被别人改过：请用 crm ticket show 查看最新情况后重试。") from None
+
+
+def _echo_record(record: dict, labels: list[tuple[str, str]], fmt: str) -> None:
+    from crm.core.render import cell_text, display_width, to_json
+
+    if fmt == "json":
+        click.echo(to_json(record))
+        return
+    shown = [(key, title) for key, title in labels if key in record]
+    flat = {k: "、".join(map(str, v)) if isinstance(v, list) else v for k, v in record.items()}
+    if fmt == "csv":
+        emit([flat], "csv", shown)
+        return
+    width = max(display_width(title) for _, title in shown)
+    for key, title in shown:
+        click.echo(f"{title}：{' ' * (width - display_width(title))}{cell_text(flat.get(key))}")
+
+
+def _brief(session, number: str) -> dict:
+    from crm.plugins.service.tickets import show_ticket
+
+    detail = show_ticket(session, number)
+    return {key: detail[key] for key in BRIEF_KEYS}
+
+
+def _time(text: str | None):
+    if not text:
+        return None
+    from crm.plugins.service.dispatch import parse_local_time
+
+    return parse_local_time(text)
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    parts = []
+    for value in values:
+        parts += [p.strip() for p in value.replace("，", ",").replace("、", ",").split(",")]
+    return [p for p in parts if p]
+
+
+def _aspects(values: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    found = {}
+    for value in values:
+        name, _, scores = value.replace("＝", "=").replace("：", ":").partition("=")
+        expectation, _, experience = scores.partition(":")
+        try:
+            found[name.strip()] = (int(expectation), int(experience))
+        except ValueError:
+            raise CrmError(
+                f"方面评分“{value}”写法不对：请写成 名称=期望:体验，如 响应速度=8:6。"
+            ) from None
+        if not name.strip():
+            raise CrmError(f"方面评分“{value}”缺少方面名称：请写成 响应速度=8:6。")
+    return found
+
+
+# --- tickets ----------------------------------------------------------------------------------
+
+
+@click.group()
+def ticket() -> None:
+    """工单：投诉、报修、建议、咨询的受理、八步处理、时限与升级。"""
+
+
+@ticket.command("open")
+@click.argument("household")
+@click.option(
+    "--type",
+    "ticket_type",
+    required=True,
+    help="工单类型：complaint 投诉、repair 报修、suggestion 建议、enquiry 咨询。",
+)
+@click.option(
+    "--channel",
+    required=True,
+    help="渠道：phone 电话、visit 来访、letter 信函、fax 传真、online 网络。",
+)
+@click.option("--summary", required=True, help="客户反映的问题。")
+@click.option("--unit", help="房号：项目/楼栋/房号，或客户名下的房号如 1903。")
+@click.option("--reported-by", help="受理人（默认为当前操作人）。")
+@format_option
+def ticket_open(household, ticket_type, channel, summary, unit, reported_by, fmt) -> None:
+    """受理：为客户家庭登记一张工单（生成登记号并开始计时）。"""
+    from crm.plugins.service.tickets import open_ticket
+
+    def work(session):
+        opened = open_ticket(
+            session, household, ticket_type, channel, summary, unit=unit, reported_by=reported_by
+        )
+        return _brief(session, opened.number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("show")
+@click.argument("number")
+@SHOW_FORMAT
+def ticket_show(number, fmt) -> None:
+    """查看一张工单：处理记录、承诺、升级与派工。"""
+    from crm.plugins.service.tickets import show_ticket
+
+    with get_app().session() as session:
+        detail = show_ticket(session, number)
+    if fmt == "json":
+        _echo_record(detail, SHOW_LABELS, "json")
+        return
+    _echo_record(detail, SHOW_LABELS, "table")
+    for title, key, columns in (
+        ("处理记录", "events", EVENT_COLUMNS),
+        ("承诺", "commitments", COMMITMENT_COLUMNS),
+        ("升级", "escalations", ESCALATION_COLUMNS),
+        ("派工单", "work_orders", WORK_ORDER_COLUMNS),
+    ):
+        click.echo(f"\n【{title}】")
+        emit(detail[key], "table", columns)
+
+
+@ticket.command("list")
+@click.option("--status", help="只看某一步骤，如 accepted、investigating，或 open 表示未关闭的。")
+@click.option(
+    "--type", "ticket_type", help="只看某类工单：complaint、repair、suggestion、enquiry。"
+)
+@click.option("--overdue", is_flag=True, help="只看已超过时限、仍未解决的（值班台）。")
+@click.option("--at-risk", is_flag=True, help="只看已到预警点、尚未超时的。")
+@click.option("--project", help="只看某个项目（项目名）。")
+@click.option("--team", help="只看某个团队（代码或名称）。")
+@click.option(
+    "--limit", type=click.IntRange(1), default=100, show_default=True, help="最多显示条数。"
+)
+@format_option
+def ticket_list(status, ticket_type, overdue, at_risk, project, team, limit, fmt) -> None:
+    """列出工单，最紧急（时限最早）的在前。"""
+    from crm.plugins.service.tickets import list_tickets
+
+    with get_app().session() as session:
+        rows = list_tickets(
+            session,
+            status=status,
+            overdue=overdue,
+            at_risk=at_risk,
+            project=project,
+            team=team,
+            ticket_type=ticket_type,
+            limit=limit,
+        )
+    emit(rows, fmt, LIST_COLUMNS)
+
+
+@ticket.command("claim")
+@click.argument("number")
+@click.argument("staff")
+@format_option
+def ticket_claim(number, staff, fmt) -> None:
+    """认领：把无人负责的工单交给某位员工（同时认领时只有一人成功）。"""
+    from crm.plugins.service.tickets import claim
+
+    def work(session):
+        claim(session, number, staff)
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("step")
+@click.argument("number")
+@click.argument(
+    "action", type=click.Choice(("confirm", "investigate", "pause", "resume", "reopen"))
+)
+@NOTE
+@format_option
+def ticket_step(number, action, note, fmt) -> None:
+    """推进一步：confirm 确认、investigate 调查、pause 等待客户、resume 恢复、reopen 重新处理。"""
+    from crm.plugins.service.tickets import step
+
+    def work(session):
+        step(session, number, action, note=note)
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("assess")
+@click.argument("number")
+@click.option(
+    "--severity",
+    required=True,
+    help="严重程度：general 一般、important 重要、hot 热点、major 重大。",
+)
+@click.option(
+    "--category",
+    required=True,
+    help="类别：engineering 工程、design 设计、sales_management 销售管理、service 服务。",
+)
+@click.option(
+    "--expect",
+    multiple=True,
+    help="客户期望（可多次或逗号分隔）：taken_seriously 被重视、respect 被尊重、fix_now 马上解决、"
+    "compensation 补偿、punish 惩罚责任人、never_again 不再发生、be_heard 被倾听。",
+)
+@NOTE
+@format_option
+def ticket_assess(number, severity, category, expect, note, fmt) -> None:
+    """评估：定严重程度、类别与客户期望，并按类别派给团队。"""
+    from crm.plugins.service.tickets import assess
+
+    def work(session):
+        assess(session, number, severity, category, _split(expect), note=note)
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("reply")
+@click.argument("number")
+@click.option("--what", help="承诺做什么（投诉必填）。")
+@click.option("--due", help="承诺在何时前完成，如 2026-04-28 12:00（投诉必填）。")
+@click.option("--by", "promised_by", help="承诺人姓名：“我会……”（投诉必填）。")
+@NOTE
+@format_option
+def ticket_reply(number, what, due, promised_by, note, fmt) -> None:
+    """回复客户：投诉的回复是一项承诺（做什么、何时前、由谁）。"""
+    from crm.plugins.service.tickets import reply
+
+    def work(session):
+        reply(session, number, what=what, due_at=_time(due), promised_by=promised_by, note=note)
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("close")
+@click.argument("number")
+@click.option("--confirmed", is_flag=True, help="客户已确认问题解决（没有客户确认不能关闭）。")
+@NOTE
+@format_option
+def ticket_close(number, confirmed, note, fmt) -> None:
+    """跟踪关闭：客户确认问题已解决后关闭工单。"""
+    from crm.plugins.service.tickets import close
+
+    def work(session):
+        close(session, number, confirmed, note=note)
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("revisit")
+@click.argument("number")
+@click.option("--csat", type=int, required=True, help="满意度 1-5 分。")
+@click.option("--nps", type=int, help="推荐意愿 0-10 分。")
+@click.option(
+    "--aspect",
+    multiple=True,
+    help="某方面的期望与体验（各 1-10 分），写成 名称=期望:体验，可多次。",
+)
+@click.option("--comment", help="客户的原话或意见。")
+@click.option("--reopen", is_flag=True, help="客户不满意（满意度 ≤ 2）时重新处理工单。")
+@format_option
+def ticket_revisit(number, csat, nps, aspect, comment, reopen, fmt) -> None:
+    """回访：记录客户的满意度与意见，不满意时可重新处理。"""
+    from crm.plugins.service.tickets import revisit
+
+    def work(session):
+        revisit(
+            session,
+            number,
+            csat,
+            nps=nps,
+            aspects=_aspects(aspect),
+            comment=comment,
+            reopen_ticket=reopen,
+        )
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("feedback")
+@click.argument("number")
+@click.option("--root-cause", required=True, help="根本原因。")
+@click.option("--action", "corrective_action", required=True, help="防止再次发生的纠正措施。")
+@format_option
+def ticket_feedback(number, root_cause, corrective_action, fmt) -> None:
+    """信息反馈：记录根本原因与纠正措施，完成工单。"""
+    from crm.plugins.service.tickets import feedback
+
+    def work(session):
+        feedback(session, number, root_cause, corrective_action)
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("contact")
+@click.argument("number")
+@click.option(
+    "--channel", required=True, help="这次联系的渠道：phone、visit、letter、fax、online。"
+)
+@click.option("--note", required=True, help="客户这次反映了什么。")
+@click.option("--severity", help="同时调整严重程度：general、important、hot、major。")
+@format_option
+def ticket_contact(number, channel, note, severity, fmt) -> None:
+    """客户再次来电/来访：记在同一张工单上，可提高严重程度。"""
+    from crm.plugins.service.tickets import record_contact
+
+    def work(session):
+        record_contact(session, number, channel, note, severity=severity)
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("promise")
+@click.argument("number")
+@click.option("--what", required=True, help="承诺做什么。")
+@click.option("--due", required=True, help="何时前完成，如 2026-04-28 12:00。")
+@click.option("--by", "promised_by", required=True, help="承诺人姓名（“我会……”）。")
+@format_option
+def ticket_promise(number, what, due, promised_by, fmt) -> None:
+    """再作一项承诺（之前的承诺须已兑现或已致歉补救）。"""
+    from crm.plugins.service.tickets import add_commitment
+
+    def work(session):
+        add_commitment(session, number, what, _time(due), promised_by)
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("keep")
+@click.argument("number")
+@format_option
+def ticket_keep(number, fmt) -> None:
+    """登记当前承诺已按时兑现。"""
+    from crm.plugins.service.tickets import keep_commitment
+
+    def work(session):
+        keep_commitment(session, number)
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("settle")
+@click.argument("number")
+@click.option("--apology", required=True, help="向客户致歉的内容。")
+@click.option("--reason", required=True, help="未能兑现的原因。")
+@click.option("--remedy", required=True, help="补救措施。")
+@format_option
+def ticket_settle(number, apology, reason, remedy, fmt) -> None:
+    """承诺做不到或已逾期：致歉、说明原因、提出补救（之后才能再作承诺）。"""
+    from crm.plugins.service.tickets import settle_broken_commitment
+
+    def work(session):
+        settle_broken_commitment(session, number, apology, reason, remedy)
+        return _brief(session, number)
+
+    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+
+
+@ticket.command("check")
+@format_option
+def ticket_check(fmt) -> None:
+    """时限检查与升级：预警、记录超时、标记失信承诺、升级并发现群诉（值班台定时运行）。"""
+    from crm.core.audit import current_user
+    from crm.plugins.service.escalation import run_escalations
+    from crm.plugins.service.sla import check_clocks
+
+    def work(session):
+        current_user(session).require("household.write", "运行时限检查")
+        found = check_clocks(session)
+        found |= run_escalations(session)
+        return found
+
+    found = _in_transaction(work)
+    titles = {
+        "response_breach": "首次响应超时",
+        "warning": "即将超时预警",
+        "resolve_breach": "解决超时",
+        "commitment_broken": "承诺未兑现",
+        "escalated": "已升级",
+        "groups": "群诉",
+    }
+    rows = [
+        {"kind": title, "count": len(found[key]), "numbers": "、".join(found[key])}
+        for key, title in titles.items()
+    ]
+    emit(rows, fmt, [("kind", "检查项"), ("count", "件数"), ("numbers", "登记号")])
+
+
+@ticket.command("groups")
+@format_option
+def ticket_groups(fmt) -> None:
+    """列出群诉（同一楼栋或项目多户就同一类问题投诉）。"""
+    from crm.plugins.service.escalation import list_groups
+
+    with get_app().session() as session:
+        rows = list_groups(session)
+    for row in rows:
+        row["tickets"] = "、".join(row["tickets"])
+    emit(rows, fmt, GROUP_COLUMNS)
+
+
+# --- SLA policies -----------------------------------------------------------------------------
+
+
+@click.group()
+def sla() -> None:
+    """服务时限：各类工单、各严重程度的首次响应与解决时限。"""
+
+
+@sla.command("list")
+@format_option
+def sla_list(fmt) -> None:
+    """列出服务时限标准。"""
+    from crm.plugins.service.sla import list_policies
+
+    with get_app().session() as session:
+        rows = list_policies(session)
+    emit(rows, fmt, POLICY_COLUMNS)
+
+
+@sla.command("set")
+@click.argument("ticket_type")
+@click.argument("severity")
+@click.option("--response", type=int, help="首次响应时限（分钟）。")
+@click.option("--resolve", type=int, help="解决时限（分钟）。")
+@click.option(
+    "--business-hours/--around-the-clock",
+    default=None,
+    help="按工作时间计时（设置 service.business_hours 与 service.business_days），或全天计时。",
+)
+@click.option("--warn-ratio", type=float, help="用去多少比例的时间时预警，如 0.8。")
+@format_option
+def sla_set(ticket_type, severity, response, resolve, business_hours, warn_ratio, fmt) -> None:
+    """设定某类工单、某严重程度的时限（经理、管理员）。"""
+    from crm.plugins.service.sla import list_policies, set_policy
+
+    def work(session):
+        policy = set_policy(
+            session,
+            ticket_type,
+            severity,
+            response_minutes=response,
+            resolve_minutes=resolve,
+            business_hours=business_hours,
+            warn_ratio=warn_ratio,
+        )
+        chosen = (policy.ticket_type, policy.severity)
+        from crm.plugins.service.sla import SEVERITIES, TICKET_TYPES
+
+        labels = (TICKET_TYPES[chosen[0]], SEVERITIES[chosen[1]])
+        return [
+            row for row in list_policies(session) if (row["ticket_type"], row["severity"]) == labels
+        ]
+
+    emit(_in_transaction(work), fmt, POLICY_COLUMNS)
+
+
+def register(cli: click.Group) -> None:
+    for command in (ticket, sla):
+        cli.add_command(command)
