@@ -39,7 +39,9 @@ def test_ci_runs_the_readme_test_command():
     # .ci/run reads the command from the README; check it extracts the same line.
     script = (ROOT / ".ci" / "run").read_text()
     extract = re.search(r"test_command=\$\((.*)\)\n", script).group(1)
-    got = subprocess.run(["bash", "-c", extract], cwd=ROOT, capture_output=True, text=True)
+    got = subprocess.run(
+        ["bash", "-c", extract], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     block = re.search(r"```bash\n(.*?)```", README, re.DOTALL).group(1).strip().splitlines()
     assert got.stdout.strip() == block[1]
     assert "CRM_TEST_DATABASE_URL" in script

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -178,7 +179,7 @@ class Ticket(Audited, TimestampMixin, Base):
     rework_of_id: Mapped[int | None] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
     # Optimistic lock: two agents claiming at once, exactly one wins.
     version: Mapped[int] = mapped_column(Integer, default=1)
-    __mapper_args__ = {"version_id_col": version}
+    __mapper_args__: ClassVar[dict] = {"version_id_col": version}
 
     household: Mapped[Household] = relationship()
     team: Mapped[Team | None] = relationship()
