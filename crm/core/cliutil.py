@@ -31,3 +31,21 @@ def emit(rows, fmt: str, columns: Sequence[tuple[str, str]] | None = None) -> No
     from crm.core.render import render
 
     render(rows, fmt, columns)
+
+
+def emit_record(record: dict, fmt: str, labels: Sequence[tuple[str, str]]) -> None:
+    """One record (the result of an action or a `show`): label/value lines as a table, one
+    JSON object, or a one-row CSV. Lists read as 、-joined text outside JSON."""
+    from crm.core.render import cell_text, display_width, render, to_json
+
+    if fmt == "json":
+        click.echo(to_json(record))
+        return
+    shown = [(key, title) for key, title in labels if key in record]
+    flat = {k: "、".join(map(str, v)) if isinstance(v, list) else v for k, v in record.items()}
+    if fmt == "csv":
+        render([flat], "csv", shown)
+        return
+    width = max((display_width(title) for _, title in shown), default=0)
+    for key, title in shown:
+        click.echo(f"{title}：{' ' * (width - display_width(title))}{cell_text(flat.get(key))}")

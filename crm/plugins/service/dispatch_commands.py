@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, format_option, get_app
+from crm.core.cliutil import emit, emit_record, format_option, get_app
 
 TEAM_COLUMNS = [
     ("code", "代码"),
@@ -78,23 +78,6 @@ SHOW_FORMAT = click.option(
     show_default=True,
     help="输出格式：逐项列出，或一个 JSON 对象。",
 )
-
-
-def _echo_record(record: dict, labels: list[tuple[str, str]], fmt: str) -> None:
-    from crm.core.render import cell_text, display_width, to_json
-
-    if fmt == "json":
-        click.echo(to_json(record))
-        return
-    if fmt == "csv":
-        flat = {k: "、".join(v) if isinstance(v, list) else v for k, v in record.items()}
-        emit([flat], "csv", [(key, title) for key, title in labels if key in record])
-        return
-    shown = [(title, record.get(key)) for key, title in labels if key in record]
-    width = max(display_width(title) for title, _ in shown)
-    for title, value in shown:
-        text = "、".join(value) if isinstance(value, list) else cell_text(value)
-        click.echo(f"{title}：{' ' * (width - display_width(title))}{text}")
 
 
 def _split(text: str | None) -> list[str]:
@@ -242,7 +225,7 @@ def workorder_show(number: str, fmt: str) -> None:
 
     with get_app().session() as session:
         record = show_work_order(session, number)
-    _echo_record(record, SHOW_LABELS, fmt)
+    emit_record(record, fmt, SHOW_LABELS)
 
 
 @workorder.command("create")
@@ -359,7 +342,7 @@ def repair_check(ticket: str, item: str, chargeable: str | None, fmt: str) -> No
 
     with get_app().session() as session, transaction(session):
         record = check_warranty(session, ticket, item, chargeable)
-    _echo_record(record, REPAIR_LABELS, fmt)
+    emit_record(record, fmt, REPAIR_LABELS)
 
 
 @repair.command("quote")
@@ -375,7 +358,7 @@ def repair_quote(ticket: str, rate: str, fmt: str) -> None:
 
     with get_app().session() as session, transaction(session):
         record = quote_repair(session, ticket, rate)
-    _echo_record(record, REPAIR_LABELS, fmt)
+    emit_record(record, fmt, REPAIR_LABELS)
 
 
 @repair.command("start")
@@ -410,7 +393,7 @@ def repair_complete(ticket: str, result: str, fee: str | None, signed_by, fmt: s
 
     with get_app().session() as session, transaction(session):
         record = complete_repair(session, ticket, result, fee_amount=fee, signed_by=signed_by)
-    _echo_record(record, REPAIR_LABELS, fmt)
+    emit_record(record, fmt, REPAIR_LABELS)
 
 
 def register(cli: click.Group) -> None:

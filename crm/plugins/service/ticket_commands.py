@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from crm.core.cliutil import emit, format_option, get_app
+from crm.core.cliutil import emit, emit_record, format_option, get_app
 from crm.core.errors import CrmError
 
 LIST_COLUMNS = [
@@ -149,22 +149,6 @@ def _in_transaction(work: Callable[[Any], Any]) -> Any:
         raise CrmError("工单刚被别人改过：请用 crm ticket show 查看最新情况后重试。") from None
 
 
-def _echo_record(record: dict, labels: list[tuple[str, str]], fmt: str) -> None:
-    from crm.core.render import cell_text, display_width, to_json
-
-    if fmt == "json":
-        click.echo(to_json(record))
-        return
-    shown = [(key, title) for key, title in labels if key in record]
-    flat = {k: "、".join(map(str, v)) if isinstance(v, list) else v for k, v in record.items()}
-    if fmt == "csv":
-        emit([flat], "csv", shown)
-        return
-    width = max(display_width(title) for _, title in shown)
-    for key, title in shown:
-        click.echo(f"{title}：{' ' * (width - display_width(title))}{cell_text(flat.get(key))}")
-
-
 def _brief(session, number: str) -> dict:
     from crm.plugins.service.tickets import show_ticket
 
@@ -238,7 +222,7 @@ def ticket_open(household, ticket_type, channel, summary, unit, reported_by, fmt
         )
         return _brief(session, opened.number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("show")
@@ -251,9 +235,9 @@ def ticket_show(number, fmt) -> None:
     with get_app().session() as session:
         detail = show_ticket(session, number)
     if fmt == "json":
-        _echo_record(detail, SHOW_LABELS, "json")
+        emit_record(detail, "json", SHOW_LABELS)
         return
-    _echo_record(detail, SHOW_LABELS, "table")
+    emit_record(detail, "table", SHOW_LABELS)
     for title, key, columns in (
         ("处理记录", "events", EVENT_COLUMNS),
         ("承诺", "commitments", COMMITMENT_COLUMNS),
@@ -307,7 +291,7 @@ def ticket_claim(number, staff, fmt) -> None:
         claim(session, number, staff)
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("step")
@@ -325,7 +309,7 @@ def ticket_step(number, action, note, fmt) -> None:
         step(session, number, action, note=note)
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("assess")
@@ -356,7 +340,7 @@ def ticket_assess(number, severity, category, expect, note, fmt) -> None:
         assess(session, number, severity, category, _split(expect), note=note)
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("reply")
@@ -374,7 +358,7 @@ def ticket_reply(number, what, due, promised_by, note, fmt) -> None:
         reply(session, number, what=what, due_at=_time(due), promised_by=promised_by, note=note)
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("close")
@@ -390,7 +374,7 @@ def ticket_close(number, confirmed, note, fmt) -> None:
         close(session, number, confirmed, note=note)
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("revisit")
@@ -421,7 +405,7 @@ def ticket_revisit(number, csat, nps, aspect, comment, reopen, fmt) -> None:
         )
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("feedback")
@@ -437,7 +421,7 @@ def ticket_feedback(number, root_cause, corrective_action, fmt) -> None:
         feedback(session, number, root_cause, corrective_action)
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("contact")
@@ -456,7 +440,7 @@ def ticket_contact(number, channel, note, severity, fmt) -> None:
         record_contact(session, number, channel, note, severity=severity)
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("promise")
@@ -473,7 +457,7 @@ def ticket_promise(number, what, due, promised_by, fmt) -> None:
         add_commitment(session, number, what, _time(due), promised_by)
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("keep")
@@ -487,7 +471,7 @@ def ticket_keep(number, fmt) -> None:
         keep_commitment(session, number)
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("settle")
@@ -504,7 +488,7 @@ def ticket_settle(number, apology, reason, remedy, fmt) -> None:
         settle_broken_commitment(session, number, apology, reason, remedy)
         return _brief(session, number)
 
-    _echo_record(_in_transaction(work), SHOW_LABELS, fmt)
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
 
 
 @ticket.command("check")
