@@ -9,14 +9,13 @@ to close. Only aggregated rows (one per group) ever reach Python.
 from __future__ import annotations
 
 import datetime as dt
-import re
 
-from sqlalchemy import ColumnElement, case, func, literal_column, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from crm.core.clock import local_zone
 from crm.core.errors import CrmError
-from crm.core.models import Project, utcnow
+from crm.core.models import Project
+from crm.core.sqltime import month_of
 from crm.plugins.satisfaction.models import Survey
 from crm.plugins.satisfaction.surveys import CATEGORIES
 
@@ -38,27 +37,6 @@ COLUMNS = [
     ("mean_close_minutes", "平均关闭(分钟)"),
 ]
 RATES = ("satisfaction_rate", "timeliness_rate", "closure_rate", "revisit_rate")
-
-
-def month_of(session: Session, column) -> ColumnElement:
-    """'YYYY-MM' of a stored UTC time in the business zone, computed by the database.
-
-    Literals, not bound parameters: PostgreSQL sees two bound copies of one expression in
-    SELECT and GROUP BY as different expressions and refuses the query.
-    """
-    zone = local_zone().key
-    if session.get_bind().dialect.name == "postgresql":
-        if not re.fullmatch(r"[A-Za-z0-9_/+\-]+", zone):
-            raise CrmError(f"时区名称“{zone}”不合规：请使用如 Asia/Shanghai 的名称。")
-        local = func.timezone(literal_column(f"'{zone}'"), column)
-        return func.to_char(local, literal_column("'YYYY-MM'"))
-    # SQLite has no time zones: shift by the zone's present offset (exact for zones without
-    # daylight saving, such as Asia/Shanghai).
-    offset = utcnow().astimezone(local_zone()).utcoffset() or dt.timedelta()
-    minutes = int(offset.total_seconds() // 60)
-    return func.strftime(
-        literal_column("'%Y-%m'"), column, literal_column(f"'{minutes:+d} minutes'")
-    )
 
 
 def _survey_key(session: Session, group_by: str) -> ColumnElement:

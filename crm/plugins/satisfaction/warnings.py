@@ -19,7 +19,7 @@ from crm.core.chain import Feedback, ServiceSignal
 from crm.core.clock import local_zone
 from crm.core.errors import CrmError
 from crm.core.models import Household, Project, utcnow
-from crm.plugins.satisfaction.kpis import month_of
+from crm.core.sqltime import month_of
 from crm.plugins.satisfaction.models import FeedbackRecord, Survey
 
 KINDS = {
