@@ -109,3 +109,18 @@ def lookup_table(vocabulary: dict[str, str]) -> dict[str, str]:
     table.update({zh: code for code, zh in vocabulary.items()})
     table.update({word: code for word, code in SYNONYMS.items() if code in vocabulary})
     return table
+
+
+def code_of(vocabulary: dict[str, str], text: str, what: str) -> str:
+    """The stored code for a code, Chinese label or synonym typed by a person; otherwise a
+    CrmError naming `what` and listing the choices."""
+    from crm.core.errors import CrmError
+    from crm.core.identity import halfwidth
+
+    table = lookup_table(vocabulary)
+    cleaned = halfwidth(text).strip()
+    code = table.get(cleaned) or table.get(cleaned.lower())
+    if code is None:
+        choices = "、".join(f"{code}（{zh}）" for code, zh in vocabulary.items())
+        raise CrmError(f"不认识的{what}“{text}”：可选 {choices}。")
+    return code

@@ -18,8 +18,10 @@ from crm.core import vocab
 from crm.core.audit import current_user
 from crm.core.clock import as_local
 from crm.core.errors import CrmError, NotFound
-from crm.plugins.service.models import Staff, Team, Ticket, TicketEvent, WorkOrder
-from crm.plugins.service.tickets import CLOSED_STATUSES
+from crm.core.models import utcnow
+from crm.core.vocab import code_of
+from crm.plugins.service.models import Staff, Team, Ticket, WorkOrder
+from crm.plugins.service.tickets import CLOSED_STATUSES, record_event
 
 TEAM_KINDS = {
     "security": "安全",
@@ -73,10 +75,6 @@ DEFAULT_TEAMS = [
 ]
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def ensure_default_teams(session: Session) -> None:
     """The five default teams, only into a database that has no team yet."""
     if session.scalar(select(func.count(Team.id))):
@@ -98,37 +96,6 @@ def parse_local_time(text: str) -> dt.datetime:
             moment = moment.replace(hour=23, minute=59)
         return as_local(moment).astimezone(dt.UTC)
     raise CrmError(f"看不懂时间“{text}”：请写成 2026-04-28 18:00 或 2026-04-28。")
-
-
-def code_of(vocabulary: dict[str, str], text: str, what: str) -> str:
-    found = vocab.lookup_table(vocabulary).get(text.strip()) or vocab.lookup_table(vocabulary).get(
-        text.strip().lower()
-    )
-    if found is None:
-        choices = "、".join(f"{code}（{zh}）" for code, zh in vocabulary.items())
-        raise CrmError(f"不认识的{what}“{text}”：可选 {choices}。")
-    return found
-
-
-def record_event(
-    session: Session,
-    ticket: Ticket,
-    action: str,
-    note: str,
-    now: dt.datetime,
-) -> TicketEvent:
-    """A non-transition event on the ticket (the status stays as it is)."""
-    event = TicketEvent(
-        ticket_id=ticket.id,
-        at=now,
-        actor=current_user(session).name,
-        action=action,
-        from_status=ticket.status,
-        to_status=ticket.status,
-        note=note,
-    )
-    session.add(event)
-    return event
 
 
 def get_team(session: Session, code: str) -> Team:

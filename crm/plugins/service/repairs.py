@@ -24,15 +24,10 @@ from sqlalchemy.orm import Session
 from crm.core.audit import current_user
 from crm.core.clock import to_local
 from crm.core.errors import CrmError
-from crm.core.models import Purchase, Setting, Unit
-from crm.plugins.service.dispatch import (
-    complete_work_order,
-    create_work_order,
-    record_event,
-    utcnow,
-)
+from crm.core.models import Purchase, Setting, Unit, utcnow
+from crm.plugins.service.dispatch import complete_work_order, create_work_order
 from crm.plugins.service.models import Ticket, WorkOrder
-from crm.plugins.service.tickets import get_ticket
+from crm.plugins.service.tickets import get_ticket, record_event
 
 # The workmanship guarantee of a finished repair: the same item failing again within this
 # time is the repair's fault, not the customer's (the intercom case, 002).

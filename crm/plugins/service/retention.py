@@ -19,8 +19,8 @@ from crm.core.card import CardSection
 from crm.core.clock import to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import get_household, project_id
-from crm.core.models import Household, Project
-from crm.plugins.service.dispatch import code_of, utcnow
+from crm.core.models import Household, Project, utcnow
+from crm.core.vocab import code_of
 from crm.plugins.service.models import ActivitySignup, ClubEnrollment, RewardActivity
 
 CLUB_TIERS = {code: zh for code, zh in vocab.MEMBER_TIERS.items() if code != "none"}

@@ -34,7 +34,8 @@ from crm.core.clock import to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import get_household
 from crm.core.identity import halfwidth
-from crm.core.models import Building, Household, Project, Purchase, Unit
+from crm.core.models import Building, Household, Project, Purchase, Unit, utcnow
+from crm.core.vocab import code_of
 from crm.plugins.service import sla
 from crm.plugins.service.models import (
     Commitment,
@@ -180,22 +181,8 @@ FLOWS: dict[str, dict[str, dict[str, str]]] = {
 SIMPLE_ACTIONS = ("confirm", "investigate", "pause", "resume", "reopen")
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _label(vocabulary: dict[str, str], code: str | None) -> str:
     return "" if code is None else vocabulary.get(code, code)
-
-
-def code_of(vocabulary: dict[str, str], text: str, what: str) -> str:
-    """The code for a code or its Chinese label; one sentence listing the choices otherwise."""
-    text = halfwidth(text).strip()
-    for code, label in vocabulary.items():
-        if text in (code, label) or text.lower() == code:
-            return code
-    choices = "、".join(f"{code}（{label}）" for code, label in vocabulary.items())
-    raise CrmError(f"不认识的{what}“{text}”：可选 {choices}。")
 
 
 def _local(moment: dt.datetime | None) -> str:
@@ -289,19 +276,21 @@ def _transition(
     return event
 
 
-def _event(session: Session, ticket: Ticket, action: str, note: str, now: dt.datetime) -> None:
-    """A non-transition event (the status stays as it is)."""
-    session.add(
-        TicketEvent(
-            ticket_id=ticket.id,
-            at=now,
-            actor=current_user(session).name,
-            action=action,
-            from_status=ticket.status,
-            to_status=ticket.status,
-            note=note,
-        )
+def record_event(
+    session: Session, ticket: Ticket, action: str, note: str, now: dt.datetime
+) -> TicketEvent:
+    """A non-transition event on the ticket (the status stays as it is)."""
+    event = TicketEvent(
+        ticket_id=ticket.id,
+        at=now,
+        actor=current_user(session).name,
+        action=action,
+        from_status=ticket.status,
+        to_status=ticket.status,
+        note=note,
     )
+    session.add(event)
+    return event
 
 
 # --- intake -----------------------------------------------------------------------------------
@@ -538,7 +527,7 @@ def _promise(
     )
     session.add(commitment)
     session.flush()
-    _event(
+    record_event(
         session,
         ticket,
         "promise",
@@ -609,7 +598,7 @@ def keep_commitment(session: Session, number: str, now: dt.datetime | None = Non
         )
     current.status = "kept"
     current.settled_at = now
-    _event(session, ticket, "commitment_kept", f"承诺已兑现：{current.what}", now)
+    record_event(session, ticket, "commitment_kept", f"承诺已兑现：{current.what}", now)
     session.flush()
     return current
 
@@ -642,7 +631,7 @@ def settle_broken_commitment(
     target.status = "broken"
     target.apology, target.reason, target.remedy = apology.strip(), reason.strip(), remedy.strip()
     target.settled_at = now
-    _event(
+    record_event(
         session,
         ticket,
         "commitment_settled",
@@ -853,7 +842,7 @@ def record_contact(
             TicketEvent.ticket_id == ticket.id, TicketEvent.action.in_(("open", "contact"))
         )
     )
-    _event(
+    record_event(
         session,
         ticket,
         "contact",
@@ -868,7 +857,7 @@ def record_contact(
             old = ticket.severity
             ticket.severity = new
             sla.reclock(session, ticket, now)
-            _event(
+            record_event(
                 session,
                 ticket,
                 "severity",
