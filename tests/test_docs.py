@@ -45,3 +45,10 @@ def test_ci_runs_the_readme_test_command():
     block = re.search(r"```bash\n(.*?)```", README, re.DOTALL).group(1).strip().splitlines()
     assert got.stdout.strip() == block[1]
     assert "CRM_TEST_DATABASE_URL" in script
+
+
+def test_every_command_group_is_in_the_readme():
+    from crm.cli import cli
+
+    missing = [name for name in cli.commands if f"crm {name}" not in README]
+    assert missing == []
