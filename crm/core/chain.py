@@ -20,12 +20,21 @@ class Feedback:
 
 @dataclass(frozen=True)
 class Plan:
-    """One way to answer a feedback record, with its cost and expected value."""
+    """One way to answer a feedback record, with its cost and expected value (yuan).
+
+    `team` (a team kind such as technical or customer_service) and `ticket_type` tell service
+    handling what to open; the gains are the expected changes in the probabilities of staying
+    and of referring a new buyer.
+    """
 
     name: str
     cost: float
     expected_value: float
     reason: str
+    team: str | None = None
+    ticket_type: str = "complaint"
+    retention_gain: float = 0.0
+    referral_gain: float = 0.0
 
 
 @dataclass(frozen=True)

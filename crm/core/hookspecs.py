@@ -76,14 +76,33 @@ def service_signals(session: Session, since: dt.datetime) -> list[ServiceSignal]
 
 @hookspec
 def collect_feedback(session: Session, limit: int) -> list[Feedback] | None:
-    """Hand pending feedback records (e.g. satisfaction early warnings) to coordination."""
+    """Hand pending feedback records to coordination, each once, in the caller's transaction."""
 
 
 @hookspec(firstresult=True)
-def assess_feedback(session: Session, feedback: Feedback) -> Assessment | None:
-    """Evaluate one feedback record: the candidate plans and the best of them."""
+def get_feedback(session: Session, feedback_id: str) -> Feedback | None:
+    """Look one feedback record up by id, whatever its state (for an assessment on demand)."""
 
 
 @hookspec(firstresult=True)
-def carry_out_plan(session: Session, feedback: Feedback, plan: Plan) -> Dispatch | None:
-    """Carry out a chosen plan: open the tickets or work orders and assign them."""
+def household_service_costs(
+    session: Session, since: dt.datetime | None, until: dt.datetime | None
+) -> list[dict] | None:
+    """Per household, what serving it took: tickets by severity, repair cost, compensation, gifts."""
+
+
+@hookspec(firstresult=True)
+def assess_feedback(session: Session, feedback: list[Feedback]) -> list[Assessment] | None:
+    """Evaluate a batch of feedback records: each one's candidate plans and the best of them."""
+
+
+@hookspec(firstresult=True)
+def carry_out_plans(
+    session: Session, decisions: list[tuple[Feedback, Plan]]
+) -> list[Dispatch] | None:
+    """Carry out a batch of chosen plans: open the tickets or work orders and assign them."""
+
+
+@hookspec(firstresult=True)
+def dispatch_outcomes(session: Session, references: list[str]) -> dict[str, str] | None:
+    """Where dispatched work stands: reference -> status (open, closed, …) for the decision log."""
