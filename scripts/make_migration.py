@@ -19,7 +19,12 @@ from crm.core.migrate import chains, make_revision, upgrade
 from crm.core.plugins import make_plugin_manager
 from crm.plugins import BUILTIN_PLUGINS
 
-PREFIXES = {"service": "svc_", "satisfaction": "sat_"}
+PREFIXES = {
+    "service": "svc_",
+    "satisfaction": "sat_",
+    "profitability": "prof_",
+    "coordination": "coord_",
+}
 
 
 def main() -> None:

@@ -82,3 +82,35 @@ def test_bad_input_is_one_sentence_without_traceback(tmp_path):
     assert result.exit_code != 0
     assert "crm init" in result.output
     assert "Traceback" not in result.output
+
+
+AFTER_SALES_GROUPS = (
+    "ticket",
+    "sla",
+    "team",
+    "staff",
+    "workorder",
+    "repair",
+    "club",
+    "activity",
+    "survey",
+    "satisfaction",
+)
+
+
+def test_every_after_sales_command_offers_json():
+    # Issue 3: every command of the service and satisfaction plugins answers in JSON too.
+    groups = dict(cli.commands)
+    missing = [name for name in AFTER_SALES_GROUPS if name not in groups]
+    assert not missing, f"groups not registered: {missing}"
+    checked, lacking = 0, []
+    for name in AFTER_SALES_GROUPS:
+        for path, command in _all_commands(groups[name], (name,)):
+            if isinstance(command, click.Group):
+                continue
+            checked += 1
+            fmt = [p for p in command.params if "--format" in getattr(p, "opts", ())]
+            if not fmt or "json" not in fmt[0].type.choices:
+                lacking.append(" ".join(path))
+    assert checked >= 40
+    assert not lacking, f"commands without --format json: {lacking}"

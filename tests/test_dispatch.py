@@ -252,3 +252,40 @@ def test_cli_teams_staff_and_work_orders(app, run):
     assert denied.exit_code != 0 and "无权" in denied.output
     with app.session() as session:
         assert session.scalar(select(func.count(WorkOrder.id))) == 2
+
+
+def test_cli_actions_answer_in_json(app, run):
+    def json_of(*args: str) -> dict:
+        result = run(*args, "--format", "json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    team = json_of("team", "add", "greening", "--name", "绿化组", "--kind", "vendor")
+    assert (team["code"], team["kind"], team["handles"]) == ("greening", "外包方", [])
+    person = json_of("staff", "add", "技术员甲", "--team", "engineering", "--skills", "水电,木工")
+    assert (person["team"], person["level"], person["skills"]) == (
+        "工程技术部",
+        "一线",
+        ["水电", "木工"],
+    )
+    json_of("staff", "add", "工程主管", "--team", "engineering", "--level", "2")
+    with app.session() as session, transaction(session):
+        _ticket(session, "TS20260428-0001")
+    order = json_of(
+        "workorder", "create", "TS20260428-0001", "--kind", "remedial", "--description", "清理进水"
+    )
+    assert (order["number"], order["ticket"], order["assignee"]) == (
+        "TS20260428-0001-01",
+        "TS20260428-0001",
+        "技术员甲",
+    )
+    returned = json_of("workorder", "return", order["number"], "--reason", "需要专业木工")
+    assert returned["continues"] == order["number"] and returned["assignee"] == "工程主管"
+    done = json_of("workorder", "done", returned["number"], "--result", "主管协调木工完成")
+    assert done["status"] == "已完成" and done["result"] == "主管协调木工完成"
+    period = json_of("repair", "period", "防水防渗漏", "72")
+    assert (period["item"], period["months"], period["statutory_months"]) == (
+        "waterproofing",
+        72,
+        60,
+    )

@@ -144,3 +144,32 @@ def test_cli_club_and_activities(app, households, run):
     assert table.exit_code == 0 and "业主答谢晚宴" in table.output
     missing = run("activity", "show", "999")
     assert missing.exit_code != 0 and "找不到编号为 999" in missing.output
+
+
+def test_cli_actions_answer_in_json(app, households, run):
+    def json_of(*args: str) -> dict:
+        result = run(*args, "--format", "json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    enrolled = json_of("club", "enrol", "H1", "--tier", "silver")
+    assert (enrolled["code"], enrolled["previous_tier"], enrolled["tier"]) == (
+        "H1",
+        "非会员",
+        "银卡",
+    )
+    tiered = json_of("club", "tier", "H1", "gold")
+    assert (tiered["previous_tier"], tiered["tier"]) == ("银卡", "金卡")
+    created = json_of(
+        "activity", "create", "中秋游园会", "--at", "2099-09-20 14:00", "--cost", "800"
+    )
+    assert created["name"] == "中秋游园会" and created["signed_up"] == 0
+    signed = json_of("activity", "signup", str(created["id"]), "H2")
+    assert (signed["activity"], signed["code"], signed["attended"]) == ("中秋游园会", "H2", None)
+    csv_out = run("club", "tier", "H1", "platinum", "--format", "csv").output.splitlines()
+    assert csv_out[0].split(",")[:4] == ["message", "code", "previous_tier", "tier"]
+    with app.session() as session, transaction(session):
+        past = create_activity(session, "业主篮球赛", NOW - dt.timedelta(days=1))
+        session.add(ActivitySignup(activity_id=past.id, household_id=1, signed_up_at=NOW))
+    attended = json_of("activity", "attend", str(past.id), "H1", "--absent")
+    assert attended["attended"] is False and "缺席" in attended["message"]

@@ -70,6 +70,30 @@ REPAIR_LABELS = [
     ("revisit", "回访派工单"),
     ("revisit_due_at", "回访时限"),
 ]
+# What an action did: the sentence first, then the record it touched.
+ORDER_LABELS = [("message", "结果"), *SHOW_LABELS]
+TEAM_LABELS = [
+    ("message", "结果"),
+    ("code", "代码"),
+    ("name", "名称"),
+    ("kind", "类型"),
+    ("handles", "负责类别/项目"),
+]
+STAFF_LABELS = [
+    ("message", "结果"),
+    ("name", "姓名"),
+    ("team", "团队"),
+    ("title", "岗位"),
+    ("level", "级别"),
+    ("skills", "技能"),
+]
+PERIOD_LABELS = [
+    ("message", "结果"),
+    ("item", "代码"),
+    ("label", "项目"),
+    ("months", "保修期(月)"),
+    ("statutory_months", "法定最低(月)"),
+]
 SHOW_FORMAT = click.option(
     "--format",
     "fmt",
@@ -84,6 +108,12 @@ def _split(text: str | None) -> list[str]:
     if not text:
         return []
     return [part for part in text.replace("，", ",").replace("、", ",").split(",") if part.strip()]
+
+
+def _order_record(session, number: str, message: str) -> dict:
+    from crm.plugins.service.dispatch import show_work_order
+
+    return {"message": message} | show_work_order(session, number)
 
 
 def _due(text: str | None):
@@ -127,15 +157,23 @@ def team_list(fmt: str) -> None:
     default="",
     help="按类别派工时由本团队负责的投诉类别或维修项目，逗号分隔，如 landscaping,pest_control。",
 )
-def team_add(code: str, name: str, kind: str, handles: str) -> None:
+@format_option
+def team_add(code: str, name: str, kind: str, handles: str, fmt: str) -> None:
     """新增一个团队（经理、管理员可操作）。"""
     from crm.core.db import transaction
-    from crm.plugins.service.dispatch import add_team
+    from crm.core.vocab import label
+    from crm.plugins.service.dispatch import TEAM_KINDS, add_team
 
     with get_app().session() as session, transaction(session):
         created = add_team(session, code, name, kind, _split(handles))
-        text = f"已新增团队 {created.code}（{created.name}）。"
-    click.echo(text)
+        record = {
+            "message": f"已新增团队 {created.code}（{created.name}）。",
+            "code": created.code,
+            "name": created.name,
+            "kind": label(TEAM_KINDS, created.kind),
+            "handles": list(created.handles),
+        }
+    emit_record(record, fmt, TEAM_LABELS)
 
 
 # --- staff ------------------------------------------------------------------------------------
@@ -170,15 +208,23 @@ def staff_list(team_code: str | None, fmt: str) -> None:
     help="级别：1 一线、2 主管、3 经理、4 总经理。",
 )
 @click.option("--skills", default="", help="技能，逗号分隔，如 水电,木工。")
-def staff_add(name: str, team_code: str, title: str, level: int, skills: str) -> None:
+@format_option
+def staff_add(name: str, team_code: str, title: str, level: int, skills: str, fmt: str) -> None:
     """登记一名员工（经理、管理员可操作）。"""
     from crm.core.db import transaction
-    from crm.plugins.service.dispatch import add_staff
+    from crm.plugins.service.dispatch import STAFF_LEVELS, add_staff
 
     with get_app().session() as session, transaction(session):
         created = add_staff(session, name, team_code, title, level, _split(skills))
-        text = f"已登记员工 {created.name}（{created.team.name}，{created.title}）。"
-    click.echo(text)
+        record = {
+            "message": f"已登记员工 {created.name}（{created.team.name}，{created.title}）。",
+            "name": created.name,
+            "team": created.team.name,
+            "title": created.title,
+            "level": STAFF_LEVELS[created.level],
+            "skills": list(created.skills),
+        }
+    emit_record(record, fmt, STAFF_LABELS)
 
 
 # --- work orders ------------------------------------------------------------------------------
@@ -239,7 +285,8 @@ def workorder_show(number: str, fmt: str) -> None:
 @click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
 @click.option("--team", "team_code", help="派给哪个团队（默认按工单类别）。")
 @click.option("--assignee", help="派给谁（默认该团队在办件数最少的一线人员）。")
-def workorder_create(ticket, kind, description, due, team_code, assignee) -> None:
+@format_option
+def workorder_create(ticket, kind, description, due, team_code, assignee, fmt) -> None:
     """为工单 TICKET（登记号）派发一张派工单。"""
     from crm.core.db import transaction
     from crm.plugins.service.dispatch import create_work_order
@@ -257,27 +304,30 @@ def workorder_create(ticket, kind, description, due, team_code, assignee) -> Non
         )
         who = order.assignee.name if order.assignee else "待指派"
         text = f"已派工 {order.number} → {order.team.name}：{who}。"
-    click.echo(text)
+        record = _order_record(session, order.number, text)
+    emit_record(record, fmt, ORDER_LABELS)
 
 
 @workorder.command("done")
 @click.argument("number")
 @click.option("--result", required=True, help="处理结果。")
-def workorder_done(number: str, result: str) -> None:
+@format_option
+def workorder_done(number: str, result: str, fmt: str) -> None:
     """完成一张派工单；维修完成后自动派出 24 小时内的电话回访。"""
     from crm.core.db import transaction
     from crm.plugins.service.dispatch import complete_work_order
 
     with get_app().session() as session, transaction(session):
         order = complete_work_order(session, number, result)
-        text = f"派工单 {order.number} 已完成。"
-    click.echo(text)
+        record = _order_record(session, order.number, f"派工单 {order.number} 已完成。")
+    emit_record(record, fmt, ORDER_LABELS)
 
 
 @workorder.command("return")
 @click.argument("number")
 @click.option("--reason", required=True, help="退回原因：为什么超出能力、业主需要什么。")
-def workorder_return(number: str, reason: str) -> None:
+@format_option
+def workorder_return(number: str, reason: str, fmt: str) -> None:
     """超出本人能力的工作退回主管：原单标记退回，另派一张给主管。"""
     from crm.core.db import transaction
     from crm.plugins.service.dispatch import return_to_supervisor
@@ -285,7 +335,8 @@ def workorder_return(number: str, reason: str) -> None:
     with get_app().session() as session, transaction(session):
         order = return_to_supervisor(session, number, reason)
         text = f"{number} 已退回主管，新派工单 {order.number} → {order.assignee.name}。"
-    click.echo(text)
+        record = _order_record(session, order.number, text)
+    emit_record(record, fmt, ORDER_LABELS)
 
 
 # --- repairs ----------------------------------------------------------------------------------
@@ -320,14 +371,23 @@ def repair_items(fmt: str) -> None:
 @repair.command("period")
 @click.argument("item")
 @click.argument("months", type=click.IntRange(0))
-def repair_period(item: str, months: int) -> None:
+@format_option
+def repair_period(item: str, months: int, fmt: str) -> None:
     """延长某个维修项目的保修期（月）；不得短于法定最低（经理、管理员可操作）。"""
     from crm.core.db import transaction
-    from crm.plugins.service.repairs import set_warranty_months
+    from crm.plugins.service.repairs import WARRANTY_ITEMS, item_code, set_warranty_months
 
     with get_app().session() as session, transaction(session):
-        set_warranty_months(session, item, months)
-    click.echo(f"{item} 的保修期已设为 {months} 个月。")
+        months = set_warranty_months(session, item, months)
+    found = WARRANTY_ITEMS[item_code(item)]
+    record = {
+        "message": f"{found.label}的保修期已设为 {months} 个月。",
+        "item": found.code,
+        "label": found.label,
+        "months": months,
+        "statutory_months": found.months,
+    }
+    emit_record(record, fmt, PERIOD_LABELS)
 
 
 @repair.command("check")
@@ -366,7 +426,8 @@ def repair_quote(ticket: str, rate: str, fmt: str) -> None:
 @click.option("--team", "team_code", help="派给哪个团队（默认按维修项目）。")
 @click.option("--assignee", help="派给谁（默认在办件数最少的一线人员）。")
 @click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
-def repair_start(ticket: str, team_code, assignee, due) -> None:
+@format_option
+def repair_start(ticket: str, team_code, assignee, due, fmt) -> None:
     """派出维修派工单；收费维修未登记收费标准时拒绝开工。"""
     from crm.core.db import transaction
     from crm.plugins.service.repairs import start_repair
@@ -377,7 +438,8 @@ def repair_start(ticket: str, team_code, assignee, due) -> None:
         )
         who = order.assignee.name if order.assignee else "待指派"
         text = f"已派出维修 {order.number} → {order.team.name}：{who}。"
-    click.echo(text)
+        record = _order_record(session, order.number, text)
+    emit_record(record, fmt, ORDER_LABELS)
 
 
 @repair.command("complete")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, format_option, get_app
+from crm.core.cliutil import emit, emit_record, format_option, get_app
 from crm.core.vocab import MEMBER_TIERS, label
 
 TIER_HELP = "会员等级：standard（普通会员）、silver（银卡）、gold（金卡）、platinum（白金卡）。"
@@ -18,6 +18,49 @@ ACTIVITY_COLUMNS = [
     ("attended", "出席户数"),
     ("cost", "费用(元)"),
 ]
+# What an action did: the sentence first, then the record it touched.
+CLUB_LABELS = [
+    ("message", "结果"),
+    ("code", "客户编号"),
+    ("previous_tier", "原等级"),
+    ("tier", "新等级"),
+    ("at", "时间"),
+    ("by", "经办人"),
+    ("note", "说明"),
+]
+SIGNUP_LABELS = [
+    ("message", "结果"),
+    ("activity_id", "活动编号"),
+    ("activity", "活动"),
+    ("code", "客户编号"),
+    ("signed_up_at", "报名时间"),
+    ("attended", "出席"),
+]
+
+
+def _club_record(code: str, entry, message: str) -> dict:
+    return {
+        "message": message,
+        "code": code,
+        "previous_tier": label(MEMBER_TIERS, entry.previous_tier),
+        "tier": label(MEMBER_TIERS, entry.tier),
+        "at": entry.at,
+        "by": entry.by,
+        "note": entry.note,
+    }
+
+
+def _signup_record(session, signup, code: str, message: str) -> dict:
+    from crm.plugins.service.retention import get_activity
+
+    return {
+        "message": message,
+        "activity_id": signup.activity_id,
+        "activity": get_activity(session, signup.activity_id).name,
+        "code": code,
+        "signed_up_at": signup.signed_up_at,
+        "attended": signup.attended,
+    }
 
 
 @click.group()
@@ -29,7 +72,8 @@ def club() -> None:
 @click.argument("code")
 @click.option("--tier", default="standard", show_default=True, help=TIER_HELP)
 @click.option("--note", help="说明，如 入会渠道。")
-def club_enrol(code: str, tier: str, note: str | None) -> None:
+@format_option
+def club_enrol(code: str, tier: str, note: str | None, fmt: str) -> None:
     """为客户家庭 CODE 办理入会。"""
     from crm.core.db import transaction
     from crm.plugins.service.retention import enrol
@@ -37,14 +81,16 @@ def club_enrol(code: str, tier: str, note: str | None) -> None:
     with get_app().session() as session, transaction(session):
         entry = enrol(session, code, tier, note)
         text = f"{code} 已入会，等级：{label(MEMBER_TIERS, entry.tier)}。"
-    click.echo(text)
+        record = _club_record(code, entry, text)
+    emit_record(record, fmt, CLUB_LABELS)
 
 
 @club.command("tier")
 @click.argument("code")
 @click.argument("tier")
 @click.option("--note", help="调整原因，如 年度消费升级。")
-def club_tier(code: str, tier: str, note: str | None) -> None:
+@format_option
+def club_tier(code: str, tier: str, note: str | None, fmt: str) -> None:
     """调整会员 CODE 的等级为 TIER；设为 none（非会员）即退会。"""
     from crm.core.db import transaction
     from crm.plugins.service.retention import change_tier
@@ -53,7 +99,8 @@ def club_tier(code: str, tier: str, note: str | None) -> None:
         entry = change_tier(session, code, tier, note)
         old, new = label(MEMBER_TIERS, entry.previous_tier), label(MEMBER_TIERS, entry.tier)
         text = f"{code} 的会员等级：{old} → {new}。"
-    click.echo(text)
+        record = _club_record(code, entry, text)
+    emit_record(record, fmt, CLUB_LABELS)
 
 
 @club.command("list")
@@ -104,18 +151,21 @@ def activity() -> None:
 @click.option("--project", help="所属项目（项目全名）；不填为全公司活动。")
 @click.option("--capacity", type=click.IntRange(1), help="名额（户）；不填为不限。")
 @click.option("--cost", help="活动费用（元）。")
-def activity_create(name: str, held_at: str, project, capacity, cost) -> None:
+@format_option
+def activity_create(name: str, held_at: str, project, capacity, cost, fmt: str) -> None:
     """新建一项业主回馈活动。"""
     from crm.core.db import transaction
     from crm.plugins.service.dispatch import parse_local_time
-    from crm.plugins.service.retention import create_activity
+    from crm.plugins.service.retention import create_activity, show_activity
 
     with get_app().session() as session, transaction(session):
         created = create_activity(
             session, name, parse_local_time(held_at), project=project, capacity=capacity, cost=cost
         )
-        text = f"已新建活动 {created.id}：{created.name}。"
-    click.echo(text)
+        record = {"message": f"已新建活动 {created.id}：{created.name}。"}
+        record |= show_activity(session, created.id)
+    del record["signups"]  # a new activity has none yet
+    emit_record(record, fmt, [("message", "结果"), *ACTIVITY_COLUMNS])
 
 
 @activity.command("list")
@@ -170,28 +220,33 @@ def activity_show(activity_id: int, fmt: str) -> None:
 @activity.command("signup")
 @click.argument("activity_id", type=int)
 @click.argument("code")
-def activity_signup(activity_id: int, code: str) -> None:
+@format_option
+def activity_signup(activity_id: int, code: str, fmt: str) -> None:
     """客户家庭 CODE 报名活动 ACTIVITY_ID（每户一次，满额即止）。"""
     from crm.core.db import transaction
     from crm.plugins.service.retention import sign_up
 
     with get_app().session() as session, transaction(session):
-        sign_up(session, activity_id, code)
-    click.echo(f"{code} 已报名活动 {activity_id}。")
+        signup = sign_up(session, activity_id, code)
+        record = _signup_record(session, signup, code, f"{code} 已报名活动 {activity_id}。")
+    emit_record(record, fmt, SIGNUP_LABELS)
 
 
 @activity.command("attend")
 @click.argument("activity_id", type=int)
 @click.argument("code")
 @click.option("--absent", is_flag=True, help="登记为缺席（默认登记出席）。")
-def activity_attend(activity_id: int, code: str, absent: bool) -> None:
+@format_option
+def activity_attend(activity_id: int, code: str, absent: bool, fmt: str) -> None:
     """登记已报名的客户家庭 CODE 是否出席活动 ACTIVITY_ID。"""
     from crm.core.db import transaction
     from crm.plugins.service.retention import record_attendance
 
     with get_app().session() as session, transaction(session):
-        record_attendance(session, activity_id, code, attended=not absent)
-    click.echo(f"已登记 {code} {'缺席' if absent else '出席'}活动 {activity_id}。")
+        signup = record_attendance(session, activity_id, code, attended=not absent)
+        text = f"已登记 {code} {'缺席' if absent else '出席'}活动 {activity_id}。"
+        record = _signup_record(session, signup, code, text)
+    emit_record(record, fmt, SIGNUP_LABELS)
 
 
 def register(cli: click.Group) -> None:
