@@ -26,12 +26,14 @@ def main() -> None:
     from crm.core.db import transaction
     from crm.core.demo import build_demo, table_counts
     from crm.core.security import User, new_key
+    from crm.plugins import BUILTIN_PLUGINS
 
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite:///{Path(tmp) / 'demo.db'}"
         if not args.db:  # a throw-away key for a throw-away database
             os.environ["CRM_SECRET_KEY"] = new_key()
-        app = App(url, user=User("bench", "admin"), builtins=())
+        # The built-in plugins add their sample data (tickets, surveys…) as `crm demo` does.
+        app = App(url, user=User("bench", "admin"), builtins=BUILTIN_PLUGINS)
         started = time.perf_counter()
         app.init()
         initialised = time.perf_counter()
@@ -59,6 +61,8 @@ def main() -> None:
         f" (club members {summary.member_repeat_share:.1%} of them)"
         + (f", file {size / 2**20:,.0f} MiB" if size else "")
     )
+    for line in summary.plugin_lines:
+        print(f"  {line}")
 
 
 if __name__ == "__main__":
