@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import crm.plugins.coordination.models
+import crm.plugins.profitability.models
 import crm.plugins.satisfaction.models
 import crm.plugins.service.models  # noqa: F401
 from crm.core.app import App

@@ -4,6 +4,8 @@ describe."""
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import crm.plugins.coordination.models
+import crm.plugins.profitability.models
 import crm.plugins.satisfaction.models
 import crm.plugins.service.models  # noqa: F401
 from crm.core.models import Base

@@ -1,15 +1,16 @@
-"""Surveys: revisits arriving through the ticket_revisited hook, periodic surveys and visit
-questionnaires; satisfaction = experience − expectation per aspect; range checks."""
+"""Surveys: revisits arriving in batches through the tickets_revisited hook, periodic surveys
+and visit questionnaires; satisfaction = experience − expectation per aspect; range checks."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
 import pytest
 from sqlalchemy import func, select
 
-from crm.core.chain import TicketFacts
+from crm.core.chain import Revisit, TicketFacts
 from crm.core.db import transaction
 from crm.core.errors import CrmError, PermissionDenied
 from crm.core.models import AuditEntry, Household, Project
@@ -38,52 +39,101 @@ def _surveys(app) -> list[Survey]:
         return found
 
 
-def test_a_revisit_arrives_through_the_hook_with_the_tickets_grouping(app, household):
-    ticket = TicketFacts(
-        number="WX20260428-0001",
+def _facts(number: str, household_id: int, project_id: int | None = None) -> TicketFacts:
+    return TicketFacts(
+        number=number,
         ticket_type="repair",
-        household_id=household,
-        project_id=None,
+        household_id=household_id,
+        project_id=project_id,
         team="TECH",
         category="engineering",
         severity="general",
         closed_at=NOW,
     )
-    with app.session() as session, transaction(session):
-        app.pm.hook.ticket_revisited(
-            session=session,
-            ticket=ticket,
+
+
+def test_revisits_arrive_in_one_batch_with_the_tickets_grouping(app, household):
+    with app.session() as session:
+        garden, park = (
+            session.scalar(select(Project.id).where(Project.name == name))
+            for name in ("万科城市花园", "四季花城")
+        )
+    revisits = [
+        Revisit(
+            ticket=_facts("WX20260428-0001", household),
+            at=NOW - dt.timedelta(days=3),
             csat=4,
             nps=9,
             aspects={"维修质量": (8, 6), "响应速度": (7, 9)},
-            comment="师傅很耐心",
+            comment=" 师傅很耐心 ",
             actor="李客服",
-        )
-    [survey] = _surveys(app)
-    assert (survey.kind, survey.ticket_number, survey.team, survey.category) == (
+        ),
+        Revisit(
+            ticket=_facts("TS20260427-0002", household, park),
+            at=NOW - dt.timedelta(hours=5),
+            csat=2,
+            nps=None,
+            aspects={},
+            comment=None,
+            actor="王客服",
+            channel="online",
+        ),
+    ]
+    with app.session() as session, transaction(session):
+        app.pm.hook.tickets_revisited(session=session, revisits=revisits)
+    first, second = _surveys(app)
+    assert (first.kind, first.ticket_number, first.team, first.category, first.channel) == (
         "revisit",
         "WX20260428-0001",
         "TECH",
         "engineering",
+        "phone",
     )
-    # The ticket had no project: the household's project is used so KPIs still group it.
-    with app.session() as session:
-        garden = session.scalar(select(Project.id).where(Project.name == "万科城市花园"))
-    assert survey.project_id == garden
-    assert (survey.csat, survey.nps, survey.taken_by) == (4, 9, "李客服")
-    gaps = {a.aspect: (a.expectation, a.experience, a.gap, a.household_id) for a in survey.aspects}
+    # The first ticket had no project: the household's project is used so KPIs still group it.
+    assert (first.project_id, second.project_id) == (garden, park)
+    # Each survey is dated at its revisit, not when the batch was written.
+    assert (first.taken_at, second.taken_at) == (revisits[0].at, revisits[1].at)
+    assert (first.csat, first.nps, first.taken_by, first.comment) == (4, 9, "李客服", "师傅很耐心")
+    assert (first.gap_total, first.aspect_count) == (0, 2)
+    gaps = {a.aspect: (a.expectation, a.experience, a.gap, a.household_id) for a in first.aspects}
     assert gaps == {"维修质量": (8, 6, -2, household), "响应速度": (7, 9, 2, household)}
-
-
-def test_an_invalid_revisit_is_refused_and_nothing_is_kept(app, household):
-    ticket = TicketFacts(
-        "TS20260428-0001", "complaint", household, None, None, None, "general", NOW
+    assert (second.csat, second.nps, second.channel, second.taken_by) == (
+        2,
+        None,
+        "online",
+        "王客服",
     )
-    with pytest.raises(CrmError, match="1 到 5"), app.session() as session, transaction(session):
-        app.pm.hook.ticket_revisited(
-            session=session, ticket=ticket, csat=7, nps=None, aspects={}, comment=None, actor="x"
-        )
+    assert (second.gap_total, second.aspect_count, second.aspects) == (None, 0, [])
+    with app.session() as session:
+        audited = session.scalars(
+            select(AuditEntry).where(AuditEntry.entity == "sat_surveys")
+        ).all()
+    assert [(a.action, a.changes["surveys"]) for a in audited] == [("create", 2)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"csat": 7}, "满意度评分（CSAT）应为 1 到 5"),
+        ({"aspects": {"维修质量": (5, 11)}}, "“维修质量”的体验分应为 1 到 10"),
+        ({"csat": None, "nps": None}, "没有任何答案"),
+        ({"ticket": _facts("WX20260428-0009", 999_999)}, "WX20260428-0009 的客户家庭不存在"),
+    ],
+)
+def test_one_invalid_revisit_refuses_the_batch_and_nothing_is_kept(app, household, change, message):
+    good = Revisit(_facts("WX20260428-0001", household), NOW, 5, 10, {}, None, "李客服")
+    bad = dataclasses.replace(good, **change)
+    with pytest.raises(CrmError, match=message), app.session() as session, transaction(session):
+        app.pm.hook.tickets_revisited(session=session, revisits=[good, bad])
     assert _surveys(app) == []
+
+
+def test_an_analyst_may_not_record_revisits(app, household):
+    revisit = Revisit(_facts("WX20260428-0001", household), NOW, 5, 10, {}, None, "李客服")
+    with app.session() as session:
+        session.info["user"] = User("赵分析", "analyst")
+        with pytest.raises(PermissionDenied, match="登记满意度调查"):
+            app.pm.hook.tickets_revisited(session=session, revisits=[revisit])
 
 
 def test_a_visit_questionnaire_stores_the_gap_per_aspect(app, household):

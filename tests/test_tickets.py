@@ -157,8 +157,8 @@ class Surveys:
         self.calls = []
 
     @hookimpl
-    def ticket_revisited(self, session, ticket, csat, nps, aspects, comment, actor):
-        self.calls.append((ticket, csat, nps, aspects, comment, actor))
+    def tickets_revisited(self, session, revisits):
+        self.calls.extend(revisits)
 
 
 @pytest.fixture
@@ -252,15 +252,22 @@ def test_a_complaint_walks_the_eight_steps(session, world, surveys):
         "replied",
         "测试管理员",
     )
-    facts, csat, nps, aspects, comment, actor = surveys.calls[0]
-    assert (facts.number, facts.team, facts.category, csat, nps) == (
+    [revisit] = surveys.calls
+    facts = revisit.ticket
+    assert (facts.number, facts.team, facts.category, revisit.csat, revisit.nps) == (
         number,
         "service_center",
         "service",
         4,
         9,
     )
-    assert aspects == {"响应速度": (8, 7)} and comment == "处理及时" and actor == "测试管理员"
+    assert (revisit.aspects, revisit.comment, revisit.actor) == (
+        {"响应速度": (8, 7)},
+        "处理及时",
+        "测试管理员",
+    )
+    # The survey is dated when the customer was called back, not when it was recorded.
+    assert (revisit.at, revisit.channel) == (at + dt.timedelta(days=1), "phone")
 
 
 def test_an_illegal_step_says_what_is_allowed_next(session, world):
@@ -501,7 +508,7 @@ def test_cli_walks_a_ticket_and_shows_it(run, app, surveys):
     assert run("ticket", "close", number, "--confirmed").exit_code == 0
     result = run("ticket", "revisit", number, "--csat", "5", "--aspect", "态度=7:9")
     assert result.exit_code == 0, result.output
-    assert surveys.calls[0][3] == {"态度": (7, 9)}
+    assert surveys.calls[0].aspects == {"态度": (7, 9)}
     result = run("ticket", "show", number, "--format", "json")
     shown = json.loads(result.output)
     assert shown["status"] == "回访" and shown["commitments"][0]["promised_by"] == "张技术"

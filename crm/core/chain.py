@@ -70,6 +70,21 @@ class TicketFacts:
 
 
 @dataclass(frozen=True)
+class Revisit:
+    """A customer's answers when a closed ticket was revisited (回访); aspects map a name to
+    (expectation, experience)."""
+
+    ticket: TicketFacts
+    at: dt.datetime
+    csat: int | None
+    nps: int | None
+    aspects: dict[str, tuple[int, int]]
+    comment: str | None
+    actor: str
+    channel: str = "phone"
+
+
+@dataclass(frozen=True)
 class ServiceSignal:
     """A household whose service history warrants an early warning."""
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from crm.core.card import CardSection
-    from crm.core.chain import Assessment, Dispatch, Feedback, Plan, ServiceSignal, TicketFacts
+    from crm.core.chain import Assessment, Dispatch, Feedback, Plan, Revisit, ServiceSignal
     from crm.core.models import Household
 
 hookspec = pluggy.HookspecMarker("crm")
@@ -50,16 +50,8 @@ def tracking_card_sections(session: Session, household: Household) -> list[CardS
 
 
 @hookspec
-def ticket_revisited(
-    session: Session,
-    ticket: TicketFacts,
-    csat: int | None,
-    nps: int | None,
-    aspects: dict[str, tuple[int, int]],
-    comment: str | None,
-    actor: str,
-) -> None:
-    """A closed ticket was revisited: record the customer's answers (aspect: expectation, experience)."""
+def tickets_revisited(session: Session, revisits: list[Revisit]) -> None:
+    """Closed tickets were revisited: record each customer's answers as a survey taken at the revisit time."""
 
 
 @hookspec(firstresult=True)

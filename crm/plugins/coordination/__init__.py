@@ -1,2 +1,19 @@
 """Coordination and dispatch (协调控制): the orchestrator that chains feedback -> assessment ->
-plan through hooks only. Its hooks arrive with the value-chain issue."""
+plan -> dispatch through hooks only, and keeps the log of every decision. Hook
+implementations only; the cycle sits in cycle.py, the commands in commands.py."""
+
+from pathlib import Path
+
+from crm import hookimpl
+
+
+@hookimpl
+def migration_locations():
+    return ("coordination", str(Path(__file__).parent / "migrations"))
+
+
+@hookimpl
+def register_commands(cli):
+    from crm.plugins.coordination.commands import register
+
+    register(cli)

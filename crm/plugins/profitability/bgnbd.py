@@ -17,9 +17,24 @@ from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 Array = np.ndarray
 
 
+# Shape parameters (r, a, b) are kept within these bounds. Beyond 1e4 a gamma or beta mixing
+# is a point mass to within about 1% (its coefficient of variation is 1/sqrt(shape) or less),
+# so the model's forecasts no longer change, but the likelihood may keep creeping up: when
+# hardly anybody drops out, a and b run off together with a/(a+b) finite. The fit stops at the
+# bound and says so (`bounded`). The scale alpha depends on the time unit; its bounds only keep
+# exp() finite.
+SHAPE_BOUNDS = (1e-4, 1e4)
+SCALE_BOUNDS = (float(np.exp(-25.0)), float(np.exp(25.0)))
+NAMES = ("r", "alpha", "a", "b")
+# Largest gradient over log-parameters, relative to the mean log-likelihood per customer
+# (at least 1), still taken as a maximum when the optimiser gives up on noise.
+GRADIENT_TOLERANCE = 1e-6
+
+
 @dataclass(frozen=True)
 class BgNbd:
-    """Fitted (or given) BG/NBD parameters; `log_likelihood` and `n` describe the fit."""
+    """Fitted (or given) BG/NBD parameters; the other fields describe the fit: `bounded`
+    names the parameters that stopped at a bound, `converged` is the optimiser's verdict."""
 
     r: float
     alpha: float
@@ -27,6 +42,31 @@ class BgNbd:
     b: float
     log_likelihood: float = float("nan")
     n: int = 0
+    bounded: tuple[str, ...] = ()
+    converged: bool = True
+
+    @property
+    def at_bound(self) -> bool:
+        return bool(self.bounded)
+
+    @property
+    def status(self) -> str:
+        """One sentence (Chinese) on how the fit ended, for the CLI."""
+        if not self.converged:
+            return "优化未正常结束：参数可能不是最优，请检查成交数据或换校准日期后重新拟合。"
+        if not self.bounded:
+            return "已收敛，参数均在边界以内。"
+        names = "、".join(self.bounded)
+        if max(self.a, self.b) >= SHAPE_BOUNDS[1] * (1 - 1e-6):
+            return (
+                f"参数 {names} 停在边界（形状参数上限 {SHAPE_BOUNDS[1]:g}）：数据里几乎看不出"
+                "客户间流失倾向的差异，模型按每次再购后流失概率均为 "
+                f"{self.a / (self.a + self.b):.3f} 处理，预测仍可用；成交数据更多后再拟合。"
+            )
+        return (
+            f"参数 {names} 停在边界（形状参数范围 {SHAPE_BOUNDS[0]:g}～{SHAPE_BOUNDS[1]:g}）："
+            "数据不足以确定它，预测按边界值计算；成交数据更多后再拟合。"
+        )
 
 
 def _arrays(*columns) -> list[Array]:
@@ -92,40 +132,66 @@ class _Objective:
         return -float(ll @ w), -gradient * np.exp(theta)
 
 
-def maximise(objective, start: Array) -> Array:
+def maximise(
+    objective, start: Array, bounds: list[tuple[float, float]]
+) -> tuple[Array, Array, bool]:
     """Parameters maximising a log-likelihood given as (mean negative value, gradient) over
-    log-parameters; returns the parameters themselves.
+    log-parameters, within `bounds` on the parameters themselves. Returns the parameters, a
+    mask of those that ended on a bound, and whether the point is a maximum (the optimiser
+    converged, or no free direction climbs; see below).
 
     A multithreaded BLAS spends milliseconds waking threads for each tiny quasi-Newton step on
     a handful of parameters (about 25x the optimiser's own work on CDNOW), so it gets one.
     """
     from threadpoolctl import threadpool_limits
 
+    log_bounds = np.log(np.asarray(bounds, dtype=float))
+    low, high = log_bounds[:, 0], log_bounds[:, 1]
     with threadpool_limits(limits=1, user_api="blas"):
         result = minimize(
             objective,
-            start,
+            np.clip(start, low, high),
             jac=True,
             method="L-BFGS-B",
-            bounds=[(-25.0, 25.0)] * len(start),  # keeps exp() finite on a wild step
+            bounds=log_bounds,
             options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 2000},
         )
-    if not result.success:
-        raise RuntimeError(f"maximum likelihood did not converge: {result.message}")
-    return np.exp(result.x)
+    theta = result.x
+    if not np.all(np.isfinite(theta)):
+        raise RuntimeError(f"maximum likelihood failed: {result.message}")
+    bounded = (theta <= low + 1e-6) | (theta >= high - 1e-6)
+    # Near a bound the log-gamma differences of large shapes leave the objective noisy at
+    # about 1e-11, and the line search can give up ("ABNORMAL") short of gtol. The point is
+    # still a maximum when no free direction climbs: the gradient, less the parts pushing
+    # against a bound, is negligible against the mean log-likelihood of one customer.
+    value, gradient = objective(theta)
+    free = np.where(
+        ((theta <= low + 1e-6) & (gradient > 0)) | ((theta >= high - 1e-6) & (gradient < 0)),
+        0.0,
+        gradient,
+    )
+    scale = max(1.0, abs(value))
+    converged = bool(result.success) or float(np.abs(free).max()) < GRADIENT_TOLERANCE * scale
+    return np.exp(theta), bounded, converged
 
 
 def fit(x, t_x, T) -> BgNbd:
-    """Maximum-likelihood BG/NBD parameters for the histories (x, t_x, T)."""
+    """Maximum-likelihood BG/NBD parameters for the histories (x, t_x, T), within
+    SHAPE_BOUNDS (r, a, b) and SCALE_BOUNDS (alpha); the result says which ended on a bound."""
     x, t_x, T = _arrays(x, t_x, T)
     if x.size == 0:
         raise ValueError("no histories to fit")
     # Start from a purchase rate near the observed one, so the unit (weeks, months) matters not.
     rate = max(float(np.mean(x / np.maximum(T, np.finfo(float).tiny))), 1e-6)
-    best = maximise(_Objective(x, t_x, T), np.log([1.0, 1.0 / rate, 1.0, 1.0]))
+    best, bounded, converged = maximise(
+        _Objective(x, t_x, T),
+        np.log([1.0, 1.0 / rate, 1.0, 1.0]),
+        [SHAPE_BOUNDS, SCALE_BOUNDS, SHAPE_BOUNDS, SHAPE_BOUNDS],
+    )
     r, alpha, a, b = (float(v) for v in best)
     total = float(log_likelihood(BgNbd(r, alpha, a, b), x, t_x, T).sum())
-    return BgNbd(r, alpha, a, b, log_likelihood=total, n=int(x.size))
+    names = tuple(name for name, hit in zip(NAMES, bounded, strict=True) if hit)
+    return BgNbd(r, alpha, a, b, total, int(x.size), names, converged)
 
 
 def _log_odds_dropped(model: BgNbd, x: Array, t_x: Array, T: Array) -> Array:
@@ -148,24 +214,85 @@ def p_alive(model: BgNbd, x, t_x, T) -> Array:
 def expected_purchases(model: BgNbd, t, x, t_x, T) -> Array:
     """Expected purchases in the next t periods given each history (eq. 10 of the paper)."""
     t, x, t_x, T = _arrays(t, x, t_x, T)
-    r, alpha, a, b = model.r, model.alpha, model.a, model.b
-    # Euler's transformation of eq. 10's 2F1(r+x, b+x; a+b+x-1; z) leaves small parameters
-    # and a large c: the series converges fast and nothing overflows when x or t is large.
-    shrink = np.exp((a - 1) * (np.log(alpha + T) - np.log(alpha + T + t)))
-    future = 1 - shrink * hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, t / (alpha + T + t))
-    return (a + b + x - 1) / (a - 1) * future * expit(-_log_odds_dropped(model, x, t_x, T))
+    return _purchases_if_alive(model, t, x, T) * expit(-_log_odds_dropped(model, x, t_x, T))
 
 
 def expected_purchases_new(model: BgNbd, t) -> Array:
     """E[X(t)]: expected repeat purchases of a new customer in the t periods after the first."""
     t = np.asarray(t, dtype=float)
+    return _purchases_if_alive(model, t, np.zeros_like(t), np.zeros_like(t))
+
+
+def _purchases_if_alive(model: BgNbd, t: Array, x: Array, T: Array) -> Array:
+    """Expected purchases in (T, T + t] of a customer alive at T after x repeat purchases.
+
+    Given alive, the dropout probability is p ~ Beta(a, b + x), the rate lambda ~ Gamma(r + x,
+    alpha + T), and a customer with both known buys (1 - exp(-lambda p t)) / p on average; so
+    this is E[f(p)] with f(p) = (1 - (1 + p u)^-(r+x)) / p, u = t / (alpha + T), which lies
+    between f(1) and f(0) = (r + x) u since f decreases.
+
+    Eq. 10 gives it through 2F1(r+x, b+x; a+b+x-1; z); Euler's transformation of it leaves small
+    parameters and a large c, so the series converges fast when x or t is large. For large a
+    (a flat beta mixing, as when nobody seems to drop out) that form overflows; so do scipy's
+    other routes in some corners (integer parameter differences). Results outside the bounds
+    are then computed as E[f(p)] by Gauss-Jacobi quadrature, which is exact to about 1e-5 or
+    better there (the tests compare both with high-precision integrals).
+    """
     r, alpha, a, b = model.r, model.alpha, model.a, model.b
-    shrink = np.exp((a - 1) * (np.log(alpha) - np.log(alpha + t)))
-    return (
-        (a + b - 1)
-        / (a - 1)
-        * (1 - shrink * hyp2f1(a + b - 1 - r, a - 1, a + b - 1, t / (alpha + t)))
-    )
+    with np.errstate(all="ignore"):
+        shrink = np.exp((a - 1) * (np.log(alpha + T) - np.log(alpha + T + t)))
+        series = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, t / (alpha + T + t))
+        value = (a + b + x - 1) / (a - 1) * (1 - shrink * series)
+    s, u = r + x, t / (alpha + T)
+    lowest, highest = -np.expm1(-s * np.log1p(u)), s * u
+    wrong = ~((value >= lowest * (1 - 1e-9)) & (value <= highest * (1 + 1e-9)))
+    if wrong.any():
+        value = np.array(value, dtype=float, copy=True)
+        value[wrong] = _beta_expectation(a, b + x[wrong], s[wrong], u[wrong])
+    return value
+
+
+QUADRATURE_NODES = 64
+
+
+def _beta_expectation(a: float, b: Array, s: Array, u: Array) -> Array:
+    """E[(1 - (1 + p u)^-s) / p] for p ~ Beta(a, b), by Gauss-Jacobi quadrature."""
+    result = np.empty(b.shape)
+    for value in np.unique(b):
+        rows = b == value
+        nodes, weights = _gauss_jacobi(a, float(value), QUADRATURE_NODES)
+        p = nodes[np.newaxis, :]
+        f = -np.expm1(-s[rows, np.newaxis] * np.log1p(p * u[rows, np.newaxis])) / p
+        result[rows] = f @ weights
+    return result
+
+
+def _gauss_jacobi(a: float, b: float, n: int) -> tuple[Array, Array]:
+    """Nodes and weights (summing to 1) of the n-point rule for the Beta(a, b) density on (0, 1).
+
+    Golub-Welsch from the Jacobi recurrence, with normalised weights: scipy's roots_jacobi
+    computes the weight total 2^(a+b-1) B(a, b) first, which overflows for large a and b.
+    """
+    from scipy.linalg import eigh_tridiagonal
+
+    al, be = b - 1.0, a - 1.0  # Jacobi weight (1 - y)^al (1 + y)^be on (-1, 1), y = 2p - 1
+    k = np.arange(n, dtype=float)
+    total = 2 * k + al + be
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diagonal = np.where(
+            k == 0, (be - al) / (al + be + 2), (be**2 - al**2) / (total * (total + 2))
+        )
+        k = k[1:]
+        total = 2 * k + al + be
+        # The first term written with (k + al + be) cancelled, as al + be + 1 may be 0.
+        squared = np.where(
+            k == 1,
+            4 * (1 + al) * (1 + be) / ((2 + al + be) ** 2 * (3 + al + be)),
+            4 * k * (k + al) * (k + be) * (k + al + be) / (total**2 * (total + 1) * (total - 1)),
+        )
+    y, vectors = eigh_tridiagonal(diagonal, np.sqrt(squared))
+    weights = vectors[0] ** 2
+    return (1 + y) / 2, weights / weights.sum()
 
 
 def simulate(model: BgNbd, T, rng: np.random.Generator) -> tuple[Array, Array, Array]:

@@ -13,20 +13,47 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, gammaln
 
-from crm.plugins.profitability.bgnbd import maximise
+from crm.plugins.profitability.bgnbd import SCALE_BOUNDS, SHAPE_BOUNDS, maximise
 
 Array = np.ndarray
 
 
+NAMES = ("p", "q", "gamma")
+
+
 @dataclass(frozen=True)
 class GammaGamma:
-    """Fitted (or given) Gamma-Gamma parameters; `log_likelihood` and `n` describe the fit."""
+    """Fitted (or given) Gamma-Gamma parameters; the other fields describe the fit: `bounded`
+    names the parameters that stopped at a bound, `converged` is the optimiser's verdict."""
 
     p: float
     q: float
     gamma: float
     log_likelihood: float = float("nan")
     n: int = 0
+    bounded: tuple[str, ...] = ()
+    converged: bool = True
+
+    @property
+    def at_bound(self) -> bool:
+        return bool(self.bounded)
+
+    @property
+    def status(self) -> str:
+        """One sentence (Chinese) on how the fit ended, for the CLI."""
+        if not self.converged:
+            return "优化未正常结束：参数可能不是最优，请检查成交数据后重新拟合。"
+        if self.bounded == ("p",):
+            return (
+                f"参数 p 停在上限 {SHAPE_BOUNDS[1]:g}：同一客户各次再购金额几乎相同，"
+                "模型按每户金额固定处理，预测仍可用。"
+            )
+        if self.bounded:
+            return (
+                f"参数 {'、'.join(self.bounded)} 停在边界：数据不足以确定它，"
+                "预测按边界值计算；成交数据更多后再拟合。"
+            )
+        return "已收敛，参数均在边界以内。"
 
 
 def _arrays(*columns) -> list[Array]:
@@ -76,7 +103,8 @@ class _Objective:
 
 
 def fit(x, m) -> GammaGamma:
-    """Maximum-likelihood parameters from the repeat buyers: rows with x > 0 and m > 0.
+    """Maximum-likelihood parameters from the repeat buyers: rows with x > 0 and m > 0, p and
+    q within SHAPE_BOUNDS; the result says which ended on a bound.
 
     Customers without a repeat purchase say nothing about repeat spend; a mean of zero (free
     repeat purchases only) has no Gamma density, so it is left out as well.
@@ -88,9 +116,15 @@ def fit(x, m) -> GammaGamma:
         raise ValueError("no repeat buyers to fit")
     # Moment-style start: individual means vary around E[z] = p * gamma / (q - 1).
     mean = float(np.average(m, weights=x))
-    p, q, g = (float(v) for v in maximise(_Objective(x, m), np.log([1.0, 2.0, mean])))
+    # p runs off when each customer's purchases are all worth about the same; q and p share
+    # the shape bounds of BG/NBD for the same reason (a point mass beyond them).
+    best, bounded, converged = maximise(
+        _Objective(x, m), np.log([1.0, 2.0, mean]), [SHAPE_BOUNDS, SHAPE_BOUNDS, SCALE_BOUNDS]
+    )
+    p, q, g = (float(v) for v in best)
     total = float(log_likelihood(GammaGamma(p, q, g), x, m).sum())
-    return GammaGamma(p, q, g, log_likelihood=total, n=int(x.size))
+    names = tuple(name for name, hit in zip(NAMES, bounded, strict=True) if hit)
+    return GammaGamma(p, q, g, total, int(x.size), names, converged)
 
 
 def expected_spend(model: GammaGamma, x, m) -> Array:

@@ -19,10 +19,17 @@ def register_commands(cli):
 
 
 @hookimpl
-def ticket_revisited(session, ticket, csat, nps, aspects, comment, actor):
-    from crm.plugins.satisfaction.surveys import record_revisit
+def tickets_revisited(session, revisits):
+    from crm.plugins.satisfaction.surveys import record_revisits
 
-    record_revisit(session, ticket, csat, nps, aspects, comment, actor)
+    record_revisits(session, revisits)
+
+
+@hookimpl(trylast=True)  # after service handling's demo, so its summary counts the revisits
+def build_demo_data(session, seed, now):
+    from crm.plugins.satisfaction.demo import build_demo_data
+
+    return build_demo_data(session, seed, now)
 
 
 @hookimpl
@@ -30,3 +37,35 @@ def collect_feedback(session, limit):
     from crm.plugins.satisfaction.warnings import hand_feedback
 
     return hand_feedback(session, limit)
+
+
+@hookimpl
+def get_feedback(session, feedback_id):
+    from sqlalchemy import func, select
+
+    from crm.core.chain import Feedback
+    from crm.core.models import Household, Project
+    from crm.plugins.satisfaction.models import FeedbackRecord
+
+    if not str(feedback_id).isdigit():
+        return None
+    found = session.execute(
+        select(FeedbackRecord, Household.code, Project.name)
+        .outerjoin(Household, Household.id == FeedbackRecord.household_id)
+        # A household's record belongs to the household's project.
+        .outerjoin(
+            Project, Project.id == func.coalesce(FeedbackRecord.project_id, Household.project_id)
+        )
+        .where(FeedbackRecord.id == int(feedback_id))
+    ).first()
+    if found is None:
+        return None
+    record, code, project = found
+    return Feedback(
+        id=str(record.id),
+        household_code=code,
+        reason=record.reason,
+        strength=record.strength,
+        source=f"satisfaction.{record.kind}",
+        project=project,
+    )

@@ -7,14 +7,15 @@ pairs per aspect; satisfaction = experience − expectation is stored per aspect
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
+from crm.core import audit
 from crm.core.audit import current_user
-from crm.core.chain import TicketFacts
+from crm.core.chain import Revisit
 from crm.core.errors import CrmError
 from crm.core.households import get_household
 from crm.core.models import Household, Project, utcnow
@@ -31,6 +32,7 @@ CHANNELS = {"phone": "电话", "visit": "来访", "letter": "信函", "fax": "�
 CSAT_RANGE = (1, 5)
 NPS_RANGE = (0, 10)
 ASPECT_RANGE = (1, 10)
+CHUNK = 5000  # ids per IN list: PostgreSQL takes at most 65,535 parameters
 
 
 @dataclass(frozen=True)
@@ -222,25 +224,75 @@ def list_surveys(
     return [survey_row(survey, code) for survey, code in session.execute(query)]
 
 
-def record_revisit(
-    session: Session,
-    ticket: TicketFacts,
-    csat: int | None,
-    nps: int | None,
-    aspects: Mapping[str, tuple[int, int]],
-    comment: str | None,
-    actor: str,
-) -> Survey:
-    """The revisit of a closed ticket, told by service handling through `ticket_revisited`."""
-    household = session.get(Household, ticket.household_id)
-    if household is None:
-        raise CrmError(f"工单 {ticket.number} 的客户家庭不存在，无法登记回访。")
-    context = SurveyContext(
-        ticket_number=ticket.number,
-        project_id=ticket.project_id,
-        team=ticket.team,
-        category=ticket.category,
+def record_revisits(session: Session, revisits: Sequence[Revisit]) -> None:
+    """Revisits of closed tickets, told by service handling through `tickets_revisited`: one
+    survey each, taken at the revisit time, written in bulk (one audit entry for the batch)."""
+    current_user(session).require("household.write", "登记满意度调查")
+    if not revisits:
+        return
+    projects: dict[int, int | None] = {}
+    wanted = sorted({r.ticket.household_id for r in revisits})
+    for start in range(0, len(wanted), CHUNK):
+        projects.update(
+            session.execute(
+                select(Household.id, Household.project_id).where(
+                    Household.id.in_(wanted[start : start + CHUNK])
+                )
+            ).all()
+        )
+    surveys, answers = [], []
+    for revisit in revisits:
+        ticket = revisit.ticket
+        if ticket.household_id not in projects:
+            raise CrmError(f"工单 {ticket.number} 的客户家庭不存在，无法登记回访。")
+        clean = validate_answers(revisit.csat, revisit.nps, revisit.aspects)
+        answers.append((ticket.household_id, clean))
+        surveys.append(
+            {
+                "kind": "revisit",
+                "household_id": ticket.household_id,
+                # A ticket without a project still groups with its household's project.
+                "project_id": ticket.project_id
+                if ticket.project_id is not None
+                else projects[ticket.household_id],
+                "ticket_number": ticket.number,
+                "team": ticket.team,
+                "category": ticket.category,
+                "channel": revisit.channel,
+                "taken_at": revisit.at,
+                "csat": revisit.csat,
+                "nps": revisit.nps,
+                "comment": (revisit.comment or "").strip() or None,
+                "taken_by": revisit.actor,
+                "gap_total": sum(x - e for e, x in clean.values()) if clean else None,
+                "aspect_count": len(clean),
+            }
+        )
+    ids = list(
+        session.scalars(insert(Survey).returning(Survey.id, sort_by_parameter_order=True), surveys)
     )
-    return record_survey(
-        session, household, "revisit", csat, nps, aspects, comment, context, taken_by=actor
+    aspects = [
+        {
+            "survey_id": survey_id,
+            "household_id": household_id,
+            "aspect": name,
+            "expectation": expectation,
+            "experience": experience,
+            "gap": experience - expectation,
+        }
+        for survey_id, (household_id, clean) in zip(ids, answers, strict=True)
+        for name, (expectation, experience) in clean.items()
+    ]
+    if aspects:
+        session.execute(insert(SurveyAspect), aspects)
+    numbers = [r.ticket.number for r in revisits]
+    audit.record(
+        session,
+        "create",
+        "sat_surveys",
+        entity_id=ids[0] if len(ids) == 1 else None,
+        changes={"kind": "revisit", "surveys": len(ids), "aspects": len(aspects)},
+        detail=f"工单回访满意度调查 {len(ids)} 份："
+        + "、".join(numbers[:3])
+        + (" 等" if len(numbers) > 3 else ""),
     )

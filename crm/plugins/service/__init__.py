@@ -34,6 +34,13 @@ def service_signals(session, since):
 
 
 @hookimpl
+def household_service_costs(session, since, until):
+    from crm.plugins.service.costs import household_service_costs
+
+    return household_service_costs(session, since, until)
+
+
+@hookimpl
 def register_commands(cli):
     from crm.plugins.service import dispatch_commands, retention_commands, ticket_commands
 
@@ -43,9 +50,30 @@ def register_commands(cli):
 
 
 @hookimpl
+def build_demo_data(session, seed, now):
+    from crm.plugins.service.demo import build_demo_data
+
+    return build_demo_data(session, seed, now)
+
+
+@hookimpl
 def prepare_database(session):
     from crm.plugins.service.dispatch import ensure_default_teams
     from crm.plugins.service.sla import ensure_default_policies
 
     ensure_default_teams(session)
     ensure_default_policies(session)
+
+
+@hookimpl
+def carry_out_plans(session, decisions):
+    from crm.plugins.service.plans import carry_out_plans
+
+    return carry_out_plans(session, decisions)
+
+
+@hookimpl
+def dispatch_outcomes(session, references):
+    from crm.plugins.service.plans import dispatch_outcomes
+
+    return dispatch_outcomes(session, references)

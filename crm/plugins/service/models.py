@@ -103,6 +103,8 @@ class Ticket(Audited, TimestampMixin, Base):
     __tablename__ = "svc_tickets"
     __table_args__ = (
         Index("ix_svc_tickets_status_due", "status", "resolve_due_at"),
+        # A person's open load (dispatch.least_loaded) is counted from this index alone.
+        Index("ix_svc_tickets_owner_status", "owner_id", "status"),
         # Covers every column the KPI statistics read, so SQLite aggregates a million
         # tickets from this narrow index (by project without sorting) instead of the table.
         Index(
@@ -137,7 +139,7 @@ class Ticket(Audited, TimestampMixin, Base):
     )  # engineering/design/sales_management/service
     expectations: Mapped[list] = mapped_column(JSON, default=list)  # the seven kinds (DOMAIN.md)
     team_id: Mapped[int | None] = mapped_column(ForeignKey("svc_teams.id"), index=True)
-    owner_id: Mapped[int | None] = mapped_column(ForeignKey("svc_staff.id"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("svc_staff.id"))
     escalation_level: Mapped[int] = mapped_column(Integer, default=1)
     group_id: Mapped[int | None] = mapped_column(ForeignKey("svc_group_complaints.id"), index=True)
     reported_by: Mapped[str | None] = mapped_column(String(100))  # who took the first report
@@ -244,14 +246,18 @@ class WorkOrder(Audited, TimestampMixin, Base):
     or corrective action, or a repair job, with its due time."""
 
     __tablename__ = "svc_work_orders"
-    __table_args__ = (Index("ix_svc_work_orders_team_status", "team_id", "status"),)
+    __table_args__ = (
+        Index("ix_svc_work_orders_team_status", "team_id", "status"),
+        # A person's open load (dispatch.least_loaded) is counted from this index alone.
+        Index("ix_svc_work_orders_assignee_status", "assignee_id", "status"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(50), unique=True)  # 登记号-序号
     ticket_id: Mapped[int] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
     kind: Mapped[str] = mapped_column(String(20))  # remedial/corrective/repair/revisit
     description: Mapped[str] = mapped_column(Text)
     team_id: Mapped[int | None] = mapped_column(ForeignKey("svc_teams.id"))
-    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("svc_staff.id"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("svc_staff.id"))
     status: Mapped[str] = mapped_column(String(20), default="open")  # open/done/returned/cancelled
     due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -260,6 +266,10 @@ class WorkOrder(Audited, TimestampMixin, Base):
     # The work order this one continues (a job returned to the supervisor), so nothing is lost.
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("svc_work_orders.id"), index=True)
     result: Mapped[str | None] = mapped_column(Text)
+    # What the job cost the company (labour and parts, compensation paid, a gift's value),
+    # read by profitability assessment as the cost of serving the household.
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    cost_kind: Mapped[str | None] = mapped_column(String(20))  # repair/compensation/gift
     ticket: Mapped[Ticket] = relationship()
     team: Mapped[Team | None] = relationship()
     assignee: Mapped[Staff | None] = relationship()

@@ -29,7 +29,7 @@ from sqlalchemy import Integer, String, cast, func, literal, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from crm.core.audit import current_user, record
-from crm.core.chain import TicketFacts
+from crm.core.chain import Revisit, TicketFacts
 from crm.core.clock import to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import get_household
@@ -691,7 +691,7 @@ def revisit(
     reopen_ticket: bool = False,
     now: dt.datetime | None = None,
 ) -> Ticket:
-    """回访: the customer's answers go to satisfaction monitoring (ticket_revisited hook); a
+    """回访: the customer's answers go to satisfaction monitoring (tickets_revisited hook); a
     dissatisfied customer (CSAT ≤ 2) may have the ticket reopened."""
     actor = _writer(session, "回访")
     now = now or utcnow()
@@ -715,14 +715,19 @@ def revisit(
     _transition(session, ticket, "revisit", now, note)
     ticket.revisited_at = now
     session.flush()
-    session.info["pm"].hook.ticket_revisited(
+    session.info["pm"].hook.tickets_revisited(
         session=session,
-        ticket=facts(ticket),
-        csat=csat,
-        nps=nps,
-        aspects=aspects,
-        comment=(comment or "").strip() or None,
-        actor=actor,
+        revisits=[
+            Revisit(
+                ticket=facts(ticket),
+                at=now,
+                csat=csat,
+                nps=nps,
+                aspects=aspects,
+                comment=(comment or "").strip() or None,
+                actor=actor,
+            )
+        ],
     )
     if reopen_ticket:
         reopen(session, number, note=f"回访不满意（满意度 {csat}）", now=now)

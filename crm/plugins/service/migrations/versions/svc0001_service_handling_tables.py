@@ -2,7 +2,7 @@
 
 Revision ID: svc0001
 Revises:
-Create Date: 2026-11-25 18:02:03.479939
+Create Date: 2026-11-25 18:40:05.062261
 """
 
 import sqlalchemy as sa
@@ -266,7 +266,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_svc_tickets_household_id"), ["household_id"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_svc_tickets_owner_id"), ["owner_id"], unique=False)
+        batch_op.create_index("ix_svc_tickets_owner_status", ["owner_id", "status"], unique=False)
         batch_op.create_index(
             "ix_svc_tickets_project_opened",
             [
@@ -380,6 +380,8 @@ def upgrade() -> None:
         sa.Column("returned_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("parent_id", sa.Integer(), nullable=True),
         sa.Column("result", sa.Text(), nullable=True),
+        sa.Column("cost", sa.Numeric(precision=12, scale=2), nullable=True),
+        sa.Column("cost_kind", sa.String(length=20), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -401,7 +403,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("svc_work_orders", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_svc_work_orders_assignee_id"), ["assignee_id"], unique=False
+            "ix_svc_work_orders_assignee_status", ["assignee_id", "status"], unique=False
         )
         batch_op.create_index(
             batch_op.f("ix_svc_work_orders_parent_id"), ["parent_id"], unique=False
@@ -420,7 +422,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_svc_work_orders_ticket_id"))
         batch_op.drop_index("ix_svc_work_orders_team_status")
         batch_op.drop_index(batch_op.f("ix_svc_work_orders_parent_id"))
-        batch_op.drop_index(batch_op.f("ix_svc_work_orders_assignee_id"))
+        batch_op.drop_index("ix_svc_work_orders_assignee_status")
 
     op.drop_table("svc_work_orders")
     with op.batch_alter_table("svc_ticket_events", schema=None) as batch_op:
@@ -443,7 +445,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_svc_tickets_status"))
         batch_op.drop_index(batch_op.f("ix_svc_tickets_rework_of_id"))
         batch_op.drop_index("ix_svc_tickets_project_opened")
-        batch_op.drop_index(batch_op.f("ix_svc_tickets_owner_id"))
+        batch_op.drop_index("ix_svc_tickets_owner_status")
         batch_op.drop_index(batch_op.f("ix_svc_tickets_household_id"))
         batch_op.drop_index(batch_op.f("ix_svc_tickets_group_id"))
         batch_op.drop_index(batch_op.f("ix_svc_tickets_category"))

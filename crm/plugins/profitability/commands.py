@@ -1,0 +1,312 @@
+"""The `crm profitability` commands: fit, clv, groups, assess and settings.
+
+Each command parses, calls the library, renders; heavy imports stay inside the functions.
+"""
+
+from __future__ import annotations
+
+import click
+
+from crm.core.cliutil import emit, emit_record, format_option, get_app
+
+MONEY_COLUMNS = [
+    ("purchase_margin", "再购毛利"),
+    ("property_revenue", "物业收益"),
+    ("service_revenue", "有偿服务收入"),
+    ("referral_value", "推荐价值"),
+    ("after_sales_cost", "售后成本"),
+    ("other_cost", "其他维系成本"),
+]
+VALUE_COLUMNS = [
+    ("household", "客户编号"),
+    ("name", "客户"),
+    ("project", "项目"),
+    ("segment", "会员等级"),
+    ("stage", "生命周期阶段"),
+    ("p_alive", "活跃概率"),
+    ("expected_purchases", "预期再购次数"),
+    *MONEY_COLUMNS,
+    ("clv", "终身价值(元)"),
+]
+FIT_COLUMNS = [
+    ("id", "编号"),
+    ("model", "模型"),
+    ("parameters", "参数"),
+    ("log_likelihood", "对数似然"),
+    ("customers", "客户数"),
+    ("calibration_end", "校准截止"),
+    ("unit", "时间单位"),
+    ("since", "起始"),
+    ("fitted_at", "拟合时间"),
+    ("status", "拟合状态"),
+]
+WHALE_COLUMNS = [
+    ("decile", "十分位"),
+    ("household_share", "客户占比"),
+    ("households", "客户数"),
+    ("cumulative_profit", "累计利润(元)"),
+    ("profit_share", "占总利润"),
+    ("lowest_clv", "该段最低终身价值"),
+]
+SUMMARY_COLUMNS = [("figure", "指标"), ("value", "本组合"), ("reference", "参考值（DOMAIN）")]
+PLAN_COLUMNS = [
+    ("best", "最优"),
+    ("plan", "方案"),
+    ("cost", "成本(元)"),
+    ("retention_gain", "挽留概率提升"),
+    ("referral_gain", "推荐概率提升"),
+    ("expected_value", "期望价值(元)"),
+    ("team", "承办班组"),
+    ("ticket_type", "工单类型"),
+    ("reason", "测算"),
+]
+SETTING_COLUMNS = [
+    ("key", "设置项"),
+    ("value", "当前值"),
+    ("default", "默认值"),
+    ("changed", "已修改"),
+    ("description", "说明"),
+]
+
+
+def _date(text: str | None, what: str):
+    import datetime as dt
+
+    from crm.core.errors import CrmError
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
+
+
+SHARES = {
+    "p_alive",
+    "unprofitable_share",
+    "household_share",
+    "profit_share",
+    "retention_gain",
+    "referral_gain",
+}
+MONEY = {
+    *(key for key, _ in MONEY_COLUMNS),
+    "clv",
+    "clv_total",
+    "clv_mean",
+    "cumulative_profit",
+    "lowest_clv",
+    "cost",
+    "expected_value",
+}
+
+
+def _shown(rows: list[dict], fmt: str) -> list[dict]:
+    """Tables read shares as percentages and money as whole yuan; JSON and CSV keep numbers."""
+    if fmt != "table":
+        return rows
+
+    def cell(key, value):
+        if value is None or isinstance(value, bool):
+            return value
+        if key in SHARES:
+            return f"{value:.1%}"
+        if key in MONEY:
+            return f"{value:,.0f}"
+        return value
+
+    return [{key: cell(key, value) for key, value in row.items()} for row in rows]
+
+
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        click.echo(f"提示：{note}", err=True)
+
+
+@click.group()
+def profitability() -> None:
+    """盈利能力评估：购买模型、客户终身价值、客户群组与鲸鱼曲线、方案评估与设置。"""
+
+
+@profitability.command("fit")
+@click.option("--calibration-end", help="校准截止日期（含），如 2026-03-31；默认今天。")
+@click.option(
+    "--unit",
+    type=click.Choice(["days", "weeks", "months"]),
+    help="时间单位：days 天、weeks 周、months 月；默认取设置 profitability.unit（月）。",
+)
+@click.option("--since", help="只用首次成交在此日期及以后的客户（同期群），如 2020-01-01。")
+@format_option
+def fit(calibration_end, unit, since, fmt) -> None:
+    """用截止日期前的成交记录拟合 BG/NBD 与 Gamma-Gamma 购买模型并保存。"""
+    from crm.core.db import transaction
+    from crm.plugins.profitability.clv import fit_models, fit_row
+
+    end, start = _date(calibration_end, "校准截止日期"), _date(since, "起始日期")
+    with get_app().session() as session, transaction(session):
+        bg, gg = fit_models(session, end, unit, start)
+        rows = [fit_row(bg)] + ([fit_row(gg)] if gg is not None else [])
+    if gg is None:
+        click.echo("提示：没有以正金额再次购买的客户，未拟合 Gamma-Gamma 模型。", err=True)
+    if fmt != "json":
+        for row in rows:
+            row["parameters"] = "，".join(f"{k}={v:.4g}" for k, v in row["parameters"].items())
+    emit(rows, fmt, FIT_COLUMNS)
+
+
+@profitability.command("clv")
+@click.option("--household", "household_code", help="只看某个客户家庭（客户编号）的明细。")
+@click.option(
+    "--top", type=click.IntRange(0), default=10, show_default=True, help="列出价值最高的户数。"
+)
+@click.option(
+    "--bottom", type=click.IntRange(0), default=10, show_default=True, help="列出价值最低的户数。"
+)
+@click.option("--stored", is_flag=True, help="不重新评估，只显示最近一次评估的结果。")
+@format_option
+def clv(household_code, top, bottom, stored, fmt) -> None:
+    """评估全部客户的终身价值并保存，列出价值最高与最低的客户。"""
+    from crm.core.db import transaction
+    from crm.plugins.profitability.clv import household_value, ranking, score
+
+    with get_app().session() as session:
+        if not stored:
+            with transaction(session):
+                run, notes = score(session)
+            _notes(notes)
+            click.echo(
+                f"已评估 {run.households} 户，终身价值合计 {run.total_clv:,.0f} 元"
+                f"（{run.as_of}，预测 {run.settings['horizon_years']} 年，"
+                f"年折现率 {run.settings['discount_rate']:.1%}）。",
+                err=True,
+            )
+        if household_code:
+            row = household_value(session, household_code)
+            emit_record(_shown([row], fmt)[0], fmt, VALUE_COLUMNS)
+            return
+        rows = ranking(session, top, bottom)
+    emit(_shown(rows, fmt), fmt, [("rank", "排名"), *VALUE_COLUMNS])
+
+
+@profitability.command("groups")
+@click.option(
+    "--by",
+    "group_by",
+    type=click.Choice(["project", "segment", "stage"]),
+    default="project",
+    show_default=True,
+    help="分组方式：project 项目、segment 会员等级、stage 生命周期阶段。",
+)
+@click.option(
+    "--chart",
+    "chart_dir",
+    type=click.Path(file_okay=False),
+    help="把鲸鱼曲线图（whale.png）写入此目录。",
+)
+@format_option
+def groups(group_by, chart_dir, fmt) -> None:
+    """按群组汇总终身价值，给出鲸鱼曲线与不盈利客户占比（对照 DOMAIN 参考值）。"""
+    from crm.core.render import to_json
+    from crm.plugins.profitability.groups import (
+        GROUPINGS,
+        group_report,
+        portfolio_figures,
+        summary_lines,
+        write_whale_chart,
+    )
+
+    with get_app().session() as session:
+        rows = group_report(session, group_by)
+        curve, figures = portfolio_figures(session)
+        chart = None
+        if chart_dir:
+            from pathlib import Path
+
+            chart = write_whale_chart(session, Path(chart_dir))
+    group_columns = [
+        ("label", GROUPINGS[group_by]),
+        ("households", "户数"),
+        ("clv_total", "终身价值合计"),
+        ("clv_mean", "户均终身价值"),
+        *MONEY_COLUMNS,
+        ("unprofitable_share", "不盈利占比"),
+    ]
+    if fmt == "json":
+        click.echo(to_json({"groups": rows, "whale_curve": curve, "summary": figures}))
+    elif fmt == "csv":
+        emit(rows, fmt, [("key", "key"), *group_columns])
+    else:
+        emit(_shown(rows, fmt), fmt, group_columns)
+        click.echo("\n鲸鱼曲线（按利润从高到低累计）：")
+        emit(_shown(curve, fmt), fmt, WHALE_COLUMNS)
+        click.echo()
+        emit(summary_lines(figures), fmt, SUMMARY_COLUMNS)
+    if chart is not None:
+        path, note = chart
+        click.echo(f"已生成图表：{path}", err=True)
+        if note:
+            click.echo(f"提示：{note}", err=True)
+
+
+@profitability.command("assess")
+@click.argument("feedback_id")
+@format_option
+def assess(feedback_id, fmt) -> None:
+    """评估一条反馈记录的候选方案，给出期望价值最高的方案及理由。"""
+    from crm.core.db import transaction
+    from crm.core.render import to_json
+    from crm.plugins.profitability.plans import assess_one, assessment_rows
+
+    # A transaction: the first assessment on a fresh database scores and stores the values.
+    with get_app().session() as session, transaction(session):
+        result = assess_one(session, feedback_id)
+    rows = assessment_rows(result)
+    if fmt == "json":
+        click.echo(
+            to_json({"feedback": result.feedback_id, "best": result.best.name, "options": rows})
+        )
+        return
+    if fmt == "table":
+        from crm.plugins.profitability.settings import TEAM_KINDS, TICKET_TYPES
+
+        for row in rows:
+            row["team"] = TEAM_KINDS.get(row["team"], row["team"])
+            row["ticket_type"] = TICKET_TYPES.get(row["ticket_type"], row["ticket_type"])
+    emit(_shown(rows, fmt), fmt, PLAN_COLUMNS)
+    if fmt == "table":
+        click.echo(result.best.reason)
+
+
+@profitability.group("settings")
+def settings_group() -> None:
+    """盈利能力评估的费率、成本与方案目录（经理可修改）。"""
+
+
+@settings_group.command("list")
+@format_option
+def settings_list(fmt) -> None:
+    """列出全部设置项、当前值与默认值。"""
+    from crm.plugins.profitability.settings import list_settings
+
+    with get_app().session() as session:
+        rows = list_settings(session)
+    emit(rows, fmt, SETTING_COLUMNS)
+
+
+@settings_group.command("set")
+@click.argument("key")
+@click.argument("value")
+@format_option
+def settings_set(key, value, fmt) -> None:
+    """修改一个设置项，如 profitability.discount_rate 0.06（需经理权限）。"""
+    from crm.core.db import transaction
+    from crm.plugins.profitability.settings import set_setting
+
+    with get_app().session() as session, transaction(session):
+        row = set_setting(session, key, value)
+    emit([row], fmt, SETTING_COLUMNS)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(profitability)

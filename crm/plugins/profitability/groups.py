@@ -1,0 +1,241 @@
+"""Customer groups judged as a whole (DOMAIN.md section 4): lifetime value per project,
+segment and lifecycle stage, the whale curve (cumulative profit against households ranked by
+profit) and how much of the after-sales cost the unprofitable households consume.
+
+Everything reads the latest scoring run (`crm profitability clv`). The PNG is drawn with
+matplotlib's Agg canvas, imported inside the function.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from crm.core.errors import CrmError
+from crm.core.models import Project
+from crm.core.vocab import MEMBER_TIERS
+from crm.plugins.profitability.clv import PARTS, STAGES, require_run
+from crm.plugins.profitability.models import HouseholdValue
+
+GROUPINGS = {"project": "项目", "segment": "客户细分（会员等级）", "stage": "生命周期阶段"}
+# DOMAIN.md's reference figures [000].
+REFERENCE_UNPROFITABLE = "50%-60%"
+REFERENCE_HEAVY_USERS = "占用 60%-80% 售后资源的客户只带来约 20% 的利润"
+# The heavy users are those who together consume this share of after-sales cost (the middle
+# of the 60-80 % the reference names).
+HEAVY_SHARE = 0.7
+CJK_HINTS = ("CJK", "WenQuanYi", "Droid Sans Fallback", "Source Han", "SimHei", "YaHei", "PingFang")
+NO_FONT = "未找到中文字体，图中的中文可能显示为方框；可安装 fonts-noto-cjk 后重新生成。"
+
+
+def group_report(session: Session, by: str = "project") -> list[dict]:
+    """Households, lifetime value and its parts per group of the latest run."""
+    if by not in GROUPINGS:
+        raise CrmError(f"不认识的分组方式“{by}”；可用：{'、'.join(GROUPINGS)}。")
+    require_run(session)
+    v = HouseholdValue
+    key = {"project": Project.name, "segment": v.segment, "stage": v.stage}[by]
+    query = (
+        select(
+            key.label("key"),
+            func.count().label("households"),
+            func.sum(v.clv),
+            *(func.sum(getattr(v, part)) for part in PARTS),
+            func.sum(case((v.clv < 0, 1), else_=0)),
+        )
+        .select_from(v)
+        .group_by(key)
+    )
+    if by == "project":
+        query = query.outerjoin(Project, Project.id == v.project_id)
+    labels = {"segment": MEMBER_TIERS, "stage": STAGES}.get(by, {})
+    order = list(labels)
+    rows = []
+    for row in session.execute(query):
+        households, total = int(row[1]), float(row[2] or 0.0)
+        parts = {part: round(float(row[3 + i] or 0.0), 2) for i, part in enumerate(PARTS)}
+        rows.append(
+            {
+                "key": row[0],
+                "label": labels.get(row[0], row[0]) if row[0] is not None else "（无项目）",
+                "households": households,
+                "clv_total": round(total, 2),
+                "clv_mean": round(total / households, 2) if households else None,
+                **parts,
+                "unprofitable_share": round(int(row[-1]) / households, 4) if households else None,
+            }
+        )
+    if order:
+        rows.sort(key=lambda r: order.index(r["key"]) if r["key"] in order else len(order))
+    else:
+        rows.sort(key=lambda r: -r["clv_total"])
+    return rows
+
+
+def _values(session: Session) -> tuple[np.ndarray, np.ndarray]:
+    require_run(session)
+    rows = session.execute(select(HouseholdValue.clv, HouseholdValue.after_sales_cost)).all()
+    if not rows:
+        return np.zeros(0), np.zeros(0)
+    clv, cost = np.array(rows, dtype=float).T
+    return clv, cost
+
+
+def whale_curve(clv: np.ndarray, points: int = 10) -> list[dict]:
+    """Cumulative profit of the most profitable households first, at each tenth of them:
+    rises above 100 % of the total while the profitable ones are added, then falls back as
+    the unprofitable ones take it down (the whale's hump)."""
+    if clv.size == 0:
+        return []
+    ranked = np.sort(clv)[::-1]
+    cumulative = np.cumsum(ranked)
+    total = float(cumulative[-1])
+    rows = []
+    for k in range(1, points + 1):
+        count = max(1, round(clv.size * k / points))
+        reached = float(cumulative[count - 1])
+        rows.append(
+            {
+                "decile": k,
+                "household_share": round(count / clv.size, 4),
+                "households": count,
+                "cumulative_profit": round(reached, 2),
+                "profit_share": round(reached / total, 4) if total > 0 else None,
+                "lowest_clv": round(float(ranked[count - 1]), 2),
+            }
+        )
+    return rows
+
+
+def concentration(clv: np.ndarray, cost: np.ndarray) -> dict:
+    """The unprofitable share and the after-sales cost it consumes; the heaviest users of
+    after-sales service (those using HEAVY_SHARE of it) and their share of profit."""
+    n = clv.size
+    if n == 0:
+        return {"households": 0}
+    losing = clv < 0
+    total_cost, total_profit = float(cost.sum()), float(clv.sum())
+    by_cost = np.argsort(-cost, kind="stable")
+    cumulative = np.cumsum(cost[by_cost])
+    heavy = by_cost[: int(np.searchsorted(cumulative, HEAVY_SHARE * total_cost) + 1)]
+    return {
+        "households": n,
+        "unprofitable_households": int(losing.sum()),
+        "unprofitable_share": round(float(losing.mean()), 4),
+        "unprofitable_cost_share": round(float(cost[losing].sum()) / total_cost, 4)
+        if total_cost > 0
+        else None,
+        "heavy_users": int(heavy.size) if total_cost > 0 else 0,
+        "heavy_user_share": round(heavy.size / n, 4) if total_cost > 0 else None,
+        "heavy_cost_share": round(float(cost[heavy].sum()) / total_cost, 4)
+        if total_cost > 0
+        else None,
+        "heavy_profit_share": round(float(clv[heavy].sum()) / total_profit, 4)
+        if total_cost > 0 and total_profit > 0
+        else None,
+        "total_clv": round(total_profit, 2),
+        "peak_profit_share": round(float(np.cumsum(np.sort(clv)[::-1]).max()) / total_profit, 4)
+        if total_profit > 0
+        else None,
+    }
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def summary_lines(figures: dict) -> list[dict]:
+    """The headline figures beside DOMAIN.md's reference figures."""
+    if not figures.get("households"):
+        return []
+    return [
+        {
+            "figure": "不盈利客户占比",
+            "value": _percent(figures["unprofitable_share"]),
+            "reference": REFERENCE_UNPROFITABLE,
+        },
+        {
+            "figure": "不盈利客户占用的售后成本",
+            "value": _percent(figures["unprofitable_cost_share"]),
+            "reference": "—",
+        },
+        {
+            "figure": f"占用 {HEAVY_SHARE:.0%} 售后成本的客户（占客户数）",
+            "value": _percent(figures["heavy_user_share"]),
+            "reference": "—",
+        },
+        {
+            "figure": "这些客户带来的利润占比",
+            "value": _percent(figures["heavy_profit_share"]),
+            "reference": REFERENCE_HEAVY_USERS,
+        },
+        {
+            "figure": "累计利润峰值（占总利润）",
+            "value": _percent(figures["peak_profit_share"]),
+            "reference": "—",
+        },
+    ]
+
+
+def portfolio_figures(session: Session) -> tuple[list[dict], dict]:
+    """The whale curve's deciles and the concentration figures of the latest run."""
+    clv, cost = _values(session)
+    return whale_curve(clv), concentration(clv, cost)
+
+
+def cjk_font() -> str | None:
+    from matplotlib import font_manager
+
+    names = sorted({font.name for font in font_manager.fontManager.ttflist})
+    for hint in CJK_HINTS:
+        for name in names:
+            if hint.lower() in name.lower():
+                return name
+    return None
+
+
+def write_whale_chart(session: Session, directory: Path) -> tuple[Path, str | None]:
+    """whale.png: cumulative profit (% of total) against households ranked by profit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    clv, _cost = _values(session)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CrmError(f"无法创建图表目录 {directory}：{exc.strerror}。") from None
+    font = cjk_font()
+    style = {"font.family": "sans-serif", "axes.unicode_minus": False}
+    if font:
+        style["font.sans-serif"] = [font, "DejaVu Sans"]
+    path = directory / "whale.png"
+    with matplotlib.rc_context(style), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing")
+        figure = Figure(figsize=(9, 5.5), layout="constrained")
+        FigureCanvasAgg(figure)
+        axes = figure.subplots()
+        total = float(clv.sum())
+        if clv.size and total > 0:
+            ranked = np.cumsum(np.sort(clv)[::-1]) / total * 100
+            share = np.arange(1, clv.size + 1) / clv.size * 100
+            axes.plot(np.r_[0, share], np.r_[0, ranked], color="tab:blue", label="累计利润")
+            axes.axhline(100, color="grey", linestyle="--", linewidth=1, label="总利润")
+            axes.set_xlim(0, 100)
+            axes.set_xlabel("按利润从高到低排列的客户（%）")
+            axes.set_ylabel("累计利润占总利润（%）")
+            axes.legend(loc="lower right")
+        else:
+            figure.text(0.5, 0.5, "总利润不为正，无法绘制鲸鱼曲线", ha="center", va="center")
+        axes.set_title("客户利润鲸鱼曲线")
+        try:
+            figure.savefig(path, dpi=110)
+        except OSError as exc:
+            raise CrmError(f"无法写入图表 {path}：{exc.strerror}。") from None
+    return path, None if font else NO_FONT

@@ -1,0 +1,365 @@
+"""Rates, costs and the plan catalogue of profitability assessment, stored in the core
+`settings` table under `profitability.*` keys; a key never set reads its default below.
+A manager changes them with `crm profitability settings set KEY VALUE`.
+
+Defaults (yuan; a "year" is a year of the horizon):
+
+| key                              | default | meaning                                                  |
+|----------------------------------|---------|----------------------------------------------------------|
+| horizon_years                    | 5       | how far ahead lifetime value looks                       |
+| discount_rate                    | 0.08    | annual discount rate of future cash flows                |
+| unit                             | months  | time unit of the purchase models (homes: months)         |
+| sales_margin                     | 0.15    | gross margin on a home sale                              |
+| prospect_conversion              | 0.15    | chance a prospective household buys within a year        |
+|                                  |         | (DOMAIN: selling to a new customer succeeds 15 %)        |
+| property_fee_per_m2_month        | 2.5     | property-management fee per m² and month                 |
+| property_margin                  | 0.10    | margin on property-management fees                       |
+| referral_margin                  | 0.05    | share of a referred sale credited to the referrer (part  |
+|                                  |         | of its margin; the buyer might have come anyway)         |
+| hourly_cost                      | 80      | cost of one staff hour in after-sales service            |
+| handling_hours.general/important/hot/major | 1 / 3 / 8 / 24 | staff hours to handle a ticket by severity |
+| record_hours.<kind>              | see RECORD_HOURS | staff hours per service record on the tracking   |
+|                                  |         | card (complaint 3, repair 2, property service 1, …)      |
+| loyalty_fund_per_year            | 200     | 一路同行 loyalty-fund contribution per owner household   |
+| club_cost_per_year               | 150     | member-club (万客会) running cost per member household   |
+| min_exposure_years               | 2       | shortest history a yearly rate is taken over, so one     |
+|                                  |         | early ticket is not read as a yearly habit               |
+| plans.<code>.<field>             | PLANS   | the plan catalogue: cost, team, ticket_type,             |
+|                                  |         | retention_gain, referral_gain, suits, enabled            |
+
+Plans (gains are for a feedback of strength 1 of a kind the plan suits; a weaker feedback
+scales them down, a kind the plan does not suit halves them):
+
+| code               | plan     | cost | team             | ticket    | retention | referral | suits                             |
+|--------------------|----------|------|------------------|-----------|-----------|----------|-----------------------------------|
+| phone_revisit      | 电话回访 | 30   | customer_service | enquiry   | 0.01      | 0.005    | satisfaction_drop                 |
+| apology_visit      | 道歉回访 | 200  | customer_service | complaint | 0.04      | 0.01     | broken_promise, satisfaction_drop |
+| priority_repair    | 优先维修 | 800  | technical        | repair    | 0.06      | 0.01     | repeat_complaint                  |
+| loyalty_gift       | 忠诚礼品 | 500  | customer_service | enquiry   | 0.03      | 0.02     | satisfaction_drop, project_drop   |
+| compensation       | 经济补偿 | 3000 | customer_service | complaint | 0.10      | 0.005    | broken_promise, repeat_complaint  |
+| manager_escalation | 经理督办 | 1200 | customer_service | complaint | 0.08      | 0.02     | broken_promise, repeat_complaint, |
+|                    |          |      |                  |           |           |          | project_drop                      |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crm.core import audit
+from crm.core.errors import CrmError, NotFound
+from crm.core.models import Setting
+
+PREFIX = "profitability."
+SEVERITIES = {"general": "一般", "important": "重要", "hot": "热点", "major": "重大"}
+TEAM_KINDS = {
+    "security": "安全",
+    "cleaning": "保洁",
+    "technical": "技术",
+    "customer_service": "客服",
+    "vendor": "外包方",
+}
+TICKET_TYPES = {"complaint": "投诉", "repair": "报修", "suggestion": "建议", "enquiry": "咨询"}
+# The kinds of feedback the satisfaction plugin hands on (Feedback.source "satisfaction.<kind>").
+FEEDBACK_KINDS = {
+    "satisfaction_drop": "满意度下降",
+    "project_drop": "项目满意率下滑",
+    "repeat_complaint": "重复投诉",
+    "broken_promise": "承诺未兑现",
+}
+UNITS = ("days", "weeks", "months")
+RECORD_HOURS = {
+    "complaint": 3.0,
+    "repair": 2.0,
+    "property_service": 1.0,
+    "suggestion": 0.5,
+    "visit": 1.0,
+    "move_in": 2.0,
+    "title_certificate": 1.0,
+}
+HANDLING_HOURS = {"general": 1.0, "important": 3.0, "hot": 8.0, "major": 24.0}
+PLANS = (
+    (
+        "phone_revisit",
+        "电话回访",
+        30,
+        "customer_service",
+        "enquiry",
+        0.01,
+        0.005,
+        "satisfaction_drop",
+    ),
+    (
+        "apology_visit",
+        "道歉回访",
+        200,
+        "customer_service",
+        "complaint",
+        0.04,
+        0.01,
+        "broken_promise,satisfaction_drop",
+    ),
+    ("priority_repair", "优先维修", 800, "technical", "repair", 0.06, 0.01, "repeat_complaint"),
+    (
+        "loyalty_gift",
+        "忠诚礼品",
+        500,
+        "customer_service",
+        "enquiry",
+        0.03,
+        0.02,
+        "satisfaction_drop,project_drop",
+    ),
+    (
+        "compensation",
+        "经济补偿",
+        3000,
+        "customer_service",
+        "complaint",
+        0.10,
+        0.005,
+        "broken_promise,repeat_complaint",
+    ),
+    (
+        "manager_escalation",
+        "经理督办",
+        1200,
+        "customer_service",
+        "complaint",
+        0.08,
+        0.02,
+        "broken_promise,repeat_complaint,project_drop",
+    ),
+)
+
+
+def _number(low: float, high: float | None = None, integer: bool = False) -> Callable:
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            kind = "整数" if integer else "数字"
+            raise CrmError(f"应为{kind}，收到的是“{text}”。") from None
+        if value < low or (high is not None and value > high):
+            span = f"{low} 到 {high}" if high is not None else f"不小于 {low}"
+            raise CrmError(f"取值应在 {span} 之间，收到的是 {text}。")
+        return value
+
+    return parse
+
+
+def _choice(choices) -> Callable:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise CrmError(f"不认识的取值“{text}”；可用：{'、'.join(choices)}。")
+        return text
+
+    return parse
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.replace("，", ",").split(",") if k.strip())
+    unknown = [k for k in kinds if k not in FEEDBACK_KINDS]
+    if unknown:
+        raise CrmError(f"不认识的反馈类型“{unknown[0]}”；可用：{'、'.join(FEEDBACK_KINDS)}。")
+    return kinds
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "是"):
+        return True
+    if lowered in ("0", "false", "no", "否"):
+        return False
+    raise CrmError(f"应为 1/0（是/否），收到的是“{text}”。")
+
+
+@dataclass(frozen=True)
+class Spec:
+    default: str
+    parse: Callable
+    description: str
+
+
+def _specs() -> dict[str, Spec]:
+    money, rate, share = _number(0), _number(0, 1), _number(0, 0.99)
+    specs = {
+        "horizon_years": Spec("5", _number(1, 50, integer=True), "终身价值的预测年限（年）"),
+        "discount_rate": Spec("0.08", _number(0, 1), "年折现率"),
+        "unit": Spec("months", _choice(UNITS), "购买模型的时间单位（住宅按月）"),
+        "sales_margin": Spec("0.15", rate, "住宅销售毛利率"),
+        "prospect_conversion": Spec("0.15", rate, "准客户一年内成交的概率"),
+        "property_fee_per_m2_month": Spec("2.5", money, "物业费（元/平方米/月）"),
+        "property_margin": Spec("0.10", rate, "物业费利润率"),
+        "referral_margin": Spec("0.05", rate, "推荐成交额中计入推荐人的比例"),
+        "hourly_cost": Spec("80", money, "售后服务每工时成本（元）"),
+        "loyalty_fund_per_year": Spec("200", money, "一路同行忠诚基金：每户业主每年投入（元）"),
+        "club_cost_per_year": Spec("150", money, "会员俱乐部：每户会员每年运营成本（元）"),
+        "min_exposure_years": Spec("2", _number(0.1, 50), "折算年均值时的最短历史（年）"),
+    }
+    for severity, hours in HANDLING_HOURS.items():
+        specs[f"handling_hours.{severity}"] = Spec(
+            f"{hours:g}", money, f"{SEVERITIES[severity]}工单的处理工时"
+        )
+    for kind, hours in RECORD_HOURS.items():
+        specs[f"record_hours.{kind}"] = Spec(f"{hours:g}", money, f"档案服务记录“{kind}”的工时")
+    for code, name, cost, team, ticket, retention, referral, suits in PLANS:
+        specs[f"plans.{code}.cost"] = Spec(f"{cost:g}", money, f"{name}：成本（元）")
+        specs[f"plans.{code}.team"] = Spec(team, _choice(TEAM_KINDS), f"{name}：承办班组类型")
+        specs[f"plans.{code}.ticket_type"] = Spec(
+            ticket, _choice(TICKET_TYPES), f"{name}：开立的工单类型"
+        )
+        specs[f"plans.{code}.retention_gain"] = Spec(
+            f"{retention:g}", share, f"{name}：挽留概率提升（强度 1、对症时）"
+        )
+        specs[f"plans.{code}.referral_gain"] = Spec(
+            f"{referral:g}", share, f"{name}：推荐概率提升（强度 1、对症时）"
+        )
+        specs[f"plans.{code}.suits"] = Spec(suits, _kinds, f"{name}：对症的反馈类型")
+        specs[f"plans.{code}.enabled"] = Spec("1", _flag, f"{name}：是否可选")
+    return specs
+
+
+SPECS = _specs()
+PLAN_NAMES = {code: name for code, name, *_ in PLANS}
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    code: str
+    name: str
+    cost: float
+    team: str
+    ticket_type: str
+    retention_gain: float
+    referral_gain: float
+    suits: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Settings:
+    horizon_years: int
+    discount_rate: float
+    unit: str
+    sales_margin: float
+    prospect_conversion: float
+    property_fee_per_m2_month: float
+    property_margin: float
+    referral_margin: float
+    hourly_cost: float
+    loyalty_fund_per_year: float
+    club_cost_per_year: float
+    min_exposure_years: float
+    handling_hours: dict[str, float]
+    record_hours: dict[str, float]
+    plans: tuple[PlanSpec, ...]
+
+    @classmethod
+    def from_values(cls, values: dict[str, str]) -> Settings:
+        """Settings from raw key -> text (keys without the prefix); missing keys default."""
+        parsed = {}
+        for key, spec in SPECS.items():
+            text = values.get(key, spec.default)
+            try:
+                parsed[key] = spec.parse(text)
+            except CrmError as exc:
+                raise CrmError(f"设置 {PREFIX}{key} 有误：{exc}") from None
+        plans = tuple(
+            PlanSpec(
+                code,
+                name,
+                parsed[f"plans.{code}.cost"],
+                parsed[f"plans.{code}.team"],
+                parsed[f"plans.{code}.ticket_type"],
+                parsed[f"plans.{code}.retention_gain"],
+                parsed[f"plans.{code}.referral_gain"],
+                parsed[f"plans.{code}.suits"],
+            )
+            for code, name, *_ in PLANS
+            if parsed[f"plans.{code}.enabled"]
+        )
+        simple = {k: v for k, v in parsed.items() if "." not in k}
+        return cls(
+            **simple,
+            handling_hours={s: parsed[f"handling_hours.{s}"] for s in HANDLING_HOURS},
+            record_hours={k: parsed[f"record_hours.{k}"] for k in RECORD_HOURS},
+            plans=plans,
+        )
+
+    @property
+    def annuity(self) -> float:
+        """Present value of 1 yuan at the end of each year of the horizon."""
+        v = 1.0 / (1.0 + self.discount_rate)
+        return sum(v**k for k in range(1, self.horizon_years + 1))
+
+
+def stored(session: Session) -> dict[str, str]:
+    """The keys set in the database (without the prefix)."""
+    rows = session.execute(
+        select(Setting.key, Setting.value).where(Setting.key.startswith(PREFIX))
+    ).all()
+    return {key.removeprefix(PREFIX): value for key, value in rows}
+
+
+def load(session: Session) -> Settings:
+    return Settings.from_values(stored(session))
+
+
+def snapshot(settings: Settings) -> dict:
+    """The settings as plain JSON-ready values, kept with each scoring run."""
+    from dataclasses import asdict
+
+    return asdict(settings)
+
+
+def _key(key: str) -> str:
+    key = key.strip().removeprefix(PREFIX)
+    if key not in SPECS:
+        raise NotFound(f"没有设置项“{key}”：用 crm profitability settings list 查看可用的设置项。")
+    return key
+
+
+def list_settings(session: Session) -> list[dict]:
+    values = stored(session)
+    return [
+        {
+            "key": PREFIX + key,
+            "value": values.get(key, spec.default),
+            "default": spec.default,
+            "changed": key in values and values[key] != spec.default,
+            "description": spec.description,
+        }
+        for key, spec in SPECS.items()
+    ]
+
+
+def set_setting(session: Session, key: str, value: str) -> dict:
+    """Change one setting (manager); the value is checked before it is stored."""
+    audit.current_user(session).require("audit.read", "修改盈利能力评估设置")
+    key = _key(key)
+    value = value.strip()
+    try:
+        SPECS[key].parse(value)
+    except CrmError as exc:
+        raise CrmError(f"设置 {PREFIX}{key} 的新值有误：{exc}") from None
+    values = stored(session)
+    if key.startswith("plans.") and key.endswith(".enabled") and not _flag(value):
+        left = [
+            code
+            for code, *_ in PLANS
+            if f"plans.{code}.enabled" != key and _flag(values.get(f"plans.{code}.enabled", "1"))
+        ]
+        if not left:
+            raise CrmError("至少要保留一个可选方案：请先启用其他方案再停用这一个。")
+    row = session.get(Setting, PREFIX + key)
+    old = row.value if row is not None else SPECS[key].default
+    if row is None:
+        session.add(Setting(key=PREFIX + key, value=value))
+    else:
+        row.value = value
+    audit.record(session, "update", "settings", PREFIX + key, {"value": [old, value]})
+    session.flush()
+    return next(r for r in list_settings(session) if r["key"] == PREFIX + key)

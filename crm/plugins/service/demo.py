@@ -1,0 +1,1339 @@
+"""After-sales sample data for `crm demo`: staff for the teams, and two years of tickets with
+their steps, SLA clocks, escalations, commitments, work orders and one group complaint (群诉).
+
+Called through the build_demo_data hook after the core has built households, units and
+purchases. Rows are drawn from `random.Random(seed)` with every state computed directly (the
+state machine is not run per ticket), given ids here and written with Core executemany, so a
+100,000-household demo stays fast; one `demo_data` audit entry records the counts.
+
+Rates (per household, over the last SPAN_DAYS days; the targets are the SLA policies in the
+database, DOMAIN.md: a general request closed within 30 minutes, a major one within 6 hours):
+
+| what                                              | rate                                   |
+|---------------------------------------------------|----------------------------------------|
+| tickets                                           | 0.6 per household: repair 40 %,        |
+|                                                   | complaint 25 %, enquiry 25 %,          |
+|                                                   | suggestion 10 %                        |
+| a second complaint within 2-25 days (重复投诉)    | 8 % of complaints                      |
+| first response late / resolution late (breach)    | 4 % / 12 %                             |
+| waits for the customer on the way                 | 6 % of complaints and repairs          |
+| revisited after closing (repairs: within 24 h)    | repairs 97 %, complaints 92 %          |
+| revisit dissatisfied and reopened                 | 4 % of revisits                        |
+| complaint reply with a commitment (all major/hot) | 55 %; 7 % of commitments broken        |
+| repair returned to the supervisor (beyond skill)  | 2 %                                    |
+| still open at `now`: a few at risk, overdue and   | about 0.3 %, 0.4 % and 0.2 % of the    |
+| waiting for the customer                          | tickets                                |
+
+Revisit answers (CSAT, would-recommend, expectation/experience per aspect) are handed to
+satisfaction monitoring in one `tickets_revisited` call once the tickets are written.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import itertools
+import json
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from operator import itemgetter
+
+from sqlalchemy import Table, delete, func, insert, select, text
+from sqlalchemy.orm import Session
+
+from crm.core import audit
+from crm.core.chain import Revisit, TicketFacts
+from crm.core.clock import local_zone, to_local
+from crm.core.models import Building, Household, Purchase, Setting, Unit
+from crm.plugins.service import sla
+from crm.plugins.service.dispatch import WORK_ORDER_KINDS
+from crm.plugins.service.models import (
+    Commitment,
+    Escalation,
+    GroupComplaint,
+    Staff,
+    Team,
+    Ticket,
+    TicketEvent,
+    WorkOrder,
+)
+from crm.plugins.service.repairs import WARRANTY_ITEMS, add_months, warranty_months
+
+STAFF_SETTING = "demo.service.staff"  # ids of the staff the demo added, removed on a rebuild
+BATCH = 5000
+SPAN_DAYS = 730
+PER_HOUSEHOLD = 0.6
+TYPES = {"repair": 40, "complaint": 25, "enquiry": 25, "suggestion": 10}
+PREFIXES = {"complaint": "TS", "repair": "WX", "suggestion": "JY", "enquiry": "ZX"}
+REPEAT = 0.08
+RESPONSE_LATE, RESOLVE_LATE = 0.04, 0.12
+WAITS = 0.06
+REVISITED = {"repair": 0.97, "complaint": 0.92}
+REOPENED = 0.04
+PROMISE, BROKEN = 0.55, 0.07
+RETURNED = 0.02
+AT_RISK, OVERDUE, WAITING = 0.003, 0.004, 0.002
+LEVELS = {1: "一线", 2: "主管", 3: "经理", 4: "总经理"}
+TITLES = {
+    "customer_service": "客服大使",
+    "technical": "技术员",
+    "security": "安全员",
+    "cleaning": "保洁员",
+    "vendor": "外包保洁员",
+}
+SKILLS = {"technical": ("水电", "木工", "防水", "门窗", "对讲", "空调", "管道疏通")}
+
+SEVERITY = {
+    "complaint": ((("general", 60), ("important", 22), ("hot", 10), ("major", 8))),
+    "repair": ((("general", 72), ("important", 24), ("major", 4))),
+    "suggestion": ((("general", 1),)),
+    "enquiry": ((("general", 1),)),
+}
+CHANNEL = {
+    "complaint": (("phone", 50), ("visit", 25), ("online", 17), ("letter", 6), ("fax", 2)),
+    "repair": (("phone", 70), ("visit", 18), ("online", 12)),
+    "suggestion": (("online", 40), ("letter", 30), ("visit", 30)),
+    "enquiry": (("phone", 60), ("online", 25), ("visit", 15)),
+}
+# (category, summary, what the customer expects); {unit} is the flat.
+COMPLAINTS = (
+    (
+        "engineering",
+        "{unit} 室阳台地漏堵塞，雨水倒灌进屋；业主两次来电，安全员判断不严重未上报",
+        ("fix_now", "taken_seriously", "never_again"),
+    ),
+    ("engineering", "{unit} 室卫生间漏水，楼下住户天花板受潮", ("fix_now", "compensation")),
+    ("engineering", "外墙渗水，{unit} 室卧室墙面发霉", ("fix_now", "never_again")),
+    ("engineering", "电梯频繁故障停运，老人出行不便", ("fix_now", "never_again")),
+    ("engineering", "地下车库积水，车辆受损", ("compensation", "never_again")),
+    ("engineering", "{unit} 室入户门变形，关闭不严", ("fix_now",)),
+    ("design", "{unit} 室客厅采光被新建楼栋遮挡，与销售时的说法不符", ("be_heard", "compensation")),
+    ("design", "{unit} 室厨房排烟道设计不合理，油烟倒灌", ("fix_now", "never_again")),
+    ("design", "小区车位配比不足，晚上回家无处停车", ("be_heard", "taken_seriously")),
+    ("sales_management", "交房面积与合同面积误差超过约定，要求说明并退还差价", ("compensation",)),
+    ("sales_management", "销售人员承诺的赠送露台未兑现", ("compensation", "punish")),
+    ("sales_management", "办证进度缓慢，逾期未拿到不动产权证书", ("taken_seriously", "fix_now")),
+    (
+        "service",
+        "对讲机维修后次日再次故障，业主对收取维修费不满",
+        ("respect", "compensation", "never_again"),
+    ),
+    ("service", "维修人员语气生硬，质疑业主投诉证据，业主要求道歉", ("respect", "punish")),
+    ("service", "维修人员只留下装修公司电话，未帮忙拆装家具", ("taken_seriously", "be_heard")),
+    ("service", "邻居装修超时施工，噪音影响休息", ("fix_now", "be_heard")),
+    ("service", "公共走道被邻居鞋柜长期占用，多次反映未解决", ("taken_seriously", "fix_now")),
+    ("service", "小区绿地被个别住户种菜养鸭，气味扰民", ("fix_now",)),
+    ("service", "垃圾房散发恶臭，保洁清运不及时", ("fix_now", "never_again")),
+    ("service", "物业费上涨未公示收费明细", ("be_heard", "respect")),
+)
+REPAIRS = (
+    ("intercom", "{unit} 室对讲机按钮接触不良，无法开门"),
+    ("drain_blockage", "{unit} 室阳台地漏堵塞，雨天积水"),
+    ("drain_blockage", "{unit} 室马桶堵塞外溢"),
+    ("heating_cooling", "{unit} 室暖气管接头漏水"),
+    ("fittings", "{unit} 室入户门锁损坏，钥匙拧不动"),
+    ("waterproofing", "{unit} 室外墙渗水，卧室墙角发霉"),
+    ("plumbing", "{unit} 室厨房水龙头下方水管漏水"),
+    ("electrical", "{unit} 室电路频繁跳闸"),
+    ("flooring", "{unit} 室客厅地面空鼓"),
+    ("sanitary_ware", "{unit} 室洗手盆开裂"),
+    ("lamps_switches", "{unit} 室开关面板烧坏"),
+    ("plaster", "{unit} 室天花板抹灰层脱落"),
+    ("home_service", "{unit} 室请求帮忙拆装衣柜（需木工）"),
+)
+SUGGESTIONS = (
+    ("service", "建议暴雨台风前检查排水口，并提醒装修中、空置的住户"),
+    ("design", "建议增设儿童游乐设施和休息座椅"),
+    ("service", "建议延长会所开放时间"),
+    ("design", "建议在地下车库增加充电桩"),
+    ("service", "建议维修前先说明是否收费及收费标准"),
+    ("service", "建议增加亲子读书会等业主活动场次"),
+)
+ENQUIRIES = (
+    ("service", "咨询物业费缴费方式与发票开具"),
+    ("sales_management", "咨询不动产权证书办理进度"),
+    ("service", "咨询装修申请流程与装修押金"),
+    ("service", "咨询车位续租与停车卡办理"),
+    ("sales_management", "咨询老带新推荐奖励规则"),
+)
+PROSPECT_ENQUIRIES = (
+    ("sales_management", "咨询新一期开盘时间与价格"),
+    ("sales_management", "咨询样板间开放时间与购房优惠"),
+    ("sales_management", "咨询首付比例与公积金贷款办理"),
+)
+ROOT_CAUSES = {
+    "engineering": (
+        ("施工时排水坡度不足，雨季积水", "对同类户型排查整改，并纳入工程验收标准"),
+        (
+            "安全员对漏水的严重性判断不足，派单后无人跟踪",
+            "雨季前培训风险判断；所有派单由信息中心跟踪到关闭",
+        ),
+    ),
+    "design": (("设计阶段未充分考虑业主使用习惯", "意见转设计部，纳入后续项目设计评审"),),
+    "sales_management": (("销售说辞与合同约定不一致", "统一销售说辞，交房前逐户核对承诺事项"),),
+    "service": (
+        ("维修前未说明收费标准", "上门必须携带《居家服务情况记录表》，开工前告知收费并由业主签字"),
+        (
+            "超出能力的工作未反馈主管，信息流失",
+            "超出能力的工作一律退回主管另行安排；开展服务案例交流会",
+        ),
+        ("外包方清运频次不足", "与外包方约定每日两次清运并纳入月度考核"),
+    ),
+}
+PROMISES = (
+    "安排技术员上门处理，并回电告知结果",
+    "上门疏通地漏并确认效果",
+    "完成修补，完工后电话回访",
+    "书面答复收费明细",
+    "与相关业主协调并反馈结果",
+)
+SETTLEMENT = (
+    "当面向业主致歉",
+    "配件缺货，供应商延迟送货",
+    "改用替代配件当天修复，并减免本次人工费",
+)
+ASPECTS = {
+    "complaint": ("响应速度", "处理结果", "服务态度"),
+    "repair": ("响应速度", "维修质量", "服务态度", "收费透明"),
+}
+FEE_RATES = (
+    "材料费 30 元/个，人工费 20 元/次",
+    "人工费 50 元/小时，材料按实结算",
+    "上门费 20 元，材料费按价目表收取",
+)
+GOOD_COMMENTS = ("处理及时，态度很好", "问题已解决，满意", "师傅很专业，谢谢")
+BAD_COMMENTS = (
+    "问题反复出现，希望彻底解决",
+    "等了太久，没有人主动告知进度",
+    "态度一般，解释不清楚",
+)
+
+
+CATEGORIES = {
+    "engineering": "工程",
+    "design": "设计",
+    "sales_management": "销售管理",
+    "service": "服务",
+}
+EXPECTATIONS = {
+    "taken_seriously": "被重视",
+    "respect": "被尊重",
+    "fix_now": "马上解决",
+    "compensation": "补偿",
+    "punish": "惩罚责任人",
+    "never_again": "不再发生",
+    "be_heard": "被倾听",
+}
+CHANNELS = {"phone": "电话", "visit": "来访", "letter": "信函", "fax": "传真", "online": "网络"}
+# The steps between the first response and closing, at these shares of that time.
+STEPS = {
+    "complaint": (("confirm", 0.0), ("assess", 0.15), ("investigate", 0.3), ("reply", 0.65)),
+    "repair": (("assess", 0.0), ("investigate", 0.2)),
+    "suggestion": (("assess", 0.0), ("reply", 0.6)),
+    "enquiry": (("reply", 0.0),),
+}
+TARGET = {
+    "confirm": "confirmed",
+    "assess": "assessed",
+    "investigate": "investigating",
+    "reply": "replied",
+    "close": "closed",
+    "pause": "waiting_customer",
+}
+NOTES = {
+    "confirm": "与业主核实情况",
+    "investigate": "现场查看，查找原因",
+    "reply": "向业主说明处理方案与时间",
+    "close": "业主确认问题已解决",
+    "pause": "业主出差，约定回来后上门处理",
+    "resume": "业主已回，恢复处理",
+}
+# CSAT of a revisit: (5, 4, 3, 2, 1) weights, on time or after a breach.
+CSAT_ON_TIME = ((5, 45), (4, 38), (3, 11), (2, 4), (1, 2))
+CSAT_LATE = ((5, 20), (4, 35), (3, 25), (2, 12), (1, 8))
+# Would-recommend (0-10) range and experience − expectation range, per CSAT.
+NPS_BY_CSAT = {5: (8, 10), 4: (6, 10), 3: (4, 8), 2: (1, 6), 1: (0, 4)}
+GAP_BY_CSAT = {5: (0, 2), 4: (-1, 1), 3: (-2, 0), 2: (-4, -2), 1: (-6, -3)}
+WRITTEN = (
+    "svc_staff",
+    "svc_group_complaints",
+    "svc_tickets",
+    "svc_ticket_events",
+    "svc_commitments",
+    "svc_escalations",
+    "svc_work_orders",
+)
+
+
+class _Weighted:
+    """A weighted choice by bisection (random.choices rebuilds its table on every call)."""
+
+    def __init__(self, pairs):
+        pairs = list(pairs)
+        self.values = [value for value, _ in pairs]
+        self.cum = list(itertools.accumulate(weight for _, weight in pairs))
+
+    def __call__(self, rng: random.Random):
+        return self.values[bisect.bisect(self.cum, rng.random() * self.cum[-1])]
+
+
+def answers(rng: random.Random, csat: int, aspects: tuple[str, ...]) -> tuple[int, dict]:
+    """Would-recommend and (expectation, experience) per aspect that go with a CSAT."""
+
+    def between(low: int, high: int) -> int:  # randint without its argument checks
+        return low + int(rng.random() * (high - low + 1))
+
+    gap_low, gap_high = GAP_BY_CSAT[csat]
+    pairs = {}
+    for aspect in aspects:
+        expectation = between(6, 10)
+        experience = min(10, max(1, expectation + between(gap_low, gap_high)))
+        pairs[aspect] = (expectation, experience)
+    return between(*NPS_BY_CSAT[csat]), pairs
+
+
+def write_rows(session: Session, table: Table, rows: list[dict]) -> None:
+    """Core executemany in batches. On SQLite the values are put in their stored form here
+    and handed straight to the driver: SQLAlchemy's per-value bind processing of a million
+    time stamps costs more than inserting the rows."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "sqlite":
+        for start in range(0, len(rows), BATCH):
+            session.execute(insert(table), rows[start : start + BATCH])
+        return
+    names = list(rows[0])
+    statement = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    )
+    converted = [
+        (i, convert)
+        for i, convert in enumerate(_stored_form(table.c[name].type) for name in names)
+        if convert is not None
+    ]
+    pick = itemgetter(*names)
+    connection = session.connection()
+    for start in range(0, len(rows), BATCH):
+        values = []
+        for row in rows[start : start + BATCH]:
+            record = list(pick(row))
+            for i, convert in converted:
+                if record[i] is not None:
+                    record[i] = convert(record[i])
+            values.append(tuple(record))
+        connection.exec_driver_sql(statement, values)
+
+
+def _utc_text(moment: dt.datetime) -> str:
+    """`2026-04-28 01:00:00.000000`: the UTC time as SQLAlchemy stores it in SQLite."""
+    if moment.tzinfo is not dt.UTC:
+        moment = moment.astimezone(dt.UTC)
+    return moment.isoformat(" ", "microseconds")[:26]
+
+
+def _stored_form(column_type) -> Callable | None:
+    """How SQLAlchemy stores a value of this type in SQLite (None: as it is)."""
+    from sqlalchemy import JSON, Date, Numeric
+
+    from crm.core.models import UTCDateTime
+
+    if isinstance(column_type, UTCDateTime):
+        return _utc_text
+    if isinstance(column_type, Date):
+        return dt.date.isoformat
+    if isinstance(column_type, JSON):
+        return json.dumps
+    if isinstance(column_type, Numeric):
+        return float
+    return None
+
+
+@dataclass
+class _Person:
+    id: int
+    name: str
+    team_id: int
+    level: int
+
+
+@dataclass
+class _Home:
+    household_id: int
+    name: str
+    project_id: int | None
+    unit_id: int | None = None
+    unit: str | None = None
+    building_id: int | None = None
+    handover: dt.date | None = None
+
+
+@dataclass
+class _Draft:
+    """A ticket before its number: who, when, and what happens to it."""
+
+    kind: str
+    home: _Home
+    opened: dt.datetime
+    outcome: str = "normal"  # normal / at_risk / overdue / waiting / group
+    severity: str | None = None
+    topic: tuple | None = None
+
+
+class _Log:
+    """The events of one ticket, numbered in time order once the ticket is done."""
+
+    def __init__(self, ticket_id: int):
+        self.ticket_id = ticket_id
+        self.events: list[dict] = []
+
+    def __call__(self, at, actor, action, note, before=None, after=None) -> None:
+        self.events.append(
+            {
+                "ticket_id": self.ticket_id,
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "from_status": before,
+                "to_status": after,
+                "note": note,
+            }
+        )
+
+    def close(self, rows: list[dict], next_id: Callable[[], int]) -> dt.datetime:
+        """Append the events in time order; returns the time of the last."""
+        self.events.sort(key=lambda event: event["at"])
+        for event in self.events:
+            event["id"] = next_id()
+        rows.extend(self.events)
+        return self.events[-1]["at"]
+
+
+@dataclass
+class _Ticket:
+    """What the later steps (revisits, commitments, work orders) need of a ticket."""
+
+    id: int
+    number: str
+    kind: str
+    home: _Home
+    team: Team
+    owner: _Person
+    severity: str
+    category: str
+    summary: str
+    log: _Log
+    escalations: list = field(default_factory=list)
+
+
+class _Builder:
+    def __init__(self, session: Session, seed: int, now: dt.datetime):
+        self.session = session
+        self.seed = seed
+        self.rng = random.Random(seed * 7919 + 3)  # a stream of its own, apart from the core's
+        self.now = now
+        self.actor = audit.current_user(session).name
+        self.calendar = sla.load_calendar(session)
+        self.zone = local_zone()  # read once: local_zone() reads the environment each call
+        self.policies = {
+            (p.ticket_type, p.severity): p for p in session.scalars(select(sla.SlaPolicy)).all()
+        }
+        self.warranty = {code: warranty_months(session, code) for code in WARRANTY_ITEMS}
+        self.tables: dict[str, Table] = {
+            m.__table__.name: m.__table__
+            for m in (Staff, GroupComplaint, Ticket, TicketEvent, Commitment, Escalation, WorkOrder)
+        }
+        # Ids continue after what the tables hold (nothing, unless staff were added by hand).
+        self.ids: Counter[str] = Counter(
+            {
+                name: session.scalar(select(func.max(table.c.id))) or 0
+                for name, table in self.tables.items()
+            }
+        )
+        self.rows: dict[str, list[dict]] = defaultdict(list)
+        self.stats: Counter[str] = Counter()
+        self.revisits: list[Revisit] = []
+        self.staff: dict[tuple[int, int], list[_Person]] = defaultdict(list)
+        self.turn: Counter[int] = Counter()
+        self.samples: dict[str, str] = {}
+        self.severity = {kind: _Weighted(pairs) for kind, pairs in SEVERITY.items()}
+        self.channel = {kind: _Weighted(pairs) for kind, pairs in CHANNEL.items()}
+        self.csat = {False: _Weighted(CSAT_ON_TIME), True: _Weighted(CSAT_LATE)}
+        self.group: dict | None = None
+
+    def _int(self, low: int, high: int) -> int:
+        return low + int(self.rng.random() * (high - low + 1))
+
+    def _one(self, items):
+        return items[int(self.rng.random() * len(items))]
+
+    def _next(self, table: str) -> int:
+        self.ids[table] += 1
+        return self.ids[table]
+
+    def _hm(self, moment: dt.datetime) -> str:
+        local = moment.astimezone(self.zone)
+        return f"{local.year}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
+
+    def _after(self, start: dt.datetime, minutes: float, business: bool) -> dt.datetime:
+        return sla.add_minutes(start, minutes, self.calendar if business else None)
+
+    # staff ---------------------------------------------------------------------------------
+
+    def build_staff(self, households: int) -> None:
+        """Front line per team in proportion to the portfolio, a supervisor per team, a
+        manager and a general manager at the customer service centre."""
+        from faker import Faker
+
+        session = self.session
+        stored = session.get(Setting, STAFF_SETTING)
+        if stored is not None:  # a rebuild: every row naming them went with the households
+            session.execute(delete(Staff.__table__).where(Staff.id.in_(json.loads(stored.value))))
+        taken = set(session.scalars(select(Staff.name)).all())
+        self.teams = session.scalars(
+            select(Team).where(Team.active.is_(True)).order_by(Team.kind == "vendor", Team.id)
+        ).all()
+        self.centre = next((t for t in self.teams if t.kind == "customer_service"), self.teams[0])
+        fake = Faker("zh_CN")
+        fake.seed_instance(self.seed)
+        front = max(3, min(25, round(households / 4000)))
+        rows = []
+
+        def add(team: Team, level: int, title: str, skills: list[str]) -> None:
+            name = fake.name()
+            while name in taken:
+                name = fake.name()
+            taken.add(name)
+            person = _Person(self._next("svc_staff"), name, team.id, level)
+            self.staff[(team.id, level)].append(person)
+            rows.append(
+                {
+                    "id": person.id,
+                    "name": name,
+                    "team_id": team.id,
+                    "title": title,
+                    "level": level,
+                    "skills": skills,
+                    "active": True,
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                }
+            )
+
+        for team in self.teams:
+            pool = SKILLS.get(team.kind, ())
+            for _ in range(front if team.kind != "vendor" else max(2, front // 2)):
+                skills = self.rng.sample(pool, self._int(1, 3)) if pool else []
+                add(team, 1, TITLES.get(team.kind, "专员"), skills)
+            add(team, 2, f"{team.name}主管", [])
+        add(self.centre, 3, "客户服务经理", [])
+        add(self.centre, 4, "总经理", [])
+        self.rows["svc_staff"] = rows
+        stored = stored or Setting(key=STAFF_SETTING)
+        stored.value = json.dumps([row["id"] for row in rows])
+        session.add(stored)
+
+    def _front(self, team_id: int) -> _Person:
+        """The team's front line in turn, which keeps their open load balanced."""
+        people = self.staff[(team_id, 1)] or self.staff[(self.centre.id, 1)]
+        self.turn[team_id] += 1
+        return people[self.turn[team_id] % len(people)]
+
+    def _level(self, level: int, team_id: int) -> _Person | None:
+        """As escalation.pick_staff: that level in the ticket's team, else the centre's."""
+        people = self.staff.get((team_id, level)) or self.staff.get((self.centre.id, level))
+        return people[0] if people else None
+
+    def _team_for(self, repair_item: str | None, category: str | None) -> Team:
+        """As dispatch.team_for: the team handling the repair item, else the category."""
+        for key in (repair_item, category):
+            for team in self.teams:
+                if key and key in (team.handles or []):
+                    return team
+        return self.centre
+
+    # who complains, and when ---------------------------------------------------------------
+
+    def _homes(self) -> tuple[list[_Home], list[_Home]]:
+        session = self.session
+        names = dict(session.execute(select(Household.id, Household.name)).all())
+        owners = [
+            _Home(hid, names[hid], project, unit_id, code, building, handover)
+            for hid, unit_id, code, building, project, handover in session.execute(
+                select(
+                    Purchase.household_id,
+                    Purchase.unit_id,
+                    Unit.code,
+                    Unit.building_id,
+                    Building.project_id,
+                    Purchase.handover_date,
+                )
+                .join(Unit, Purchase.unit_id == Unit.id)
+                .join(Building, Unit.building_id == Building.id)
+                .where(Purchase.handover_date.is_not(None))
+                .order_by(Purchase.id)
+            )
+        ]
+        prospects = [
+            _Home(hid, names[hid], project)
+            for hid, project in session.execute(
+                select(Household.id, Household.project_id)
+                .where(Household.status == "prospective")
+                .order_by(Household.id)
+            )
+        ]
+        return owners, prospects
+
+    def drafts(self, households: int) -> list[_Draft]:
+        rng = self.rng
+        owners, prospects = self._homes()
+        if not owners:
+            return []
+        kinds = _Weighted(TYPES.items())
+        today = to_local(self.now).date()
+        start = today - dt.timedelta(days=SPAN_DAYS)
+        hours = _Weighted(
+            zip(range(7, 23), (2, 8, 10, 10, 9, 6, 7, 9, 9, 8, 7, 6, 5, 3, 2, 1), strict=True)
+        )
+
+        def when(first: dt.date) -> dt.datetime | None:
+            first = max(first, start)
+            if first > today:
+                return None
+            day = first + dt.timedelta(days=self._int(0, (today - first).days))
+            local = dt.datetime(day.year, day.month, day.day, hours(rng), self._int(0, 59))
+            moment = local.replace(tzinfo=local_zone()).astimezone(dt.UTC)
+            return moment if moment < self.now else None
+
+        drafts: list[_Draft] = []
+        for _ in range(round(households * PER_HOUSEHOLD)):
+            kind = kinds(rng)
+            if kind == "enquiry" and prospects and rng.random() < 0.35:
+                home = self._one(prospects)
+                opened = when(start)
+            else:
+                home = self._one(owners)
+                opened = when(home.handover)
+            if opened is None:
+                continue
+            drafts.append(_Draft(kind, home, opened))
+            if kind == "complaint" and rng.random() < REPEAT:  # called again about it
+                again = opened + dt.timedelta(days=self._int(2, 25), minutes=self._int(-300, 300))
+                if again < self.now:
+                    drafts.append(_Draft(kind, home, again))
+        total = len(drafts)
+        for outcome, share, minutes in (
+            ("at_risk", AT_RISK, (25, 29)),  # a general ticket's 30 minutes, warned at 24
+            ("overdue", OVERDUE, (90, 10 * 1440)),
+            ("waiting", WAITING, (120, 3 * 1440)),
+        ):
+            for _ in range(max(2, round(total * share))):
+                kind = "complaint" if rng.random() < 0.6 else "repair"
+                opened = self.now - dt.timedelta(
+                    minutes=self._int(*minutes), seconds=self._int(0, 59)
+                )
+                severity = "general" if outcome == "at_risk" else None
+                drafts.append(_Draft(kind, self._one(owners), opened, outcome, severity))
+        drafts.extend(self._group_drafts(owners))
+        drafts.sort(key=lambda d: d.opened)
+        return drafts
+
+    def _group_drafts(self, owners: list[_Home]) -> list[_Draft]:
+        """Households of one building complaining of the flooded garage this week: the
+        group complaint (群诉)."""
+        by_building: dict[int, dict[int, _Home]] = defaultdict(dict)
+        for home in owners:
+            by_building[home.building_id].setdefault(home.household_id, home)
+        ranked = sorted(by_building, key=lambda b: (-len(by_building[b]), b))
+        if not ranked or len(by_building[ranked[0]]) < 3:
+            return []
+        homes = by_building[ranked[0]]
+        chosen = self.rng.sample(sorted(homes), min(len(homes), self._int(4, 6)))
+        topic = ("engineering", "地下车库积水，车辆受损", ("compensation", "never_again"))
+        first = self.now - dt.timedelta(days=4, minutes=self._int(0, 600))
+        return [
+            _Draft(
+                "complaint",
+                homes[hid],
+                first + dt.timedelta(minutes=self._int(0, 3 * 1440)),
+                "group",
+                "hot",
+                topic,
+            )
+            for hid in chosen
+        ]
+
+    # one ticket ----------------------------------------------------------------------------
+
+    def _topic(self, draft: _Draft) -> tuple[str, str, list[str], str | None]:
+        """Category, summary, expectations and repair item."""
+        home = draft.home
+        if draft.kind == "complaint":
+            category, summary, wanted = draft.topic or self._one(COMPLAINTS)
+            return category, summary.format(unit=home.unit), list(wanted), None
+        if draft.kind == "repair":
+            item, summary = self._one(REPAIRS)
+            category = "service" if item == "home_service" else "engineering"
+            return category, summary.format(unit=home.unit), [], item
+        pool = SUGGESTIONS if draft.kind == "suggestion" else ENQUIRIES
+        if draft.kind == "enquiry" and home.unit is None:
+            pool = PROSPECT_ENQUIRIES
+        category, summary = self._one(pool)
+        return category, summary, [], None
+
+    def ticket(self, draft: _Draft, number: str) -> dict:
+        rng, now = self.rng, self.now
+        kind, home = draft.kind, draft.home
+        tid = self._next("svc_tickets")
+        severity = draft.severity or self.severity[kind](rng)
+        category, summary, expectations, repair_item = self._topic(draft)
+        policy = self.policies[(kind, severity)]
+        business = bool(policy.business_hours)
+        team = self._team_for(repair_item, category)
+        owner = self._front(team.id)
+        reporter = self._front(self.centre.id).name
+        channel = self.channel[kind](rng)
+        log = _Log(tid)
+        ticket = _Ticket(tid, number, kind, home, team, owner, severity, category, summary, log)
+
+        # How long the first response and the resolution take against the targets.
+        late = rng.random() < RESOLVE_LATE or draft.outcome in ("overdue", "group")
+        response = policy.response_minutes * (
+            rng.uniform(1.3, 5) if rng.random() < RESPONSE_LATE else rng.uniform(0.15, 0.9)
+        )
+        resolve = policy.resolve_minutes * (
+            rng.uniform(1.2, 8) if late else rng.uniform(0.35, 0.95)
+        )
+        opened = draft.opened
+        waited = (now - opened).total_seconds() / 60
+        if draft.outcome == "at_risk":  # opened past the warning point of its target
+            response = policy.response_minutes * rng.uniform(0.2, 0.9)
+            resolve = max(policy.resolve_minutes, waited) * rng.uniform(1.02, 1.1)
+        elif draft.outcome == "overdue":  # replied, mostly, but not closed
+            resolve = max(resolve, waited * rng.uniform(1.05, 1.6))
+        elif draft.outcome in ("group", "waiting"):
+            resolve = max(resolve, waited * rng.uniform(1.3, 3))
+        resolve = max(resolve, response + 1)
+        first_response = self._after(opened, response, business)
+        closing = self._after(opened, resolve, business)
+        span = closing - first_response
+        steps = [(action, first_response + span * share) for action, share in STEPS[kind]]
+        steps.append(("close", closing))
+
+        # Waiting for the customer after the first step: the clocks stop meanwhile.
+        paused_minutes, paused_at = 0.0, None
+        if draft.outcome == "waiting":
+            at = max(
+                first_response,
+                min(
+                    steps[min(1, len(steps) - 2)][1], now - dt.timedelta(minutes=self._int(30, 600))
+                ),
+            )
+            steps = [s for s in steps if s[1] <= at and s[0] != "close"] + [("pause", at)]
+            paused_at = at
+        elif kind in REVISITED and draft.outcome == "normal" and rng.random() < WAITS:
+            at = steps[1][1]
+            wall = dt.timedelta(minutes=self._int(240, 3 * 1440))
+            steps = (
+                steps[:1]
+                + [("pause", at), ("resume", at + wall)]
+                + [(action, moment + wall) for action, moment in steps[1:]]
+            )
+            paused_minutes = sla.minutes_between(at, at + wall, self.calendar if business else None)
+        response_due = self._after(opened, policy.response_minutes + paused_minutes, business)
+        resolve_due = self._after(opened, policy.resolve_minutes + paused_minutes, business)
+        warn_at = self._after(
+            opened, policy.resolve_minutes * policy.warn_ratio + paused_minutes, business
+        )
+
+        log(opened, reporter, "open", f"{CHANNELS[channel]}受理：{summary}", None, "accepted")
+        status, before_pause, assessed_at, reply_at, closed_at = (
+            "accepted",
+            "accepted",
+            None,
+            None,
+            None,
+        )
+        assign_on = "reply" if kind == "enquiry" else "assess"
+        for action, at in steps:
+            if at > now:
+                break
+            if action == "pause":
+                before_pause, target = status, "waiting_customer"
+            else:
+                target = before_pause if action == "resume" else TARGET[action]
+            note = NOTES.get(action)
+            if action == "assess":
+                note = f"严重程度 {sla.SEVERITIES[severity]}，类别 {CATEGORIES[category]}"
+                if expectations:
+                    note += f"，客户期望 {'、'.join(EXPECTATIONS[e] for e in expectations)}"
+            log(at, ticket.owner.name, action, note, status, target)
+            status = target
+            if action == assign_on:
+                assessed_at = at
+                log(at, self.actor, "assign", f"派给 {team.name}：{owner.name}", status, status)
+                if severity == "major":
+                    ticket.escalations.append(("major", 3, at, "重大投诉直达经理"))
+            reply_at = at if action == "reply" else reply_at
+            closed_at = at if action == "close" else closed_at
+
+        # What the periodic clock check would have found.
+        end = closed_at or paused_at or now
+        warned_at = None
+        if warn_at < min(end, resolve_due):
+            warned_at = warn_at
+            log(
+                warn_at,
+                self.actor,
+                "warning",
+                f"即将超时预警：须于 {self._hm(resolve_due)} 前解决。",
+            )
+        response_breached = response_due < min(first_response, end)
+        resolve_breached = resolve_due < end
+        if response_breached:
+            log(
+                response_due,
+                self.actor,
+                "response_breach",
+                f"首次响应超时：应于 {self._hm(response_due)} 前响应。",
+            )
+            ticket.escalations.append(("breach", 0, response_due, "超出服务时限"))
+        if resolve_breached:
+            log(
+                resolve_due,
+                self.actor,
+                "resolve_breach",
+                f"解决超时：应于 {self._hm(resolve_due)} 前解决。",
+            )
+            ticket.escalations.append(("breach", 0, resolve_due, "超出服务时限"))
+        breached_at = min(
+            (
+                due
+                for hit, due in ((response_breached, response_due), (resolve_breached, resolve_due))
+                if hit
+            ),
+            default=None,
+        )
+
+        # Revisit (and perhaps reopen), then the feedback step.
+        revisited_at = completed_at = None
+        reopened = 0
+        if closed_at is not None and kind in REVISITED and draft.outcome == "normal":
+            after = self._revisits(ticket, closed_at, resolve_breached, policy, business)
+            if after is not None:
+                status, closed_at, revisited_at, reopened, clocks = after
+                if clocks is not None:
+                    response_due, resolve_due, warn_at = clocks
+                    warned_at = None
+                    if closed_at is None and resolve_due < now:
+                        resolve_breached = True
+                        breached_at = breached_at or resolve_due
+        root_cause = corrective = None
+        ready = revisited_at if kind == "complaint" else closed_at if kind == "suggestion" else None
+        if ready is not None and status in ("revisited", "closed") and rng.random() < 0.85:
+            at = ready + dt.timedelta(hours=rng.uniform(4, 120))
+            if at <= now:
+                if kind == "suggestion":
+                    root_cause, corrective = "业主建议", "已采纳并纳入改进计划"
+                else:
+                    root_cause, corrective = self._one(ROOT_CAUSES[category])
+                note = f"根本原因：{root_cause}；纠正措施：{corrective}"
+                log(at, ticket.owner.name, "feedback", note, status, "completed")
+                status, completed_at = "completed", at
+
+        group_id = None
+        if draft.outcome == "group" and self.group is not None:
+            at = max(self.group["detected_at"], opened + dt.timedelta(minutes=5))
+            if at <= now:
+                group_id, name = self.group["id"], self.group["number"]
+                log(at, self.actor, "group", f"并入群诉 {name}")
+                ticket.escalations.append(("group", 3, at, f"群诉 {name}"))
+        level = self._escalate(ticket)
+        if (
+            kind == "complaint"
+            and reply_at is not None
+            and (severity in ("major", "hot") or rng.random() < PROMISE)
+        ):
+            self._commitments(ticket, reply_at, closed_at, draft.outcome == "overdue")
+        self._work_orders(
+            ticket,
+            assessed_at,
+            reply_at,
+            closed_at,
+            revisited_at,
+            completed_at,
+            resolve_due,
+            repair_item,
+        )
+
+        in_warranty = paid = warranty_until = fee_rate = fee_amount = fee_stated_at = None
+        signed = False
+        if kind == "repair":
+            months = self.warranty[repair_item]
+            warranty_until = add_months(home.handover, months)
+            in_warranty = months > 0 and to_local(opened).date() <= warranty_until
+            paid = not in_warranty
+            if paid and assessed_at is not None:
+                fee_rate = self._one(FEE_RATES)
+                fee_stated_at = assessed_at
+                if closed_at is not None:
+                    fee_amount = Decimal(self._int(4, 40) * 5)
+                    signed = True
+        self.stats[kind] += 1
+        self.stats["open"] += status not in ("closed", "revisited", "completed")
+        self.stats["breached"] += resolve_breached
+        self.stats["reopened"] += reopened
+        if draft.outcome != "normal":
+            self.samples.setdefault(draft.outcome, number)
+        row = {
+            "id": tid,
+            "number": number,
+            "ticket_type": kind,
+            "channel": channel,
+            "household_id": home.household_id,
+            "unit_id": home.unit_id,
+            "project_id": home.project_id,
+            "building_id": home.building_id,
+            "summary": summary,
+            "status": status,
+            "severity": severity,
+            "category": category,
+            "expectations": expectations,
+            "team_id": team.id,
+            "owner_id": ticket.owner.id,
+            "escalation_level": level,
+            "group_id": group_id,
+            "reported_by": reporter,
+            "opened_at": opened,
+            "first_response_at": first_response if first_response <= now else None,
+            "replied_at": reply_at,
+            "closed_at": closed_at,
+            "revisited_at": revisited_at,
+            "completed_at": completed_at,
+            "customer_confirmed": closed_at is not None,
+            "response_due_at": response_due,
+            "resolve_due_at": resolve_due,
+            "paused_at": paused_at,
+            "paused_minutes": paused_minutes,
+            "warned_at": warned_at,
+            "resolve_warn_at": warn_at,
+            "response_breached": response_breached,
+            "resolve_breached": resolve_breached,
+            "breached_at": breached_at,
+            "reopen_count": reopened,
+            "root_cause": root_cause,
+            "corrective_action": corrective,
+            "repair_item": repair_item,
+            "in_warranty": in_warranty,
+            "paid": paid,
+            "fee_rate": fee_rate,
+            "fee_amount": fee_amount,
+            "fee_signed_off": signed,
+            "fee_stated_at": fee_stated_at,
+            "fee_signed_by": home.name.removesuffix("家") if signed else None,
+            "fee_signed_at": closed_at if signed else None,
+            "warranty_until": warranty_until,
+            "rework_of_id": None,
+            "version": 1,
+            "created_at": opened,
+            "updated_at": log.close(
+                self.rows["svc_ticket_events"], lambda: self._next("svc_ticket_events")
+            ),
+        }
+        self.rows["svc_tickets"].append(row)
+        return row
+
+    def _revisits(self, ticket: _Ticket, closed_at, breached: bool, policy, business: bool):
+        """The revisit after closing; a dissatisfied one reopens the ticket with fresh clocks.
+        Returns (status, closed_at, revisited_at, reopened, new clocks) or None."""
+        rng, now = self.rng, self.now
+        if rng.random() >= REVISITED[ticket.kind]:
+            return None
+        at = closed_at + dt.timedelta(
+            hours=rng.uniform(1, 23) if ticket.kind == "repair" else rng.uniform(2, 72)
+        )
+        if at > now:
+            return None
+        if rng.random() >= REOPENED:
+            self._revisit(ticket, at, closed_at, self.csat[breached](rng))
+            return "revisited", closed_at, at, 0, None
+        csat = self._int(1, 2)
+        self._revisit(ticket, at, closed_at, csat)
+        reopen_at = at + dt.timedelta(minutes=self._int(5, 60))
+        if reopen_at > now:
+            return "revisited", closed_at, at, 0, None
+        note = f"回访不满意（满意度 {csat}）"
+        ticket.log(reopen_at, ticket.owner.name, "reopen", note, "revisited", "investigating")
+        ticket.escalations.append(("reopen", 0, reopen_at, "客户不满意，工单重新处理"))
+        clocks = (
+            self._after(reopen_at, policy.response_minutes, business),
+            self._after(reopen_at, policy.resolve_minutes, business),
+            self._after(reopen_at, policy.resolve_minutes * policy.warn_ratio, business),
+        )
+        again = self._after(reopen_at, policy.resolve_minutes * rng.uniform(0.4, 0.9), business)
+        if again > now:
+            return "investigating", None, at, 1, clocks
+        ticket.log(
+            again, ticket.owner.name, "close", "返工完成，业主确认", "investigating", "closed"
+        )
+        second = again + dt.timedelta(hours=rng.uniform(2, 24))
+        if second > now:
+            return "closed", again, at, 1, clocks
+        self._revisit(ticket, second, again, self.csat[False](rng))
+        return "revisited", again, second, 1, clocks
+
+    def _revisit(self, ticket: _Ticket, at: dt.datetime, closed_at, csat: int) -> None:
+        rng = self.rng
+        nps, pairs = answers(rng, csat, ASPECTS[ticket.kind])
+        comment = (
+            self._one(GOOD_COMMENTS) if csat >= 4 and rng.random() < 0.3
+            else self._one(BAD_COMMENTS) if csat <= 2 else None
+        )  # fmt: skip
+        caller = self._front(self.centre.id).name
+        note = f"满意度 {csat}，推荐意愿 {nps}" + (f"；客户意见：{comment}" if comment else "")
+        ticket.log(at, caller, "revisit", note, "closed", "revisited")
+        facts = TicketFacts(
+            number=ticket.number,
+            ticket_type=ticket.kind,
+            household_id=ticket.home.household_id,
+            project_id=ticket.home.project_id,
+            team=ticket.team.code,
+            category=ticket.category,
+            severity=ticket.severity,
+            closed_at=closed_at,
+        )
+        self.revisits.append(Revisit(facts, at, csat, nps, pairs, comment, caller))
+
+    def _escalate(self, ticket: _Ticket) -> int:
+        """As escalation.escalate_ticket, in the order the causes arose; returns the level."""
+        level, fired = 1, set()
+        for rule, target, at, reason in sorted(ticket.escalations, key=lambda e: e[2]):
+            if at > self.now:
+                continue
+            target = target or min(level + 1, 4)
+            if (rule, target) in fired:
+                continue
+            fired.add((rule, target))
+            to = self._level(target, ticket.team.id)
+            who = f"{LEVELS[target]} {to.name}" if to else f"{LEVELS[target]}（未登记该级人员）"
+            note = f"升级至第 {target} 级（{who}）：{reason}"
+            self.rows["svc_escalations"].append(
+                {
+                    "id": self._next("svc_escalations"),
+                    "ticket_id": ticket.id,
+                    "rule": rule,
+                    "level": target,
+                    "to_staff_id": to.id if to else None,
+                    "fired_at": at,
+                    "note": note,
+                }
+            )
+            ticket.log(at, self.actor, "escalate", note)
+            if rule == "major" and to is not None:  # the manager takes the ticket over
+                ticket.owner = to
+            level = max(level, target)
+        return level
+
+    def _commitments(self, ticket: _Ticket, reply_at, closed_at, overdue: bool) -> None:
+        """The promise made in the reply; a broken one is apologised for and made again."""
+        rng, now, log = self.rng, self.now, ticket.log
+        who = ticket.owner.name
+
+        def promise(at, what, due, status, settled=None, settlement=(None, None, None)):
+            apology, reason, remedy = settlement
+            self.rows["svc_commitments"].append(
+                {
+                    "id": self._next("svc_commitments"),
+                    "ticket_id": ticket.id,
+                    "what": what,
+                    "due_at": due,
+                    "promised_by": who,
+                    "status": status,
+                    "settled_at": settled,
+                    "apology": apology,
+                    "reason": reason,
+                    "remedy": remedy,
+                    "created_at": at,
+                    "updated_at": settled or at,
+                }
+            )
+            log(at, who, "promise", f"{who} 承诺于 {self._hm(due)} 前{what}")
+            self.stats["commitments"] += 1
+            if status == "kept":
+                log(settled, who, "commitment_kept", f"承诺已兑现：{what}")
+            elif status == "broken":
+                self.stats["broken"] += 1
+                log(
+                    due,
+                    self.actor,
+                    "commitment_broken",
+                    f"承诺未兑现：{who} 承诺于 {self._hm(due)} 前{what}；须向客户致歉、说明原因并提出补救。",
+                )
+                if settled is not None:
+                    log(
+                        settled,
+                        who,
+                        "commitment_settled",
+                        f"致歉：{apology}；原因：{reason}；补救：{remedy}",
+                    )
+
+        what = self._one(PROMISES)
+        if closed_at is not None:
+            if rng.random() < BROKEN:
+                due = reply_at + (closed_at - reply_at) * rng.uniform(0.3, 0.6)
+                settled = min(closed_at, due + dt.timedelta(minutes=self._int(10, 120)))
+                promise(reply_at, what, due, "broken", settled, SETTLEMENT)
+                again = closed_at + dt.timedelta(minutes=self._int(30, 600))
+                promise(settled, SETTLEMENT[2], again, "kept", closed_at)
+            else:
+                due = closed_at + dt.timedelta(minutes=self._int(30, 1440))
+                promise(reply_at, what, due, "kept", closed_at)
+        elif overdue and rng.random() < 0.6:
+            due = reply_at + (now - reply_at) * rng.uniform(0.3, 0.8)
+            promise(reply_at, what, due, "broken")
+        else:
+            promise(reply_at, what, now + dt.timedelta(minutes=self._int(60, 2880)), "open")
+
+    def _work_orders(
+        self, ticket: _Ticket, assessed_at, reply_at, closed_at, revisited_at, completed_at,
+        resolve_due, repair_item,
+    ) -> None:  # fmt: skip
+        """Dispatch notices under the ticket's number: remedial and corrective actions for
+        complaints; the repair job (now and then returned to the supervisor) and the
+        mandatory phone revisit for repairs."""
+        if assessed_at is None:
+            return
+        rng, team = self.rng, ticket.team
+        count = 0
+
+        def order(kind, description, to, created, due, done, result, parent=None, returned=None):
+            nonlocal count
+            count += 1
+            number = f"{ticket.number}-{count:02d}"
+            oid = self._next("svc_work_orders")
+            finished = done is not None and done <= self.now and returned is None
+            self.rows["svc_work_orders"].append(
+                {
+                    "id": oid,
+                    "number": number,
+                    "ticket_id": ticket.id,
+                    "kind": kind,
+                    "description": description,
+                    "team_id": to.team_id,
+                    "assignee_id": to.id,
+                    "status": "returned" if returned else "done" if finished else "open",
+                    "due_at": due,
+                    "completed_at": done if finished else None,
+                    "returned_reason": returned[1] if returned else None,
+                    "returned_at": returned[0] if returned else None,
+                    "parent_id": parent,
+                    "result": result if finished else None,
+                    "created_at": created,
+                    "updated_at": (returned[0] if returned else done if finished else created),
+                }
+            )
+            label = WORK_ORDER_KINDS[kind]
+            ticket.log(
+                created,
+                self.actor,
+                "dispatch",
+                f"派工单 {number}（{label}）→ {self._team_name(to)}：{to.name}，时限 {self._hm(due)}",
+            )
+            if finished:
+                ticket.log(done, to.name, "work_done", f"派工单 {number} 完成：{result}")
+            if returned:
+                ticket.log(
+                    returned[0],
+                    to.name,
+                    "work_returned",
+                    f"派工单 {number} 超出能力，退回主管：{returned[1]}",
+                )
+            self.stats["work_orders"] += 1
+            return oid
+
+        worker = self._front(team.id)
+        due = max(resolve_due, assessed_at + dt.timedelta(hours=2))
+        if ticket.kind == "complaint":
+            if ticket.severity in ("major", "hot") or rng.random() < 0.6:
+                done = closed_at or reply_at
+                order(
+                    "remedial",
+                    f"补救措施：{ticket.summary}",
+                    worker,
+                    assessed_at,
+                    due,
+                    done,
+                    "已现场处理，业主确认",
+                )
+            if ticket.severity == "major" and reply_at is not None:
+                supervisor = self._level(2, team.id) or worker
+                order(
+                    "corrective",
+                    "纠正措施：查找根本原因并整改，防止再次发生",
+                    supervisor,
+                    reply_at,
+                    reply_at + dt.timedelta(days=14),
+                    completed_at,
+                    "整改完成，已纳入作业指引",
+                )
+        elif ticket.kind == "repair":
+            description = f"维修：{ticket.summary}"
+            if closed_at is not None and rng.random() < RETURNED:
+                at = assessed_at + (closed_at - assessed_at) * 0.3
+                reason = f"超出本人技能：需要专业{'木工' if repair_item == 'home_service' else '技师'}，业主希望尽快上门"
+                first = order(
+                    "repair",
+                    description,
+                    worker,
+                    assessed_at,
+                    due,
+                    None,
+                    None,
+                    returned=(at, reason),
+                )
+                supervisor = self._level(2, team.id) or worker
+                order(
+                    "repair",
+                    f"{description}\n【退回主管】{reason}",
+                    supervisor,
+                    at,
+                    due,
+                    closed_at,
+                    "主管协调专业人员完成",
+                    parent=first,
+                )
+                self.stats["returned"] += 1
+            else:
+                order(
+                    "repair",
+                    description,
+                    worker,
+                    assessed_at,
+                    due,
+                    closed_at,
+                    "已修复，业主签字确认",
+                )
+            if closed_at is not None:
+                order(
+                    "revisit",
+                    "维修完成后电话回访：确认修复效果与收费无异议（维修后 100% 回访）。",
+                    self._front(self.centre.id),
+                    closed_at,
+                    closed_at + dt.timedelta(hours=24),
+                    revisited_at,
+                    "回访完成",
+                )
+
+    def _team_name(self, person: _Person) -> str:
+        return next(t.name for t in self.teams if t.id == person.team_id)
+
+    # the whole run -------------------------------------------------------------------------
+
+    def _group_row(self, drafts: list[_Draft]) -> None:
+        """Detected when the third household complained; owned by the manager."""
+        opened = sorted(d.opened for d in drafts)
+        detected = opened[min(2, len(opened) - 1)] + dt.timedelta(minutes=10)
+        owner = self._level(3, self.centre.id) or self._level(4, self.centre.id)
+        home = drafts[0].home
+        self.group = {
+            "id": self._next("svc_group_complaints"),
+            "number": f"QS{to_local(detected):%Y%m%d}-0001",
+            "project_id": home.project_id,
+            "building_id": home.building_id,
+            "category": "engineering",
+            "phase": "emerging",
+            "owner_id": owner.id if owner else None,
+            "status": "open",
+            "detected_at": detected,
+            "households": len({d.home.household_id for d in drafts}),
+            "created_at": detected,
+            "updated_at": detected,
+        }
+        self.rows["svc_group_complaints"].append(self.group)
+
+    def _flush(self) -> None:
+        for name in WRITTEN:
+            rows = self.rows.pop(name, [])
+            write_rows(self.session, self.tables[name], rows)
+            self.stats[f"rows.{name}"] += len(rows)
+
+    def build(self) -> list[str]:
+        session = self.session
+        households = session.scalar(select(func.count(Household.id))) or 0
+        self.build_staff(households)
+        drafts = self.drafts(households)
+        grouped = [d for d in drafts if d.outcome == "group"]
+        if grouped:
+            self._group_row(grouped)
+        self._flush()
+        sequence: Counter[str] = Counter()
+        for draft in drafts:
+            local = draft.opened.astimezone(self.zone)
+            head = f"{PREFIXES[draft.kind]}{local.year}{local.month:02d}{local.day:02d}-"
+            sequence[head] += 1
+            self.ticket(draft, f"{head}{sequence[head]:04d}")
+            if len(self.rows["svc_tickets"]) >= BATCH:
+                self._flush()
+        self._flush()
+        if session.get_bind().dialect.name == "postgresql":
+            # Ids were assigned here, so PostgreSQL's sequences must move past them.
+            for name in WRITTEN:
+                session.execute(
+                    text(
+                        "SELECT setval(pg_get_serial_sequence(:name, 'id'), "
+                        f"COALESCE((SELECT MAX(id) FROM {name}), 0) + 1, false)"
+                    ),
+                    {"name": name},
+                )
+        counts = {name: self.stats[f"rows.{name}"] for name in WRITTEN}
+        audit.record(
+            session,
+            "demo_data",
+            "svc_tickets",
+            changes=counts,
+            detail=f"演示数据：服务工单 {counts['svc_tickets']} 张，员工 {counts['svc_staff']} 人",
+        )
+        session.info["pm"].hook.tickets_revisited(session=session, revisits=self.revisits)
+        return self.summary(counts)
+
+    def summary(self, counts: dict[str, int]) -> list[str]:
+        stats = self.stats
+        kinds = "、".join(
+            f"{label} {stats[kind]:,}"
+            for kind, label in (
+                ("complaint", "投诉"),
+                ("repair", "报修"),
+                ("suggestion", "建议"),
+                ("enquiry", "咨询"),
+            )
+        )
+        group = f"，群诉 1 起（{self.group['number']}）" if self.group else ""
+        hints = ["crm ticket list --overdue", "crm ticket list --at-risk"]
+        if "overdue" in self.samples:
+            hints.append(f"crm ticket show {self.samples['overdue']}")
+        hints.append("crm ticket groups" if self.group else "crm workorder list --overdue")
+        return [
+            (
+                f"服务工单  {counts['svc_tickets']:,} 张（{kinds}；处理中 {stats['open']:,}，"
+                f"超时 {stats['breached']:,}，重新处理 {stats['reopened']:,}）"
+            ),
+            (
+                f"派工单    {counts['svc_work_orders']:,} 张（退回主管 {stats['returned']:,}）；"
+                f"承诺 {stats['commitments']:,} 项（未兑现 {stats['broken']:,}）；"
+                f"升级 {counts['svc_escalations']:,} 次{group}"
+            ),
+            (
+                f"服务员工  {counts['svc_staff']:,} 人，分属 {len(self.teams)} 个团队"
+                "（一线、主管、经理、总经理）"
+            ),
+            f"试试：{'、'.join(hints)}",
+        ]
+
+
+def build_demo_data(session: Session, seed: int, now: dt.datetime) -> list[str]:
+    """Staff and two years of tickets for the demo portfolio; returns the summary lines."""
+    if not session.scalar(select(func.count(Team.id))):
+        return []  # no team to dispatch to (prepare_database makes the defaults)
+    return _Builder(session, seed, now).build()

@@ -1,0 +1,164 @@
+"""`crm demo` with the after-sales plugins: staff, tickets through their steps with SLA clocks,
+escalations, commitments, work orders and a group complaint; revisit, periodic and visit
+surveys; all usable by the duty-desk, KPI and early-warning commands, on both databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from crm.core.db import transaction
+from crm.core.demo import build_demo
+from crm.plugins.satisfaction.models import Survey, SurveyAspect
+from crm.plugins.service.models import (
+    Escalation,
+    GroupComplaint,
+    Staff,
+    Team,
+    Ticket,
+    TicketEvent,
+    WorkOrder,
+)
+
+N = 300
+CLOSED = ("closed", "revisited", "completed")
+
+
+def _json(run, *args: str):
+    result = run(*args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _count(session, model) -> int:
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def test_demo_fills_the_after_sales_loop(run, app):
+    built = run("demo", "--households", str(N))
+    assert built.exit_code == 0, built.output
+    assert "服务工单" in built.stdout and "满意度调查" in built.stdout
+    with app.session() as session:
+        tickets = session.scalars(select(Ticket)).all()
+        assert 0.4 * N <= len(tickets) <= 0.8 * N
+        assert {t.ticket_type for t in tickets} == {"complaint", "repair", "suggestion", "enquiry"}
+        assert {t.channel for t in tickets} <= {"phone", "visit", "letter", "fax", "online"}
+        assert all(t.team_id and t.owner_id and t.category for t in tickets)
+        closed = [t for t in tickets if t.status in CLOSED]
+        breached = sum(t.resolve_breached for t in closed)
+        assert 0.05 <= breached / len(closed) <= 0.25
+        for ticket in closed:
+            assert ticket.opened_at <= ticket.first_response_at <= ticket.closed_at
+            assert ticket.customer_confirmed
+            assert ticket.resolve_breached == (ticket.closed_at > ticket.resolve_due_at)
+        assert any(t.status == "waiting_customer" and t.paused_at for t in tickets)
+        levels = set(session.scalars(select(Staff.level)).all())
+        assert levels == {1, 2, 3, 4}
+        # The handling log starts with intake and runs in time order.
+        events = session.execute(
+            select(TicketEvent.ticket_id, TicketEvent.action, TicketEvent.at).order_by(
+                TicketEvent.id
+            )
+        ).all()
+        first: dict[int, tuple] = {}
+        last_at: dict[int, dt.datetime] = {}
+        for ticket_id, action, at in events:
+            first.setdefault(ticket_id, (action, at))
+            assert at >= last_at.get(ticket_id, at)
+            last_at[ticket_id] = at
+        opened = {t.id: t.opened_at for t in tickets}
+        assert all(first[tid] == ("open", opened[tid]) for tid in opened)
+        rules = set(session.scalars(select(Escalation.rule)).all())
+        assert {"breach", "group"} <= rules
+        group = session.scalar(select(GroupComplaint))
+        linked = [t for t in tickets if t.group_id == group.id]
+        assert len({t.household_id for t in linked}) == group.households >= 3
+        assert {t.category for t in linked} == {group.category}
+        kinds = set(session.scalars(select(WorkOrder.kind)).all())
+        assert {"repair", "revisit", "remedial"} <= kinds
+        # Every revisit reached satisfaction monitoring with the ticket's grouping.
+        revisits = session.scalar(
+            select(func.count()).select_from(TicketEvent).where(TicketEvent.action == "revisit")
+        )
+        surveys = session.scalars(select(Survey).where(Survey.kind == "revisit")).all()
+        assert len(surveys) == revisits > 0
+        codes = dict(session.execute(select(Team.id, Team.code)).all())
+        by_number = {t.number: t for t in tickets}
+        for survey in surveys:
+            ticket = by_number[survey.ticket_number]
+            assert survey.team == codes[ticket.team_id]
+            assert survey.category == ticket.category
+            assert survey.project_id == ticket.project_id
+            assert survey.taken_at >= ticket.opened_at
+        periodic = session.scalars(select(Survey).where(Survey.kind == "periodic")).all()
+        assert periodic and all(s.aspect_count == 3 for s in periodic)
+        gaps = session.execute(select(SurveyAspect.experience - SurveyAspect.expectation)).all()
+        assert all(-9 <= gap <= 9 for (gap,) in gaps)
+
+    report = _json(run, "satisfaction", "report")
+    assert report and all(row["tickets"] > 0 for row in report)
+    for row in report:
+        for rate in ("satisfaction_rate", "timeliness_rate", "closure_rate", "nps"):
+            assert row[rate] is not None, (row["label"], rate)
+    overdue = _json(run, "ticket", "list", "--overdue")
+    assert overdue and all(row["overdue"] for row in overdue)
+    at_risk = _json(run, "ticket", "list", "--at-risk")
+    assert at_risk and not any(row["overdue"] for row in at_risk)
+    warnings = _json(run, "satisfaction", "warnings", "--detect")
+    assert "满意度下降" in {row["kind"] for row in warnings}
+
+
+def test_rebuilding_replaces_the_after_sales_data(app):
+    now = dt.datetime(2026, 4, 28, 2, 0, tzinfo=dt.UTC)
+
+    def build(seed: int) -> tuple[list[tuple], Counter, list[str]]:
+        with app.session() as session, transaction(session):
+            summary = build_demo(session, households=150, seed=seed, now=now)
+        with app.session() as session:
+            tickets = session.execute(
+                select(Ticket.number, Ticket.status, Ticket.household_id).order_by(Ticket.number)
+            ).all()
+            counts = Counter(
+                {
+                    model.__tablename__: _count(session, model)
+                    for model in (Staff, Ticket, TicketEvent, WorkOrder, Survey, GroupComplaint)
+                }
+            )
+        return tickets, counts, summary.plugin_lines
+
+    first, counts, lines = build(5)
+    assert any(line.startswith("服务工单") for line in lines)
+    again, counts_again, _ = build(5)
+    assert again == first and counts_again == counts  # replaced, not doubled; same seed
+    other, _, _ = build(6)
+    assert other != first
+    with app.session() as session:
+        names = session.scalars(select(Staff.name)).all()
+        assert len(names) == len(set(names)) == counts["svc_staff"]
+
+
+def test_records_can_be_added_after_the_demo(run, app):
+    assert run("demo", "--households", "60").exit_code == 0
+    added = _json(run, "staff", "add", "新来的技术员", "--team", "engineering")
+    assert added["name"] == "新来的技术员"
+    with app.session() as session:
+        code = session.scalar(
+            select(func.min(Ticket.number)).where(Ticket.ticket_type == "complaint")
+        )
+        household = session.scalar(select(Ticket.household_id).where(Ticket.number == code))
+        from crm.core.models import Household
+
+        household_code = session.get(Household, household).code
+    opened = _json(
+        run,
+        "ticket", "open", household_code, "--type", "enquiry", "--channel", "phone",
+        "--summary", "咨询停车卡办理",
+    )  # fmt: skip
+    assert opened["number"].startswith("ZX")
+    survey = run(
+        "survey", "record", household_code, "--kind", "periodic", "--csat", "4", "--nps", "9"
+    )
+    assert survey.exit_code == 0, survey.output
