@@ -8,7 +8,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from crm import hookimpl
 from crm.core.db import transaction
@@ -126,6 +126,13 @@ def test_register_numbers_per_type_and_day_and_intake_copies_the_place(session, 
     assert ticket.resolve_warn_at == T0 + minutes(24)
     assert tickets.get_ticket(session, repair).unit_id is None
     assert tickets.get_ticket(session, repair).project_id == world["project"].id
+
+
+def test_register_numbers_grow_a_digit_after_the_9999th_of_a_day(session, world):
+    first = opened(session)
+    session.execute(update(Ticket).where(Ticket.number == first).values(number="TS20260428-9999"))
+    assert opened(session, unit=None) == "TS20260428-10000"
+    assert opened(session, unit=None) == "TS20260428-10001"
 
 
 @pytest.mark.parametrize(

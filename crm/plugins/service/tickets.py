@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Integer, String, cast, func, literal, select, update
+from sqlalchemy import Integer, String, case, cast, func, literal, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from crm.core.audit import current_user, record
@@ -337,16 +337,19 @@ def _number_expression(session: Session, ticket_type: str, now: dt.datetime):
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(NUMBER_LOCK)))
     prev = Ticket.__table__.alias("prev")
-    # 10000 + n, then drop the leading 1: zero-padding that reads the same on both databases.
-    padded = (
+    following = (
         select(
-            func.coalesce(func.max(cast(func.substr(prev.c.number, len(head) + 1), Integer)), 0)
-            + 10001
+            func.coalesce(func.max(cast(func.substr(prev.c.number, len(head) + 1), Integer)), 0) + 1
         )
         .where(prev.c.number.like(f"{head}%"))
         .scalar_subquery()
     )
-    return literal(head, String) + func.substr(cast(padded, String), 2)
+    # At least four digits: 10000 + n with its leading 1 dropped reads the same on both
+    # databases; from the 10,000th ticket of a day on, the number simply grows a digit.
+    return literal(head, String) + case(
+        (following < 10000, func.substr(cast(following + 10000, String), 2)),
+        else_=cast(following, String),
+    )
 
 
 def open_ticket(
