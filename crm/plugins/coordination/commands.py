@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import day_bound, emit, emit_record, format_option, get_app
 
 REPORT_LABELS = [
     ("collected", "收集反馈"),
@@ -52,24 +52,6 @@ batch_option = click.option(
     show_default=True,
     help="每批处理的反馈条数（每批每一步各一个事务）。",
 )
-
-
-def _day(text: str | None, what: str, end: bool = False):
-    """A date (YYYY-MM-DD) in the business zone as a UTC bound; `end` makes it inclusive."""
-    import datetime as dt
-
-    from crm.core.clock import local_zone
-    from crm.core.errors import CrmError
-
-    if text is None:
-        return None
-    try:
-        day = dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
-    if end:
-        day += dt.timedelta(days=1)
-    return dt.datetime.combine(day, dt.time(), tzinfo=local_zone()).astimezone(dt.UTC)
 
 
 def _summary(report) -> str:
@@ -224,8 +206,8 @@ def coordinate_log(status, household, plan, since, until, limit, fmt) -> None:
             status=status,
             household=household,
             plan=plan,
-            since=_day(since, "起始日期"),
-            until=_day(until, "截止日期", end=True),
+            since=day_bound(since, "起始日期"),
+            until=day_bound(until, "截止日期", end=True),
             limit=limit,
         )
     if fmt == "json":

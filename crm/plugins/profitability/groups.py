@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from crm.core.charts import NO_FONT, cjk_font
 from crm.core.errors import CrmError
 from crm.core.models import Project
 from crm.core.vocab import MEMBER_TIERS
@@ -28,8 +29,6 @@ REFERENCE_HEAVY_USERS = "占用 60%-80% 售后资源的客户只带来约 20% �
 # The heavy users are those who together consume this share of after-sales cost (the middle
 # of the 60-80 % the reference names).
 HEAVY_SHARE = 0.7
-CJK_HINTS = ("CJK", "WenQuanYi", "Droid Sans Fallback", "Source Han", "SimHei", "YaHei", "PingFang")
-NO_FONT = "未找到中文字体，图中的中文可能显示为方框；可安装 fonts-noto-cjk 后重新生成。"
 
 
 def group_report(session: Session, by: str = "project") -> list[dict]:
@@ -185,17 +184,6 @@ def portfolio_figures(session: Session) -> tuple[list[dict], dict]:
     """The whale curve's deciles and the concentration figures of the latest run."""
     clv, cost = _values(session)
     return whale_curve(clv), concentration(clv, cost)
-
-
-def cjk_font() -> str | None:
-    from matplotlib import font_manager
-
-    names = sorted({font.name for font in font_manager.fontManager.ttflist})
-    for hint in CJK_HINTS:
-        for name in names:
-            if hint.lower() in name.lower():
-                return name
-    return None
 
 
 def write_whale_chart(session: Session, directory: Path) -> tuple[Path, str | None]:

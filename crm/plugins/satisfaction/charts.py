@@ -11,6 +11,7 @@ import math
 import warnings
 from pathlib import Path
 
+from crm.core.charts import NO_FONT, cjk_font
 from crm.core.errors import CrmError
 
 SERIES = [
@@ -19,20 +20,6 @@ SERIES = [
     ("closure_rate", "关闭率"),
     ("revisit_rate", "回访率"),
 ]
-CJK_HINTS = ("CJK", "WenQuanYi", "Droid Sans Fallback", "Source Han", "SimHei", "YaHei", "PingFang")
-NO_FONT = "未找到中文字体，图中的中文可能显示为方框；可安装 fonts-noto-cjk 后重新生成。"
-
-
-def cjk_font() -> str | None:
-    """The name of an installed font that has Chinese glyphs, if any."""
-    from matplotlib import font_manager
-
-    names = sorted({font.name for font in font_manager.fontManager.ttflist})
-    for hint in CJK_HINTS:
-        for name in names:
-            if hint.lower() in name.lower():
-                return name
-    return None
 
 
 def _percent(rows: list[dict], key: str) -> list[float]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, format_option, get_app
+from crm.core.cliutil import day_bound, emit, format_option, get_app
 
 SURVEY_COLUMNS = [
     ("id", "编号"),
@@ -44,24 +44,6 @@ def _score(text: str | None, what: str) -> int | None:
         return int(text.strip())
     except ValueError:
         raise CrmError(f"{what}应为整数，收到的是“{text}”。") from None
-
-
-def _day(text: str | None, what: str, end: bool = False):
-    """A date (YYYY-MM-DD) in the business zone as a UTC bound; `end` makes it inclusive."""
-    import datetime as dt
-
-    from crm.core.clock import local_zone
-    from crm.core.errors import CrmError
-
-    if text is None:
-        return None
-    try:
-        day = dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
-    if end:
-        day += dt.timedelta(days=1)
-    return dt.datetime.combine(day, dt.time(), tzinfo=local_zone()).astimezone(dt.UTC)
 
 
 @click.group()
@@ -167,7 +149,7 @@ def satisfaction_report(group_by, since, until, chart_dir, fmt) -> None:
     """满意率、NPS、期望差距、及时率、关闭率、回访率与平均响应/关闭时长（数据库内汇总）。"""
     from crm.plugins.satisfaction.kpis import COLUMNS, GROUPINGS, RATES, kpi_report
 
-    start, end = _day(since, "起始日期"), _day(until, "截止日期", end=True)
+    start, end = day_bound(since, "起始日期"), day_bound(until, "截止日期", end=True)
     with get_app().session() as session:
         rows = kpi_report(session, group_by, start, end)
         charts = None

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from operator import itemgetter
 
-from sqlalchemy import Table, case, func, insert, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
 from crm.core import audit
-from crm.core.models import Household, UTCDateTime
+from crm.core.bulk import write_rows
+from crm.core.models import Household
 from crm.plugins.satisfaction.models import Survey, SurveyAspect
 from crm.plugins.satisfaction.surveys import SURVEY_KINDS
 
@@ -55,35 +55,6 @@ FALLING_COMMENTS = (
     "承诺的整改迟迟没有落实",
     "管家换了好几个，没人跟进我家的事",
 )
-
-
-def write_rows(session: Session, table: Table, rows: list[dict]) -> None:
-    """Core executemany in batches. On SQLite the time stamps are put in their stored form
-    here and the rows handed straight to the driver: SQLAlchemy's per-value bind processing
-    costs more than inserting the rows. (The survey tables hold no other typed values.)"""
-    if not rows:
-        return
-    if session.get_bind().dialect.name != "sqlite":
-        for start in range(0, len(rows), BATCH):
-            session.execute(insert(table), rows[start : start + BATCH])
-        return
-    names = list(rows[0])
-    statement = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    )
-    stamps = [i for i, name in enumerate(names) if isinstance(table.c[name].type, UTCDateTime)]
-    pick = itemgetter(*names)
-    connection = session.connection()
-    for start in range(0, len(rows), BATCH):
-        values = []
-        for row in rows[start : start + BATCH]:
-            record = list(pick(row))
-            for i in stamps:
-                if record[i] is not None:
-                    moment = record[i].astimezone(dt.UTC)
-                    record[i] = moment.isoformat(" ", "microseconds")[:26]
-            values.append(tuple(record))
-        connection.exec_driver_sql(statement, values)
 
 
 class _Surveys:

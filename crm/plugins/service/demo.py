@@ -39,12 +39,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from operator import itemgetter
 
-from sqlalchemy import Table, delete, func, insert, select, text
+from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from crm.core import audit
+from crm.core.bulk import write_rows
 from crm.core.chain import Revisit, TicketFacts
 from crm.core.clock import local_zone, to_local
 from crm.core.models import Building, Household, Purchase, Setting, Unit
@@ -293,62 +293,6 @@ def answers(rng: random.Random, csat: int, aspects: tuple[str, ...]) -> tuple[in
         experience = min(10, max(1, expectation + between(gap_low, gap_high)))
         pairs[aspect] = (expectation, experience)
     return between(*NPS_BY_CSAT[csat]), pairs
-
-
-def write_rows(session: Session, table: Table, rows: list[dict]) -> None:
-    """Core executemany in batches. On SQLite the values are put in their stored form here
-    and handed straight to the driver: SQLAlchemy's per-value bind processing of a million
-    time stamps costs more than inserting the rows."""
-    if not rows:
-        return
-    if session.get_bind().dialect.name != "sqlite":
-        for start in range(0, len(rows), BATCH):
-            session.execute(insert(table), rows[start : start + BATCH])
-        return
-    names = list(rows[0])
-    statement = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    )
-    converted = [
-        (i, convert)
-        for i, convert in enumerate(_stored_form(table.c[name].type) for name in names)
-        if convert is not None
-    ]
-    pick = itemgetter(*names)
-    connection = session.connection()
-    for start in range(0, len(rows), BATCH):
-        values = []
-        for row in rows[start : start + BATCH]:
-            record = list(pick(row))
-            for i, convert in converted:
-                if record[i] is not None:
-                    record[i] = convert(record[i])
-            values.append(tuple(record))
-        connection.exec_driver_sql(statement, values)
-
-
-def _utc_text(moment: dt.datetime) -> str:
-    """`2026-04-28 01:00:00.000000`: the UTC time as SQLAlchemy stores it in SQLite."""
-    if moment.tzinfo is not dt.UTC:
-        moment = moment.astimezone(dt.UTC)
-    return moment.isoformat(" ", "microseconds")[:26]
-
-
-def _stored_form(column_type) -> Callable | None:
-    """How SQLAlchemy stores a value of this type in SQLite (None: as it is)."""
-    from sqlalchemy import JSON, Date, Numeric
-
-    from crm.core.models import UTCDateTime
-
-    if isinstance(column_type, UTCDateTime):
-        return _utc_text
-    if isinstance(column_type, Date):
-        return dt.date.isoformat
-    if isinstance(column_type, JSON):
-        return json.dumps
-    if isinstance(column_type, Numeric):
-        return float
-    return None
 
 
 @dataclass
