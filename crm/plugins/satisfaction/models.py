@@ -63,6 +63,8 @@ class FeedbackRecord(Audited, Base):
     """
 
     __tablename__ = "sat_feedback"
+    # Coordination takes the strongest pending records first: read in index order, no sort.
+    __table_args__ = (Index("ix_sat_feedback_status_strength", "status", "strength", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(
@@ -72,6 +74,6 @@ class FeedbackRecord(Audited, Base):
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
     reason: Mapped[str] = mapped_column(Text)
     strength: Mapped[float] = mapped_column(Float)  # 0..1
-    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
     detected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     handed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

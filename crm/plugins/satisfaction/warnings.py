@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from crm.core import audit
 from crm.core.audit import current_user
 from crm.core.chain import Feedback, ServiceSignal
 from crm.core.clock import local_zone
@@ -247,33 +248,59 @@ def list_warnings(session: Session, status: str | None = None, limit: int = 100)
     ]
 
 
+# Ids per UPDATE: under SQLite's oldest limit of 999 bound parameters.
+HAND_CHUNK = 900
+
+
 def hand_feedback(session: Session, limit: int, now: dt.datetime | None = None) -> list[Feedback]:
     """Pending records, strongest first, as Feedback; each is marked handed so no later call
-    hands it again."""
+    hands it again. Set-based (one UPDATE, one audit entry per call): coordination pulls
+    thousands per cycle."""
     now = now or utcnow()
-    records = session.execute(
-        select(FeedbackRecord, Household.code, Project.name)
+    rows = session.execute(
+        select(
+            FeedbackRecord.id,
+            FeedbackRecord.kind,
+            FeedbackRecord.reason,
+            FeedbackRecord.strength,
+            Household.code,
+            Project.name,
+        )
         .outerjoin(Household, Household.id == FeedbackRecord.household_id)
         .outerjoin(Project, Project.id == _project_of_record)
         .where(FeedbackRecord.status == "pending")
         .order_by(FeedbackRecord.strength.desc(), FeedbackRecord.id)
         .limit(limit)
         # Two coordinators at once on PostgreSQL each take different records.
-        .with_for_update(of=FeedbackRecord, skip_locked=True)
+        .with_for_update(of=FeedbackRecord.__table__, skip_locked=True)
     ).all()
-    handed = []
-    for record, code, project in records:
-        record.status = "handed"
-        record.handed_at = now
-        handed.append(
-            Feedback(
-                id=str(record.id),
-                household_code=code,
-                reason=record.reason,
-                strength=record.strength,
-                source=f"satisfaction.{record.kind}",
-                project=project,
-            )
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    for start in range(0, len(ids), HAND_CHUNK):
+        session.execute(
+            update(FeedbackRecord.__table__)
+            .where(FeedbackRecord.__table__.c.id.in_(ids[start : start + HAND_CHUNK]))
+            .values(status="handed", handed_at=now)
         )
-    session.flush()
-    return handed
+    audit.record(
+        session,
+        "update",
+        "sat_feedback",
+        ids[0] if len(ids) == 1 else None,
+        changes={"status": ["pending", "handed"], "records": len(ids)},
+        detail=f"交给协调调度的反馈 {len(ids)} 条：编号 "
+        + ",".join(map(str, ids[:50]))
+        + ("…" if len(ids) > 50 else ""),
+    )
+    return [
+        Feedback(
+            id=str(row.id),
+            household_code=row.code,
+            reason=row.reason,
+            strength=row.strength,
+            source=f"satisfaction.{row.kind}",
+            project=row.name,
+        )
+        for row in rows
+    ]

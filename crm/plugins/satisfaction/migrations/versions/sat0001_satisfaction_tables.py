@@ -46,7 +46,9 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_sat_feedback_project_id"), ["project_id"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_sat_feedback_status"), ["status"], unique=False)
+        batch_op.create_index(
+            "ix_sat_feedback_status_strength", ["status", "strength", "id"], unique=False
+        )
 
     op.create_table(
         "sat_surveys",
@@ -132,7 +134,7 @@ def downgrade() -> None:
 
     op.drop_table("sat_surveys")
     with op.batch_alter_table("sat_feedback", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_sat_feedback_status"))
+        batch_op.drop_index("ix_sat_feedback_status_strength")
         batch_op.drop_index(batch_op.f("ix_sat_feedback_project_id"))
         batch_op.drop_index(batch_op.f("ix_sat_feedback_household_id"))
 
