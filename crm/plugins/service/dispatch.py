@@ -194,7 +194,7 @@ def add_staff(
     return staff
 
 
-def _load():
+def open_load():
     """Open tickets owned plus open work orders assigned, per staff row (correlated)."""
     tickets = (
         select(func.count(Ticket.id))
@@ -212,7 +212,7 @@ def _load():
 
 
 def list_staff(session: Session, team_code: str | None = None) -> list[dict]:
-    load = _load()
+    load = open_load()
     query = select(Staff, Team, load).outerjoin(Team, Staff.team_id == Team.id)
     if team_code:
         query = query.where(Staff.team_id == get_team(session, team_code).id)
@@ -233,7 +233,7 @@ def list_staff(session: Session, team_code: str | None = None) -> list[dict]:
 
 def least_loaded(session: Session, team: Team, level: int = 1) -> Staff | None:
     """The active staff of that level in the team with the least open work, ties by name."""
-    load = _load()
+    load = open_load()
     return session.scalars(
         select(Staff)
         .where(Staff.team_id == team.id, Staff.level == level, Staff.active.is_(True))

@@ -28,7 +28,7 @@ from crm.core.clock import to_local
 from crm.core.errors import CrmError
 from crm.core.models import Household, utcnow
 from crm.plugins.service import sla
-from crm.plugins.service.dispatch import WORK_ORDER_KINDS, _load
+from crm.plugins.service.dispatch import WORK_ORDER_KINDS, open_load
 from crm.plugins.service.models import Staff, Team, Ticket, TicketEvent, WorkOrder
 from crm.plugins.service.tickets import (
     CHANNELS,
@@ -92,7 +92,7 @@ def _front_line(session: Session, team_ids: set[int]) -> dict[int, list[tuple[in
     order least_loaded picks them in."""
     heaps: dict[int, list[tuple[int, str, int]]] = {team_id: [] for team_id in team_ids}
     rows = session.execute(
-        select(Staff.team_id, _load(), Staff.name, Staff.id).where(
+        select(Staff.team_id, open_load(), Staff.name, Staff.id).where(
             Staff.team_id.in_(team_ids), Staff.level == 1, Staff.active.is_(True)
         )
     )
