@@ -5,6 +5,13 @@ from crm import hookimpl
 
 
 @hookimpl
+def register_commands(cli):
+    from crm.plugins.analysis.commands import register
+
+    register(cli)
+
+
+@hookimpl
 def tracking_card_sections(session, household):
     from crm.plugins.analysis.card import purchase_overview
 

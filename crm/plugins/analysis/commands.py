@@ -1,0 +1,146 @@
+"""The analysis commands: `crm analysis referrals|referrers|chains`.
+
+Each command parses, calls the library, renders; heavy imports stay inside the functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from crm.core.cliutil import emit, format_option, get_app
+
+SHARE_COLUMNS = [
+    ("project", "项目"),
+    ("period", "期间"),
+    ("sales", "成交套数"),
+    ("referral_sales", "推荐成交套数"),
+    ("share", "推荐占比（套数）"),
+    ("amount", "成交金额（元）"),
+    ("referral_amount", "推荐成交金额（元）"),
+    ("amount_share", "推荐占比（金额）"),
+    ("reference", "参考区间"),
+    ("flag", "提示"),
+]
+REFERRER_COLUMNS = [
+    ("rank", "排名"),
+    ("household", "客户编号"),
+    ("name", "家庭名称"),
+    ("referred", "推荐户数"),
+    ("buyers", "推荐成交户数"),
+    ("referred_amount", "推荐成交金额（元）"),
+    ("first_referral", "首次推荐"),
+    ("last_referral", "最近推荐"),
+    ("own_purchases", "本户购买次数"),
+    ("bought_again", "本户再次购买"),
+]
+CHAIN_COLUMNS = [
+    ("rank", "排名"),
+    ("length", "链长（户）"),
+    ("chain", "推荐链（客户编号）"),
+    ("names", "家庭名称"),
+    ("sales", "链上成交总额（元）"),
+    ("cycle", "含循环"),
+]
+DISTRIBUTION_COLUMNS = [("length", "链长（户）"), ("chains", "链数")]
+
+
+def _date(text: str | None, what: str) -> dt.date | None:
+    from crm.core.errors import CrmError
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1%}"
+
+
+@click.group()
+def analysis() -> None:
+    """客户数据分析：老带新推荐占比、推荐客户排行与推荐链。"""
+
+
+@analysis.command("referrals")
+@click.option(
+    "--by",
+    "group_by",
+    type=click.Choice(["project", "year", "quarter"]),
+    default="project",
+    show_default=True,
+    help="分组方式：按项目，或按项目与年份/季度。",
+)
+@click.option("--since", help="起始购买日期（含），如 2024-01-01。")
+@click.option("--until", help="截止购买日期（含），如 2026-12-31。")
+@format_option
+def analysis_referrals(group_by, since, until, fmt) -> None:
+    """老带新成交占比（套数与金额），与 DOMAIN.md 参考区间 30%–50% 对照并提示偏离的分组。"""
+    from crm.plugins.analysis.referrals import referral_share
+
+    start, end = _date(since, "起始日期"), _date(until, "截止日期")
+    with get_app().session() as session:
+        rows = referral_share(session, group_by, start, end)
+    if fmt == "table":
+        rows = [
+            {**row, "share": _percent(row["share"]), "amount_share": _percent(row["amount_share"])}
+            for row in rows
+        ]
+    emit(rows, fmt, SHARE_COLUMNS)
+
+
+@analysis.command("referrers")
+@click.option(
+    "--limit", type=click.IntRange(1), default=20, show_default=True, help="最多显示户数。"
+)
+@format_option
+def analysis_referrers(limit, fmt) -> None:
+    """推荐成交最多的客户家庭（只显示客户编号与家庭名称，不含个人信息）。"""
+    from crm.plugins.analysis.referrals import top_referrers
+
+    with get_app().session() as session:
+        rows = top_referrers(session, limit)
+    emit(rows, fmt, REFERRER_COLUMNS)
+
+
+@analysis.command("chains")
+@click.option(
+    "--min-length",
+    type=click.IntRange(2),
+    default=2,
+    show_default=True,
+    help="只看至少这么多户的推荐链（推荐人与被推荐人算 2 户）。",
+)
+@click.option(
+    "--limit", type=click.IntRange(1), default=20, show_default=True, help="最多列出的推荐链条数。"
+)
+@format_option
+def analysis_chains(min_length, limit, fmt) -> None:
+    """推荐链（甲推荐乙、乙又推荐丙……）：最长的链、链长分布与链上成交总额；遇循环即止。"""
+    from crm.core.render import to_json
+    from crm.plugins.analysis.referrals import referral_chains
+
+    with get_app().session() as session:
+        result = referral_chains(session, min_length, limit)
+    if fmt == "json":
+        click.echo(to_json(result))
+        return
+    rows = [
+        {**row, "chain": "→".join(row["chain"]), "names": "→".join(row["names"])}
+        for row in result["chains"]
+    ]
+    emit(rows, fmt, CHAIN_COLUMNS)
+    if fmt == "table":
+        click.echo(f"\n推荐链共 {result['total_chains']} 条，链长分布：")
+        emit(result["distribution"], fmt, DISTRIBUTION_COLUMNS)
+    else:
+        spread = "，".join(f"{d['length']} 户 {d['chains']} 条" for d in result["distribution"])
+        click.echo(f"推荐链共 {result['total_chains']} 条：{spread or '无'}。", err=True)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(analysis)
