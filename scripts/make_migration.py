@@ -24,6 +24,7 @@ PREFIXES = {
     "satisfaction": "sat_",
     "profitability": "prof_",
     "coordination": "coord_",
+    "campaigns": "camp_",
 }
 
 

@@ -1,4 +1,4 @@
-"""The five built-in subsystems, each an ordinary plugin registered from this tuple."""
+"""The built-in subsystems, each an ordinary plugin registered from this tuple."""
 
 BUILTIN_PLUGINS = (
     "crm.plugins.analysis",
@@ -6,4 +6,5 @@ BUILTIN_PLUGINS = (
     "crm.plugins.satisfaction",
     "crm.plugins.profitability",
     "crm.plugins.coordination",
+    "crm.plugins.campaigns",
 )
