@@ -206,9 +206,10 @@ def test_report_command_refuses_a_bad_date(run, data):
 
 
 def test_charts_without_a_chinese_font_are_still_written(monkeypatch, tmp_path):
+    from crm.core import charts as shared
     from crm.plugins.satisfaction import charts
 
-    monkeypatch.setattr(charts, "cjk_font", lambda: None)
+    monkeypatch.setattr(shared, "cjk_font", lambda: None)
     rows = [{"label": "2026-03", "satisfaction_rate": 0.5, "nps": 10.0, "closure_rate": None}]
     paths, note = charts.write_charts(rows, [], tmp_path)
     assert [p.name for p in paths] == ["trend.png", "projects.png"]

@@ -8,14 +8,13 @@ matplotlib's Agg canvas, imported inside the function.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from crm.core.charts import NO_FONT, cjk_font
+from crm.core.charts import charts
 from crm.core.errors import CrmError
 from crm.core.models import Project
 from crm.core.vocab import MEMBER_TIERS
@@ -188,26 +187,9 @@ def portfolio_figures(session: Session) -> tuple[list[dict], dict]:
 
 def write_whale_chart(session: Session, directory: Path) -> tuple[Path, str | None]:
     """whale.png: cumulative profit (% of total) against households ranked by profit."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     clv, _cost = _values(session)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CrmError(f"无法创建图表目录 {directory}：{exc.strerror}。") from None
-    font = cjk_font()
-    style = {"font.family": "sans-serif", "axes.unicode_minus": False}
-    if font:
-        style["font.sans-serif"] = [font, "DejaVu Sans"]
-    path = directory / "whale.png"
-    with matplotlib.rc_context(style), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing")
-        figure = Figure(figsize=(9, 5.5), layout="constrained")
-        FigureCanvasAgg(figure)
+    with charts(directory) as drawing:
+        figure = drawing.figure(9, 5.5)
         axes = figure.subplots()
         total = float(clv.sum())
         if clv.size and total > 0:
@@ -222,8 +204,5 @@ def write_whale_chart(session: Session, directory: Path) -> tuple[Path, str | No
         else:
             figure.text(0.5, 0.5, "总利润不为正，无法绘制鲸鱼曲线", ha="center", va="center")
         axes.set_title("客户利润鲸鱼曲线")
-        try:
-            figure.savefig(path, dpi=110)
-        except OSError as exc:
-            raise CrmError(f"无法写入图表 {path}：{exc.strerror}。") from None
-    return path, None if font else NO_FONT
+        path = drawing.save(figure, "whale.png")
+    return path, drawing.note

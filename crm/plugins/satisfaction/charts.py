@@ -8,11 +8,9 @@ no display is needed. Chinese labels need a CJK font; without one the charts are
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
-from crm.core.charts import NO_FONT, cjk_font
-from crm.core.errors import CrmError
+from crm.core.charts import charts
 
 SERIES = [
     ("satisfaction_rate", "满意率"),
@@ -64,38 +62,16 @@ def write_charts(
 ) -> tuple[list[Path], str | None]:
     """Write trend.png and projects.png into `directory`; returns the paths and a note for
     the user when no Chinese font was found."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CrmError(f"无法创建图表目录 {directory}：{exc.strerror}。") from None
-    font = cjk_font()
-    style = {"font.family": "sans-serif", "axes.unicode_minus": False}
-    if font:
-        style["font.sans-serif"] = [font, "DejaVu Sans"]
     written = []
-    with matplotlib.rc_context(style), warnings.catch_warnings():
-        # Without a CJK font every Chinese glyph warns; the note below says it once.
-        warnings.filterwarnings("ignore", message="Glyph .* missing")
+    with charts(directory) as drawing:
         for name, draw, rows in (
             ("trend.png", _trend, monthly),
             ("projects.png", _by_project, projects),
         ):
-            figure = Figure(figsize=(10, 5.5), layout="constrained")
-            FigureCanvasAgg(figure)
+            figure = drawing.figure(10, 5.5)
             if rows:
                 draw(figure, rows)
             else:
                 figure.text(0.5, 0.5, "所选时间段内暂无数据", ha="center", va="center")
-            path = directory / name
-            try:
-                figure.savefig(path, dpi=110)
-            except OSError as exc:
-                raise CrmError(f"无法写入图表 {path}：{exc.strerror}。") from None
-            written.append(path)
-    return written, None if font else NO_FONT
+            written.append(drawing.save(figure, name))
+    return written, drawing.note
