@@ -61,6 +61,7 @@ from crm.plugins.service.models import (
     WorkOrder,
 )
 from crm.plugins.service.repairs import WARRANTY_ITEMS, add_months, warranty_months
+from crm.plugins.service.tickets import CATEGORIES, CHANNELS, EXPECTATIONS
 
 STAFF_SETTING = "demo.service.staff"  # ids of the staff the demo added, removed on a rebuild
 BATCH = 5000
@@ -212,22 +213,6 @@ BAD_COMMENTS = (
 )
 
 
-CATEGORIES = {
-    "engineering": "工程",
-    "design": "设计",
-    "sales_management": "销售管理",
-    "service": "服务",
-}
-EXPECTATIONS = {
-    "taken_seriously": "被重视",
-    "respect": "被尊重",
-    "fix_now": "马上解决",
-    "compensation": "补偿",
-    "punish": "惩罚责任人",
-    "never_again": "不再发生",
-    "be_heard": "被倾听",
-}
-CHANNELS = {"phone": "电话", "visit": "来访", "letter": "信函", "fax": "传真", "online": "网络"}
 # The steps between the first response and closing, at these shares of that time.
 STEPS = {
     "complaint": (("confirm", 0.0), ("assess", 0.15), ("investigate", 0.3), ("reply", 0.65)),

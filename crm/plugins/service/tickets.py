@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Integer, String, case, cast, func, literal, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from crm.core import vocab
 from crm.core.audit import current_user, record
 from crm.core.chain import Revisit, TicketFacts
 from crm.core.clock import to_local
@@ -50,7 +51,7 @@ from crm.plugins.service.models import (
 
 TICKET_TYPES = sla.TICKET_TYPES
 PREFIXES = {"complaint": "TS", "repair": "WX", "suggestion": "JY", "enquiry": "ZX"}
-CHANNELS = {"phone": "电话", "visit": "来访", "letter": "信函", "fax": "传真", "online": "网络"}
+CHANNELS = vocab.SERVICE_CHANNELS  # the same channels as the core service records
 STATUSES = {
     "accepted": "受理",
     "confirmed": "确认",
