@@ -20,6 +20,7 @@ from crm.core.plugins import make_plugin_manager
 from crm.plugins import BUILTIN_PLUGINS
 
 PREFIXES = {
+    "analysis": "ana_",
     "service": "svc_",
     "satisfaction": "sat_",
     "profitability": "prof_",

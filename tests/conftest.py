@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import crm.plugins.analysis.models
 import crm.plugins.campaigns.models
 import crm.plugins.coordination.models
 import crm.plugins.profitability.models

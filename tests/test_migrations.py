@@ -4,6 +4,7 @@ describe."""
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import crm.plugins.analysis.models
 import crm.plugins.campaigns.models
 import crm.plugins.coordination.models
 import crm.plugins.profitability.models

@@ -98,3 +98,42 @@ def carry_out_plans(
 @hookspec(firstresult=True)
 def dispatch_outcomes(session: Session, references: list[str]) -> dict[str, str] | None:
     """Where dispatched work stands: reference -> status (open, closed, …) for the decision log."""
+
+
+@hookspec
+def household_facts(session: Session, until: dt.datetime) -> dict[str, dict[int, float]] | None:
+    """Per-household figures a plugin knows before a time, by name (complaints, satisfaction gap …), for analysis."""
+
+
+@hookspec(firstresult=True)
+def classified_tickets(
+    session: Session, since: dt.datetime | None, until: dt.datetime | None
+) -> list[dict] | None:
+    """Tickets staff have classified: text, ticket type, category, severity, opened_at (classifier training)."""
+
+
+@hookspec(firstresult=True)
+def suggest_classification(session: Session, text: str, ticket_type: str) -> dict | None:
+    """Suggest a ticket's category and severity from its text, with confidences and the model version."""
+
+
+@hookspec(firstresult=True)
+def complaint_counts(
+    session: Session, since: dt.datetime, until: dt.datetime, grain: str
+) -> list[dict] | None:
+    """Complaint tickets counted per project, building, category and period (grain: week or month)."""
+
+
+@hookspec
+def households_with_open_complaints(session: Session) -> list[int] | None:
+    """Ids of households with a complaint still open (campaigns leave them out)."""
+
+
+@hookspec(firstresult=True)
+def household_segments(session: Session) -> dict[int, str] | None:
+    """The latest segmentation: household id -> segment name (for campaign targeting)."""
+
+
+@hookspec(firstresult=True)
+def propensity_scores(session: Session, target: str) -> dict[int, float] | None:
+    """The latest stored scores for a propensity target (buy_again, refer): household id -> probability."""

@@ -37,6 +37,10 @@ PERMISSIONS = {
     "import": {"sales", "agent", "manager", "admin"},
     "export": {"sales", "agent", "manager", "analyst", "admin"},
     "audit.read": {"manager", "admin"},
+    # Training or replacing analysis models and segments (what campaigns then target).
+    "analysis.train": {"analyst", "manager", "admin"},
+    # Creating, scheduling and running campaigns; recording contacts is household.write.
+    "campaign.manage": {"sales", "manager", "admin"},
 }
 DEFAULT_ROLE = "agent"
 

@@ -1,7 +1,14 @@
 """Customer data analysis (客户数据管理与分析): purchases, repeat purchase and referral (再销售)
 seen per household. Hook implementations only; the logic sits in sibling modules."""
 
+from pathlib import Path
+
 from crm import hookimpl
+
+
+@hookimpl
+def migration_locations():
+    return ("analysis", str(Path(__file__).parent / "migrations"))
 
 
 @hookimpl

@@ -25,6 +25,13 @@ def tickets_revisited(session, revisits):
     record_revisits(session, revisits)
 
 
+@hookimpl
+def household_facts(session, until):
+    from crm.plugins.satisfaction.surveys import satisfaction_gap_per_household
+
+    return {"satisfaction_gap": satisfaction_gap_per_household(session, until)}
+
+
 @hookimpl(trylast=True)  # after service handling's demo, so its summary counts the revisits
 def build_demo_data(session, seed, now):
     from crm.plugins.satisfaction.demo import build_demo_data

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from crm.core import audit
@@ -298,3 +298,14 @@ def record_revisits(session: Session, revisits: Sequence[Revisit]) -> None:
         + "、".join(numbers[:3])
         + (" 等" if len(numbers) > 3 else ""),
     )
+
+
+def satisfaction_gap_per_household(session: Session, until: dt.datetime) -> dict[int, float]:
+    """Mean gap (experience − expectation) over every aspect a household rated in surveys
+    taken before `until` (analysis features); households without rated aspects are absent."""
+    rows = session.execute(
+        select(Survey.household_id, func.sum(Survey.gap_total), func.sum(Survey.aspect_count))
+        .where(Survey.taken_at < until, Survey.aspect_count > 0)
+        .group_by(Survey.household_id)
+    )
+    return {household_id: float(total) / count for household_id, total, count in rows if count}

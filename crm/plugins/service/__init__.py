@@ -41,6 +41,13 @@ def household_service_costs(session, since, until):
 
 
 @hookimpl
+def household_facts(session, until):
+    from crm.plugins.service.costs import complaint_tickets_per_household
+
+    return {"complaints": complaint_tickets_per_household(session, until)}
+
+
+@hookimpl
 def register_commands(cli):
     from crm.plugins.service import dispatch_commands, retention_commands, ticket_commands
 
