@@ -82,7 +82,9 @@ def require_model(session: Session, kind: str, version: int | None = None) -> Sa
     if record is None:
         label = KINDS.get(kind, kind)
         if version is not None:
-            raise CrmError(f"没有第 {version} 版{label}模型：用 crm analysis models 查看已保存的版本。")
+            raise CrmError(
+                f"没有第 {version} 版{label}模型：用 crm analysis models 查看已保存的版本。"
+            )
         raise CrmError(f"还没有训练过{label}模型：请先运行 {TRAIN_COMMANDS[kind]}。")
     return record
 
