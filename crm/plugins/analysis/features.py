@@ -126,7 +126,8 @@ def household_features(session: Session, as_of: dt.date, pm=None) -> Features:
 
 
 # Facts other plugins contribute through `household_facts`: fact name -> how it enters.
-# "add" sums onto a core column (complaint tickets add to complaint records); "set" fills it.
+# "add" sums onto a core column (complaint tickets add to complaint records); "set" fills in
+# the households a plugin answers for and leaves the others as they are.
 PLUGIN_FACTS = {"complaints": "add", "satisfaction_gap": "set"}
 
 
@@ -139,11 +140,12 @@ def _add_plugin_facts(session, pm, before, ids, matrix) -> tuple[str, ...]:
             if name not in PLUGIN_FACTS:
                 continue
             seen.add(name)
-            extra = np.zeros(len(ids))
-            _fill(ids, extra, *_pairs(values.items()))
+            keys, numbers = _pairs(values.items())
             target = matrix[:, names.index(name)]
             if PLUGIN_FACTS[name] == "add":
+                extra = np.zeros(len(ids))
+                _fill(ids, extra, keys, numbers)
                 target += extra
             else:
-                target[:] = extra
+                _fill(ids, target, keys, numbers)
     return tuple(sorted(set(PLUGIN_FACTS) - seen))
