@@ -90,9 +90,9 @@ def assess_feedback(session: Session, feedback: list[Feedback]) -> list[Assessme
 
 @hookspec(firstresult=True)
 def carry_out_plans(
-    session: Session, decisions: list[tuple[Feedback, Plan]]
+    session: Session, decisions: list[tuple[Feedback, Plan]], now: dt.datetime
 ) -> list[Dispatch] | None:
-    """Carry out a batch of chosen plans: open the tickets or work orders and assign them."""
+    """Carry out a batch of chosen plans at `now`: open the tickets or work orders and assign them."""
 
 
 @hookspec(firstresult=True)

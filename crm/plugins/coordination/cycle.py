@@ -272,7 +272,7 @@ def dispatch(session: Session, limit: int, now: dt.datetime) -> tuple[int, int]:
         return 0, 0
     pm = session.info["pm"]
     pairs = [(_feedback(d), Plan(**d.chosen)) for d in decisions]
-    answer = pm.hook.carry_out_plans(session=session, decisions=pairs)
+    answer = pm.hook.carry_out_plans(session=session, decisions=pairs, now=now)
     if answer is None:
         raise MissingStep(
             _missing_message(

@@ -73,10 +73,10 @@ def prepare_database(session):
 
 
 @hookimpl
-def carry_out_plans(session, decisions):
+def carry_out_plans(session, decisions, now):
     from crm.plugins.service.plans import carry_out_plans
 
-    return carry_out_plans(session, decisions)
+    return carry_out_plans(session, decisions, now)
 
 
 @hookimpl
