@@ -57,3 +57,16 @@ def test_times_are_shown_in_the_business_zone(monkeypatch):
     monkeypatch.setenv("CRM_TIMEZONE", "Mars/Olympus")
     with pytest.raises(CrmError, match="CRM_TIMEZONE"):
         cell_text(moment)
+
+
+def test_add_months_keeps_the_day_or_falls_back_to_the_month_end():
+    import datetime as dt
+
+    from crm.core.clock import add_months
+
+    assert add_months(dt.date(2021, 4, 28), 60) == dt.date(2026, 4, 28)
+    assert add_months(dt.date(2026, 6, 15), -12) == dt.date(2025, 6, 15)
+    assert add_months(dt.date(2024, 1, 31), 1) == dt.date(2024, 2, 29)
+    assert add_months(dt.date(2024, 3, 31), -1) == dt.date(2024, 2, 29)
+    assert add_months(dt.date(2025, 12, 31), 2) == dt.date(2026, 2, 28)
+    assert add_months(dt.date(2025, 11, 30), 2) == dt.date(2026, 1, 30)

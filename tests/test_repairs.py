@@ -17,7 +17,6 @@ from crm.core.security import User
 from crm.plugins.service.dispatch import add_staff
 from crm.plugins.service.models import Ticket, TicketEvent, WorkOrder
 from crm.plugins.service.repairs import (
-    add_months,
     check_warranty,
     complete_repair,
     quote_repair,
@@ -74,12 +73,6 @@ def technician(app):
     with app.session() as session, transaction(session):
         add_staff(session, "技术员甲", "engineering", "技术员")
         add_staff(session, "客服大使", "service_center", "客服大使")
-
-
-def test_add_months_keeps_the_day_or_the_month_end():
-    assert add_months(dt.date(2021, 4, 28), 60) == dt.date(2026, 4, 28)
-    assert add_months(dt.date(2024, 1, 31), 1) == dt.date(2024, 2, 29)
-    assert add_months(dt.date(2025, 11, 30), 2) == dt.date(2026, 1, 30)
 
 
 @pytest.mark.parametrize(

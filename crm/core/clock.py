@@ -6,6 +6,7 @@ rather than the machine's zone; CRM_TIMEZONE changes it.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import os
 from functools import cache
@@ -37,3 +38,13 @@ def to_local(moment: dt.datetime) -> dt.datetime:
 def as_local(naive: dt.datetime) -> dt.datetime:
     """A wall-clock time without an offset, read in the business zone."""
     return naive.replace(tzinfo=local_zone())
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """The same day `months` later (earlier when negative); the 31st falls back to the
+    month's last day."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return day.replace(
+        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
+    )

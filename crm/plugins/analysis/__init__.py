@@ -23,3 +23,24 @@ def tracking_card_sections(session, household):
     from crm.plugins.analysis.card import purchase_overview
 
     return [purchase_overview(session, household)]
+
+
+@hookimpl
+def household_segments(session):
+    from crm.plugins.analysis.segments import latest_segment_names
+
+    return latest_segment_names(session)
+
+
+@hookimpl
+def propensity_scores(session, target):
+    from crm.plugins.analysis.propensity import latest_scores
+
+    return latest_scores(session, target)
+
+
+@hookimpl
+def suggest_classification(session, text, ticket_type):
+    from crm.plugins.analysis.classifier import suggest
+
+    return suggest(session, text, ticket_type)

@@ -1,4 +1,5 @@
-"""The analysis commands: `crm analysis referrals|referrers|chains`.
+"""The `crm analysis` group and its referral commands (`referrals|referrers|chains`); segments,
+propensity and complaint classification add their commands from their own modules.
 
 Each command parses, calls the library, renders; heavy imports stay inside the functions.
 """
@@ -143,4 +144,14 @@ def analysis_chains(min_length, limit, fmt) -> None:
 
 
 def register(cli: click.Group) -> None:
+    # Each part of the analysis keeps its commands in its own module and adds them here.
+    from crm.plugins.analysis import propensity_commands
+
+    propensity_commands.register(analysis)
+    from crm.plugins.analysis import classify_commands
+
+    classify_commands.register(analysis)
+    from crm.plugins.analysis import segment_commands
+
+    segment_commands.register(analysis)
     cli.add_command(analysis)

@@ -48,6 +48,27 @@ def household_facts(session, until):
 
 
 @hookimpl
+def classified_tickets(session, since, until):
+    from crm.plugins.service.classification import classified_tickets
+
+    return classified_tickets(session, since, until)
+
+
+@hookimpl
+def complaint_counts(session, since, until, grain):
+    from crm.plugins.service.classification import complaint_counts
+
+    return complaint_counts(session, since, until, grain)
+
+
+@hookimpl
+def households_with_open_complaints(session):
+    from crm.plugins.service.classification import households_with_open_complaints
+
+    return households_with_open_complaints(session)
+
+
+@hookimpl
 def register_commands(cli):
     from crm.plugins.service import dispatch_commands, retention_commands, ticket_commands
 

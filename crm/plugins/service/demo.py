@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 from crm.core import audit
 from crm.core.bulk import write_rows
 from crm.core.chain import Revisit, TicketFacts
-from crm.core.clock import local_zone, to_local
+from crm.core.clock import add_months, local_zone, to_local
 from crm.core.models import Building, Household, Purchase, Setting, Unit
 from crm.plugins.service import sla
 from crm.plugins.service.dispatch import WORK_ORDER_KINDS
@@ -60,7 +60,7 @@ from crm.plugins.service.models import (
     TicketEvent,
     WorkOrder,
 )
-from crm.plugins.service.repairs import WARRANTY_ITEMS, add_months, warranty_months
+from crm.plugins.service.repairs import WARRANTY_ITEMS, warranty_months
 from crm.plugins.service.tickets import CATEGORIES, CHANNELS, EXPECTATIONS
 
 STAFF_SETTING = "demo.service.staff"  # ids of the staff the demo added, removed on a rebuild

@@ -206,6 +206,9 @@ class TicketEvent(Base):
     from_status: Mapped[str | None] = mapped_column(String(30))
     to_status: Mapped[str | None] = mapped_column(String(30))
     note: Mapped[str | None] = mapped_column(Text)
+    # Structured facts of the step, e.g. at assessment the model's suggestion and whether the
+    # staff followed it, so the acceptance of suggestions can be measured.
+    details: Mapped[dict | None] = mapped_column(JSON)
     ticket: Mapped[Ticket] = relationship(back_populates="events")
 
 

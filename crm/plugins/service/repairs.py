@@ -13,7 +13,6 @@ repair is a free rework (返修) linked to the first ticket.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -22,7 +21,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from crm.core.audit import current_user
-from crm.core.clock import to_local
+from crm.core.clock import add_months, to_local
 from crm.core.errors import CrmError
 from crm.core.models import Purchase, Setting, Unit, utcnow
 from crm.plugins.service.dispatch import complete_work_order, create_work_order
@@ -65,15 +64,6 @@ WARRANTY_ITEMS = {
         WarrantyItem("home_service", "居家服务", 0, "不属保修范围（拆装家具等），按居家服务收费"),
     )
 }
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """The same day `months` later (the 31st falls back to the month's last day)."""
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return day.replace(
-        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
-    )
 
 
 def item_code(text: str) -> str:

@@ -40,6 +40,8 @@ SHOW_LABELS = [
     ("summary", "摘要"),
     ("severity", "严重程度"),
     ("category", "类别"),
+    ("suggestion", "模型建议"),
+    ("followed", "是否采纳建议"),
     ("expectations", "客户期望"),
     ("team", "团队"),
     ("owner", "负责人"),
@@ -124,6 +126,19 @@ GROUP_COLUMNS = [
     ("owner", "负责人"),
     ("detected_at", "发现时间"),
     ("tickets", "工单"),
+]
+SUGGEST_LABELS = [
+    ("number", "登记号"),
+    ("type", "类型"),
+    ("summary", "摘要"),
+    ("suggested_category", "建议类别"),
+    ("category_confidence", "类别置信度"),
+    ("suggested_severity", "建议严重程度"),
+    ("severity_confidence", "严重程度置信度"),
+    ("model_version", "模型版本"),
+    ("chosen_category", "员工评定类别"),
+    ("chosen_severity", "员工评定严重程度"),
+    ("note", "说明"),
 ]
 SHOW_FORMAT = click.option(
     "--format",
@@ -230,10 +245,14 @@ def ticket_open(household, ticket_type, channel, summary, unit, reported_by, fmt
 @SHOW_FORMAT
 def ticket_show(number, fmt) -> None:
     """查看一张工单：处理记录、承诺、升级与派工。"""
+    from crm.plugins.service.classification import pending_suggestion
     from crm.plugins.service.tickets import show_ticket
 
     with get_app().session() as session:
         detail = show_ticket(session, number)
+        hint = pending_suggestion(session, number)
+    if hint is not None:  # not yet assessed: what the classifier suggests
+        detail["suggestion"] = hint
     if fmt == "json":
         emit_record(detail, "json", SHOW_LABELS)
         return
@@ -333,14 +352,32 @@ def ticket_step(number, action, note, fmt) -> None:
 @NOTE
 @format_option
 def ticket_assess(number, severity, category, expect, note, fmt) -> None:
-    """评估：定严重程度、类别与客户期望，并按类别派给团队。"""
+    """评估：定严重程度、类别与客户期望，并按类别派给团队；同时列出模型建议，以员工的选择为准。"""
+    from crm.plugins.service.classification import assessment_outcome
     from crm.plugins.service.tickets import assess
 
     def work(session):
         assess(session, number, severity, category, _split(expect), note=note)
-        return _brief(session, number)
+        return _brief(session, number) | assessment_outcome(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
+
+
+@ticket.command("suggest")
+@click.argument("number")
+@format_option
+def ticket_suggest(number, fmt) -> None:
+    """模型建议：按工单摘要给出建议的类别与严重程度（含置信度与模型版本），仅供评估参考。"""
+    from crm.plugins.service.classification import ticket_suggestion
+
+    with get_app().session() as session:
+        found = ticket_suggestion(session, number)
+    if fmt == "table":
+        for key in ("category_confidence", "severity_confidence"):
+            if found[key] is not None:
+                found[key] = f"{found[key]:.0%}"
+        found = {key: value for key, value in found.items() if value is not None}
+    emit_record(found, fmt, SUGGEST_LABELS)
 
 
 @ticket.command("reply")

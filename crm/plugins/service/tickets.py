@@ -446,8 +446,9 @@ def assess(
     now: dt.datetime | None = None,
 ) -> Ticket:
     """评估: severity, category and what the customer expects; then dispatch by category and
-    escalate a major ticket straight to the manager."""
-    from crm.plugins.service import dispatch, escalation
+    escalate a major ticket straight to the manager. The classifier's suggestion (when a model
+    is trained) is recorded with the event next to the staff's choice, which always wins."""
+    from crm.plugins.service import classification, dispatch, escalation
 
     _writer(session, "评估工单")
     now = now or utcnow()
@@ -464,7 +465,11 @@ def assess(
         + (f"，客户期望 {'、'.join(EXPECTATIONS[e] for e in wanted)}" if wanted else "")
         + (f"。{note.strip()}" if note and note.strip() else "")
     )
-    _transition(session, ticket, "assess", now, summary)
+    suggestion = classification.ask(session, ticket.summary, ticket.ticket_type)
+    summary += classification.assess_note(suggestion, category, severity)
+    event = _transition(session, ticket, "assess", now, summary)
+    if suggestion is not None:  # left SQL NULL otherwise (a JSON column would store 'null')
+        event.details = classification.assess_details(suggestion, category, severity)
     ticket.category = category
     ticket.expectations = wanted
     if severity != ticket.severity:
