@@ -64,7 +64,7 @@ def _percent(value: float | None) -> str | None:
 
 @click.group()
 def analysis() -> None:
-    """客户数据分析：老带新推荐占比、推荐客户排行与推荐链。"""
+    """客户数据分析：客户分群、再购与推荐倾向、老带新推荐、投诉分类与投诉热点。"""
 
 
 @analysis.command("referrals")

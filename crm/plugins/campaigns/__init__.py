@@ -1,5 +1,7 @@
-"""Campaigns (营销与客户关怀活动): for now the four-year revisit programme (四年之约). Hook
-implementations only; the logic sits in revisits.py, the commands in commands.py."""
+"""Campaigns (营销与客户关怀活动): referral and loyalty campaigns (campaigns.py), the 6+2
+lifecycle touchpoints (lifecycle.py), the four-year revisit programme (四年之约, revisits.py) and
+the scheduler that runs them (scheduler.py). Hook implementations only; the commands sit in
+commands.py (revisit), campaign_commands.py and scheduler_commands.py."""
 
 from pathlib import Path
 
@@ -13,6 +15,8 @@ def migration_locations():
 
 @hookimpl
 def register_commands(cli):
-    from crm.plugins.campaigns.commands import register
+    from crm.plugins.campaigns import campaign_commands, commands, scheduler_commands
 
-    register(cli)
+    commands.register(cli)
+    campaign_commands.register(cli)
+    scheduler_commands.register(cli)

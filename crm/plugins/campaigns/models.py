@@ -1,5 +1,6 @@
-"""The four-year revisit programme's tables (四年之约): visits and the rectification of each
-nonconformity found on a visit.
+"""The campaigns plugin's tables: the four-year revisit programme (四年之约: visits and the
+rectification of each nonconformity found on a visit), marketing campaigns with their runs,
+outreach lists and contact attempts, the 6+2 lifecycle touchpoints, and APScheduler's job store.
 
 Visit records and opinion forms are kept permanently (DOMAIN.md "Customer visits"), so nothing
 here is ever deleted: a correction is a new visit naming the one it corrects, and a follow-up
@@ -10,10 +11,26 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    Unicode,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm.core.models import Audited, Base, TimestampMixin
+from crm.core.models import Audited, Base, TimestampMixin, UTCDateTime, utcnow
 
 
 class Visit(Audited, TimestampMixin, Base):
@@ -57,3 +74,126 @@ class Rectification(Audited, TimestampMixin, Base):
     done_on: Mapped[dt.date | None] = mapped_column(Date)
 
     visit: Mapped[Visit] = relationship(back_populates="rectifications")
+
+
+class Campaign(Audited, TimestampMixin, Base):
+    """A referral (老带新) or loyalty (一路同行) campaign: whom it targets, when it runs, how it
+    reaches them, what it says, and how long after a contact a sale still counts for it."""
+
+    __tablename__ = "camp_campaigns"
+    __table_args__ = (
+        CheckConstraint("kind IN ('referral', 'loyalty')", name="kind"),
+        CheckConstraint(
+            "schedule_kind IS NULL OR schedule_kind IN ('once', 'cron', 'interval')",
+            name="schedule_kind",
+        ),
+        CheckConstraint("attribution_days > 0", name="attribution_days"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    # Normalised target rule: segments, propensity {target, min}, projects, stages.
+    target: Mapped[dict] = mapped_column(JSON, default=dict)
+    channel: Mapped[str] = mapped_column(String(20))
+    template: Mapped[str] = mapped_column(Text)
+    attribution_days: Mapped[int] = mapped_column(Integer, default=90)
+    # No schedule: the campaign runs only when someone types `crm campaign run`.
+    schedule_kind: Mapped[str | None] = mapped_column(String(10))
+    run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cron: Mapped[str | None] = mapped_column(String(100))
+    interval_minutes: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+    runs: Mapped[list[CampaignRun]] = relationship(
+        back_populates="campaign", order_by="CampaignRun.id"
+    )
+
+
+class CampaignRun(Base):
+    """One run of a campaign: its outreach list is written in committed batches and the run
+    is finished only when the whole list is written; an unfinished run is resumed."""
+
+    __tablename__ = "camp_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("camp_campaigns.id"), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_by: Mapped[str] = mapped_column(String(100))
+    trigger: Mapped[str] = mapped_column(String(20))  # manual / scheduler
+    resumed: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    audience: Mapped[int | None] = mapped_column(Integer)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="runs")
+
+
+class CampaignContact(Base):
+    """A household on a run's outreach list, with the message rendered for it. The unique key
+    is what makes a crashed and restarted run never list a household twice."""
+
+    __tablename__ = "camp_contacts"
+    __table_args__ = (UniqueConstraint("run_id", "household_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("camp_runs.id"))
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    listed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The business-zone date of listed_at, so attribution can compare it with purchase dates
+    # in SQL on both backends.
+    listed_on: Mapped[dt.date] = mapped_column(Date)
+    message: Mapped[str] = mapped_column(Text)
+    segment: Mapped[str | None] = mapped_column(String(100))
+    score: Mapped[float | None] = mapped_column(Double)
+
+    attempts: Mapped[list[ContactAttempt]] = relationship(
+        back_populates="contact", order_by="ContactAttempt.at"
+    )
+
+
+class ContactAttempt(Audited, TimestampMixin, Base):
+    """One attempt to reach a listed household and what the household answered."""
+
+    __tablename__ = "camp_contact_attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("camp_contacts.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    by: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    contact: Mapped[CampaignContact] = relationship(back_populates="attempts")
+
+
+class Touchpoint(Audited, TimestampMixin, Base):
+    """A 6+2 lifecycle touchpoint due for a household on a day; one per household, kind and
+    day, so planning again never adds it twice."""
+
+    __tablename__ = "camp_touchpoints"
+    __table_args__ = (
+        UniqueConstraint("household_id", "kind", "due_on"),
+        Index("ix_camp_touchpoints_due_on_done", "due_on", "done_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(20))
+    script: Mapped[str] = mapped_column(Text)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    done_by: Mapped[str | None] = mapped_column(String(100))
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+# APScheduler's SQLAlchemyJobStore table, declared here with exactly the store's own columns
+# (3.x) so the migration creates it, the models-vs-migrations check covers it and the test
+# fixtures empty it; the store finds it present and leaves it alone. Double is what the store's
+# Float(25) becomes on PostgreSQL (double precision) and matches what reflection reads back.
+scheduler_jobs = Table(
+    "camp_scheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Double, index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

@@ -1,0 +1,1020 @@
+"""Referral (老带新) and loyalty (一路同行) campaigns: the target rule, the schedule, the outreach
+list each run writes, the contact attempts and the sales attributed to a campaign.
+
+Segments and propensity scores come only through the `household_segments` and
+`propensity_scores` hooks (the analysis plugin answers them); open complaints come through
+`households_with_open_complaints` plus the open complaint records of the core service register.
+A run lists each household at most once: UNIQUE(run_id, household_id) in the database and
+insert-or-ignore on both backends, so a crashed run that is started again resumes its own list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import string
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from crm.core import audit
+from crm.core.clock import as_local, local_zone, to_local
+from crm.core.errors import CrmError, NotFound
+from crm.core.models import (
+    Building,
+    Household,
+    Member,
+    Project,
+    Purchase,
+    ServiceRecord,
+    Unit,
+    utcnow,
+)
+from crm.core.privacy import Disclosure
+from crm.core.vocab import code_of, label
+from crm.plugins.campaigns.models import (
+    Campaign,
+    CampaignContact,
+    CampaignRun,
+    ContactAttempt,
+)
+
+KINDS = {"referral": "老带新", "loyalty": "一路同行"}
+# What each kind of campaign hopes for, so a threshold given without a target means that.
+DEFAULT_PROPENSITY_TARGET = {"referral": "refer", "loyalty": "buy_again"}
+PROPENSITY_TARGETS = {"buy_again": "再次购买", "refer": "推荐新客"}
+CHANNELS = {"phone": "电话", "sms": "短信", "wechat": "微信", "visit": "上门", "letter": "信函"}
+# Channels whose message goes out with the run itself; a phone call or a home visit touches
+# the household only when somebody actually reaches it.
+DELIVERED_BY_RUN = {"sms", "wechat", "letter"}
+OUTCOMES = {
+    "answered": "已接通",
+    "no_answer": "未接通",
+    "declined": "拒绝",
+    "interested": "有意向",
+    "booked": "已预约",
+}
+NOT_REACHED = {"no_answer"}
+# Lifecycle stages from a household's own purchase and handover dates.
+STAGES = ("准客户", "已签约未交房", "交房一年内", "业主", "老业主")
+OLD_OWNER_YEARS = 4  # one 四年之约 cycle after handover an owner counts as an old owner
+PLACEHOLDERS = {
+    "家庭": "客户家庭名称",
+    "业主": "业主姓名",
+    "项目": "所在项目",
+    "编号": "客户编号",
+    "活动": "活动名称",
+}
+DEFAULT_BATCH = 500
+CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+CAMPAIGN_COLUMNS = [
+    ("code", "活动编号"),
+    ("name", "活动名称"),
+    ("kind", "类型"),
+    ("channel", "渠道"),
+    ("schedule", "排期"),
+    ("active", "启用"),
+    ("runs", "执行次数"),
+    ("last_run", "最近执行"),
+]
+CAMPAIGN_LABELS = [
+    ("code", "活动编号"),
+    ("name", "活动名称"),
+    ("kind", "类型"),
+    ("channel", "渠道"),
+    ("target", "目标规则"),
+    ("schedule", "排期"),
+    ("template", "话术模板"),
+    ("attribution_days", "归因窗口（天）"),
+    ("active", "启用"),
+    ("created_by", "创建人"),
+    ("runs", "执行次数"),
+    ("last_run", "最近执行"),
+]
+RUN_LABELS = [
+    ("run", "执行编号"),
+    ("campaign", "活动编号"),
+    ("resumed", "续跑"),
+    ("audience", "名单户数"),
+    ("added", "本次新增"),
+    ("finished_at", "完成时间"),
+]
+REPORT_COLUMNS = [
+    ("run", "执行编号"),
+    ("started_at", "开始时间"),
+    ("finished", "已完成"),
+    ("audience", "名单户数"),
+    ("contacted", "已联系"),
+    ("reached", "已触达"),
+    ("outcomes", "最新结果分布"),
+    ("purchases", "带来购买"),
+    ("purchase_amount", "购买金额"),
+    ("referrals", "带来推荐成交"),
+    ("referral_amount", "推荐成交金额"),
+]
+CONTACT_COLUMNS = [
+    ("run", "执行编号"),
+    ("household", "客户编号"),
+    ("name", "客户名称"),
+    ("project", "项目"),
+    ("owner", "业主"),
+    ("phone", "联系电话"),
+    ("segment", "客户分群"),
+    ("score", "倾向评分"),
+    ("message", "话术"),
+    ("attempts", "联系次数"),
+    ("outcome", "最新结果"),
+]
+ATTEMPT_LABELS = [
+    ("run", "执行编号"),
+    ("household", "客户编号"),
+    ("at", "联系时间"),
+    ("by", "联系人"),
+    ("outcome", "结果"),
+    ("note", "客户回应"),
+]
+
+
+# --- the target rule -----------------------------------------------------------------------
+
+
+def normalise_rule(
+    session: Session,
+    kind: str,
+    segments: Iterable[str] = (),
+    min_propensity: float | None = None,
+    propensity_target: str | None = None,
+    projects: Iterable[str] = (),
+    stages: Iterable[str] = (),
+) -> dict:
+    """The stored form of a target rule, every part checked; a CrmError says what to fix."""
+    rule: dict = {}
+    names = sorted({name.strip() for name in segments if name.strip()})
+    if names:
+        rule["segments"] = names
+    if propensity_target is not None and min_propensity is None:
+        raise CrmError(
+            "指定了倾向目标却没有门槛：请同时用 --min-propensity 给出 0 到 1 之间的分数。"
+        )
+    if min_propensity is not None:
+        if not 0 < min_propensity < 1:
+            raise CrmError(
+                f"倾向评分门槛 {min_propensity} 无效：请给出 0 到 1 之间的小数，如 0.3。"
+            )
+        target = propensity_target or DEFAULT_PROPENSITY_TARGET[kind]
+        target = code_of(PROPENSITY_TARGETS, target, "倾向目标")
+        rule["propensity"] = {"target": target, "min": float(min_propensity)}
+    wanted = sorted({name.strip() for name in projects if name.strip()})
+    if wanted:
+        known = set(session.scalars(select(Project.name).where(Project.name.in_(wanted))))
+        missing = [name for name in wanted if name not in known]
+        if missing:
+            raise CrmError(f"没有名为“{'、'.join(missing)}”的项目：请核对项目名称。")
+        rule["projects"] = wanted
+    chosen = []
+    for stage in stages:
+        if stage.strip() not in STAGES:
+            raise CrmError(f"不认识的客户阶段“{stage}”：可选 {'、'.join(STAGES)}。")
+        chosen.append(stage.strip())
+    if chosen:
+        rule["stages"] = [stage for stage in STAGES if stage in chosen]
+    return rule
+
+
+def describe_rule(rule: dict) -> str:
+    """The target rule in one Chinese sentence, for `show` and `list`."""
+    parts = []
+    if rule.get("segments"):
+        parts.append("分群：" + "、".join(rule["segments"]))
+    if rule.get("propensity"):
+        target = PROPENSITY_TARGETS[rule["propensity"]["target"]]
+        parts.append(f"{target}倾向 ≥ {rule['propensity']['min']:g}")
+    if rule.get("projects"):
+        parts.append("项目：" + "、".join(rule["projects"]))
+    if rule.get("stages"):
+        parts.append("阶段：" + "、".join(rule["stages"]))
+    parts.append("排除有未结投诉、未同意营销联系的客户")
+    return "；".join(parts)
+
+
+def _years_before(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def _stage_condition(stage: str, today: dt.date):
+    """SQL: the household is in `stage` through any of its purchases (or, for prospects, its status)."""
+    if stage == "准客户":
+        return Household.status == "prospective"
+    own = Purchase.household_id == Household.id
+    if stage == "已签约未交房":
+        condition = and_(
+            Purchase.purchase_date <= today,
+            or_(Purchase.handover_date.is_(None), Purchase.handover_date > today),
+        )
+    elif stage == "交房一年内":
+        condition = and_(
+            Purchase.handover_date > _years_before(today, 1), Purchase.handover_date <= today
+        )
+    elif stage == "业主":
+        condition = and_(
+            Purchase.handover_date > _years_before(today, OLD_OWNER_YEARS),
+            Purchase.handover_date <= _years_before(today, 1),
+        )
+    else:  # 老业主
+        condition = Purchase.handover_date <= _years_before(today, OLD_OWNER_YEARS)
+    return exists().where(own, condition)
+
+
+def _project_condition(names: list[str]):
+    bought_there = (
+        select(Purchase.id)
+        .join(Unit, Unit.id == Purchase.unit_id)
+        .join(Building, Building.id == Unit.building_id)
+        .join(Project, Project.id == Building.project_id)
+        .where(Purchase.household_id == Household.id, Project.name.in_(names))
+        .exists()
+    )
+    registered_there = Household.project_id.in_(select(Project.id).where(Project.name.in_(names)))
+    return or_(bought_there, registered_there)
+
+
+def open_complaint_households(session: Session) -> set[int]:
+    """Households with a complaint still open: the service plugin's tickets (hook) and the
+    open complaint records of the core service register."""
+    found = set(
+        session.scalars(
+            select(ServiceRecord.household_id).where(
+                ServiceRecord.kind == "complaint", ServiceRecord.status == "open"
+            )
+        )
+    )
+    pm = session.info.get("pm")
+    if pm is not None:
+        for ids in pm.hook.households_with_open_complaints(session=session):
+            found.update(ids or ())
+    return found
+
+
+def _segments(session: Session) -> dict[int, str]:
+    pm = session.info.get("pm")
+    answer = pm.hook.household_segments(session=session) if pm is not None else None
+    if not answer:
+        raise CrmError("还没有客户分群结果，无法按分群圈定客户：请先运行 crm analysis segments。")
+    return answer
+
+
+def _scores(session: Session, target: str) -> dict[int, float]:
+    pm = session.info.get("pm")
+    answer = pm.hook.propensity_scores(session=session, target=target) if pm is not None else None
+    if not answer:
+        raise CrmError(
+            f"还没有“{PROPENSITY_TARGETS[target]}”倾向评分，无法按倾向圈定客户："
+            "请先运行 crm analysis propensity score。"
+        )
+    return answer
+
+
+@dataclass
+class Target:
+    """Who a campaign reaches now, in household-id order, with the segment and score that
+    selected each (None where the rule does not use them)."""
+
+    household_ids: list[int]
+    segments: dict[int, str] = field(default_factory=dict)
+    scores: dict[int, float] = field(default_factory=dict)
+
+
+def target_households(session: Session, campaign: Campaign, now: dt.datetime) -> Target:
+    """Households the campaign's rule selects at `now`: consent to contact and to marketing,
+    no open complaint, then projects and stages in SQL, then segments and scores from hooks."""
+    rule = campaign.target or {}
+    today = to_local(now).date()
+    query = select(Household.id).where(
+        Household.consent_contact.is_(True), Household.consent_marketing.is_(True)
+    )
+    if rule.get("projects"):
+        query = query.where(_project_condition(rule["projects"]))
+    if rule.get("stages"):
+        query = query.where(or_(*(_stage_condition(s, today) for s in rule["stages"])))
+    excluded = open_complaint_households(session)
+    ids = [hid for hid in session.scalars(query.order_by(Household.id)) if hid not in excluded]
+    segments: dict[int, str] = {}
+    scores: dict[int, float] = {}
+    if rule.get("segments"):
+        known = _segments(session)
+        wanted = set(rule["segments"])
+        if not wanted & set(known.values()):
+            names = "、".join(sorted(set(known.values())))
+            raise CrmError(
+                f"最新分群中没有“{'、'.join(sorted(wanted))}”：现有分群为 {names}；"
+                "请修改活动或重新运行 crm analysis segments。"
+            )
+        segments = {hid: known[hid] for hid in ids if known.get(hid) in wanted}
+        ids = [hid for hid in ids if hid in segments]
+    if rule.get("propensity"):
+        known_scores = _scores(session, rule["propensity"]["target"])
+        floor = rule["propensity"]["min"]
+        scores = {
+            hid: float(known_scores[hid])
+            for hid in ids
+            if known_scores.get(hid) is not None and known_scores[hid] >= floor
+        }
+        ids = [hid for hid in ids if hid in scores]
+    return Target(ids, segments, scores)
+
+
+# --- templates and schedules ---------------------------------------------------------------
+
+
+def check_template(template: str) -> str:
+    """The template if every {占位符} is known; otherwise a CrmError naming the known ones."""
+    if not template or not template.strip():
+        raise CrmError("请用 --template 写明话术模板，如“{家庭}您好，{项目}老业主推荐有礼”。")
+    allowed = "、".join(f"{{{name}}}（{what}）" for name, what in PLACEHOLDERS.items())
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError:
+        raise CrmError(
+            f"话术模板的花括号不成对：占位符请写成 {allowed}；要显示花括号本身请写 {{{{ 或 }}}}。"
+        ) from None
+    for _text, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in PLACEHOLDERS or spec or conversion:
+            raise CrmError(f"话术模板中的占位符“{{{name}}}”无效：可用的占位符有 {allowed}。")
+    return template.strip()
+
+
+def parse_every(text: str) -> int:
+    """Minutes in an interval such as 30m, 12h, 7d, 2w (or 30分钟, 12小时, 7天, 2周)."""
+    found = re.fullmatch(r"\s*(\d+)\s*(m|min|分钟|h|小时|d|天|w|周)\s*", text or "", re.IGNORECASE)
+    if not found or int(found.group(1)) < 1:
+        raise CrmError(f"间隔“{text}”无效：请写成 30m、12h、7d 或 2w（分钟、小时、天、周）。")
+    unit = found.group(2).lower()
+    per = {"m": 1, "min": 1, "分钟": 1, "h": 60, "小时": 60, "d": 1440, "天": 1440}
+    return int(found.group(1)) * per.get(unit, 10080)
+
+
+def parse_local_time(text: str) -> dt.datetime:
+    """A business-zone wall-clock time like 2026-12-01 09:00, as an aware UTC datetime."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CrmError(f"时间“{text}”无效：请写成 2026-12-01 09:00 这样的格式。") from None
+    if moment.tzinfo is None:
+        moment = as_local(moment)
+    return moment.astimezone(dt.UTC)
+
+
+WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _crontab_weekdays(field_text: str) -> str:
+    """A crontab day-of-week field (0 or 7 = Sunday) as weekday names: APScheduler 3 reads
+    numbers with 0 = Monday, so "0 9 * * 1" would otherwise fire on Tuesdays."""
+    if not re.search(r"\d", field_text):
+        return field_text
+    days: list[int] = []
+    for item in field_text.split(","):
+        base, _, step = item.partition("/")
+        if not re.fullmatch(r"\*|\d+(-\d+)?", base) or (step and not step.isdigit()):
+            raise ValueError(f"unsupported day of week {item!r}")
+        if base == "*":
+            first, last = 0, 6
+        elif "-" in base:
+            first, last = (int(part) for part in base.split("-"))
+        else:
+            first = int(base)
+            last = 6 if step else first
+        if not 0 <= first <= last <= 7 or (step and int(step) < 1):
+            raise ValueError(f"day of week out of range {item!r}")
+        days.extend(range(first, last + 1, int(step or 1)))
+    return ",".join(WEEKDAY_NAMES[day % 7] for day in sorted({d % 7 for d in days}))
+
+
+def crontab_trigger(expression: str):
+    """An APScheduler CronTrigger for a standard 5-field crontab line, in the business zone."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError("a crontab line has five fields")
+    minute, hour, day, month, weekdays = fields
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month,
+        day_of_week=_crontab_weekdays(weekdays), timezone=local_zone(),
+    )  # fmt: skip
+
+
+def make_trigger(campaign: Campaign):
+    """The APScheduler trigger for a scheduled campaign, in the business zone (None if unscheduled).
+    Interval triggers start at the campaign's creation, so the fire times stay put across
+    restarts and the trigger compares equal when jobs are synced again."""
+    zone = local_zone()
+    if campaign.schedule_kind == "once":
+        from apscheduler.triggers.date import DateTrigger
+
+        return DateTrigger(run_date=campaign.run_at, timezone=zone)
+    if campaign.schedule_kind == "cron":
+        return crontab_trigger(campaign.cron)
+    if campaign.schedule_kind == "interval":
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        start = (campaign.created_at or utcnow()).replace(microsecond=0)
+        return IntervalTrigger(
+            minutes=campaign.interval_minutes, start_date=to_local(start), timezone=zone
+        )
+    return None
+
+
+def _check_cron(expression: str) -> str:
+    try:
+        crontab_trigger(expression.strip())
+    except ValueError:
+        raise CrmError(
+            f"cron 表达式“{expression}”无效：请写 5 段（分 时 日 月 周），如“0 9 * * 1”表示每周一 9:00。"
+        ) from None
+    return " ".join(expression.split())
+
+
+def describe_schedule(campaign: Campaign) -> str:
+    if campaign.schedule_kind == "once":
+        return f"一次：{to_local(campaign.run_at).strftime('%Y-%m-%d %H:%M')}"
+    if campaign.schedule_kind == "cron":
+        return f"cron：{campaign.cron}"
+    if campaign.schedule_kind == "interval":
+        minutes = campaign.interval_minutes
+        for size, unit in ((10080, "周"), (1440, "天"), (60, "小时")):
+            if minutes % size == 0:
+                return f"每 {minutes // size} {unit}"
+        return f"每 {minutes} 分钟"
+    return "手动执行"
+
+
+# --- campaigns -----------------------------------------------------------------------------
+
+
+def create_campaign(
+    session: Session,
+    code: str,
+    name: str,
+    kind: str,
+    channel: str,
+    template: str,
+    rule: dict | None = None,
+    at: str | None = None,
+    cron: str | None = None,
+    every: str | None = None,
+    attribution_days: int = 90,
+) -> Campaign:
+    """Create a campaign after checking every part; `rule` comes from `normalise_rule`."""
+    user = audit.current_user(session)
+    user.require("campaign.manage", "创建营销活动")
+    code = (code or "").strip()
+    if not CODE_PATTERN.fullmatch(code):
+        raise CrmError(f"活动编号“{code}”无效：请用不超过 40 个字母、数字、- 或 _，如 REF-2026Q4。")
+    if session.scalar(select(Campaign.id).where(Campaign.code == code)) is not None:
+        raise CrmError(
+            f"活动编号“{code}”已存在：请换一个编号，或用 crm campaign show {code} 查看。"
+        )
+    if not name or not name.strip():
+        raise CrmError("请用 --name 写明活动名称。")
+    kind_code = code_of(KINDS, kind, "活动类型")
+    channel_code = code_of(CHANNELS, channel, "联系渠道")
+    if not 1 <= attribution_days <= 3650:
+        raise CrmError(f"归因窗口 {attribution_days} 天无效：请给出 1 到 3650 之间的天数。")
+    given = [
+        option for option, value in (("--at", at), ("--cron", cron), ("--every", every)) if value
+    ]
+    if len(given) > 1:
+        raise CrmError(f"排期只能选一种：{' 与 '.join(given)} 不能同时使用。")
+    campaign = Campaign(
+        code=code,
+        name=name.strip(),
+        kind=kind_code,
+        target=rule if rule is not None else {},
+        channel=channel_code,
+        template=check_template(template),
+        attribution_days=attribution_days,
+        active=True,
+        created_by=user.name,
+        created_at=utcnow(),
+    )
+    if at:
+        campaign.schedule_kind, campaign.run_at = "once", parse_local_time(at)
+    elif cron:
+        campaign.schedule_kind, campaign.cron = "cron", _check_cron(cron)
+    elif every:
+        campaign.schedule_kind, campaign.interval_minutes = "interval", parse_every(every)
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def get_campaign(session: Session, code: str) -> Campaign:
+    campaign = session.scalar(select(Campaign).where(Campaign.code == (code or "").strip()))
+    if campaign is None:
+        raise NotFound(f"找不到活动编号“{code}”：请用 crm campaign list 查看已有活动。")
+    return campaign
+
+
+def set_active(session: Session, code: str, active: bool) -> Campaign:
+    """Pause or resume a campaign's schedule (runs by hand stay possible)."""
+    audit.current_user(session).require("campaign.manage", "暂停或恢复营销活动")
+    campaign = get_campaign(session, code)
+    campaign.active = active
+    session.flush()
+    return campaign
+
+
+def _run_summary(session: Session, campaign: Campaign) -> tuple[int, dt.datetime | None]:
+    count, last = session.execute(
+        select(func.count(CampaignRun.id), func.max(CampaignRun.started_at)).where(
+            CampaignRun.campaign_id == campaign.id
+        )
+    ).one()
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=dt.UTC)
+    return count, last
+
+
+def campaign_dict(session: Session, campaign: Campaign) -> dict:
+    runs, last = _run_summary(session, campaign)
+    return {
+        "code": campaign.code,
+        "name": campaign.name,
+        "kind": label(KINDS, campaign.kind),
+        "channel": label(CHANNELS, campaign.channel),
+        "target": describe_rule(campaign.target or {}),
+        "rule": campaign.target or {},
+        "schedule": describe_schedule(campaign),
+        "template": campaign.template,
+        "attribution_days": campaign.attribution_days,
+        "active": campaign.active,
+        "created_by": campaign.created_by,
+        "runs": runs,
+        "last_run": last,
+    }
+
+
+def list_campaigns(session: Session) -> list[dict]:
+    campaigns = session.scalars(select(Campaign).order_by(Campaign.code))
+    return [campaign_dict(session, campaign) for campaign in campaigns]
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    campaign: str
+    resumed: bool
+    audience: int
+    added: int
+    finished_at: dt.datetime
+
+    def as_dict(self) -> dict:
+        return {
+            "run": self.run_id,
+            "campaign": self.campaign,
+            "resumed": self.resumed,
+            "audience": self.audience,
+            "added": self.added,
+            "finished_at": self.finished_at,
+        }
+
+
+def _insert_ignore(session: Session, table, rows: list[dict], keys: list[str]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on the unique key `keys`, on SQLite and PostgreSQL."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+
+
+def _household_details(session: Session, ids: list[int]) -> dict[int, tuple[str, str, str, str]]:
+    """id -> (code, name, project, owner name) for rendering messages and listings."""
+    found: dict[int, tuple[str, str, str, str]] = {}
+    # Chunks keep the IN lists under SQLite's bound-parameter limit on long outreach lists.
+    for start in range(0, len(ids), 5000):
+        found.update(_details_chunk(session, ids[start : start + 5000]))
+    return found
+
+
+def _details_chunk(session: Session, ids: list[int]) -> dict[int, tuple[str, str, str, str]]:
+    latest = (
+        select(Purchase.household_id, func.max(Purchase.id).label("purchase_id"))
+        .where(Purchase.household_id.in_(ids))
+        .group_by(Purchase.household_id)
+        .subquery()
+    )
+    bought = aliased(Project)
+    registered = aliased(Project)
+    rows = session.execute(
+        select(Household.id, Household.code, Household.name, bought.name, registered.name)
+        .outerjoin(latest, latest.c.household_id == Household.id)
+        .outerjoin(Purchase, Purchase.id == latest.c.purchase_id)
+        .outerjoin(Unit, Unit.id == Purchase.unit_id)
+        .outerjoin(Building, Building.id == Unit.building_id)
+        .outerjoin(bought, bought.id == Building.project_id)
+        .outerjoin(registered, registered.id == Household.project_id)
+        .where(Household.id.in_(ids))
+    )
+    owners: dict[int, str] = {}
+    for household_id, name in session.execute(
+        select(Member.household_id, Member.name)
+        .where(Member.household_id.in_(ids), Member.role == "owner")
+        .order_by(Member.id.desc())
+    ):
+        owners[household_id] = name  # descending ids: the first owner is written last
+    return {
+        hid: (code, name, project or home or "", owners.get(hid, name))
+        for hid, code, name, project, home in rows
+    }
+
+
+def run_campaign(
+    session: Session,
+    code: str,
+    now: dt.datetime | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    trigger: str = "manual",
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Write the campaign's outreach list: a new run, or the unfinished last run resumed.
+
+    This is a long batch job and COMMITS: the run row first, then every batch of contacts,
+    then the finish mark, so a crash loses at most one batch and the restart (which resumes
+    the same run) skips the households already listed. `progress(listed, total)` is called
+    after each committed batch.
+    """
+    user = audit.current_user(session)
+    user.require("campaign.manage", "执行营销活动")
+    if batch_size < 1:
+        raise CrmError("每批户数至少为 1：请把 --batch-size 设为正整数。")
+    campaign = get_campaign(session, code)
+    clock = now or utcnow()
+    run = session.scalar(
+        select(CampaignRun)
+        .where(CampaignRun.campaign_id == campaign.id, CampaignRun.finished_at.is_(None))
+        .order_by(CampaignRun.id.desc())
+        .limit(1)
+    )
+    # Target before writing anything, so a refused rule (no segments yet …) leaves no run.
+    target = target_households(session, campaign, clock)
+    resumed = run is not None
+    if run is None:
+        run = CampaignRun(
+            campaign_id=campaign.id, started_at=clock, started_by=user.name, trigger=trigger
+        )
+        session.add(run)
+    else:
+        run.resumed += 1
+    session.flush()
+    audit.record(
+        session,
+        "campaign_run",
+        "camp_runs",
+        run.id,
+        detail=f"{'续跑' if resumed else '执行'}营销活动 {campaign.code}：目标 {len(target.household_ids)} 户",
+    )
+    session.commit()
+    listed = set(
+        session.scalars(
+            select(CampaignContact.household_id).where(CampaignContact.run_id == run.id)
+        )
+    )
+    remaining = [hid for hid in target.household_ids if hid not in listed]
+    added = 0
+    for start in range(0, len(remaining), batch_size):
+        batch = remaining[start : start + batch_size]
+        details = _household_details(session, batch)
+        listed_at = clock
+        rows = []
+        for hid in batch:
+            household_code, name, project, owner = details[hid]
+            values = {"家庭": name, "业主": owner, "项目": project, "编号": household_code,
+                      "活动": campaign.name}  # fmt: skip
+            rows.append(
+                {
+                    "run_id": run.id,
+                    "household_id": hid,
+                    "listed_at": listed_at,
+                    "listed_on": to_local(listed_at).date(),
+                    "message": campaign.template.format_map(values),
+                    "segment": target.segments.get(hid),
+                    "score": target.scores.get(hid),
+                }
+            )
+        _insert_ignore(session, CampaignContact.__table__, rows, ["run_id", "household_id"])
+        session.commit()
+        added += len(batch)
+        if progress is not None:
+            progress(len(listed) + added, len(listed) + len(remaining))
+    audience = session.scalar(
+        select(func.count()).select_from(CampaignContact).where(CampaignContact.run_id == run.id)
+    )
+    run.audience = audience
+    run.finished_at = utcnow() if now is None else now
+    audit.record(
+        session,
+        "campaign_run",
+        "camp_runs",
+        run.id,
+        detail=f"营销活动 {campaign.code} 执行完成：名单 {audience} 户",
+    )
+    session.commit()
+    return RunResult(run.id, campaign.code, resumed, audience, added, run.finished_at)
+
+
+def _run(session: Session, run_id: int) -> CampaignRun:
+    run = session.get(CampaignRun, run_id)
+    if run is None:
+        raise NotFound(
+            f"执行编号 {run_id} 不存在：请用 crm campaign report 活动编号 查看各次执行。"
+        )
+    return run
+
+
+def record_attempt(
+    session: Session,
+    run_id: int,
+    household_code: str,
+    outcome: str,
+    note: str | None = None,
+    at: dt.datetime | None = None,
+) -> tuple[ContactAttempt, str]:
+    """Record one attempt to reach a household listed by a run, and its response."""
+    user = audit.current_user(session)
+    user.require("household.write", "记录活动联系结果")
+    run = _run(session, run_id)
+    outcome_code = code_of(OUTCOMES, outcome, "联系结果")
+    contact = session.scalar(
+        select(CampaignContact)
+        .join(Household, Household.id == CampaignContact.household_id)
+        .where(CampaignContact.run_id == run.id, Household.code == household_code.strip())
+    )
+    if contact is None:
+        raise NotFound(
+            f"客户“{household_code}”不在执行 {run_id} 的名单上：请用 crm campaign contacts {run_id} 查看名单。"
+        )
+    at = at or utcnow()
+    if at < contact.listed_at:
+        raise CrmError("联系时间早于该客户列入名单的时间：请核对 --at。")
+    attempt = ContactAttempt(
+        contact_id=contact.id, at=at, by=user.name, outcome=outcome_code, note=note
+    )
+    session.add(attempt)
+    session.flush()
+    return attempt, household_code.strip()
+
+
+def attempt_dict(attempt: ContactAttempt, run_id: int, household_code: str) -> dict:
+    return {
+        "run": run_id,
+        "household": household_code,
+        "at": attempt.at,
+        "by": attempt.by,
+        "outcome": label(OUTCOMES, attempt.outcome),
+        "note": attempt.note,
+    }
+
+
+def run_contacts(session: Session, run_id: int, outcome: str | None = None) -> list[dict]:
+    """A run's outreach list with each household's attempts and latest outcome; the owner's
+    phone as the current user may see it (full views audited)."""
+    run = _run(session, run_id)
+    wanted = code_of(OUTCOMES, outcome, "联系结果") if outcome else None
+    latest: dict[int, tuple[str, int]] = {}
+    for contact_id, result in session.execute(
+        select(ContactAttempt.contact_id, ContactAttempt.outcome)
+        .join(CampaignContact, CampaignContact.id == ContactAttempt.contact_id)
+        .where(CampaignContact.run_id == run.id)
+        .order_by(ContactAttempt.at, ContactAttempt.id)
+    ):
+        latest[contact_id] = (result, latest.get(contact_id, ("", 0))[1] + 1)
+    owner = aliased(Member)
+    first_owner = (
+        select(func.min(Member.id))
+        .where(Member.household_id == Household.id, Member.role == "owner")
+        .correlate(Household)
+        .scalar_subquery()
+    )
+    query = (
+        select(CampaignContact, Household.code, Household.name, owner)
+        .join(Household, Household.id == CampaignContact.household_id)
+        .outerjoin(owner, owner.id == first_owner)
+        .where(CampaignContact.run_id == run.id)
+        .order_by(Household.code)
+    )
+    rows = []
+    found = session.execute(query).all()
+    details = _household_details(session, [c.household_id for c, *_ in found]) if found else {}
+    with Disclosure(session, f"营销活动外呼名单 执行 {run.id}") as disclosure:
+        for contact, code, name, member in found:
+            result, attempts = latest.get(contact.id, (None, 0))
+            if wanted and result != wanted:
+                continue
+            rows.append(
+                {
+                    "run": run.id,
+                    "household": code,
+                    "name": name,
+                    "project": details[contact.household_id][2],
+                    "owner": member.name if member else None,
+                    "phone": disclosure.member(member)["phone"] if member else None,
+                    "segment": contact.segment,
+                    "score": round(contact.score, 3) if contact.score is not None else None,
+                    "message": contact.message,
+                    "attempts": attempts,
+                    "outcome": label(OUTCOMES, result) if result else None,
+                }
+            )
+    return rows
+
+
+def export_contacts(session: Session, run_id: int, path: Path, outcome: str | None = None) -> int:
+    """Write a run's outreach list to .csv or .xlsx (phones masked by role); returns rows."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        raise CrmError(f"不支持导出为“{path.name}”：文件名请以 .csv 或 .xlsx 结尾。")
+    audit.current_user(session).require("export", "导出活动外呼名单")
+    rows = run_contacts(session, run_id, outcome)
+    headers = [title for _, title in CONTACT_COLUMNS]
+    try:
+        if suffix == ".csv":
+            import csv
+
+            # utf-8-sig: Excel opens the Chinese text correctly only with the BOM.
+            with path.open("w", encoding="utf-8-sig", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(headers)
+                writer.writerows([row[key] for key, _ in CONTACT_COLUMNS] for row in rows)
+        else:
+            from openpyxl import Workbook
+
+            book = Workbook(write_only=True)
+            sheet = book.create_sheet(f"外呼名单{run_id}")
+            sheet.append(headers)
+            for row in rows:
+                sheet.append([row[key] for key, _ in CONTACT_COLUMNS])
+            book.save(path)
+    except OSError as exc:
+        raise CrmError(f"无法写入文件“{path}”：{exc.strerror}。") from None
+    audit.record(
+        session,
+        "export",
+        "camp_contacts",
+        run_id,
+        detail=f"营销活动外呼名单 执行 {run_id}：{len(rows)} 行",
+    )
+    return len(rows)
+
+
+# --- attribution and the report ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attribution:
+    purchase_id: int
+    kind: str  # purchase (the contacted household bought) / referral (it named the buyer)
+    run_id: int
+    campaign_id: int
+    household_id: int
+    amount: Decimal
+
+
+def attributions(session: Session) -> list[Attribution]:
+    """Every purchase a campaign contact led to: a purchase by a touched household, or one
+    naming it as referrer, on or after the touch day and within the campaign's window.
+    When several touches qualify the latest wins, so no sale counts twice.
+
+    A household is touched by a run when its message went out with the run (SMS, WeChat,
+    letter) or, for calls and visits, at the first attempt that reached it.
+    """
+    reached = (
+        select(ContactAttempt.contact_id, func.min(ContactAttempt.at).label("at"))
+        .where(ContactAttempt.outcome.not_in(NOT_REACHED))
+        .group_by(ContactAttempt.contact_id)
+        .subquery()
+    )
+    candidates = []
+    for kind, column in (
+        ("purchase", Purchase.household_id),
+        ("referral", Purchase.referrer_household_id),
+    ):
+        query = (
+            select(
+                Purchase.id,
+                Purchase.purchase_date,
+                Purchase.amount,
+                CampaignContact.id,
+                CampaignContact.household_id,
+                CampaignContact.listed_at,
+                reached.c.at,
+                CampaignRun.id,
+                Campaign.id,
+                Campaign.channel,
+                Campaign.attribution_days,
+            )
+            .join(CampaignContact, CampaignContact.household_id == column)
+            .join(CampaignRun, CampaignRun.id == CampaignContact.run_id)
+            .join(Campaign, Campaign.id == CampaignRun.campaign_id)
+            .outerjoin(reached, reached.c.contact_id == CampaignContact.id)
+            # A coarse bound in SQL (no touch comes before the listing); the exact one below.
+            .where(Purchase.purchase_date >= CampaignContact.listed_on)
+        )
+        for row in session.execute(query):
+            (pid, day, amount, contact_id, hid, listed_at, reached_at, run_id, cid, channel,
+             window) = row  # fmt: skip
+            touched = listed_at if channel in DELIVERED_BY_RUN else reached_at
+            if touched is None:
+                continue
+            if touched.tzinfo is None:
+                touched = touched.replace(tzinfo=dt.UTC)
+            touched_on = to_local(touched).date()
+            if touched_on <= day <= touched_on + dt.timedelta(days=window):
+                candidates.append((pid, (touched, contact_id), kind, run_id, cid, hid, amount))
+    best: dict[int, tuple] = {}
+    for candidate in candidates:
+        if candidate[0] not in best or candidate[1] > best[candidate[0]][1]:
+            best[candidate[0]] = candidate
+    return [
+        Attribution(pid, kind, run_id, cid, hid, Decimal(amount))
+        for pid, _touch, kind, run_id, cid, hid, amount in sorted(best.values())
+    ]
+
+
+def campaign_report(session: Session, code: str) -> list[dict]:
+    """Per run: list size, households contacted and reached, their latest outcomes, and the
+    purchases and referral sales attributed to the run (last touch)."""
+    campaign = get_campaign(session, code)
+    runs = session.scalars(
+        select(CampaignRun).where(CampaignRun.campaign_id == campaign.id).order_by(CampaignRun.id)
+    ).all()
+    if not runs:
+        return []
+    run_ids = [run.id for run in runs]
+    audience = dict(
+        session.execute(
+            select(CampaignContact.run_id, func.count())
+            .where(CampaignContact.run_id.in_(run_ids))
+            .group_by(CampaignContact.run_id)
+        ).all()
+    )
+    latest: dict[int, tuple[int, str]] = {}
+    for contact_id, run_id, outcome in session.execute(
+        select(ContactAttempt.contact_id, CampaignContact.run_id, ContactAttempt.outcome)
+        .join(CampaignContact, CampaignContact.id == ContactAttempt.contact_id)
+        .where(CampaignContact.run_id.in_(run_ids))
+        .order_by(ContactAttempt.at, ContactAttempt.id)
+    ):
+        latest[contact_id] = (run_id, outcome)
+    outcomes: dict[int, Counter] = defaultdict(Counter)
+    for run_id, outcome in latest.values():
+        outcomes[run_id][outcome] += 1
+    reached_ids: dict[int, set[int]] = defaultdict(set)
+    for contact_id, run_id in session.execute(
+        select(ContactAttempt.contact_id, CampaignContact.run_id)
+        .join(CampaignContact, CampaignContact.id == ContactAttempt.contact_id)
+        .where(CampaignContact.run_id.in_(run_ids), ContactAttempt.outcome.not_in(NOT_REACHED))
+    ):
+        reached_ids[run_id].add(contact_id)
+    credited: dict[tuple[int, str], list[Decimal]] = defaultdict(list)
+    for item in attributions(session):
+        if item.campaign_id == campaign.id:
+            credited[item.run_id, item.kind].append(item.amount)
+    rows = []
+    for run in runs:
+        counts = outcomes.get(run.id, Counter())
+        purchases = credited.get((run.id, "purchase"), [])
+        referrals = credited.get((run.id, "referral"), [])
+        rows.append(
+            {
+                "run": run.id,
+                "started_at": run.started_at,
+                "finished": run.finished_at is not None,
+                "audience": audience.get(run.id, 0),
+                "contacted": sum(counts.values()),
+                "reached": len(reached_ids.get(run.id, ())),
+                "outcomes": {OUTCOMES[code]: counts[code] for code in OUTCOMES if counts[code]},
+                "purchases": len(purchases),
+                "purchase_amount": sum(purchases, Decimal(0)),
+                "referrals": len(referrals),
+                "referral_amount": sum(referrals, Decimal(0)),
+            }
+        )
+    return rows

@@ -1,0 +1,390 @@
+"""Referral and loyalty campaigns: targeting (stages, projects, hooks for segments, scores and
+open complaints, consent), outreach lists that never list a household twice in a run, resumed
+runs, contact attempts, last-touch attribution, masked exports and permissions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from crm import hookimpl
+from crm.core.db import transaction
+from crm.core.demo import build_demo
+from crm.core.errors import CrmError, PermissionDenied
+from crm.core.models import Building, Household, Member, Project, Purchase, ServiceRecord, Unit
+from crm.core.privacy import seal_member_fields
+from crm.core.security import User
+from crm.plugins.campaigns.campaigns import (
+    attributions,
+    campaign_report,
+    create_campaign,
+    get_campaign,
+    normalise_rule,
+    record_attempt,
+    run_campaign,
+    target_households,
+)
+from crm.plugins.campaigns.models import Campaign, CampaignContact, CampaignRun
+
+NOW = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
+PHONE = "13912345678"
+# code, status, consent_marketing, purchase date, handover date, project
+PLANTED = [
+    ("OLD", "existing", True, dt.date(2018, 3, 1), dt.date(2020, 6, 1), "翠湖"),
+    ("OWN", "existing", True, dt.date(2022, 5, 1), dt.date(2024, 1, 10), "翠湖"),
+    ("NEW", "existing", True, dt.date(2025, 1, 5), dt.date(2026, 3, 1), "阳光"),
+    ("SIGNED", "existing", True, dt.date(2026, 6, 1), None, "阳光"),
+    ("NOMKT", "existing", False, dt.date(2019, 1, 1), dt.date(2020, 1, 1), "翠湖"),
+    ("COMPLAIN", "existing", True, dt.date(2019, 1, 1), dt.date(2020, 2, 1), "翠湖"),
+    ("TICKET", "existing", True, dt.date(2019, 1, 1), dt.date(2020, 3, 1), "翠湖"),
+    ("PROSPECT", "prospective", True, None, None, "阳光"),
+]
+
+
+class FakeAnalysis:
+    """Stands in for the analysis and service plugins: segments, scores, open tickets."""
+
+    def __init__(self, segments=None, scores=None, open_tickets=()):
+        self.segments = segments
+        self.scores = scores
+        self.open_tickets = open_tickets
+
+    def _ids(self, session, by_code):
+        ids = dict(session.execute(select(Household.code, Household.id)).all())
+        return {ids[code]: value for code, value in by_code.items()}
+
+    @hookimpl
+    def household_segments(self, session):
+        return None if self.segments is None else self._ids(session, self.segments)
+
+    @hookimpl
+    def propensity_scores(self, session, target):
+        if self.scores is None or target not in self.scores:
+            return None
+        return self._ids(session, self.scores[target])
+
+    @hookimpl
+    def households_with_open_complaints(self, session):
+        return list(self._ids(session, dict.fromkeys(self.open_tickets, 1)))
+
+
+@pytest.fixture
+def fake(app):
+    plugin = FakeAnalysis(open_tickets=("TICKET",))
+    app.pm.register(plugin, name="fake-analysis")
+    yield plugin
+    app.pm.unregister(plugin)
+
+
+@pytest.fixture
+def planted(app):
+    with app.session() as session, transaction(session):
+        vault = session.info["vault"]
+        projects = {name: Project(name=name) for name in ("翠湖", "阳光")}
+        buildings = {name: Building(project=p, name="1栋") for name, p in projects.items()}
+        for number, (code, status, marketing, bought, handover, project) in enumerate(PLANTED):
+            home = Household(
+                code=code, name=f"{code}家", status=status, consent_marketing=marketing,
+                project=projects[project],
+            )  # fmt: skip
+            home.members.append(
+                Member(name=f"{code}业主", role="owner", **seal_member_fields(vault, phone=PHONE))
+            )
+            if bought:
+                home.purchases.append(
+                    Purchase(
+                        contract_no=f"C{number}",
+                        unit=Unit(building=buildings[project], code=f"{number:04d}"),
+                        purchase_date=bought,
+                        amount=1_000_000,
+                        handover_date=handover,
+                    )
+                )
+            session.add(home)
+        session.flush()
+        complainer = session.scalar(select(Household.id).where(Household.code == "COMPLAIN"))
+        session.add(
+            ServiceRecord(
+                record_no="TS-1", household_id=complainer, kind="complaint", status="open",
+                opened_at=NOW - dt.timedelta(days=3), summary="渗水",
+            )
+        )  # fmt: skip
+
+
+def _codes(session, ids):
+    found = dict(session.execute(select(Household.id, Household.code)).all())
+    return sorted(found[hid] for hid in ids)
+
+
+def _campaign(session, code="REF", kind="referral", **rule):
+    return create_campaign(
+        session, code, "老带新有礼", kind, "短信", "{家庭}您好，{项目}老业主推荐有礼",
+        normalise_rule(session, kind, **rule),
+    )  # fmt: skip
+
+
+def test_targeting_follows_stages_and_leaves_out_complaints_and_no_consent(app, planted, fake):
+    with app.session() as session, transaction(session):
+        everyone = _campaign(session, "ALL")
+        stages = {
+            stage: _campaign(session, f"S{n}", stages=[stage])
+            for n, stage in enumerate(("已签约未交房", "交房一年内", "业主", "老业主", "准客户"))
+        }
+        by_project = _campaign(session, "PRJ", projects=["阳光"])
+    with app.session() as session:
+        assert _codes(session, target_households(session, everyone, NOW).household_ids) == [
+            "NEW", "OLD", "OWN", "PROSPECT", "SIGNED",
+        ]  # fmt: skip
+        found = {
+            stage: _codes(session, target_households(session, c, NOW).household_ids)
+            for stage, c in stages.items()
+        }
+        assert found == {
+            "已签约未交房": ["SIGNED"],
+            "交房一年内": ["NEW"],
+            "业主": ["OWN"],
+            "老业主": ["OLD"],
+            "准客户": ["PROSPECT"],
+        }
+        assert _codes(session, target_households(session, by_project, NOW).household_ids) == [
+            "NEW", "PROSPECT", "SIGNED",
+        ]  # fmt: skip
+
+
+def test_segments_and_scores_come_only_from_the_hooks(app, planted, fake):
+    with app.session() as session, transaction(session):
+        by_segment = _campaign(session, "SEG", segments=["忠诚老业主"])
+        by_score = _campaign(session, "SCORE", min_propensity=0.5)
+    with app.session() as session:
+        with pytest.raises(CrmError, match="crm analysis segments"):
+            target_households(session, by_segment, NOW)
+        with pytest.raises(CrmError, match="crm analysis propensity score"):
+            target_households(session, by_score, NOW)
+    fake.segments = {
+        "OLD": "忠诚老业主",
+        "OWN": "忠诚老业主",
+        "NEW": "新业主",
+        "NOMKT": "忠诚老业主",
+    }
+    # referral campaigns threshold the "refer" scores unless told otherwise
+    fake.scores = {"refer": {"OLD": 0.7, "OWN": 0.2, "SIGNED": 0.5}, "buy_again": {"OWN": 0.9}}
+    with app.session() as session:
+        target = target_households(session, by_segment, NOW)
+        assert _codes(session, target.household_ids) == ["OLD", "OWN"]
+        assert set(target.segments.values()) == {"忠诚老业主"}
+        target = target_households(session, by_score, NOW)
+        assert _codes(session, target.household_ids) == ["OLD", "SIGNED"]
+        assert sorted(target.scores.values()) == [0.5, 0.7]
+    fake.segments = {"OLD": "高价值"}
+    with app.session() as session, pytest.raises(CrmError, match="高价值"):
+        target_households(session, by_segment, NOW)
+    with app.session() as session:
+        assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0
+
+
+def test_bad_template_schedule_and_rule_are_refused_in_one_sentence(app, planted, run):
+    base = ["campaign", "create", "X1", "--name", "测试", "--kind", "老带新", "--channel", "短信"]
+    cases = [
+        (["--template", "{家人}您好"], "{家庭}"),
+        (["--template", "{家庭您好"], "花括号"),
+        (["--template", "{家庭!r}"], "占位符"),
+        (["--template", "好", "--cron", "61 9 * * *"], "cron"),
+        (["--template", "好", "--every", "7x"], "7d"),
+        (["--template", "好", "--at", "明天"], "2026-12-01"),
+        (["--template", "好", "--at", "2026-12-01 09:00", "--every", "7d"], "只能选一种"),
+        (["--template", "好", "--stage", "钻石业主"], "老业主"),
+        (["--template", "好", "--project", "不存在"], "项目"),
+        (["--template", "好", "--min-propensity", "1.5"], "0 到 1"),
+        (["--template", "好", "--channel", "飞鸽"], "短信"),
+    ]
+    for extra, hint in cases:
+        result = run(*base, *extra)
+        assert result.exit_code != 0 and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert hint in result.output, (extra, result.output)
+    with app.session() as session:
+        assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+    ok = run(
+        *base, "--template", "{业主}您好，{项目}{活动}", "--cron", "0 9 * * 1", "--format", "json"
+    )
+    assert ok.exit_code == 0, ok.output
+    record = json.loads(ok.stdout)
+    assert record["schedule"] == "cron：0 9 * * 1" and record["kind"] == "老带新"
+    again = run(*base, "--template", "好")
+    assert again.exit_code != 0 and "已存在" in again.output
+
+
+@pytest.fixture
+def demo(app):
+    with app.session() as session, transaction(session):
+        build_demo(session, households=300, seed=11, now=NOW)
+
+
+def test_two_runs_list_each_household_once_per_run(app, demo, run):
+    with app.session() as session, transaction(session):
+        _campaign(session, "LOY", kind="loyalty", stages=["业主", "老业主"])
+    with app.session() as session:
+        first = run_campaign(session, "LOY", now=NOW, batch_size=25)
+        second = run_campaign(session, "LOY", now=NOW + dt.timedelta(days=7), batch_size=25)
+    assert first.run_id != second.run_id and not first.resumed and not second.resumed
+    assert first.audience == first.added > 25  # several batches
+    with app.session() as session:
+        target = target_households(session, get_campaign(session, "LOY"), NOW)
+        assert first.audience == len(target.household_ids)
+        per_run = session.execute(
+            select(
+                CampaignContact.run_id,
+                func.count(),
+                func.count(func.distinct(CampaignContact.household_id)),
+            ).group_by(CampaignContact.run_id)
+        ).all()
+    assert sorted(per_run) == [
+        (first.run_id, first.audience, first.audience),
+        (second.run_id, second.audience, second.audience),
+    ]
+    report = json.loads(run("campaign", "report", "LOY", "--format", "json").stdout)
+    assert [(r["run"], r["audience"], r["finished"]) for r in report] == [
+        (first.run_id, first.audience, True),
+        (second.run_id, second.audience, True),
+    ]
+    listed = json.loads(run("campaign", "list", "--format", "json").stdout)
+    assert [(c["code"], c["runs"]) for c in listed] == [("LOY", 2)]
+
+
+def test_the_database_refuses_a_second_row_for_a_household_in_a_run(app, planted):
+    with app.session() as session, transaction(session):
+        _campaign(session)
+    with app.session() as session:
+        result = run_campaign(session, "REF", now=NOW)
+        contact = session.scalars(select(CampaignContact)).first()
+        row = {
+            "run_id": result.run_id, "household_id": contact.household_id, "listed_at": NOW,
+            "listed_on": NOW.date(), "message": "再来一次",
+        }  # fmt: skip
+        with pytest.raises(IntegrityError):
+            session.execute(insert(CampaignContact), [row])
+        session.rollback()
+
+
+def test_an_unfinished_run_is_resumed_not_restarted(app, demo):
+    with app.session() as session, transaction(session):
+        _campaign(session, "RES", kind="loyalty")
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_two_batches(done, _total):
+        if done >= 20:
+            raise Crash
+
+    with app.session() as session, pytest.raises(Crash):
+        run_campaign(session, "RES", now=NOW, batch_size=10, progress=crash_after_two_batches)
+    with app.session() as session:
+        [crashed] = session.scalars(select(CampaignRun)).all()
+        assert crashed.finished_at is None
+        assert session.scalar(select(func.count()).select_from(CampaignContact)) == 20
+    with app.session() as session:
+        result = run_campaign(session, "RES", now=NOW, batch_size=10)
+    assert result.resumed and result.run_id == crashed.id
+    with app.session() as session:
+        target = target_households(session, get_campaign(session, "RES"), NOW).household_ids
+        listed = session.scalars(select(CampaignContact.household_id)).all()
+        [finished] = session.scalars(select(CampaignRun)).all()
+    assert sorted(listed) == target and result.added == len(target) - 20
+    assert finished.finished_at is not None and finished.resumed == 1
+
+
+def _purchase(session, code, contract, day, amount, referrer=None):
+    ids = dict(session.execute(select(Household.code, Household.id)).all())
+    session.add(
+        Purchase(
+            contract_no=contract, household_id=ids[code], purchase_date=day, amount=amount,
+            referrer_household_id=ids[referrer] if referrer else None,
+        )
+    )  # fmt: skip
+
+
+def test_later_purchases_and_referrals_are_attributed_to_the_last_touch(app, planted, fake, run):
+    with app.session() as session, transaction(session):
+        _campaign(session, "SMS", stages=["老业主", "业主"])  # SMS: touched when the run lists
+        create_campaign(
+            session, "CALL", "回馈老业主", "loyalty", "电话", "{家庭}您好",
+            normalise_rule(session, "loyalty", stages=["老业主"]), attribution_days=30,
+        )  # fmt: skip
+    with app.session() as session:
+        sms = run_campaign(session, "SMS", now=NOW)
+        call = run_campaign(session, "CALL", now=NOW)
+    with app.session() as session, transaction(session):
+        # a call that does not reach OWN is no touch; OLD is reached ten days after listing
+        record_attempt(session, call.run_id, "OLD", "未接通", at=NOW + dt.timedelta(days=9))
+        record_attempt(session, call.run_id, "OLD", "有意向", "想换大户型",
+                       at=NOW + dt.timedelta(days=10))  # fmt: skip
+        day = NOW.date()
+        _purchase(session, "PROSPECT", "R-1", day + dt.timedelta(days=5), 800_000, referrer="OLD")
+        _purchase(session, "OLD", "B-1", day + dt.timedelta(days=20), 2_000_000)
+        _purchase(session, "OWN", "B-2", day + dt.timedelta(days=40), 1_500_000)
+        _purchase(session, "OWN", "B-3", day + dt.timedelta(days=120), 900_000)  # after 90 days
+        _purchase(session, "NEW", "B-4", day + dt.timedelta(days=3), 700_000)  # not targeted
+    with app.session() as session:
+        found = {(a.kind, a.run_id, float(a.amount)) for a in attributions(session)}
+        assert found == {
+            ("referral", sms.run_id, 800_000.0),  # before the call reached OLD
+            ("purchase", call.run_id, 2_000_000.0),  # SMS and call both qualify: last touch
+            ("purchase", sms.run_id, 1_500_000.0),
+        }
+        [report] = campaign_report(session, "SMS")
+        assert (report["purchases"], float(report["purchase_amount"])) == (1, 1_500_000.0)
+        assert (report["referrals"], float(report["referral_amount"])) == (1, 800_000.0)
+        [called] = campaign_report(session, "CALL")
+    assert called["audience"] == 1 and called["contacted"] == 1 and called["reached"] == 1
+    assert called["outcomes"] == {"有意向": 1}
+    assert (called["purchases"], called["referrals"]) == (1, 0)
+    table = run("campaign", "report", "CALL")
+    assert table.exit_code == 0 and "有意向 1" in table.output
+
+
+def test_contacts_are_recorded_by_agents_and_exported_masked(app, planted, fake, run, tmp_path):
+    with app.session() as session, transaction(session):
+        _campaign(session)
+    ran = run("campaign", "run", "REF", "--format", "json", as_="李:sales")
+    assert ran.exit_code == 0, ran.output
+    run_id = json.loads(ran.stdout)["run"]
+    attempt = run(
+        "campaign", "contact", str(run_id), "OLD", "--outcome", "已预约", "--note", "周六看房",
+        "--format", "json", as_="赵:agent",
+    )  # fmt: skip
+    assert attempt.exit_code == 0, attempt.output
+    assert json.loads(attempt.stdout)["outcome"] == "已预约"
+    missing = run("campaign", "contact", str(run_id), "NOMKT", "--outcome", "已接通")
+    assert missing.exit_code != 0 and "名单" in missing.output
+    bad = run("campaign", "contact", str(run_id), "OLD", "--outcome", "挂断")
+    assert bad.exit_code != 0 and "已预约" in bad.output
+    rows = json.loads(
+        run("campaign", "contacts", str(run_id), "--format", "json", as_="李:sales").stdout
+    )
+    assert {r["phone"] for r in rows} == {"139****5678"}
+    assert [r["household"] for r in rows if r["outcome"] == "已预约"] == ["OLD"]
+    assert (
+        next(r for r in rows if r["household"] == "OLD")["message"]
+        == "OLD家您好，翠湖老业主推荐有礼"
+    )
+    xlsx = tmp_path / "list.xlsx"
+    assert run("campaign", "contacts", str(run_id), "-o", str(xlsx), as_="李:sales").exit_code == 0
+    lines = list(load_workbook(xlsx, read_only=True).active.iter_rows(values_only=True))
+    assert lines[0][:3] == ("执行编号", "客户编号", "客户名称") and len(lines) == len(rows) + 1
+    assert {line[5] for line in lines[1:]} == {"139****5678"}
+    full = json.loads(
+        run("campaign", "contacts", str(run_id), "--format", "json", as_="王:manager").stdout
+    )
+    assert {r["phone"] for r in full} == {PHONE}
+    denied = run("campaign", "run", "REF", as_="钱:analyst")
+    assert denied.exit_code == 3 and "Traceback" not in denied.output
+    with app.session() as session:
+        session.info["user"] = User("钱", "agent")
+        with pytest.raises(PermissionDenied):
+            _campaign(session, "NOPE")
