@@ -51,20 +51,30 @@ def emit_record(record: dict, fmt: str, labels: Sequence[tuple[str, str]]) -> No
         click.echo(f"{title}：{' ' * (width - display_width(title))}{cell_text(flat.get(key))}")
 
 
+def parse_day(text: str | None, what: str):
+    """A date option (YYYY-MM-DD) as a date; None stays None; a bad one is one sentence."""
+    import datetime as dt
+
+    from crm.core.errors import CrmError
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
+
+
 def day_bound(text: str | None, what: str, end: bool = False):
     """A --since/--until date (YYYY-MM-DD) in the business zone as an aware UTC bound;
     `end` makes the day inclusive. None stays None."""
     import datetime as dt
 
     from crm.core.clock import local_zone
-    from crm.core.errors import CrmError
 
-    if text is None:
+    day = parse_day(text, what)
+    if day is None:
         return None
-    try:
-        day = dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
     if end:
         day += dt.timedelta(days=1)
     return dt.datetime.combine(day, dt.time(), tzinfo=local_zone()).astimezone(dt.UTC)

@@ -48,3 +48,8 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return day.replace(
         year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
     )
+
+
+def local_today(now: dt.datetime | None = None) -> dt.date:
+    """Today's date in the business zone (of `now` when given)."""
+    return (now or dt.datetime.now(dt.UTC)).astimezone(local_zone()).date()

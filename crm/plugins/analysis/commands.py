@@ -6,11 +6,9 @@ Each command parses, calls the library, renders; heavy imports stay inside the f
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 
-from crm.core.cliutil import emit, format_option, get_app
+from crm.core.cliutil import emit, format_option, get_app, parse_day
 
 SHARE_COLUMNS = [
     ("project", "项目"),
@@ -47,17 +45,6 @@ CHAIN_COLUMNS = [
 DISTRIBUTION_COLUMNS = [("length", "链长（户）"), ("chains", "链数")]
 
 
-def _date(text: str | None, what: str) -> dt.date | None:
-    from crm.core.errors import CrmError
-
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
-
-
 def _percent(value: float | None) -> str | None:
     return None if value is None else f"{value:.1%}"
 
@@ -83,7 +70,7 @@ def analysis_referrals(group_by, since, until, fmt) -> None:
     """老带新成交占比（套数与金额），与 DOMAIN.md 参考区间 30%–50% 对照并提示偏离的分组。"""
     from crm.plugins.analysis.referrals import referral_share
 
-    start, end = _date(since, "起始日期"), _date(until, "截止日期")
+    start, end = parse_day(since, "起始日期"), parse_day(until, "截止日期")
     with get_app().session() as session:
         rows = referral_share(session, group_by, start, end)
     if fmt == "table":

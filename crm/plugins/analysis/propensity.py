@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from crm.core import audit
 from crm.core.bulk import write_rows
-from crm.core.clock import add_months, to_local
+from crm.core.clock import add_months, local_today
 from crm.core.errors import CrmError
-from crm.core.models import Purchase, utcnow
+from crm.core.models import Purchase
 from crm.plugins.analysis import registry
 from crm.plugins.analysis.features import FEATURES, Features, household_features
 from crm.plugins.analysis.models import PropensityScore, SavedModel
@@ -40,10 +40,6 @@ DECILES = 10
 # Households are scored and their scores written this many at a time, so a million never sit
 # in memory as spline columns or row dicts all at once.
 CHUNK = 20_000
-
-
-def local_today(now: dt.datetime | None = None) -> dt.date:
-    return to_local(now or utcnow()).date()
 
 
 def _last_day(end: dt.date) -> dt.date:

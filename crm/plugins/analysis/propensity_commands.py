@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
 
 TARGET_CHOICES = ("buy_again", "refer")
 LIFT_COLUMNS = [
@@ -69,19 +69,6 @@ MODEL_COLUMNS = [
 ]
 # The figure that says how good each kind of model is, first one found wins.
 MAIN_METRICS = (("auc", "AUC"), ("accuracy", "准确率"), ("silhouette", "轮廓系数"))
-
-
-def _date(text: str | None, what: str):
-    import datetime as dt
-
-    from crm.core.errors import CrmError
-
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
 
 
 def _percent(value: float | None) -> str | None:
@@ -150,7 +137,7 @@ def propensity_train(target, cutoff, months, fmt) -> None:
     from crm.core.db import transaction
     from crm.plugins.analysis.propensity import train
 
-    day = _date(cutoff, "截止日期")
+    day = parse_day(cutoff, "截止日期")
     with get_app().session() as session, transaction(session):
         result = train(session, target, day, months)
     _show_report(result, fmt)
@@ -170,7 +157,7 @@ def propensity_score(target, as_of, version, fmt) -> None:
     from crm.plugins.analysis.propensity import score
     from crm.plugins.analysis.registry import KINDS
 
-    day = _date(as_of, "评分日期")
+    day = parse_day(as_of, "评分日期")
     with get_app().session() as session, transaction(session):
         summary = score(session, target, day, version)
     result = {**asdict(summary), "target_name": KINDS[target]}

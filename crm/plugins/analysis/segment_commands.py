@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, format_option, get_app
+from crm.core.cliutil import emit, format_option, get_app, parse_day
 
 SEGMENT_COLUMNS = [
     ("name", "分群名称"),
@@ -70,19 +70,6 @@ def _show(report, fmt: str) -> None:
     click.echo(("\n" if fmt == "table" else "") + _run_line(report.run), err=fmt == "csv")
 
 
-def _as_of(text: str | None):
-    import datetime as dt
-
-    from crm.core.errors import CrmError
-
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise CrmError(f"截至日期“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
-
-
 @click.command("segments")
 @click.option(
     "--k", type=click.IntRange(2, 20), help="分群数（2–20）；不给时按轮廓系数在 2 到 --max-k 间选。"
@@ -109,7 +96,7 @@ def analysis_segments(k, as_of, max_k, fmt) -> None:
     from crm.plugins.analysis.features import FEATURES
     from crm.plugins.analysis.segments import run_segments, segment_report
 
-    day = _as_of(as_of)
+    day = parse_day(as_of, "截至日期")
     click.echo("正在计算客户特征并分群……", err=True)
     with get_app().session() as session, transaction(session):
         result = run_segments(session, as_of=day, k=k, k_range=range(2, max_k + 1))

@@ -6,11 +6,10 @@ functions so `crm --help` stays fast.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
+from crm.core.clock import local_today
 
 VISIT_LABELS = [
     ("id", "走访编号"),
@@ -45,17 +44,6 @@ FOLLOW_UP_COLUMNS = [
     ("open_rectifications", "未完成整改"),
     ("reason", "原因"),
 ]
-
-
-def _date(text: str | None, what: str) -> dt.date:
-    from crm.core.errors import CrmError
-
-    if text is None:
-        return dt.date.today()
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-12-05 这样的格式。") from None
 
 
 @click.group()
@@ -132,14 +120,15 @@ def revisit_record(
     if not len(issues) == len(owners) == len(dues):
         raise CrmError("每个 --issue 都要配一个 --owner 和一个 --due，请按顺序逐项填写。")
     items = [
-        (issue, owner, _date(due, "整改期限")) for issue, owner, due in zip(issues, owners, dues)
+        (issue, owner, parse_day(due, "整改期限") or local_today())
+        for issue, owner, due in zip(issues, owners, dues)
     ]
     with get_app().session() as session, transaction(session):
         visit = record_visit(
             session,
             code,
             month,
-            _date(visited, "走访日期"),
+            parse_day(visited, "走访日期") or local_today(),
             visitor,
             opinions=opinions,
             out_of_scope=out_of_scope,
@@ -169,7 +158,9 @@ def revisit_rectify(rectification_id: int, measures: str, done: str | None, fmt:
     from crm.plugins.campaigns.revisits import rectify
 
     with get_app().session() as session, transaction(session):
-        item = rectify(session, rectification_id, measures, _date(done, "完成日期"))
+        item = rectify(
+            session, rectification_id, measures, parse_day(done, "完成日期") or local_today()
+        )
         record = {
             "visit": item.visit_id,
             "id": item.id,

@@ -133,6 +133,15 @@ class SyncResult:
     removed: list[str]
     kept: list[str]
 
+    def rows(self) -> list[dict]:
+        """One row per kind of change that happened: {"change": 新增…, "jobs": "a、b"}."""
+        kinds = (("新增", self.added), ("变更", self.changed), ("移除", self.removed))
+        return [
+            {"change": title, "jobs": "、".join(ids)}
+            for title, ids in (*kinds, ("保留", self.kept))
+            if ids
+        ]
+
 
 def _wanted_campaigns(session, now: dt.datetime) -> list[Campaign]:
     """Active scheduled campaigns; a one-off whose time came and that has run since is done."""

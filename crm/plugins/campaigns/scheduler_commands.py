@@ -40,17 +40,7 @@ def scheduler_run(seconds: float | None, fmt: str) -> None:
     finally:
         for name in ("crm.scheduler", "apscheduler"):
             logging.getLogger(name).removeHandler(handler)
-    rows = [
-        {"change": title, "jobs": "、".join(ids)}
-        for title, ids in (
-            ("新增", result.added),
-            ("变更", result.changed),
-            ("移除", result.removed),
-            ("保留", result.kept),
-        )
-        if ids
-    ]
-    emit(rows, fmt, [("change", "启动时同步"), ("jobs", "任务")])
+    emit(result.rows(), fmt, [("change", "启动时同步"), ("jobs", "任务")])
 
 
 @scheduler.command("sync")
@@ -60,17 +50,7 @@ def scheduler_sync(fmt: str) -> None:
     from crm.plugins.campaigns.scheduler import sync_stored_jobs
 
     result = sync_stored_jobs(get_app())
-    rows = [
-        {"change": title, "jobs": "、".join(ids)}
-        for title, ids in (
-            ("新增", result.added),
-            ("变更", result.changed),
-            ("移除", result.removed),
-            ("保留", result.kept),
-        )
-        if ids
-    ]
-    emit(rows, fmt, [("change", "同步"), ("jobs", "任务")])
+    emit(result.rows(), fmt, [("change", "同步"), ("jobs", "任务")])
 
 
 @scheduler.command("jobs")

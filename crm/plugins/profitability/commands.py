@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
 
 MONEY_COLUMNS = [
     ("purchase_margin", "再购毛利"),
@@ -67,19 +67,6 @@ SETTING_COLUMNS = [
     ("changed", "已修改"),
     ("description", "说明"),
 ]
-
-
-def _date(text: str | None, what: str):
-    import datetime as dt
-
-    from crm.core.errors import CrmError
-
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
 
 
 SHARES = {
@@ -143,7 +130,7 @@ def fit(calibration_end, unit, since, fmt) -> None:
     from crm.core.db import transaction
     from crm.plugins.profitability.clv import fit_models, fit_row
 
-    end, start = _date(calibration_end, "校准截止日期"), _date(since, "起始日期")
+    end, start = parse_day(calibration_end, "校准截止日期"), parse_day(since, "起始日期")
     with get_app().session() as session, transaction(session):
         bg, gg = fit_models(session, end, unit, start)
         rows = [fit_row(bg)] + ([fit_row(gg)] if gg is not None else [])
