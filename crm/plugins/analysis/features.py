@@ -72,6 +72,21 @@ def _pairs(rows) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(keys, np.int64), np.asarray([float(v or 0) for v in values])
 
 
+SLICE = 100_000
+
+
+def _summary_block(rows, as_of: dt.date) -> np.ndarray:
+    """Rows of (household, first day, last day, purchases, amount) as five float columns:
+    id, days since the first purchase, days since the last, purchases, amount in 万元."""
+    block = np.empty((5, len(rows)))
+    block[0] = [row[0] for row in rows]
+    block[1] = [(as_of - row[1]).days for row in rows]
+    block[2] = [(as_of - row[2]).days for row in rows]
+    block[3] = [row[3] for row in rows]
+    block[4] = [float(row[4] or 0) / 10_000 for row in rows]
+    return block
+
+
 def household_features(session: Session, as_of: dt.date, pm=None) -> Features:
     """Features of every household with a purchase before `as_of` (that day not included).
 
@@ -87,19 +102,20 @@ def household_features(session: Session, as_of: dt.date, pm=None) -> Features:
         )
         .where(Purchase.purchase_date < as_of)
         .group_by(Purchase.household_id)
-        .order_by(Purchase.household_id)
-    ).all()
-    n = len(summary)
-    ids = np.fromiter((row[0] for row in summary), np.int64, count=n)
-    matrix = np.zeros((n, len(FEATURES)))
-    if n == 0:
+        .order_by(Purchase.household_id),
+        # Read in slices, each turned into arrays at once: a million result rows held as
+        # Python tuples would take most of a gigabyte.
+        execution_options={"yield_per": SLICE},
+    )
+    blocks = [_summary_block(rows, as_of) for rows in summary.partitions()]
+    columns = np.concatenate(blocks, axis=1) if blocks else np.empty((5, 0))
+    ids = columns[0].astype(np.int64)
+    matrix = np.zeros((len(ids), len(FEATURES)))
+    if len(ids) == 0:
         return Features(ids, matrix, as_of)
     names = list(FEATURES)
-    matrix[:, names.index("recency_days")] = [(as_of - row[2]).days for row in summary]
-    matrix[:, names.index("tenure_days")] = [(as_of - row[1]).days for row in summary]
-    matrix[:, names.index("frequency")] = [row[3] for row in summary]
-    matrix[:, names.index("value")] = [float(row[4] or 0) / 10_000 for row in summary]
-    del summary
+    for name, column in zip(("tenure_days", "recency_days", "frequency", "value"), columns[1:]):
+        matrix[:, names.index(name)] = column
 
     referrals = session.execute(
         select(Referral.referrer_household_id, func.count())

@@ -155,11 +155,15 @@ def _fit(k: int, seed: int, matrix: np.ndarray):
 
 
 def _silhouette(matrix: np.ndarray, labels: np.ndarray) -> float | None:
+    import sklearn
     from sklearn.metrics import silhouette_score
 
     if np.unique(labels).size < 2:
         return None
-    return float(silhouette_score(matrix, labels))
+    # The pairwise distances of the sample are computed in chunks of this many MiB; the
+    # default (1 GiB) made the silhouette the largest memory user of a million-household run.
+    with sklearn.config_context(working_memory=64):
+        return float(silhouette_score(matrix, labels))
 
 
 def _check_range(k: int | None, k_range) -> list[int]:
