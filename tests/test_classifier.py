@@ -258,7 +258,7 @@ def test_analysis_classify_commands_on_demo_data(session, run):
     from crm.core.demo import build_demo
 
     with transaction(session):
-        build_demo(session, households=300, seed=11)
+        build_demo(session, households=1000, seed=11)
     assert run("analysis", "classify", "report").exit_code == 1
     refused = run("analysis", "classify", "train", as_="小王:agent")
     assert refused.exit_code == 3 and "无权" in refused.output  # PermissionDenied
@@ -268,12 +268,15 @@ def test_analysis_classify_commands_on_demo_data(session, run):
     assert "措辞重合：留出工单中" in result.output
     report = json.loads(run("analysis", "classify", "report", "--format", "json").output)
     metrics = report["metrics"]
-    # The demo's texts are a few templates with the unit filled in: nearly every held-out
-    # wording was seen in training, and the category follows the template. Its severity is
-    # drawn apart from the text, so no model beats guessing the commonest severity by much.
-    assert metrics["template_overlap"]["share"] >= 0.9
+    # The demo words each complaint as one owner put it, and the consequence it names is what
+    # staff read the severity from (three in four complaints name one); repairs, suggestions
+    # and enquiries keep a few fixed wordings, so most held-out texts were seen in training,
+    # but not all.
+    overlap = metrics["template_overlap"]
+    assert 0.3 <= overlap["share"] < 0.95 and overlap["held_out_unseen"] > 0
     assert metrics["category"]["accuracy"] >= 0.95
     assert metrics["category"]["accuracy"] > metrics["category"]["baseline_accuracy"] + 0.3
-    assert metrics["severity"]["accuracy"] <= metrics["severity"]["baseline_accuracy"] + 0.1
+    complaints = metrics["severity"]["complaints"]
+    assert complaints["accuracy"] > complaints["baseline_accuracy"] + 0.1, complaints
     found = run("analysis", "classify", "suggest", "外墙渗水，3-2B 室卧室墙面发霉")
     assert found.exit_code == 0 and "工程" in found.output and "模型版本" in found.output

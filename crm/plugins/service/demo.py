@@ -23,6 +23,8 @@ database, DOMAIN.md: a general request closed within 30 minutes, a major one wit
 | repair returned to the supervisor (beyond skill)  | 2 %                                    |
 | still open at `now`: a few at risk, overdue and   | about 0.3 %, 0.4 % and 0.2 % of the    |
 | waiting for the customer                          | tickets                                |
+| complaint wording: an opening (who reports) and   | 75 % name a consequence of the         |
+| the consequence that tells the severity           | ticket's severity (see CONSEQUENCES)   |
 
 Revisit answers (CSAT, would-recommend, expectation/experience per aspect) are handed to
 satisfaction monitoring in one `tickets_revisited` call once the tickets are written.
@@ -130,6 +132,35 @@ COMPLAINTS = (
     ("service", "垃圾房散发恶臭，保洁清运不及时", ("fix_now", "never_again")),
     ("service", "物业费上涨未公示收费明细", ("be_heard", "respect")),
 )
+# How owners put it: who reports and what it did to them vary the wording of one complaint, and
+# what it did is what staff read its severity from at assessment (重大 when someone is hurt or
+# property is damaged, 热点 when it spreads among owners or to the media). A quarter of the
+# complaints say nothing of the consequence, so the text alone cannot always tell.
+OPENINGS = ("", "业主来电反映：", "业主投诉：", "业主在线留言：", "住户反映：", "业主到访称：")
+CONSEQUENCES = {
+    "general": ("", "，希望尽快处理", "，请安排人来看看", "，麻烦跟进一下"),
+    "important": (
+        "，已影响正常生活",
+        "，多次反映仍未解决",
+        "，家里暂时没法住人",
+        "，拖了一周没人管",
+    ),
+    "hot": (
+        "，业主已在业主群发视频，多位邻居跟帖",
+        "，业主称要找媒体曝光",
+        "，已有十几户业主联名",
+        "，业主在网上发帖投诉，转发很多",
+    ),
+    "major": (
+        "，家中老人因此摔伤",
+        "，造成家具家电损坏，要求赔偿",
+        "，存在安全隐患，孩子差点受伤",
+        "，业主要求退房并赔偿损失",
+    ),
+}
+SAYS_CONSEQUENCE = 0.75
+
+
 REPAIRS = (
     ("intercom", "{unit} 室对讲机按钮接触不良，无法开门"),
     ("drain_blockage", "{unit} 室阳台地漏堵塞，雨天积水"),
@@ -612,12 +643,22 @@ class _Builder:
         category, summary = self._one(pool)
         return category, summary, [], None
 
+    def _wording(self, summary: str, severity: str, tid: int) -> str:
+        """A complaint as one owner put it (see OPENINGS). Drawn from a stream of its own per
+        ticket, so the rest of the demo stays as it was for a given seed."""
+        words = random.Random(self.seed * 104_729 + tid)
+        opening = words.choice(OPENINGS)
+        said = words.random() < SAYS_CONSEQUENCE
+        return opening + summary + (words.choice(CONSEQUENCES[severity]) if said else "")
+
     def ticket(self, draft: _Draft, number: str) -> dict:
         rng, now = self.rng, self.now
         kind, home = draft.kind, draft.home
         tid = self._next("svc_tickets")
         severity = draft.severity or self.severity[kind](rng)
         category, summary, expectations, repair_item = self._topic(draft)
+        if kind == "complaint":
+            summary = self._wording(summary, severity, tid)
         policy = self.policies[(kind, severity)]
         business = bool(policy.business_hours)
         team = self._team_for(repair_item, category)
