@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
@@ -667,21 +668,27 @@ def run_campaign(
         raise CrmError("每批户数至少为 1：请把 --batch-size 设为正整数。")
     campaign = get_campaign(session, code)
     clock = now or utcnow()
-    run = session.scalar(
-        select(CampaignRun)
-        .where(CampaignRun.campaign_id == campaign.id, CampaignRun.finished_at.is_(None))
-        .order_by(CampaignRun.id.desc())
-        .limit(1)
-    )
+    open_run = select(CampaignRun).where(CampaignRun.open_for_campaign == campaign.id)
+    run = session.scalar(open_run)
     # Target before writing anything, so a refused rule (no segments yet …) leaves no run.
     target = target_households(session, campaign, clock)
     resumed = run is not None
     if run is None:
         run = CampaignRun(
-            campaign_id=campaign.id, started_at=clock, started_by=user.name, trigger=trigger
+            campaign_id=campaign.id,
+            started_at=clock,
+            started_by=user.name,
+            trigger=trigger,
+            open_for_campaign=campaign.id,
         )
-        session.add(run)
-    else:
+        try:
+            with session.begin_nested():
+                session.add(run)
+        except IntegrityError:
+            # Another process opened a run of this campaign a moment ago: join that run
+            # instead, its list and this one are the same list.
+            run, resumed = session.scalars(open_run).one(), True
+    if resumed:
         run.resumed += 1
     session.flush()
     audit.record(
@@ -729,6 +736,7 @@ def run_campaign(
     )
     run.audience = audience
     run.finished_at = utcnow() if now is None else now
+    run.open_for_campaign = None
     audit.record(
         session,
         "campaign_run",

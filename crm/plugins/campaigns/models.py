@@ -124,6 +124,9 @@ class CampaignRun(Base):
     resumed: Mapped[int] = mapped_column(Integer, default=0)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     audience: Mapped[int | None] = mapped_column(Integer)
+    # The campaign's id while the run is unfinished, NULL once finished: unique, so two
+    # processes starting the same campaign at once cannot both open a run (NULLs never clash).
+    open_for_campaign: Mapped[int | None] = mapped_column(Integer, unique=True)
 
     campaign: Mapped[Campaign] = relationship(back_populates="runs")
 

@@ -1,8 +1,8 @@
-"""campaigns, lifecycle touchpoints and scheduler jobs
+"""campaigns lifecycle touchpoints and scheduler jobs
 
 Revision ID: camp0002
 Revises: camp0001
-Create Date: 2026-11-25 19:44:05.634920
+Create Date: 2026-11-25 20:19:38.968798
 """
 
 import sqlalchemy as sa
@@ -65,12 +65,14 @@ def upgrade() -> None:
         sa.Column("resumed", sa.Integer(), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("audience", sa.Integer(), nullable=True),
+        sa.Column("open_for_campaign", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["campaign_id"],
             ["camp_campaigns.id"],
             name=op.f("fk_camp_runs_campaign_id_camp_campaigns"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_camp_runs")),
+        sa.UniqueConstraint("open_for_campaign", name=op.f("uq_camp_runs_open_for_campaign")),
     )
     with op.batch_alter_table("camp_runs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_camp_runs_campaign_id"), ["campaign_id"], unique=False)
