@@ -256,6 +256,34 @@ def test_two_runs_list_each_household_once_per_run(app, demo, run):
     assert [(c["code"], c["runs"]) for c in listed] == [("LOY", 2)]
 
 
+def test_quiet_days_keep_a_household_off_the_next_runs_list(app, demo, run):
+    with app.session() as session, transaction(session):
+        _campaign(session, "QUIET", kind="loyalty", stages=["业主", "老业主"], quiet_days=30)
+        ids = target_households(session, get_campaign(session, "QUIET"), NOW).household_ids
+        # Another campaign's lists do not count against this one's quiet days.
+        _campaign(session, "OTHER", kind="loyalty", stages=["业主", "老业主"])
+    with app.session() as session:
+        first = run_campaign(session, "QUIET", now=NOW)
+        week_later = run_campaign(session, "QUIET", now=NOW + dt.timedelta(days=7))
+        other = run_campaign(session, "OTHER", now=NOW + dt.timedelta(days=7))
+        later = NOW + dt.timedelta(days=31)
+        due_again = target_households(session, get_campaign(session, "QUIET"), later)
+        month_later = run_campaign(session, "QUIET", now=later)
+    assert first.audience == len(ids) > 0
+    assert week_later.audience == 0  # everyone was listed a week ago
+    assert other.audience == len(ids)
+    # The quiet days are over: everyone still eligible a month on is listed again.
+    assert month_later.audience == len(due_again.household_ids) >= len(ids)
+    shown = json.loads(run("campaign", "show", "QUIET", "--format", "json").stdout)
+    assert shown["rule"]["quiet_days"] == 30
+    assert "30 天内已列入本活动名单的不再列入" in shown["target"]
+    refused = run(
+        "campaign", "create", "BAD", "--name", "x", "--kind", "一路同行", "--channel", "短信",
+        "--template", "{家庭}您好", "--quiet-days", "-1",
+    )  # fmt: skip
+    assert refused.exit_code != 0 and "-1" in refused.output
+
+
 def test_the_database_refuses_a_second_row_for_a_household_in_a_run(app, planted):
     with app.session() as session, transaction(session):
         _campaign(session)

@@ -57,6 +57,13 @@ def campaign_list(fmt: str) -> None:
     multiple=True,
     help="客户阶段，可重复：准客户、已签约未交房、交房一年内、业主、老业主。",
 )
+@click.option(
+    "--quiet-days",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="免打扰天数：这么多天内已列入本活动名单的客户不再列入（0 为不限）。",
+)
 @click.option("--at", help="只执行一次的时间（本地时间），如 2026-12-01 09:00。")
 @click.option("--cron", help="cron 表达式（分 时 日 月 周），如“0 9 * * 1”为每周一 9:00。")
 @click.option("--every", help="固定间隔，如 7d、12h、30m。")
@@ -64,7 +71,7 @@ def campaign_list(fmt: str) -> None:
 @format_option
 def campaign_create(
     code, name, kind, channel, template, segments, min_propensity, propensity_target,
-    projects, stages, at, cron, every, window, fmt,
+    projects, stages, quiet_days, at, cron, every, window, fmt,
 ) -> None:  # fmt: skip
     """创建营销活动：目标规则、排期、渠道和话术模板（占位符在创建时检查）。"""
     from crm.core.db import transaction
@@ -86,6 +93,7 @@ def campaign_create(
             propensity_target,
             projects,
             stages,
+            quiet_days,
         )
         created = create_campaign(
             session, code, name, kind, channel, template, rule, at, cron, every, window

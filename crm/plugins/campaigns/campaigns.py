@@ -153,6 +153,7 @@ def normalise_rule(
     propensity_target: str | None = None,
     projects: Iterable[str] = (),
     stages: Iterable[str] = (),
+    quiet_days: int = 0,
 ) -> dict:
     """The stored form of a target rule, every part checked; a CrmError says what to fix."""
     rule: dict = {}
@@ -185,6 +186,10 @@ def normalise_rule(
         chosen.append(stage.strip())
     if chosen:
         rule["stages"] = [stage for stage in STAGES if stage in chosen]
+    if quiet_days < 0:
+        raise CrmError(f"免打扰天数 {quiet_days} 无效：请给出 0 或正整数。")
+    if quiet_days:
+        rule["quiet_days"] = int(quiet_days)
     return rule
 
 
@@ -200,6 +205,8 @@ def describe_rule(rule: dict) -> str:
         parts.append("项目：" + "、".join(rule["projects"]))
     if rule.get("stages"):
         parts.append("阶段：" + "、".join(rule["stages"]))
+    if rule.get("quiet_days"):
+        parts.append(f"{rule['quiet_days']} 天内已列入本活动名单的不再列入")
     parts.append("排除有未结投诉、未同意营销联系的客户")
     return "；".join(parts)
 
@@ -306,6 +313,19 @@ def target_households(session: Session, campaign: Campaign, now: dt.datetime) ->
         query = query.where(_project_condition(rule["projects"]))
     if rule.get("stages"):
         query = query.where(or_(*(_stage_condition(s, today) for s in rule["stages"])))
+    if rule.get("quiet_days"):
+        # Not to be disturbed again so soon: listed by a finished run of this campaign within
+        # the quiet days. An unfinished run's own list is left to the resume.
+        recent = (
+            select(CampaignContact.household_id)
+            .join(CampaignRun, CampaignRun.id == CampaignContact.run_id)
+            .where(
+                CampaignRun.campaign_id == campaign.id,
+                CampaignRun.finished_at.is_not(None),
+                CampaignContact.listed_at > now - dt.timedelta(days=rule["quiet_days"]),
+            )
+        )
+        query = query.where(Household.id.not_in(recent))
     excluded = open_complaint_households(session)
     ids = [hid for hid in session.scalars(query.order_by(Household.id)) if hid not in excluded]
     segments: dict[int, str] = {}
