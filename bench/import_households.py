@@ -19,7 +19,6 @@ import datetime as dt
 import os
 import pstats
 import random
-import resource
 import sqlite3
 import statistics
 import sys
@@ -27,6 +26,8 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+
+import support
 
 HEADERS = (
     "户号",
@@ -212,7 +213,7 @@ def main() -> None:
     if peak is not None:
         print(f"peak memory: {peak / 2**20:.1f} MiB (tracemalloc peak during the import)")
     else:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss = support.peak_rss_mib()
         print(f"peak memory: {rss:.1f} MiB (ru_maxrss, peak RSS of the whole process)")
 
 

@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+import support
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 PROJECTS = 20
@@ -34,21 +33,7 @@ BASE = "2024-05-01 00:00:00"
 GROUPINGS = ("project", "team", "category", "month")
 
 
-class Dialect:
-    """The few SQL pieces that differ between SQLite and PostgreSQL."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def series(self, count: int, columns: str) -> str:
-        """`SELECT columns FROM` the numbers 1..count as column n."""
-        if self.name == "sqlite":
-            return (
-                f"WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq "
-                f"WHERE n < {count}) SELECT {columns} FROM seq"
-            )
-        return f"SELECT {columns} FROM generate_series(CAST(1 AS BIGINT), {count}) AS seq(n)"
-
+class Dialect(support.Dialect):
     def at(self, minutes: str) -> str:
         """The time `minutes` after BASE, in the column format SQLAlchemy stores."""
         if self.name == "sqlite":
@@ -62,13 +47,6 @@ class Dialect:
 
     def json_list(self) -> str:
         return "'[]'" if self.name == "sqlite" else "CAST('[]' AS JSON)"
-
-
-def _first_id(conn, table: str, expected: int) -> int:
-    low, high, count = conn.execute(text(f"SELECT min(id), max(id), count(*) FROM {table}")).one()
-    if count < expected or high - low + 1 != count:
-        raise SystemExit(f"{table}: expected consecutive ids, found {count} from {low} to {high}")
-    return low
 
 
 def build(engine, tickets: int, survey_share: float) -> dict[str, int]:
@@ -95,8 +73,8 @@ def build(engine, tickets: int, survey_share: float) -> dict[str, int]:
                     )
                 )
             )
-        project0 = _first_id(conn, "projects", PROJECTS)
-        team0 = _first_id(conn, "svc_teams", TEAMS)
+        project0 = support.first_id(conn, "projects", PROJECTS, exact=False)
+        team0 = support.first_id(conn, "svc_teams", TEAMS, exact=False)
         teams = conn.execute(text("SELECT count(*) FROM svc_teams")).scalar_one()
         conn.execute(
             text(
@@ -109,7 +87,7 @@ def build(engine, tickets: int, survey_share: float) -> dict[str, int]:
                 )
             )
         )
-        household0 = _first_id(conn, "households", HOUSEHOLDS)
+        household0 = support.first_id(conn, "households", HOUSEHOLDS, exact=False)
     opened = f"((n * 7919) % {SPAN_MINUTES})"
     closed = "n % 20 < 17"
     household = f"((n * 7) % {HOUSEHOLDS})"
@@ -253,33 +231,14 @@ def main() -> None:
         "--postgres", default=os.environ.get("CRM_TEST_DATABASE_URL"), metavar="URL"
     )
     args = parser.parse_args()
-    if not os.environ.get("CRM_SECRET_KEY"):
-        from crm.core.security import new_key
-
-        os.environ["CRM_SECRET_KEY"] = new_key()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["CRM_HOME"] = tmp
-        path = Path(tmp) / "kpis.db"
-        sqlite_best = run(
-            "sqlite", f"sqlite:///{path}", args.tickets, args.survey_share, args.repeat
-        )
-        print(f"[sqlite] file size {path.stat().st_size / 2**20:.0f} MiB")
+    support.benchmark_key()
+    with support.sqlite_url("kpis.db") as url:
+        sqlite_best = run("sqlite", url, args.tickets, args.survey_share, args.repeat)
+        size = Path(make_url(url).database).stat().st_size
+        print(f"[sqlite] file size {size / 2**20:.0f} MiB")
     if args.postgres:
-        from crm.core.db import resolve_url
-
-        admin_url = resolve_url(args.postgres)
-        schema = f"crm_bench_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(admin_url)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            url = make_url(admin_url).update_query_dict({"options": f"-csearch_path={schema}"})
-            run("postgresql", url.render_as_string(hide_password=False), args.tickets,
-                args.survey_share, args.repeat)  # fmt: skip
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+        with support.postgres_url(args.postgres) as url:
+            run("postgresql", url, args.tickets, args.survey_share, args.repeat)
     slowest, total = sqlite_best
     verdict = "meets" if slowest < 5 else "MISSES"
     print(

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+import support
+from sqlalchemy import text
 
 PROJECTS = 20
 BUILDINGS_PER_PROJECT = 50
@@ -32,32 +28,8 @@ BASE = "2006-01-01"
 PHONES = ("13812345678", "13987654321", "15011112222", "18633334444")
 
 
-class Dialect:
-    """The few SQL pieces that differ between SQLite and PostgreSQL."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def series(self, count: int, columns: str) -> str:
-        """`SELECT columns FROM` the numbers 1..count as column n."""
-        if self.name == "sqlite":
-            return (
-                f"WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq "
-                f"WHERE n < {count}) SELECT {columns} FROM seq"
-            )
-        return f"SELECT {columns} FROM generate_series(CAST(1 AS BIGINT), {count}) AS seq(n)"
-
-    def day(self, days: str) -> str:
-        if self.name == "sqlite":
-            return f"date('{BASE}', '+' || ({days}) || ' days')"
-        return f"(DATE '{BASE}' + CAST({days} AS INTEGER))"
-
-
-def _first_id(conn, table: str, expected: int) -> int:
-    low, high, count = conn.execute(text(f"SELECT min(id), max(id), count(*) FROM {table}")).one()
-    if count != expected or high - low + 1 != count:
-        raise SystemExit(f"{table}: expected consecutive ids, found {count} from {low} to {high}")
-    return low
+class Dialect(support.Dialect):
+    base = BASE
 
 
 def build(engine, vault, households: int) -> None:
@@ -69,7 +41,7 @@ def build(engine, vault, households: int) -> None:
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO projects (name, city, created_at, updated_at) "
                           + sql.series(PROJECTS, f"'基准项目' || n, '深圳', {now}, {now}")))  # fmt: skip
-        project0 = _first_id(conn, "projects", PROJECTS)
+        project0 = support.first_id(conn, "projects", PROJECTS)
         conn.execute(
             text(
                 "INSERT INTO buildings (project_id, name, created_at, updated_at) "
@@ -80,7 +52,7 @@ def build(engine, vault, households: int) -> None:
                 )
             )
         )
-        building0 = _first_id(conn, "buildings", buildings)
+        building0 = support.first_id(conn, "buildings", buildings)
         conn.execute(
             text(
                 "INSERT INTO households (code, name, status, project_id, member_tier, "
@@ -92,7 +64,7 @@ def build(engine, vault, households: int) -> None:
                 )
             )
         )
-        household0 = _first_id(conn, "households", households)
+        household0 = support.first_id(conn, "households", households)
         conn.execute(
             text(
                 "INSERT INTO units (building_id, code, created_at, updated_at) "
@@ -102,7 +74,7 @@ def build(engine, vault, households: int) -> None:
                 )
             )
         )
-        unit0 = _first_id(conn, "units", households)
+        unit0 = support.first_id(conn, "units", households)
         conn.execute(
             text(
                 "INSERT INTO purchases (contract_no, household_id, unit_id, purchase_date, "
@@ -170,31 +142,11 @@ def main() -> None:
         "--postgres", default=os.environ.get("CRM_TEST_DATABASE_URL"), metavar="URL"
     )
     args = parser.parse_args()
-    if not os.environ.get("CRM_SECRET_KEY"):
-        from crm.core.security import new_key
-
-        os.environ["CRM_SECRET_KEY"] = new_key()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["CRM_HOME"] = tmp
-        path = Path(tmp) / "revisit.db"
-        best = run("sqlite", f"sqlite:///{path}", args.households, args.month, args.repeat)
-    if args.postgres:
-        from crm.core.db import resolve_url
-
-        admin_url = resolve_url(args.postgres)
-        schema = f"crm_bench_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(admin_url)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            url = make_url(admin_url).update_query_dict({"options": f"-csearch_path={schema}"})
-            run("postgresql", url.render_as_string(hide_password=False), args.households,
-                args.month, args.repeat)  # fmt: skip
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    support.benchmark_key()
+    best = support.run_on_each(
+        run, "revisit.db", args.postgres, args.households, args.month, args.repeat
+    )
+    peak = support.peak_rss_mib()
     verdict = "meets" if best < 2 else "MISSES"
     print(
         f"SQLite: one month's revisit list in {best:.2f} s ({verdict} the 2 s target); "

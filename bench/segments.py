@@ -23,15 +23,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import resource
 import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+import support
+from sqlalchemy import text
 
 PROJECTS = 20
 BASE = "2008-01-01"
@@ -52,29 +48,8 @@ KIND = (
 )
 
 
-class Dialect:
-    """The few SQL pieces that differ between SQLite and PostgreSQL."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def series(self, count: int, columns: str, where: str = "") -> str:
-        """`SELECT columns FROM` the numbers 1..count as column n (optionally filtered)."""
-        condition = f" WHERE {where}" if where else ""
-        if self.name == "sqlite":
-            return (
-                f"WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq "
-                f"WHERE n < {count}) SELECT {columns} FROM seq{condition}"
-            )
-        return (
-            f"SELECT {columns} FROM generate_series(CAST(1 AS BIGINT), {count}) AS seq(n)"
-            f"{condition}"
-        )
-
-    def day(self, days: str) -> str:
-        if self.name == "sqlite":
-            return f"date('{BASE}', '+' || ({days}) || ' days')"
-        return f"(DATE '{BASE}' + CAST({days} AS INTEGER))"
+class Dialect(support.Dialect):
+    base = BASE
 
     def moment(self, days: str) -> str:
         """Two o'clock UTC on a day, as each backend stores a time stamp."""
@@ -246,31 +221,11 @@ def main() -> None:
         metavar="URL",
     )
     args = parser.parse_args()
-    if not os.environ.get("CRM_SECRET_KEY"):
-        from crm.core.security import new_key
-
-        os.environ["CRM_SECRET_KEY"] = new_key()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["CRM_HOME"] = tmp
-        path = Path(tmp) / "segments.db"
-        seconds = run("sqlite", f"sqlite:///{path}", args.households, args.as_of, args.k)
-    if args.postgres:
-        from crm.core.db import resolve_url
-
-        admin_url = resolve_url(args.postgres)
-        schema = f"crm_bench_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(admin_url)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            url = make_url(admin_url).update_query_dict({"options": f"-csearch_path={schema}"})
-            run("postgresql", url.render_as_string(hide_password=False), args.households,
-                args.as_of, args.k)  # fmt: skip
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    support.benchmark_key()
+    seconds = support.run_on_each(
+        run, "segments.db", args.postgres, args.households, args.as_of, args.k
+    )
+    peak = support.peak_rss_mib()
     verdict = "meets" if seconds < 60 else "MISSES"
     print(
         f"SQLite: segmented {args.households:,} households in {seconds:.1f} s ({verdict} the "
