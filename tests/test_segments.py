@@ -300,3 +300,32 @@ def test_segments_on_demo_data_through_the_cli(session, run):
     moved = run("analysis", "segment-compare", str(runs[1]["id"]), str(runs[0]["id"]))
     assert moved.exit_code == 0, moved.output
     assert f"两次都在的 {shown['run']['households']} 户中" in moved.output
+
+
+def test_the_tracking_card_shows_the_segment_and_the_latest_scores(session, planted, run):
+    from crm.core.models import Household
+    from crm.plugins.analysis import registry
+    from crm.plugins.analysis.models import PropensityScore
+    from crm.plugins.analysis.segments import latest_segment_names
+
+    home = session.scalar(select(Household).order_by(Household.id).limit(1))
+    card = json.loads(run("household", "show", home.code, "--format", "json").output)
+    assert "客户分群与倾向" not in [s["title"] for s in card["sections"]]  # nothing analysed yet
+
+    assert run("analysis", "segments", "--k", "3", as_="分析员:analyst").exit_code == 0
+    with transaction(session):
+        # Two versions of the buy-again model scored this household: the card shows the newer.
+        for version, score, decile in ((1, 0.30, 2), (2, 0.125, 1)):
+            model = registry.save_model(session, "buy_again", {"版本": version}, actor="测试")
+            session.add(
+                PropensityScore(
+                    model_id=model.id, household_id=home.id, as_of=dt.date(2026, 11, 1),
+                    score=score, decile=decile,
+                )
+            )  # fmt: skip
+    card = json.loads(run("household", "show", home.code, "--format", "json").output)
+    [section] = [s for s in card["sections"] if s["title"] == "客户分群与倾向"]
+    [segment] = [v for k, v in section["lines"].items() if k.startswith("客户分群")]
+    assert segment == latest_segment_names(session)[home.id]
+    assert section["lines"]["再次购买倾向"] == "12.5%（第 1 十分位，模型第 2 版，截至 2026-11-01）"
+    assert "推荐新客倾向" not in section["lines"]  # never scored

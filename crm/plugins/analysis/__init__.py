@@ -20,9 +20,10 @@ def register_commands(cli):
 
 @hookimpl
 def tracking_card_sections(session, household):
-    from crm.plugins.analysis.card import purchase_overview
+    from crm.plugins.analysis.card import purchase_overview, segment_and_propensity
 
-    return [purchase_overview(session, household)]
+    sections = [purchase_overview(session, household), segment_and_propensity(session, household)]
+    return [section for section in sections if section is not None]
 
 
 @hookimpl

@@ -64,3 +64,46 @@ def purchase_overview(
             ("被推荐客户成交总额(元)", referred_amount or 0),
         ],
     )
+
+
+def segment_and_propensity(session: Session, household: Household) -> CardSection | None:
+    """The household's segment in the latest run and its latest propensity scores, so the
+    sales team sees on the card what campaigns will target it by; None before any analysis."""
+    from crm.plugins.analysis.models import (
+        HouseholdSegment,
+        PropensityScore,
+        SavedModel,
+        Segment,
+        SegmentRun,
+    )
+
+    lines: list[tuple[str, object]] = []
+    run = session.scalar(select(SegmentRun).order_by(SegmentRun.id.desc()).limit(1))
+    if run is not None:
+        name = session.scalar(
+            select(Segment.name)
+            .join(
+                HouseholdSegment,
+                (HouseholdSegment.run_id == Segment.run_id)
+                & (HouseholdSegment.label == Segment.label),
+            )
+            .where(HouseholdSegment.run_id == run.id, HouseholdSegment.household_id == household.id)
+        )
+        lines.append((f"客户分群（截至 {run.as_of}）", name or "未参与（当时尚未购买）"))
+    for target, label in (("buy_again", "再次购买倾向"), ("refer", "推荐新客倾向")):
+        found = session.execute(
+            select(PropensityScore.score, PropensityScore.decile, PropensityScore.as_of, SavedModel)
+            .join(SavedModel, SavedModel.id == PropensityScore.model_id)
+            .where(SavedModel.kind == target, PropensityScore.household_id == household.id)
+            .order_by(SavedModel.version.desc())
+            .limit(1)
+        ).first()
+        if found is not None:
+            score, decile, as_of, model = found
+            lines.append(
+                (
+                    label,
+                    f"{score:.1%}（第 {decile} 十分位，模型第 {model.version} 版，截至 {as_of}）",
+                )
+            )
+    return CardSection("客户分群与倾向", lines=lines) if lines else None
