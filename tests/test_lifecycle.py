@@ -15,7 +15,6 @@ from crm.core.models import Building, Household, Member, Project, Purchase, Unit
 from crm.core.privacy import seal_member_fields
 from crm.core.security import User
 from crm.plugins.campaigns.lifecycle import (
-    add_months,
     list_touchpoints,
     plan_touchpoints,
     record_touchpoint,
@@ -34,6 +33,8 @@ HOMES = [
     ("SIGNED", dt.date(2026, 11, 20), dt.date(2027, 12, 1), True),  # signing 2026-11-20
     ("ANNIV", dt.date(2020, 1, 1), dt.date(2021, 12, 5), True),  # 5th anniversary 2026-12-05
     ("QUIET", dt.date(2025, 6, 1), dt.date(2026, 10, 31), False),  # no consent: nothing
+    ("FOURYR", dt.date(2021, 3, 1), dt.date(2022, 12, 20), True),  # 4 years on 2026-12-20
+    ("EIGHT", dt.date(2017, 6, 1), dt.date(2019, 1, 15), True),  # 8 years on 2027-01-15
 ]
 
 
@@ -67,12 +68,6 @@ def _planned(session) -> set[tuple[str, str, dt.date]]:
     return {tuple(row) for row in rows}
 
 
-def test_add_months_keeps_the_day_or_takes_the_month_end():
-    assert add_months(dt.date(2026, 10, 31), 1) == dt.date(2026, 11, 30)
-    assert add_months(dt.date(2024, 2, 29), 12) == dt.date(2025, 2, 28)
-    assert add_months(dt.date(2025, 1, 20), 24) == dt.date(2027, 1, 20)
-
-
 def test_touchpoints_fall_due_from_each_households_own_dates(app, homes):
     until = dt.date(2027, 1, 31)
     with app.session() as session, transaction(session):
@@ -87,8 +82,14 @@ def test_touchpoints_fall_due_from_each_households_own_dates(app, homes):
         ("SIGNED", "signing", dt.date(2026, 11, 20)),
         ("ANNIV", "anniversary", dt.date(2026, 12, 5)),
         ("WARRANTY", "anniversary", dt.date(2027, 1, 20)),  # second move-in anniversary
+        # 四年之约: the call that agrees the visit, a month before the 4th and 8th anniversaries
+        ("FOURYR", "four_year", dt.date(2026, 11, 20)),
+        ("FOURYR", "anniversary", dt.date(2026, 12, 20)),
+        ("EIGHT", "four_year", dt.date(2026, 12, 15)),
+        ("EIGHT", "anniversary", dt.date(2027, 1, 15)),
     }
-    assert added["care"] == 1 and added["anniversary"] == 2 and sum(added.values()) == 7
+    assert added["care"] == 1 and added["anniversary"] == 4 and added["four_year"] == 2
+    assert sum(added.values()) == 11
     with app.session() as session:
         script = session.scalar(select(Touchpoint.script).where(Touchpoint.kind == "warranty"))
         anniversary = session.scalar(
@@ -96,6 +97,15 @@ def test_touchpoints_fall_due_from_each_households_own_dates(app, homes):
         )
     assert "2027-01-20" in script and "翠湖" in script
     assert "5周年" in anniversary or "2周年" in anniversary
+    with app.session() as session:
+        calls = dict(
+            session.execute(
+                select(Household.code, Touchpoint.script)
+                .join(Household, Household.id == Touchpoint.household_id)
+                .where(Touchpoint.kind == "four_year")
+            ).all()
+        )
+    assert "即将满4年" in calls["FOURYR"] and "即将满8年" in calls["EIGHT"]
 
 
 def test_planning_again_adds_nothing_twice(app, homes):
@@ -105,8 +115,9 @@ def test_planning_again_adds_nothing_twice(app, homes):
         again = plan_touchpoints(session, dt.date(2026, 12, 31), now=NOW)
         later = plan_touchpoints(session, dt.date(2027, 1, 31), now=NOW + dt.timedelta(days=20))
     assert sum(again.values()) == 0
-    # a later plan reaches one more day (WARRANTY's anniversary on 2027-01-20), nothing else
-    assert {kind: n for kind, n in later.items() if n} == {"anniversary": 1}
+    # a later plan reaches into January: two more anniversaries (EIGHT's on 2027-01-15 and
+    # WARRANTY's on 2027-01-20), nothing else
+    assert {kind: n for kind, n in later.items() if n} == {"anniversary": 2}
     with app.session() as session:
         rows = session.execute(
             select(Touchpoint.household_id, Touchpoint.kind, Touchpoint.due_on, func.count())
@@ -114,7 +125,7 @@ def test_planning_again_adds_nothing_twice(app, homes):
             .having(func.count() > 1)
         ).all()
         assert rows == []
-        assert session.scalar(select(func.count()).select_from(Touchpoint)) == 7
+        assert session.scalar(select(func.count()).select_from(Touchpoint)) == 11
 
 
 def test_the_warranty_period_and_notice_are_settings(app, homes):
@@ -136,13 +147,14 @@ def test_listing_masks_phones_and_a_done_touchpoint_leaves_the_list(app, homes, 
         rows = list_touchpoints(session, due_within=10, now=NOW)
     assert [(r["household"], r["kind"]) for r in rows] == [
         ("MOVED", "乔迁"),
+        ("FOURYR", "四年之约"),
         ("SIGNED", "喜结连理"),
         ("WARRANTY", "承担责任"),
         ("MOVED", "嘘寒问暖"),
         ("ANNIV", "一路同行"),
     ]
     assert rows[0]["overdue_days"] == 25 and {r["phone"] for r in rows} == {"137****5678"}
-    care = rows[3]["id"]
+    care = rows[4]["id"]
     done = run("campaign", "touchpoint-done", str(care), "--outcome", "已接通", "--note", "一切满意",
                "--format", "json", as_="赵:agent")  # fmt: skip
     assert done.exit_code == 0, done.output
@@ -157,7 +169,9 @@ def test_listing_masks_phones_and_a_done_touchpoint_leaves_the_list(app, homes, 
     listed = run("campaign", "touchpoints", "--due-within", "400", "--kind", "一路同行",
                  "--format", "json", as_="李:sales")  # fmt: skip
     assert listed.exit_code == 0, listed.output
-    assert [r["household"] for r in json.loads(listed.stdout)] == ["ANNIV", "WARRANTY"]
+    assert [r["household"] for r in json.loads(listed.stdout)] == [
+        "ANNIV", "FOURYR", "EIGHT", "WARRANTY"
+    ]  # fmt: skip
     planned = run("campaign", "plan-touchpoints", "--days", "30", "--format", "json")
     assert planned.exit_code == 0, planned.output
     assert "嘘寒问暖" in {row["kind"] for row in json.loads(planned.stdout)}

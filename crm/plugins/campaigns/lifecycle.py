@@ -63,7 +63,13 @@ RULES = (
          "{家庭}您好，{项目}房屋保修期将于{保修到期}结束，有需要维修的问题请尽快报修。"),
     Rule("anniversary", "一路同行", "handover_date", 12, 0, "wechat",
          "{家庭}，今天是您入住{项目}{周年}周年，感谢一路同行！"),
+    # 四年之约: the visit itself is listed and recorded by revisits.py; this is the call a
+    # month before each fourth anniversary that agrees its time (DOMAIN.md "Customer visits").
+    Rule("four_year", "四年之约", "handover_date", 47, 0, "phone",
+         "{家庭}您好，您入住{项目}即将满{周年}年，按“四年之约”我们将上门走访，请问哪天方便？"),
 )  # fmt: skip
+# Every so many years after handover a rule recurs: kind -> years between touchpoints.
+RECURRING_YEARS = {"anniversary": 1, "four_year": 4}
 KIND_NAMES = {rule.kind: rule.name for rule in RULES}
 TOUCHPOINT_COLUMNS = [
     ("id", "编号"),
@@ -151,14 +157,17 @@ def _candidates(session: Session, rule: Rule, since: dt.date, until: dt.date):
     """(household id, purchase id, due day, script) for every touchpoint of `rule` due in
     [since, until]. Anchors are fetched by a range that month lengths cannot miss, then each
     due day is computed exactly."""
-    if rule.kind == "anniversary":
+    if rule.kind in RECURRING_YEARS:
         earliest = session.scalar(select(func.min(Purchase.handover_date)))
         if earliest is None:
             return
-        for years in range(1, until.year - earliest.year + 1):
-            shifted = Rule(
-                rule.kind, rule.name, rule.anchor, 12 * years, 0, rule.channel, rule.script
-            )
+        step = RECURRING_YEARS[rule.kind]
+        # One step past the last year: a touchpoint due before its anniversary (四年之约's call)
+        # falls in `until` while the anniversary itself is next year.
+        for years in range(step, until.year - earliest.year + 1 + step, step):
+            # rule.months is the first occurrence; each later one comes `step` years on.
+            months = rule.months + 12 * (years - step)
+            shifted = Rule(rule.kind, rule.name, rule.anchor, months, 0, rule.channel, rule.script)
             for hid, pid, due, values in _due_rows(session, shifted, since, until):
                 yield hid, pid, due, rule.script.format_map({**values, "周年": years})
         return
