@@ -25,12 +25,18 @@ def scheduler() -> None:
 @format_option
 def scheduler_run(seconds: float | None, fmt: str) -> None:
     """启动调度程序：先按活动同步任务，再按时运行；日志写到标准错误，Ctrl-C 干净退出。"""
+    import datetime as dt
     import logging
 
+    from crm.core.clock import local_zone
     from crm.plugins.campaigns.scheduler import serve
 
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Log times in the business zone, like every time the CLI shows, not the server's zone.
+    zone = local_zone()
+    formatter.converter = lambda seconds: dt.datetime.fromtimestamp(seconds, zone).timetuple()
+    handler.setFormatter(formatter)
     for name in ("crm.scheduler", "apscheduler"):
         logger = logging.getLogger(name)
         logger.addHandler(handler)
