@@ -161,6 +161,17 @@ def _listing(
     ]
 
 
+def first_owner_id():
+    """The id of the household's first owner member, as a subquery correlated to `Household`:
+    the person an outreach list, a visit list or a touchpoint names and calls."""
+    return (
+        select(func.min(Member.id))
+        .where(Member.household_id == Household.id, Member.role == "owner")
+        .correlate(Household)
+        .scalar_subquery()
+    )
+
+
 def _vocab_filter(vocabulary: dict[str, str], text: str, what: str) -> str:
     try:
         return vocab_code(vocabulary, text)

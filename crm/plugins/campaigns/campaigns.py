@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, aliased
 from crm.core import audit
 from crm.core.clock import as_local, local_zone, to_local
 from crm.core.errors import CrmError, NotFound
+from crm.core.households import first_owner_id
 from crm.core.models import (
     Building,
     Household,
@@ -835,12 +836,7 @@ def run_contacts(session: Session, run_id: int, outcome: str | None = None) -> l
     ):
         latest[contact_id] = (result, latest.get(contact_id, ("", 0))[1] + 1)
     owner = aliased(Member)
-    first_owner = (
-        select(func.min(Member.id))
-        .where(Member.household_id == Household.id, Member.role == "owner")
-        .correlate(Household)
-        .scalar_subquery()
-    )
+    first_owner = first_owner_id()
     query = (
         select(CampaignContact, Household.code, Household.name, owner)
         .join(Household, Household.id == CampaignContact.household_id)

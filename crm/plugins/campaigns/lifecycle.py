@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased
 from crm.core import audit
 from crm.core.clock import add_months, local_zone, to_local
 from crm.core.errors import CrmError, NotFound
+from crm.core.households import first_owner_id
 from crm.core.models import Building, Household, Member, Project, Purchase, Setting, Unit, utcnow
 from crm.core.privacy import Disclosure
 from crm.core.vocab import code_of, label
@@ -272,12 +273,7 @@ def list_touchpoints(
         raise CrmError("--due-within 不能为负数：请给出 0 或更多天。")
     today = to_local(now or utcnow()).date()
     owner = aliased(Member)
-    first_owner = (
-        select(func.min(Member.id))
-        .where(Member.household_id == Household.id, Member.role == "owner")
-        .correlate(Household)
-        .scalar_subquery()
-    )
+    first_owner = first_owner_id()
     project = aliased(Project)
     query = (
         select(Touchpoint, Household.code, Household.name, project.name, owner)

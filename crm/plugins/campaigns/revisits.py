@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
 from crm.core.errors import CrmError, NotFound
+from crm.core.households import first_owner_id
 from crm.core.models import Building, Household, Member, Project, Purchase, Unit
 from crm.core.privacy import Disclosure
 from crm.plugins.campaigns.models import Rectification, Visit
@@ -81,12 +82,7 @@ def _due_query(session: Session, year: int, month: int, household_id: int | None
         return None
     label = f"{year:04d}-{month:02d}"
     owner = aliased(Member)
-    first_owner = (
-        select(func.min(Member.id))
-        .where(Member.household_id == Household.id, Member.role == "owner")
-        .correlate(Household)
-        .scalar_subquery()
-    )
+    first_owner = first_owner_id()
     visited = exists().where(Visit.purchase_id == Purchase.id, Visit.due_month == label)
     query = (
         select(
