@@ -52,3 +52,16 @@ def test_every_command_group_is_in_the_readme():
 
     missing = [name for name in cli.commands if f"crm {name}" not in README]
     assert missing == []
+
+
+def test_every_permission_is_in_the_roles_table():
+    from crm.core.security import PERMISSIONS, ROLES
+
+    section = README.split("\n## Roles and personal data")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]
+    for permission, roles in PERMISSIONS.items():
+        row = next((line for line in rows if f"`{permission}`" in line), None)
+        assert row is not None, f"README's roles table lacks {permission}"
+        listed = row.split("|")[2].strip()
+        expected = set(ROLES) if listed == "all roles" else set(listed.split(", "))
+        assert expected == roles, f"README's roles for {permission} differ from PERMISSIONS"

@@ -41,6 +41,20 @@ PERMISSIONS = {
     "analysis.train": {"analyst", "manager", "admin"},
     # Creating, scheduling and running campaigns; recording contacts is household.write.
     "campaign.manage": {"sales", "manager", "admin"},
+    # Handling tickets, work orders and repairs: open, step, assess, close, revisit, commit.
+    "ticket.handle": {"sales", "agent", "manager", "admin"},
+    # Configuring service: teams, staff, SLA policies and warranty periods (manager's decision).
+    "service.configure": {"manager", "admin"},
+    # Member club and owner activities: enrolment, tiers, activities, sign-ups, attendance.
+    "retention.manage": {"sales", "agent", "manager", "admin"},
+    # Recording satisfaction surveys (also ticket revisits) and raising relationship warnings.
+    "satisfaction.record": {"sales", "agent", "manager", "admin"},
+    # Changing profitability settings: rates, costs and the plan catalogue.
+    "profitability.configure": {"manager", "admin"},
+    # Fitting the purchase models and scoring customer lifetime value.
+    "profitability.run": {"sales", "agent", "manager", "analyst", "admin"},
+    # Running a coordination cycle (collect feedback, assess plans, dispatch the work).
+    "coordination.run": {"sales", "agent", "manager", "admin"},
 }
 DEFAULT_ROLE = "agent"
 

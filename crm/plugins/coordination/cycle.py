@@ -403,7 +403,7 @@ def run_cycle(
     if limit is not None and limit < 0:
         raise CrmError("本次最多收集的反馈条数不能为负数。")
     started = time.perf_counter()
-    audit.current_user(session).require("household.write", "运行协调调度")
+    audit.current_user(session).require("coordination.run", "运行协调调度")
     pm = session.info["pm"]
     require_chain(pm)
     now = now or utcnow()

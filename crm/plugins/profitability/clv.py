@@ -74,7 +74,7 @@ def fit_models(
 ) -> tuple[ModelFit, ModelFit | None]:
     """Fit BG/NBD and Gamma-Gamma on the purchases up to `calibration_end` and store both
     (Gamma-Gamma is None when no household bought twice at a price)."""
-    audit.current_user(session).require("export", "拟合购买模型")
+    audit.current_user(session).require("profitability.run", "拟合购买模型")
     now = now or utcnow()
     calibration_end = calibration_end or _local_day(now)
     unit = unit or load(session).unit
@@ -447,7 +447,7 @@ def score(session: Session, now: dt.datetime | None = None) -> tuple[ScoringRun,
     """Score every household and store the values as the latest run (replacing the last
     run's values); returns the run and notes for the user."""
     user = audit.current_user(session)
-    user.require("export", "评估客户终身价值")
+    user.require("profitability.run", "评估客户终身价值")
     now = now or utcnow()
     settings = load(session)
     scores, bg_fit, gg_fit = compute(session, now, settings=settings)

@@ -338,7 +338,7 @@ def list_settings(session: Session) -> list[dict]:
 
 def set_setting(session: Session, key: str, value: str) -> dict:
     """Change one setting (manager); the value is checked before it is stored."""
-    audit.current_user(session).require("audit.read", "修改盈利能力评估设置")
+    audit.current_user(session).require("profitability.configure", "修改盈利能力评估设置")
     key = _key(key)
     value = value.strip()
     try:

@@ -116,7 +116,7 @@ def record_survey(
     now: dt.datetime | None = None,
 ) -> Survey:
     """Store one answered survey with its aspects (gap = experience − expectation)."""
-    current_user(session).require("household.write", "登记满意度调查")
+    current_user(session).require("satisfaction.record", "登记满意度调查")
     if kind not in SURVEY_KINDS:
         raise CrmError(f"不认识的调查类型“{kind}”；可用：{'、'.join(SURVEY_KINDS)}。")
     clean = validate_answers(csat, nps, aspects or {})
@@ -227,7 +227,7 @@ def list_surveys(
 def record_revisits(session: Session, revisits: Sequence[Revisit]) -> None:
     """Revisits of closed tickets, told by service handling through `tickets_revisited`: one
     survey each, taken at the revisit time, written in bulk (one audit entry for the batch)."""
-    current_user(session).require("household.write", "登记满意度调查")
+    current_user(session).require("satisfaction.record", "登记满意度调查")
     if not revisits:
         return
     projects: dict[int, int | None] = {}

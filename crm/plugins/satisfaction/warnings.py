@@ -49,7 +49,7 @@ def detect_warnings(
     session: Session, now: dt.datetime | None = None, thresholds: Thresholds | None = None
 ) -> list[FeedbackRecord]:
     """Find every cause of concern and store those not yet recorded; returns the new ones."""
-    current_user(session).require("household.write", "生成客情预警")
+    current_user(session).require("satisfaction.record", "生成客情预警")
     now = now or utcnow()
     limits = thresholds or Thresholds()
     if limits.window_days < 1:

@@ -126,7 +126,7 @@ def get_work_order(session: Session, number: str) -> WorkOrder:
 
 
 def add_team(session: Session, code: str, name: str, kind: str, handles: list[str]) -> Team:
-    current_user(session).require("audit.read", "新增团队")
+    current_user(session).require("service.configure", "新增团队")
     code = code.strip()
     if not code or not name.strip():
         raise CrmError("团队需要代码和名称：如 crm team add greening --name 绿化组 --kind vendor。")
@@ -173,7 +173,7 @@ def add_staff(
     level: int = 1,
     skills: list[str] | None = None,
 ) -> Staff:
-    current_user(session).require("audit.read", "登记员工")
+    current_user(session).require("service.configure", "登记员工")
     name = name.strip()
     if not name:
         raise CrmError("请给出员工姓名。")
@@ -308,7 +308,7 @@ def create_work_order(
 ) -> WorkOrder:
     """A dispatch notice under the ticket's number: to the given team or the ticket's team
     by category, and to the given person or the least-loaded one of that team."""
-    current_user(session).require("household.write", "派工")
+    current_user(session).require("ticket.handle", "派工")
     now = now or utcnow()
     kind = code_of(WORK_ORDER_KINDS, kind, "派工类型")
     if not description.strip():
@@ -369,7 +369,7 @@ def complete_work_order(
 ) -> WorkOrder:
     """Mark a work order done with its result. A finished repair brings the mandatory phone
     revisit (a revisit work order due within 24 hours)."""
-    current_user(session).require("household.write", "完成派工单")
+    current_user(session).require("ticket.handle", "完成派工单")
     now = now or utcnow()
     order = get_work_order(session, number)
     if order.status != "open":
@@ -441,7 +441,7 @@ def return_to_supervisor(
 ) -> WorkOrder:
     """A job beyond the team's ability goes back to its supervisor: the work order is marked
     returned with the reason and a new work order goes to the supervisor. Returns the new one."""
-    current_user(session).require("household.write", "退回派工单")
+    current_user(session).require("ticket.handle", "退回派工单")
     now = now or utcnow()
     order = get_work_order(session, number)
     if order.status != "open":

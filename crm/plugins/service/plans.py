@@ -148,7 +148,7 @@ def carry_out_plans(
     """Open, assign and dispatch the work of each (feedback, plan); returns what was opened,
     in the order given, for those that could be carried out."""
     actor = current_user(session)
-    actor.require("household.write", "派工")
+    actor.require("ticket.handle", "派工")
     now = now or utcnow()
     if not decisions:
         return []

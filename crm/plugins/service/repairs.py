@@ -95,7 +95,7 @@ def list_items(session: Session) -> list[dict]:
 
 def set_warranty_months(session: Session, item: str, months: int) -> int:
     """Lengthen an item's warranty for this database; never below the statutory minimum."""
-    current_user(session).require("audit.read", "修改保修期")
+    current_user(session).require("service.configure", "修改保修期")
     code = item_code(item)
     minimum = WARRANTY_ITEMS[code].months
     if months < minimum:
@@ -185,7 +185,7 @@ def check_warranty(
     """Decide free or paid before any work: a rework of a recent repair is free; otherwise
     in warranty (report date before handover + the item's period) is free, unless the damage
     is the customer's own (`chargeable_reason`, e.g. 人为损坏)."""
-    current_user(session).require("household.write", "做保修判断")
+    current_user(session).require("ticket.handle", "做保修判断")
     now = now or utcnow()
     ticket = _repair_ticket(session, number)
     if _repair_started(session, ticket):
@@ -239,7 +239,7 @@ def check_warranty(
 
 def quote_repair(session: Session, number: str, rate: str, now: dt.datetime | None = None) -> dict:
     """State the fee rate to the customer before the work (材料费、人工费标准)."""
-    current_user(session).require("household.write", "登记收费标准")
+    current_user(session).require("ticket.handle", "登记收费标准")
     now = now or utcnow()
     ticket = _repair_ticket(session, number)
     if ticket.paid is None:
@@ -306,7 +306,7 @@ def complete_repair(
 ) -> dict:
     """Finish the repair: a paid job needs the amount and the customer's signature on the
     fee record; a free one takes no fee. Brings the revisit work order due within 24 hours."""
-    current_user(session).require("household.write", "完成维修")
+    current_user(session).require("ticket.handle", "完成维修")
     now = now or utcnow()
     ticket = _repair_ticket(session, number)
     open_orders = session.scalars(

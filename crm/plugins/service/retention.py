@@ -53,7 +53,7 @@ def enrol(
     now: dt.datetime | None = None,
 ) -> ClubEnrollment:
     """Enrol a household in the member club at a tier (普通会员 by default)."""
-    current_user(session).require("household.write", "办理入会")
+    current_user(session).require("retention.manage", "办理入会")
     household = get_household(session, code)
     tier = _tier(tier)
     if tier == "none":
@@ -74,7 +74,7 @@ def change_tier(
     now: dt.datetime | None = None,
 ) -> ClubEnrollment:
     """Move a member to another tier; 非会员 (none) records leaving the club."""
-    current_user(session).require("household.write", "调整会员等级")
+    current_user(session).require("retention.manage", "调整会员等级")
     household = get_household(session, code)
     tier = _tier(tier)
     if household.member_tier == "none":
@@ -167,7 +167,7 @@ def create_activity(
     capacity: int | None = None,
     cost: Decimal | str | None = None,
 ) -> RewardActivity:
-    current_user(session).require("household.write", "新建业主活动")
+    current_user(session).require("retention.manage", "新建业主活动")
     if not name.strip():
         raise CrmError("请给出活动名称，如“2026 业主中秋游园会”。")
     if capacity is not None and capacity < 1:
@@ -258,7 +258,7 @@ def sign_up(
     session: Session, activity_id: int, code: str, now: dt.datetime | None = None
 ) -> ActivitySignup:
     """One sign-up per household, while places are left and before the activity starts."""
-    current_user(session).require("household.write", "活动报名")
+    current_user(session).require("retention.manage", "活动报名")
     now = now or utcnow()
     activity = get_activity(session, activity_id, lock=True)
     household = get_household(session, code)
@@ -294,7 +294,7 @@ def record_attendance(
     now: dt.datetime | None = None,
 ) -> ActivitySignup:
     """Mark whether a signed-up household came; only once the activity has begun."""
-    current_user(session).require("household.write", "登记活动出席")
+    current_user(session).require("retention.manage", "登记活动出席")
     now = now or utcnow()
     activity = get_activity(session, activity_id)
     household = get_household(session, code)

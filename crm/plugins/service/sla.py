@@ -139,7 +139,7 @@ def set_policy(
     warn_ratio: float | None = None,
 ) -> SlaPolicy:
     """Create or change one policy (manager's decision); unspecified values stay as they are."""
-    current_user(session).require("audit.read", "修改服务时限")
+    current_user(session).require("service.configure", "修改服务时限")
     ticket_type = _code(TICKET_TYPES, ticket_type, "工单类型")
     severity = _code(SEVERITIES, severity, "严重程度")
     policy = session.scalar(

@@ -537,7 +537,7 @@ def ticket_check(fmt) -> None:
     from crm.plugins.service.sla import check_clocks
 
     def work(session):
-        current_user(session).require("household.write", "运行时限检查")
+        current_user(session).require("ticket.handle", "运行时限检查")
         found = check_clocks(session)
         found |= run_escalations(session)
         return found

@@ -192,7 +192,7 @@ def _local(moment: dt.datetime | None) -> str:
 
 def _writer(session: Session, action: str) -> str:
     user = current_user(session)
-    user.require("household.write", action)
+    user.require("ticket.handle", action)
     return user.name
 
 
