@@ -14,7 +14,7 @@ from crm.core.db import transaction
 from crm.core.models import AuditEntry, Building, Household, Member, Project, Purchase, Unit
 from crm.core.privacy import seal_member_fields
 from crm.plugins.campaigns.models import Rectification, Visit
-from crm.plugins.campaigns.revisits import due_list
+from crm.plugins.campaigns.revisits import due_count, due_list
 
 PHONE = "13812345678"
 # code, project, building, unit, handover date (None: not handed over), status
@@ -93,6 +93,10 @@ def test_due_list_is_every_fourth_handover_anniversary_grouped_and_sorted(app, p
         assert [r["household"] for r in due_list(session, "2026-11")] == ["H3"]
         assert [r["household"] for r in due_list(session, "2027-01")] == ["H8"]
         assert due_list(session, "2025-12") == []
+        # The count the demo summary prints agrees with the list, month by month.
+        assert [due_count(session, m) for m in ("2026-12", "2026-11", "2027-01", "2025-12")] == [
+            3, 1, 1, 0
+        ]  # fmt: skip
 
 
 def test_phones_are_masked_for_sales_and_full_views_are_audited(app, portfolio, run):

@@ -45,3 +45,15 @@ def suggest_classification(session, text, ticket_type):
     from crm.plugins.analysis.classifier import suggest
 
     return suggest(session, text, ticket_type)
+
+
+@hookimpl(trylast=True)  # a hint, shown after the plugins' data lines
+def build_demo_data(session, seed, now):
+    # Analysis adds no rows of its own: it learns from what the demo built.
+    return [
+        (
+            "试试：crm --as 李分析:analyst analysis segments、"
+            "crm --as 李分析:analyst analysis propensity train --target buy_again、"
+            "crm --as 李分析:analyst analysis classify train、crm analysis hotspots"
+        )
+    ]

@@ -20,3 +20,20 @@ def register_commands(cli):
     commands.register(cli)
     campaign_commands.register(cli)
     scheduler_commands.register(cli)
+
+
+@hookimpl
+def build_demo_data(session, seed, now):
+    # Campaigns are created by the teams, not by the demo: say what the revisit programme and
+    # the lifecycle have to work on.
+    from crm.core.clock import add_months, local_today
+    from crm.plugins.campaigns.revisits import due_count
+
+    month = f"{add_months(local_today(now).replace(day=1), 1):%Y-%m}"
+    due = due_count(session, month)
+    return [
+        (
+            f"四年之约  {month} 到期走访 {due:,} 户；试试：crm revisit due --month {month}、"
+            "crm --as 王经理:manager campaign plan-touchpoints --days 30"
+        )
+    ]

@@ -138,6 +138,15 @@ def due_list(session: Session, month: str) -> list[dict]:
     return rows
 
 
+def due_count(session: Session, month: str) -> int:
+    """How many units are due their four-yearly visit in `month`, without anyone's details."""
+    year, number = parse_month(month)
+    query = _due_query(session, year, number)
+    if query is None:
+        return 0
+    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+
+
 def export_due_list(session: Session, month: str, path: Path) -> int:
     """Write the due list to a .csv or .xlsx file for the visit teams; returns the row count."""
     suffix = path.suffix.lower()
