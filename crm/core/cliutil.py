@@ -70,11 +70,11 @@ def day_bound(text: str | None, what: str, end: bool = False):
     `end` makes the day inclusive. None stays None."""
     import datetime as dt
 
-    from crm.core.clock import local_zone
+    from crm.core.clock import day_start
 
     day = parse_day(text, what)
     if day is None:
         return None
     if end:
         day += dt.timedelta(days=1)
-    return dt.datetime.combine(day, dt.time(), tzinfo=local_zone()).astimezone(dt.UTC)
+    return day_start(day).astimezone(dt.UTC)

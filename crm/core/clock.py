@@ -50,6 +50,11 @@ def add_months(day: dt.date, months: int) -> dt.date:
     )
 
 
+def day_start(day: dt.date) -> dt.datetime:
+    """The first moment of a calendar day in the business zone (times are stored in UTC)."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=local_zone())
+
+
 def local_today(now: dt.datetime | None = None) -> dt.date:
     """Today's date in the business zone (of `now` when given)."""
     return (now or dt.datetime.now(dt.UTC)).astimezone(local_zone()).date()

@@ -57,7 +57,7 @@ from sqlalchemy import MetaData, Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from crm.core import audit
-from crm.core.clock import local_zone
+from crm.core.clock import add_months, local_zone
 from crm.core.errors import CrmError
 from crm.core.identity import id_check_digit
 from crm.core.models import (
@@ -455,13 +455,6 @@ def _pools(seed: int) -> dict[str, list[str]]:
     }
 
 
-def _years_before(day: dt.date, years: int) -> dt.date:
-    try:
-        return day.replace(year=day.year - years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year - years, day=28)
-
-
 class _Generator:
     """Draws the portfolio household by household, in the order they first bought or
     enquired, so every referrer is an earlier buyer."""
@@ -644,8 +637,8 @@ class _Generator:
         rng = self.rng
         local = rng.random() < 0.6
         region = self._one(project.spec.districts if local else OTHER_DISTRICTS)
-        latest = _years_before(self.today, age)
-        earliest = _years_before(self.today, age + 1) + dt.timedelta(days=1)
+        latest = add_months(self.today, -12 * age)
+        earliest = add_months(self.today, -12 * (age + 1)) + dt.timedelta(days=1)
         birth = earliest + dt.timedelta(days=self._below((latest - earliest).days + 1))
         sequence = f"{self._below(100):02d}{self._one('13579' if male else '02468')}"
         first17 = f"{region}{birth:%Y%m%d}{sequence}"

@@ -34,6 +34,11 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+def percent(value: float | None, digits: int = 1, missing: str | None = None) -> str | None:
+    """A share as a percentage for a table cell ("40.3%"); `missing` where there is none."""
+    return missing if value is None else f"{value:.{digits}%}"
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()

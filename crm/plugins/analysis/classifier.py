@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from crm.core.audit import current_user
-from crm.core.clock import to_local
+from crm.core.clock import local_today, to_local
 from crm.core.errors import CrmError
 from crm.core.models import utcnow
 from crm.plugins.analysis import registry
@@ -262,7 +262,7 @@ def train(
         },
         metrics=_plain(metrics),
         rows=len(rows),
-        cutoff=to_local(now).date(),
+        cutoff=local_today(now),
     )
     return report(session, record.version)
 

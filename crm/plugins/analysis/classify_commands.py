@@ -53,12 +53,10 @@ HOTSPOT_COLUMNS = [
 TARGET_NAMES = {"category": "类别", "severity": "严重程度"}
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
-
-
 def _summary_rows(metrics: dict, names: dict, as_text: bool) -> list[dict]:
-    shown = _percent if as_text else (lambda v: v)
+    from crm.core.render import percent
+
+    shown = (lambda v: percent(v, missing="—")) if as_text else (lambda v: v)
     rows = []
     for target, name in TARGET_NAMES.items():
         part = metrics[target]
@@ -186,6 +184,7 @@ def classify_report(version, fmt) -> None:
 def classify_suggest(text, ticket_type, fmt) -> None:
     """用最新保存的模型为一段文字建议类别与严重程度（不重新训练）。"""
     from crm.core.errors import CrmError
+    from crm.core.render import percent
     from crm.plugins.analysis.classifier import suggest
     from crm.plugins.analysis.registry import TRAIN_COMMANDS
 
@@ -195,7 +194,7 @@ def classify_suggest(text, ticket_type, fmt) -> None:
         raise CrmError(f"还没有训练过投诉分类模型：请先运行 {TRAIN_COMMANDS['complaint']}。")
     if fmt == "table":
         for key in ("category_confidence", "severity_confidence"):
-            found[key] = _percent(found[key])
+            found[key] = percent(found[key], missing="—")
     emit_record(found, fmt, SUGGEST_LABELS)
 
 

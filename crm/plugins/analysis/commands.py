@@ -45,10 +45,6 @@ CHAIN_COLUMNS = [
 DISTRIBUTION_COLUMNS = [("length", "链长（户）"), ("chains", "链数")]
 
 
-def _percent(value: float | None) -> str | None:
-    return None if value is None else f"{value:.1%}"
-
-
 @click.group()
 def analysis() -> None:
     """客户数据分析：客户分群、再购与推荐倾向、老带新推荐、投诉分类与投诉热点。"""
@@ -68,6 +64,7 @@ def analysis() -> None:
 @format_option
 def analysis_referrals(group_by, since, until, fmt) -> None:
     """老带新成交占比（套数与金额），与 DOMAIN.md 参考区间 30%–50% 对照并提示偏离的分组。"""
+    from crm.core.render import percent
     from crm.plugins.analysis.referrals import referral_share
 
     start, end = parse_day(since, "起始日期"), parse_day(until, "截止日期")
@@ -75,7 +72,7 @@ def analysis_referrals(group_by, since, until, fmt) -> None:
         rows = referral_share(session, group_by, start, end)
     if fmt == "table":
         rows = [
-            {**row, "share": _percent(row["share"]), "amount_share": _percent(row["amount_share"])}
+            {**row, "share": percent(row["share"]), "amount_share": percent(row["amount_share"])}
             for row in rows
         ]
     emit(rows, fmt, SHARE_COLUMNS)

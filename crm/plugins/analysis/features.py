@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from crm.core.clock import as_local
+from crm.core.clock import day_start
 from crm.core.models import Household, Purchase, Referral, ServiceRecord
 
 # Feature name -> how the teams say it. The order is the column order of the matrix.
@@ -46,11 +46,6 @@ class Features:
 
     def column(self, name: str) -> np.ndarray:
         return self.matrix[:, list(FEATURES).index(name)]
-
-
-def day_start(day: dt.date) -> dt.datetime:
-    """The first moment of a local calendar day (service times are stored in UTC)."""
-    return as_local(dt.datetime.combine(day, dt.time()))
 
 
 def _fill(ids: np.ndarray, column: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:

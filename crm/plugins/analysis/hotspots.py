@@ -22,7 +22,7 @@ from collections import defaultdict
 
 from sqlalchemy.orm import Session
 
-from crm.core.clock import add_months, as_local, to_local
+from crm.core.clock import add_months, day_start, local_today
 from crm.core.errors import CrmError
 from crm.core.models import utcnow
 
@@ -72,10 +72,6 @@ def _next_start(grain: str, start: dt.date) -> dt.date:
     return add_months(start, 1) if grain == "month" else start + dt.timedelta(weeks=1)
 
 
-def _day_start(day: dt.date) -> dt.datetime:
-    return as_local(dt.datetime.combine(day, dt.time()))
-
-
 def _reason(row: dict, unit: str, history: int) -> str:
     place = f"{row['project'] or '（未知项目）'}{row['building'] or WHOLE_PROJECT}"
     what = f"{place}“{row['category_name']}”类投诉 {row['period']} 共 {row['count']} 件"
@@ -114,14 +110,14 @@ def hot_spots(
         raise CrmError(f"显著性水平 {alpha} 不合适：请给 0 到 1 之间的数，如 0.01。")
     unit = GRAINS[grain]
     now = now or utcnow()
-    today = to_local(now).date()
+    today = local_today(now)
     if period is None:
         target = _month_start(today) if grain == "month" else today - dt.timedelta(today.weekday())
     else:
         target = period_start(grain, period)
     starts = periods(grain, target, history)
     labels = [period_label(grain, start) for start in starts]
-    since, until = _day_start(starts[0]), _day_start(_next_start(grain, target))
+    since, until = day_start(starts[0]), day_start(_next_start(grain, target))
     counted = session.info["pm"].hook.complaint_counts(
         session=session, since=since, until=until, grain=grain
     )

@@ -71,18 +71,16 @@ MODEL_COLUMNS = [
 MAIN_METRICS = (("auc", "AUC"), ("accuracy", "准确率"), ("silhouette", "轮廓系数"))
 
 
-def _percent(value: float | None) -> str | None:
-    return None if value is None else f"{value:.1%}"
-
-
 def _lift_rows(rows: list[dict], fmt: str) -> list[dict]:
+    from crm.core.render import percent
+
     if fmt != "table":
         return rows
-    return [{**r, "rate": _percent(r["rate"]), "captured": _percent(r["captured"])} for r in rows]
+    return [{**r, "rate": percent(r["rate"]), "captured": percent(r["captured"])} for r in rows]
 
 
 def _show_report(result: dict, fmt: str) -> None:
-    from crm.core.render import to_json
+    from crm.core.render import percent, to_json
 
     if fmt == "json":
         click.echo(to_json(result))
@@ -96,7 +94,7 @@ def _show_report(result: dict, fmt: str) -> None:
             err=True,
         )
         return
-    shown = {**result, "base_rate": _percent(result["base_rate"]), "auc": f"{result['auc']:.3f}"}
+    shown = {**result, "base_rate": percent(result["base_rate"]), "auc": f"{result['auc']:.3f}"}
     emit_record(shown, fmt, REPORT_LABELS)
     click.echo("\n评估期按分数十等分的提升表（第 1 组为分数最高的 10%）：")
     emit(_lift_rows(result["lift"], fmt), fmt, LIFT_COLUMNS)

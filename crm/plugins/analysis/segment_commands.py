@@ -37,10 +37,6 @@ MOVE_COLUMNS = [
 STEPS = {"features": "计算特征", "k_search": "选分群数", "final_fit": "全量拟合", "storing": "保存"}
 
 
-def _percent(value: float | None) -> str | None:
-    return None if value is None else f"{value:.1%}"
-
-
 def _run_line(run: dict) -> str:
     """One sentence on how the number of segments was decided."""
     from crm.core.render import cell_text
@@ -57,14 +53,14 @@ def _run_line(run: dict) -> str:
 
 
 def _show(report, fmt: str) -> None:
-    from crm.core.render import to_json
+    from crm.core.render import percent, to_json
 
     if fmt == "json":
         click.echo(to_json({"run": report.run, "segments": report.segments}))
         return
     rows = report.segments
     if fmt == "table":
-        rows = [{**row, "share": _percent(row["share"])} for row in rows]
+        rows = [{**row, "share": percent(row["share"])} for row in rows]
     emit(rows, fmt, SEGMENT_COLUMNS)
     # The table is for reading, so the choice of k follows it; beside CSV it goes to stderr.
     click.echo(("\n" if fmt == "table" else "") + _run_line(report.run), err=fmt == "csv")
@@ -138,7 +134,7 @@ def analysis_segment_show(run_id, fmt) -> None:
 @format_option
 def analysis_segment_compare(older, newer, fmt) -> None:
     """比较两次分群（OLDER、NEWER 为分群编号）：多少户留在同名分群、多少户换了分群、新增与退出。"""
-    from crm.core.render import to_json
+    from crm.core.render import percent, to_json
     from crm.plugins.analysis.segments import compare_runs
 
     with get_app().session() as session:
@@ -148,7 +144,7 @@ def analysis_segment_compare(older, newer, fmt) -> None:
         return
     rows = comparison.moves
     if fmt == "table":
-        rows = [{**row, "share": _percent(row["share"])} for row in rows]
+        rows = [{**row, "share": percent(row["share"])} for row in rows]
     emit(rows, fmt, MOVE_COLUMNS)
     s = comparison.summary
     line = (

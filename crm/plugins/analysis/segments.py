@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
 from crm.core.bulk import write_rows
-from crm.core.clock import to_local
+from crm.core.clock import local_today
 from crm.core.errors import CrmError, NotFound
 from crm.core.models import utcnow
+from crm.core.render import percent
 from crm.plugins.analysis import registry
 from crm.plugins.analysis.features import FEATURES, Features, household_features
 from crm.plugins.analysis.models import HouseholdSegment, SavedModel, Segment, SegmentRun
@@ -63,10 +64,6 @@ def _number(unit: str, digits: int = 1):
     return lambda value: f"{value:,.{digits}f} {unit}".rstrip()
 
 
-def _percent(value: float) -> str:
-    return f"{value:.0%}"
-
-
 # Feature -> (words when high, words when low, what the means measure, how a mean reads,
 # name tag when high, name tag when low).
 WORDS = {
@@ -84,7 +81,14 @@ WORDS = {
         "不满意",
     ),
     "referrals": ("推荐新客多", "很少推荐新客", "平均", _number("户"), "热心推荐", "少推荐"),
-    "member": ("多为万客会会员", "多非万客会会员", "会员占", _percent, "会员", "非会员"),
+    "member": (
+        "多为万客会会员",
+        "多非万客会会员",
+        "会员占",
+        lambda v: percent(v, digits=0),
+        "会员",
+        "非会员",
+    ),
 }
 
 
@@ -207,7 +211,7 @@ def run_segments(
     user = audit.current_user(session)
     user.require("analysis.train", "训练客户分群")
     now = now or utcnow()
-    as_of = as_of or to_local(now).date()
+    as_of = as_of or local_today(now)
     tried_k = _check_range(k, k_range)
     timings: dict[str, float] = {}
 

@@ -249,10 +249,9 @@ def campaign_plan_touchpoints(
     """按各户的签约、交房等日期安排生命周期触点；重复安排不会产生重复触点。"""
     import datetime as dt
 
-    from crm.core.clock import to_local
+    from crm.core.clock import local_today
     from crm.core.db import transaction
     from crm.core.errors import CrmError
-    from crm.core.models import utcnow
     from crm.plugins.campaigns.lifecycle import (
         KIND_NAMES,
         kind_code,
@@ -264,7 +263,7 @@ def campaign_plan_touchpoints(
         raise CrmError("--days 不能为负数：请给出 0 或更多天。")
     with get_app().session() as session, transaction(session):
         set_warranty_settings(session, warranty_months, notice_days)
-        until = to_local(utcnow()).date() + dt.timedelta(days=days)
+        until = local_today() + dt.timedelta(days=days)
         added = plan_touchpoints(session, until, kinds=tuple(kind_code(k) for k in kinds) or None)
     rows = [{"kind": KIND_NAMES[k], "added": n} for k, n in added.items()]
     emit(rows, fmt, [("kind", "触点"), ("added", "新增")])

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
-from crm.core.clock import as_local, local_zone, to_local
+from crm.core.clock import add_months, as_local, local_today, local_zone, to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import (
@@ -212,13 +212,6 @@ def describe_rule(rule: dict) -> str:
     return "；".join(parts)
 
 
-def _years_before(day: dt.date, years: int) -> dt.date:
-    try:
-        return day.replace(year=day.year - years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year - years, day=28)
-
-
 def _stage_condition(stage: str, today: dt.date):
     """SQL: the household is in `stage` through any of its purchases (or, for prospects, its status)."""
     if stage == "准客户":
@@ -231,15 +224,15 @@ def _stage_condition(stage: str, today: dt.date):
         )
     elif stage == "交房一年内":
         condition = and_(
-            Purchase.handover_date > _years_before(today, 1), Purchase.handover_date <= today
+            Purchase.handover_date > add_months(today, -12), Purchase.handover_date <= today
         )
     elif stage == "业主":
         condition = and_(
-            Purchase.handover_date > _years_before(today, OLD_OWNER_YEARS),
-            Purchase.handover_date <= _years_before(today, 1),
+            Purchase.handover_date > add_months(today, -12 * OLD_OWNER_YEARS),
+            Purchase.handover_date <= add_months(today, -12),
         )
     else:  # 老业主
-        condition = Purchase.handover_date <= _years_before(today, OLD_OWNER_YEARS)
+        condition = Purchase.handover_date <= add_months(today, -12 * OLD_OWNER_YEARS)
     return exists().where(own, condition)
 
 
@@ -306,7 +299,7 @@ def target_households(session: Session, campaign: Campaign, now: dt.datetime) ->
     """Households the campaign's rule selects at `now`: consent to contact and to marketing,
     no open complaint, then projects and stages in SQL, then segments and scores from hooks."""
     rule = campaign.target or {}
-    today = to_local(now).date()
+    today = local_today(now)
     query = select(Household.id).where(
         Household.consent_contact.is_(True), Household.consent_marketing.is_(True)
     )

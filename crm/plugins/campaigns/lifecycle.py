@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
-from crm.core.clock import add_months, local_zone, to_local
+from crm.core.clock import add_months, day_start, local_today, to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import Building, Household, Member, Project, Purchase, Setting, Unit, utcnow
@@ -122,9 +122,7 @@ def _anchor_rows(session: Session, rule: Rule, low: dt.date, high: dt.date):
     in [low, high] of households that agreed to be contacted."""
     project = aliased(Project)
     if rule.anchor == "registered":
-        zone = local_zone()
-        start = dt.datetime.combine(low, dt.time(), tzinfo=zone)
-        end = dt.datetime.combine(high + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+        start, end = day_start(low), day_start(high + dt.timedelta(days=1))
         query = (
             select(Household.id, Household.created_at, Household.name, project.name)
             .outerjoin(project, project.id == Household.project_id)
@@ -207,7 +205,7 @@ def plan_touchpoints(
     """Store every touchpoint due from `since` (default: LOOKBACK_DAYS before today) up to
     `until`; existing ones are left as they are. Returns kind -> touchpoints added."""
     audit.current_user(session).require("campaign.manage", "安排客户生命周期触点")
-    today = to_local(now or utcnow()).date()
+    today = local_today(now)
     since = since or today - dt.timedelta(days=LOOKBACK_DAYS)
     if until < since:
         raise CrmError(f"安排截止日 {until} 早于起始日 {since}：请给出更晚的日期。")
@@ -271,7 +269,7 @@ def list_touchpoints(
     phone as the current user may see it."""
     if due_within < 0:
         raise CrmError("--due-within 不能为负数：请给出 0 或更多天。")
-    today = to_local(now or utcnow()).date()
+    today = local_today(now)
     owner = aliased(Member)
     first_owner = first_owner_id()
     project = aliased(Project)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from crm.core import audit
-from crm.core.clock import local_zone, to_local
+from crm.core.clock import local_today, local_zone, to_local
 from crm.core.errors import CrmError
 from crm.core.models import utcnow
 from crm.plugins.campaigns.models import Campaign, CampaignRun
@@ -301,7 +301,7 @@ def plan_lifecycle_job() -> None:
     from crm.plugins.campaigns.lifecycle import plan_touchpoints
 
     app = _app()
-    until = to_local(utcnow()).date() + dt.timedelta(days=LIFECYCLE_HORIZON_DAYS)
+    until = local_today() + dt.timedelta(days=LIFECYCLE_HORIZON_DAYS)
     try:
         with app.session() as session, transaction(session):
             added = plan_touchpoints(session, until)

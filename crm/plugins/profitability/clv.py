@@ -28,6 +28,7 @@ from sqlalchemy import Date, and_, case, delete, func, insert, literal, select, 
 from sqlalchemy.orm import Session
 
 from crm.core import audit
+from crm.core.clock import local_today
 from crm.core.errors import CrmError, NotFound
 from crm.core.models import Household, Project, Purchase, ServiceRecord, Unit, utcnow
 from crm.core.vocab import MEMBER_TIERS
@@ -56,12 +57,6 @@ PARTS = (
 NO_SERVICE_COSTS = "没有插件提供工单成本（服务处理插件未启用）：工单、维修、补偿与礼品成本按零计。"
 
 
-def _local_day(now: dt.datetime) -> dt.date:
-    from crm.core.clock import to_local
-
-    return to_local(now).date()
-
-
 # Fits ------------------------------------------------------------------------------------
 
 
@@ -76,7 +71,7 @@ def fit_models(
     (Gamma-Gamma is None when no household bought twice at a price)."""
     audit.current_user(session).require("profitability.run", "拟合购买模型")
     now = now or utcnow()
-    calibration_end = calibration_end or _local_day(now)
+    calibration_end = calibration_end or local_today(now)
     unit = unit or load(session).unit
     summary = history.purchase_summary(session, calibration_end, unit, since)
     if summary.x.size == 0:
@@ -431,7 +426,7 @@ def compute(
 ) -> tuple[Scores, ModelFit | None, ModelFit | None]:
     """Lifetime values as of `now` (all households, or those of `household_ids`)."""
     now = now or utcnow()
-    as_of = _local_day(now)
+    as_of = local_today(now)
     settings = settings or load(session)
     notes: list[str] = []
     # A few households computed on the spot must not set off a fit of the whole portfolio.
@@ -454,7 +449,7 @@ def score(session: Session, now: dt.datetime | None = None) -> tuple[ScoringRun,
     portfolio = scores.portfolio
     run = ScoringRun(
         run_at=now,
-        as_of=_local_day(now),
+        as_of=local_today(now),
         bgnbd_fit_id=bg_fit.id if bg_fit else None,
         gammagamma_fit_id=gg_fit.id if gg_fit else None,
         settings=snapshot(settings),

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from crm.core.charts import charts
 from crm.core.errors import CrmError
 from crm.core.models import Project
+from crm.core.render import percent
 from crm.core.vocab import MEMBER_TIERS
 from crm.plugins.profitability.clv import PARTS, STAGES, require_run
 from crm.plugins.profitability.models import HouseholdValue
@@ -142,10 +143,6 @@ def concentration(clv: np.ndarray, cost: np.ndarray) -> dict:
     }
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
-
-
 def summary_lines(figures: dict) -> list[dict]:
     """The headline figures beside DOMAIN.md's reference figures."""
     if not figures.get("households"):
@@ -153,27 +150,27 @@ def summary_lines(figures: dict) -> list[dict]:
     return [
         {
             "figure": "不盈利客户占比",
-            "value": _percent(figures["unprofitable_share"]),
+            "value": percent(figures["unprofitable_share"], missing="—"),
             "reference": REFERENCE_UNPROFITABLE,
         },
         {
             "figure": "不盈利客户占用的售后成本",
-            "value": _percent(figures["unprofitable_cost_share"]),
+            "value": percent(figures["unprofitable_cost_share"], missing="—"),
             "reference": "—",
         },
         {
             "figure": f"占用 {HEAVY_SHARE:.0%} 售后成本的客户（占客户数）",
-            "value": _percent(figures["heavy_user_share"]),
+            "value": percent(figures["heavy_user_share"], missing="—"),
             "reference": "—",
         },
         {
             "figure": "这些客户带来的利润占比",
-            "value": _percent(figures["heavy_profit_share"]),
+            "value": percent(figures["heavy_profit_share"], missing="—"),
             "reference": REFERENCE_HEAVY_USERS,
         },
         {
             "figure": "累计利润峰值（占总利润）",
-            "value": _percent(figures["peak_profit_share"]),
+            "value": percent(figures["peak_profit_share"], missing="—"),
             "reference": "—",
         },
     ]

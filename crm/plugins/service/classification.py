@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from crm.core.errors import CrmError
 from crm.core.models import Building, Project
+from crm.core.render import percent
 from crm.core.sqltime import day_of, month_of
 from crm.plugins.service.models import Ticket, TicketEvent
 from crm.plugins.service.tickets import (
@@ -173,17 +174,17 @@ def ask(session: Session, text: str, ticket_type: str) -> dict | None:
         return None
 
 
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value:.0%}"
-
-
 def describe(suggestion: dict) -> str:
     """One line: 类别 工程（置信 86%），严重程度 一般（置信 60%），模型第 3 版."""
     category = CATEGORIES.get(suggestion["category"], suggestion["category"])
     severity = SEVERITIES.get(suggestion["severity"], suggestion["severity"])
+    sure = {
+        key: percent(suggestion.get(f"{key}_confidence"), digits=0, missing="")
+        for key in ("category", "severity")
+    }
     return (
-        f"类别 {category}（置信 {_percent(suggestion.get('category_confidence'))}），"
-        f"严重程度 {severity}（置信 {_percent(suggestion.get('severity_confidence'))}），"
+        f"类别 {category}（置信 {sure['category']}），"
+        f"严重程度 {severity}（置信 {sure['severity']}），"
         f"模型第 {suggestion.get('model_version')} 版"
     )
 
