@@ -992,7 +992,9 @@ def campaign_report(session: Session, code: str) -> list[dict]:
             .group_by(CampaignContact.run_id)
         ).all()
     )
+    # One pass over the attempts gives each contact's latest outcome and whether any reached it.
     latest: dict[int, tuple[int, str]] = {}
+    reached_ids: dict[int, set[int]] = defaultdict(set)
     for contact_id, run_id, outcome in session.execute(
         select(ContactAttempt.contact_id, CampaignContact.run_id, ContactAttempt.outcome)
         .join(CampaignContact, CampaignContact.id == ContactAttempt.contact_id)
@@ -1000,16 +1002,11 @@ def campaign_report(session: Session, code: str) -> list[dict]:
         .order_by(ContactAttempt.at, ContactAttempt.id)
     ):
         latest[contact_id] = (run_id, outcome)
+        if outcome not in NOT_REACHED:
+            reached_ids[run_id].add(contact_id)
     outcomes: dict[int, Counter] = defaultdict(Counter)
     for run_id, outcome in latest.values():
         outcomes[run_id][outcome] += 1
-    reached_ids: dict[int, set[int]] = defaultdict(set)
-    for contact_id, run_id in session.execute(
-        select(ContactAttempt.contact_id, CampaignContact.run_id)
-        .join(CampaignContact, CampaignContact.id == ContactAttempt.contact_id)
-        .where(CampaignContact.run_id.in_(run_ids), ContactAttempt.outcome.not_in(NOT_REACHED))
-    ):
-        reached_ids[run_id].add(contact_id)
     credited: dict[tuple[int, str], list[Decimal]] = defaultdict(list)
     for item in attributions(session):
         if item.campaign_id == campaign.id:
