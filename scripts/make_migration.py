@@ -29,6 +29,13 @@ PREFIXES = {
 }
 
 
+def owns(name: str):
+    """Whether a table belongs to the chain: a plugin's by its prefix, the core's by having none."""
+    if name == "core":
+        return lambda table: not table.startswith(tuple(PREFIXES.values()))
+    return lambda table: table.startswith(PREFIXES[name])
+
+
 def main() -> None:
     name, message, rev_id = sys.argv[1:4]
     pm = make_plugin_manager(BUILTIN_PLUGINS)
@@ -37,8 +44,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite:///{Path(tmp) / 'autogen.db'}")
         upgrade(engine, all_chains)
-        __import__(f"crm.plugins.{name}.models")
-        make_revision(engine, chain, message, rev_id, PREFIXES.get(name, ""))
+        if name != "core":
+            __import__(f"crm.plugins.{name}.models")
+        make_revision(engine, chain, message, rev_id, owns(name))
 
 
 if __name__ == "__main__":

@@ -47,12 +47,11 @@ PLANTED = [
 
 
 class FakeAnalysis:
-    """Stands in for the analysis and service plugins: segments, scores, open tickets."""
+    """Stands in for the analysis plugin: segments and scores."""
 
-    def __init__(self, segments=None, scores=None, open_tickets=()):
+    def __init__(self, segments=None, scores=None):
         self.segments = segments
         self.scores = scores
-        self.open_tickets = open_tickets
 
     def _ids(self, session, by_code):
         ids = dict(session.execute(select(Household.code, Household.id)).all())
@@ -68,14 +67,10 @@ class FakeAnalysis:
             return None
         return self._ids(session, self.scores[target])
 
-    @hookimpl
-    def households_with_open_complaints(self, session):
-        return list(self._ids(session, dict.fromkeys(self.open_tickets, 1)))
-
 
 @pytest.fixture
 def fake(app):
-    plugin = FakeAnalysis(open_tickets=("TICKET",))
+    plugin = FakeAnalysis()
     app.pm.register(plugin, name="fake-analysis")
     yield plugin
     app.pm.unregister(plugin)
@@ -112,6 +107,15 @@ def planted(app):
             ServiceRecord(
                 record_no="TS-1", household_id=complainer, kind="complaint", status="open",
                 opened_at=NOW - dt.timedelta(days=3), summary="渗水",
+            )
+        )  # fmt: skip
+        # An open complaint ticket: its entry in the register, kept by service handling.
+        with_ticket = session.scalar(select(Household.id).where(Household.code == "TICKET"))
+        session.add(
+            ServiceRecord(
+                record_no="TS20260101-0001", household_id=with_ticket, kind="complaint",
+                status="open", opened_at=NOW - dt.timedelta(days=1), summary="漏水",
+                managed_by="service",
             )
         )  # fmt: skip
 

@@ -82,7 +82,8 @@ def test_flooded_flat_1903(session):
     assert not ticket.response_breached and ticket.first_response_at == at(8, 6)
     assert ticket.warned_at == at(8, 30)
     assert later["resolve_breach"] == []  # major now: due 14:05, no second breach
-    # The escalation: the breach climbs to the supervisor, the major ticket reaches the manager.
+    # The escalation: the breach climbs to the supervisor, the second call raising the
+    # severity climbs once more, and the major ticket reaches the manager, who takes it over.
     escalations = session.execute(
         select(Escalation.rule, Escalation.level, Staff.name, Escalation.fired_at)
         .join(Staff, Escalation.to_staff_id == Staff.id)
@@ -91,6 +92,7 @@ def test_flooded_flat_1903(session):
     ).all()
     assert [tuple(row) for row in escalations] == [
         ("breach", 2, "陈主管", at(9, 0)),
+        ("severity", 3, "刘经理", at(9, 0)),
         ("major", 3, "刘经理", at(9, 0)),
     ]
     assert ticket.escalation_level == 3 and ticket.owner.name == "刘经理"
@@ -116,6 +118,7 @@ def test_flooded_flat_1903(session):
         (at(9, 0), "severity"),
         (at(9, 0), "escalate"),
         (at(9, 0), "escalate"),
+        (at(9, 0), "escalate"),
         (at(9, 1), "dispatch"),
         (at(9, 10), "work_done"),
     ]
@@ -125,5 +128,5 @@ def test_flooded_flat_1903(session):
     assert notes["severity"] == "严重程度 一般 → 重大"
     assert "李安全" in events[2].note
     shown = tickets.show_ticket(session, number, now=at(9, 15))
-    assert [e["rule"] for e in shown["escalations"]] == ["超时", "重大直达经理"]
+    assert [e["rule"] for e in shown["escalations"]] == ["breach", "severity", "major"]
     assert [w["result"] for w in shown["work_orders"]] == [None, technician.result]

@@ -116,7 +116,7 @@ def test_a_job_beyond_skill_returns_to_the_supervisor(app, request_for_carpentry
     # Nothing is lost: the returned order keeps its reason and points to its continuation.
     with app.session() as session:
         returned = show_work_order(session, first.number, now=later)
-        assert returned["status"] == "已退回主管" and returned["returned_at"] == later
+        assert returned["status"] == "returned" and returned["returned_at"] == later
         assert returned["continued_by"] == [f"{NUMBER}-02"]
         assert show_work_order(session, f"{NUMBER}-02")["continues"] == first.number
         notes = session.scalars(

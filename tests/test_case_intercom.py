@@ -137,14 +137,22 @@ def test_the_intercom_repair_with_an_undisclosed_fee(app, owner):
             .where(Ticket.number == first)
             .order_by(TicketEvent.id)
         ).all()
+        # The repair moves its ticket: the check is the assessment (and the first response),
+        # the job starts the work, the signed completion closes it and brings the revisit.
         assert actions == [
-            "warranty_check",
+            "assess",
+            "assign",
             "fee_stated",
             "dispatch",
+            "investigate",
             "fee_signed",
             "work_done",
+            "close",
             "dispatch",
         ]
+        first_ticket = session.scalar(select(Ticket).where(Ticket.number == first))
+        assert first_ticket.status == "closed" and first_ticket.first_response_at == DAY1
+        assert first_ticket.closed_at == finished and first_ticket.customer_confirmed
         rework = session.scalar(select(Ticket).where(Ticket.number == second))
         assert session.get(Ticket, rework.rework_of_id).number == first
         revisits = session.scalars(

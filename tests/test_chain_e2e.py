@@ -1,7 +1,7 @@
 """The value chain end to end on the demo data, through the real plugins and the CLI: a
-dissatisfied revisit becomes feedback (satisfaction), is assessed (profitability) and a ticket
-is dispatched to the plan's team with the plan's reasons on it (service handling), and the
-decision is in the coordination log."""
+dissatisfied revisit becomes feedback (satisfaction), is assessed (profitability) and the plan
+is given as a task to the plan's team with its reasons (service handling); when the task is
+done with the customer's answer, the decision in the coordination log is closed with it."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def test_a_dissatisfied_revisit_is_assessed_and_dispatched_to_the_plans_team(run
             nps=0,
             aspects={"处理结果": (9, 2), "响应速度": (8, 3)},
             comment="问题根本没有解决，非常失望",
+            reopen_ticket=True,
         )
 
     detected = run(
@@ -55,20 +56,32 @@ def test_a_dissatisfied_revisit_is_assessed_and_dispatched_to_the_plans_team(run
         for row in json.loads(logged.stdout)
         if row["source"] == "satisfaction.satisfaction_drop" and "体验低于期望" in row["reason"]
     ]
-    assert decision["status"] == "已派工"
+    assert decision["status"] == "dispatched"
     assert len(decision["options"]) >= 2
     best = max(decision["options"], key=lambda plan: plan["expected_value"])
     assert decision["plan"] == best["name"] and decision["plan_reason"] == best["reason"]
 
-    number = decision["work"][0]
-    shown = run("ticket", "show", number, "--format", "json")
+    [number] = decision["work"]
+    shown = run("task", "show", number, "--format", "json")
     assert shown.exit_code == 0, shown.output
-    opened = json.loads(shown.stdout)
-    assert opened["household"] == code
-    assert best["reason"] in opened["summary"] and best["name"] in opened["summary"]
-    assert "体验低于期望" in opened["summary"]
+    task = json.loads(shown.stdout)
+    assert task["household"] == code and task["ticket"] is None
+    assert task["origin"] == "coordination" and task["feedback"] == decision["feedback"]
+    assert best["reason"] in task["description"] and best["name"] in task["description"]
+    assert "体验低于期望" in task["description"]
     with app.session() as session:
         team = session.scalar(select(Team).where(Team.code == decision["team"]))
     assert team.kind == (best["team"] or "customer_service") or team.code == best["team"]
-    assert opened["team"] == team.name
-    assert [order["number"] for order in opened["work_orders"]] == [decision["work"][1]]
+    assert task["team"] == team.name
+
+    done = run("task", "done", number, "--answer", "接受上门致歉", "--accepted")
+    assert done.exit_code == 0, done.output
+    again = run("coordinate", "run", "--format", "json")
+    assert json.loads(again.stdout)["closed"] >= 1
+    logged = run("coordinate", "log", "--household", code, "--format", "json", "--limit", "1000")
+    [closed] = [row for row in json.loads(logged.stdout) if row["id"] == decision["id"]]
+    assert (closed["status"], closed["answer"], closed["accepted"]) == (
+        "closed",
+        "接受上门致歉",
+        True,
+    )

@@ -1,6 +1,8 @@
 """Coordination: the cycle collects pending feedback, has it assessed and the chosen plans carried
-out by service handling, each feedback exactly once (across crashes and concurrent cycles), and
-records every decision; a missing step stops the cycle before anything is collected.
+out by service handling as tasks for staff (never as tickets in the customer's name), each
+feedback exactly once (across crashes and concurrent cycles), and records every decision with
+the customer's answer once the work is done; a missing step stops the cycle before anything is
+collected.
 
 Test plugins stand in for the assessment (and, to inject crashes, in front of service
 handling); collection is the real satisfaction plugin, dispatch the real service plugin.
@@ -21,14 +23,15 @@ from crm.core.app import App
 from crm.core.chain import Assessment, Feedback, Plan
 from crm.core.clock import to_local
 from crm.core.db import transaction
-from crm.core.models import Household, Project
+from crm.core.errors import CrmError
+from crm.core.models import Household, Project, ServiceRecord
 from crm.core.plugins import make_plugin_manager
 from crm.core.security import User
 from crm.plugins import BUILTIN_PLUGINS
 from crm.plugins.coordination.cycle import MissingStep, list_decisions, run_cycle
 from crm.plugins.coordination.models import Decision
 from crm.plugins.satisfaction.models import FeedbackRecord
-from crm.plugins.service.models import Staff, Team, Ticket, TicketEvent, WorkOrder
+from crm.plugins.service.models import ProjectManager, Staff, Team, Ticket, WorkOrder
 
 NOW = dt.datetime(2026, 4, 28, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
 ADMIN = User("测试管理员", "admin")
@@ -45,7 +48,7 @@ class Assessor:
         self.seen: list[str] = []
 
     @hookimpl
-    def assess_feedback(self, session, feedback: list[Feedback]) -> list[Assessment]:
+    def assess_feedback(self, session, feedback: list[Feedback], now) -> list[Assessment]:
         if self.fail:
             self.fail = False
             raise RuntimeError("评估服务中途崩溃")
@@ -60,11 +63,11 @@ class Assessor:
                 1000 * item.strength,
                 "先上门当面致歉",
                 team="customer_service",
-                ticket_type="complaint",
+                task="apology_visit",
                 retention_gain=0.1,
             )
             repair = Plan("优先维修", 800.0, 2000 if "漏水" in item.reason else 100,
-                          "漏水影响生活，当天修复", team="technical", ticket_type="repair")  # fmt: skip
+                          "漏水影响生活，当天修复", team="technical", task="priority_repair")  # fmt: skip
             best = max((apology, repair), key=lambda plan: plan.expected_value)
             answers.append(Assessment(item.id, [apology, repair], best))
         return answers
@@ -77,7 +80,7 @@ class Crashing:
         self.calls = 0
 
     @hookimpl
-    def carry_out_plans(self, session, decisions):
+    def carry_out_plans(self, session, instructions):
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("派工时进程崩溃")
@@ -97,8 +100,8 @@ def make_app(db_url: str, monkeypatch, *plugins, disable: str = "profitability")
 
 @pytest.fixture
 def homes(app) -> dict[str, int]:
-    """A project with households H1..H6 and front-line staff: two in customer service (one
-    already busy with an open ticket), one technician."""
+    """A project with households H1..H6 and its manager, and front-line staff: two in
+    customer service (one already busy with an open ticket), one technician."""
     with app.session() as session, transaction(session):
         project = Project(name="城市花园")
         people = [
@@ -116,8 +119,12 @@ def homes(app) -> dict[str, int]:
                 Staff(name="客服乙", team_id=centre.id, title="客服大使", level=1),
                 Staff(name="客服主管", team_id=centre.id, title="主管", level=2),
                 Staff(name="技术员", team_id=tech.id, title="技术员", level=1),
+                Staff(name="项目经理", team_id=centre.id, title="项目经理", level=3),
             ]
         )
+        session.flush()
+        manager = session.scalar(select(Staff.id).where(Staff.name == "项目经理"))
+        session.add(ProjectManager(project_id=project.id, staff_id=manager))
         session.flush()
         session.add(
             Ticket(number="ZX20260401-0001", ticket_type="enquiry", channel="phone",
@@ -128,14 +135,15 @@ def homes(app) -> dict[str, int]:
 
 
 def add_feedback(app, homes, *specs) -> list[int]:
-    """specs: (household code or None for the project, reason, strength)."""
+    """specs: (household code, or None for the project, or "-" for neither; reason,
+    strength)."""
     with app.session() as session, transaction(session):
         records = [
             FeedbackRecord(
                 key=f"test:{i}:{code}",
                 kind="satisfaction_drop" if code else "project_drop",
-                household_id=homes[code] if code else None,
-                project_id=None if code else homes["project"],
+                household_id=homes[code] if code and code != "-" else None,
+                project_id=homes["project"] if code is None else None,
                 reason=reason,
                 strength=strength,
                 status="pending",
@@ -178,11 +186,18 @@ def new_tickets(app) -> list[Ticket]:
         ).all()
 
 
+def tasks(app) -> list[WorkOrder]:
+    with app.session() as session:
+        return session.scalars(
+            select(WorkOrder).where(WorkOrder.ticket_id.is_(None)).order_by(WorkOrder.id)
+        ).all()
+
+
 def statuses(app) -> list[str]:
     return [d.status for d in decisions(app)]
 
 
-def test_a_cycle_dispatches_each_feedback_to_its_plans_team_with_the_reasons(app, homes, assessor):
+def test_a_cycle_gives_each_plan_to_its_team_as_a_task_not_a_ticket(app, homes, assessor):
     first, second = add_feedback(
         app,
         homes,
@@ -196,56 +211,51 @@ def test_a_cycle_dispatches_each_feedback_to_its_plans_team_with_the_reasons(app
     }  # fmt: skip
     with app.session() as session:
         rows = session.execute(
-            select(Ticket, Team.code, Staff.name, Household.code)
-            .join(Team, Ticket.team_id == Team.id)
-            .join(Staff, Ticket.owner_id == Staff.id)
-            .join(Household, Ticket.household_id == Household.id)
-            .where(Ticket.number != "ZX20260401-0001")
-            .order_by(Ticket.id)
-        ).all()
-        orders = session.scalars(select(WorkOrder).order_by(WorkOrder.id)).all()
-        events = session.execute(
-            select(TicketEvent.ticket_id, TicketEvent.action).order_by(TicketEvent.id)
+            select(WorkOrder, Team.code, Staff.name, Household.code)
+            .join(Team, WorkOrder.team_id == Team.id)
+            .join(Staff, WorkOrder.assignee_id == Staff.id)
+            .join(Household, WorkOrder.household_id == Household.id)
+            .order_by(WorkOrder.id)
         ).all()
         records = session.scalars(select(FeedbackRecord).order_by(FeedbackRecord.id)).all()
+        register = session.scalar(select(func.count()).select_from(ServiceRecord))
+    # No ticket in the customer's name, no entry in the service register: the work the system
+    # makes for itself is never a customer's complaint.
+    assert new_tickets(app) == [] and register == 0
     # Strongest first; the apology goes to customer service (客服乙: 客服甲 already has work),
-    # the leak to the technical team as a repair.
+    # the leak to the technical team.
     (apology, team1, owner1, home1), (repair, team2, owner2, home2) = rows
-    # The cycle's clock reaches service handling: the tickets are opened at the cycle's time.
-    assert apology.opened_at == repair.opened_at == NOW
     day = f"{to_local(NOW):%Y%m%d}"
-    assert (apology.number, apology.ticket_type, team1, owner1, home1) == (
-        f"TS{day}-0001", "complaint", "service_center", "客服乙", "H2")  # fmt: skip
-    assert (repair.number, repair.ticket_type, team2, owner2, home2) == (
-        f"WX{day}-0001", "repair", "engineering", "技术员", "H3")  # fmt: skip
-    assert apology.summary == "客户最近一次满意度评分 1 分。\n协调方案“上门致歉”：先上门当面致歉"
-    assert "漏水影响生活，当天修复" in repair.summary
-    assert apology.status == "accepted"
-    # The SLA of a general complaint: resolved within 30 minutes.
-    assert apology.resolve_due_at == apology.opened_at + dt.timedelta(minutes=30)
-    assert [(o.number, o.kind, o.status, o.due_at) for o in orders] == [
-        (f"TS{day}-0001-01", "remedial", "open", apology.resolve_due_at),
-        (f"WX{day}-0001-01", "remedial", "open", repair.resolve_due_at),
-    ]
-    assert orders[0].assignee_id == apology.owner_id
-    assert orders[0].description == "上门致歉：先上门当面致歉（预计成本 300 元）"
-    assert [a for t, a in events if t == apology.id] == ["open", "assign", "dispatch"]
+    assert (apology.number, apology.kind, team1, owner1, home1) == (
+        f"RW{day}-0001", "apology_visit", "service_center", "客服乙", "H2")  # fmt: skip
+    assert (repair.number, repair.kind, team2, owner2, home2) == (
+        f"RW{day}-0002", "priority_repair", "engineering", "技术员", "H3")  # fmt: skip
+    assert apology.ticket_id is None and apology.origin == "coordination"
+    assert apology.status == "open" and apology.created_at == NOW
+    # Linked to the feedback and the decision that caused it.
+    logged = decisions(app)
+    assert (apology.feedback_ref, apology.decision_ref) == (str(first), str(logged[0].id))
+    assert (
+        "先上门当面致歉" in apology.description
+        and "客户最近一次满意度评分 1 分" in apology.description
+    )
+    # Due in business hours: 10:00 plus a working day (570 minutes of 08:30-18:00) is 10:00
+    # the next day.
+    assert apology.due_at == repair.due_at == NOW + dt.timedelta(days=1)
     assert [r.status for r in records] == ["handed", "handed"]
 
-    logged = decisions(app)
     assert [(d.feedback_id, d.status, d.plan, d.team, d.work_refs) for d in logged] == [
-        (str(first), "dispatched", "上门致歉", "service_center",
-         [f"TS{day}-0001", f"TS{day}-0001-01"]),
-        (str(second), "dispatched", "优先维修", "engineering",
-         [f"WX{day}-0001", f"WX{day}-0001-01"]),
-    ]  # fmt: skip
+        (str(first), "dispatched", "上门致歉", "service_center", [f"RW{day}-0001"]),
+        (str(second), "dispatched", "优先维修", "engineering", [f"RW{day}-0002"]),
+    ]
     assert [o["name"] for o in logged[0].options] == ["上门致歉", "优先维修"]
     assert logged[0].chosen["expected_value"] == 900.0
     assert logged[0].dispatched_at == NOW and logged[0].household_code == "H2"
+    assert logged[0].household_id == homes["H2"]
 
     again = cycle(app)
     assert (again.collected, again.dispatched) == (0, 0)
-    assert len(new_tickets(app)) == 2
+    assert len(tasks(app)) == 2
 
 
 def test_work_is_spread_over_the_least_loaded_front_line_people(app, homes, assessor):
@@ -254,72 +264,61 @@ def test_work_is_spread_over_the_least_loaded_front_line_people(app, homes, asse
     with app.session() as session:
         owners = session.scalars(
             select(Staff.name)
-            .join(Ticket, Ticket.owner_id == Staff.id)
-            .where(Ticket.number.like("TS%"))
-            .order_by(Ticket.number)
+            .join(WorkOrder, WorkOrder.assignee_id == Staff.id)
+            .where(WorkOrder.number.like("RW%"))
+            .order_by(WorkOrder.number)
         ).all()
-    # 客服甲 starts with one open ticket; each dispatch adds a ticket and a work order (2).
-    assert owners == ["客服乙", "客服甲", "客服乙", "客服甲"]
+    # 客服甲 starts with one open ticket; each task adds one; ties go by name (乙 before 甲).
+    assert owners == ["客服乙", "客服乙", "客服甲", "客服乙"]
 
 
-def test_the_batch_path_writes_what_the_one_by_one_library_path_writes(app, homes):
-    from crm.plugins.service.dispatch import create_work_order, get_team, least_loaded
-    from crm.plugins.service.plans import carry_out_plans, summary_of, work_description
-    from crm.plugins.service.tickets import open_ticket, record_event
+def test_tasks_never_count_as_complaints_warnings_or_campaign_exclusions(app, homes, assessor):
+    from crm.plugins.campaigns.campaigns import open_complaint_households
+    from crm.plugins.satisfaction.warnings import detect_warnings
+    from crm.plugins.service.classification import complaint_counts
 
-    feedback = Feedback("77", "H2", "维修后仍然漏水。", 0.8, "satisfaction.satisfaction_drop")
-    plan = Plan("优先维修", 800.0, 1500.0, "当天修复", team="technical", ticket_type="repair")
-
-    def snapshot(session) -> dict:
-        ticket = session.scalar(select(Ticket).where(Ticket.number.like("WX%")))
-        skip = {"id", "created_at", "updated_at", "version"}
-        return {
-            "ticket": {k: v for k, v in vars(ticket).items() if not k.startswith("_") and k not in skip},
-            "events": session.execute(
-                select(TicketEvent.at, TicketEvent.actor, TicketEvent.action,
-                       TicketEvent.from_status, TicketEvent.to_status, TicketEvent.note)
-                .where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id)
-            ).all(),
-            "orders": session.execute(
-                select(WorkOrder.number, WorkOrder.kind, WorkOrder.description,
-                       WorkOrder.team_id, WorkOrder.assignee_id, WorkOrder.status,
-                       WorkOrder.due_at, WorkOrder.parent_id)
-                .where(WorkOrder.ticket_id == ticket.id)
-            ).all(),
-        }  # fmt: skip
-
+    add_feedback(app, homes, *[(f"H{i}", "再次投诉。", 0.9) for i in (2, 3)])
+    for round_ in range(3):  # cycle after cycle: the system does not feed itself
+        at = NOW + dt.timedelta(days=round_)
+        with app.session() as session, transaction(session):
+            new = detect_warnings(session, now=at)
+        if round_:
+            assert new == []
+        with app.session() as session:
+            run_cycle(session, now=at)
     with app.session() as session:
-        [done] = carry_out_plans(session, [(feedback, plan)], now=NOW)
-        batch = snapshot(session)
-        session.rollback()
-    with app.session() as session:
-        ticket = open_ticket(session, "H2", "repair", "phone", summary_of(feedback, plan), now=NOW)
-        team = get_team(session, "engineering")
-        staff = least_loaded(session, team)
-        ticket.team_id, ticket.owner_id = team.id, staff.id
-        record_event(session, ticket, "assign", f"派给 {team.name}：{staff.name}", NOW)
-        session.flush()
-        create_work_order(session, ticket, "remedial", work_description(plan),
-                          due_at=ticket.resolve_due_at, team_code=team.code,
-                          assignee_name=staff.name, now=NOW)  # fmt: skip
-        session.flush()
-        session.expire_all()
-        one_by_one = snapshot(session)
-        session.rollback()
-    assert batch == one_by_one
-    assert done.references == [batch["orders"][0][0][:-3], batch["orders"][0][0]]
-    assert done.team == "engineering" and done.plan == "优先维修"
+        assert open_complaint_households(session) == set()
+        assert (
+            complaint_counts(session, NOW - dt.timedelta(days=30), NOW + dt.timedelta(days=5)) == []
+        )
+        assert session.scalar(select(func.count()).select_from(FeedbackRecord)) == 2
+    assert new_tickets(app) == [] and len(tasks(app)) == 2
 
 
-def test_feedback_without_a_plan_or_a_household_is_recorded_not_lost(app, homes):
+def test_feedback_of_a_project_goes_to_its_manager_and_none_is_recorded_not_lost(app, homes):
     app.pm.register(Assessor(skip={"H4"}), name="skipping-assessor")
-    add_feedback(app, homes, ("H4", "不满意。", 0.5), (None, "项目满意率下滑。", 0.9))
+    add_feedback(
+        app,
+        homes,
+        ("H4", "不满意。", 0.5),
+        (None, "项目满意率下滑。", 0.9),
+        ("-", "来源不明的反馈。", 0.4),
+    )
     report = cycle(app)
-    assert (report.collected, report.no_plan, report.undispatched) == (2, 1, 1)
-    by_home = {d.household_code: d for d in decisions(app)}
-    assert by_home["H4"].status == "no_plan" and "未给出方案" in by_home["H4"].note
-    assert by_home[None].status == "undispatched" and by_home[None].project == "城市花园"
-    assert by_home[None].plan == "上门致歉" and new_tickets(app) == []
+    assert (report.collected, report.no_plan, report.dispatched, report.undispatched) == (
+        3, 1, 1, 1)  # fmt: skip
+    by_reason = {d.reason: d for d in decisions(app)}
+    assert by_reason["不满意。"].status == "no_plan" and "未给出方案" in by_reason["不满意。"].note
+    project = by_reason["项目满意率下滑。"]
+    assert project.status == "dispatched" and project.project == "城市花园"
+    [improvement] = tasks(app)
+    assert improvement.kind == "improvement" and improvement.household_id is None
+    with app.session() as session:
+        manager = session.get(Staff, improvement.assignee_id).name
+    assert improvement.project_id == homes["project"] and manager == "项目经理"
+    assert improvement.due_at > NOW
+    assert by_reason["来源不明的反馈。"].status == "undispatched"
+    assert new_tickets(app) == []
 
 
 def test_a_crash_while_dispatching_is_resumed_and_nothing_is_dispatched_twice(app, homes, assessor):
@@ -327,17 +326,15 @@ def test_a_crash_while_dispatching_is_resumed_and_nothing_is_dispatched_twice(ap
     add_feedback(app, homes, *[(f"H{i}", "不满意。", 0.5) for i in (2, 3, 4)])
     with pytest.raises(RuntimeError, match="派工时进程崩溃"):
         cycle(app)
-    # Collected and assessed were committed; the dispatch rolled back with its tickets.
-    assert statuses(app) == ["assessed"] * 3 and new_tickets(app) == []
-    assert count(app, WorkOrder) == 0
+    # Collected and assessed were committed; the dispatch rolled back with its tasks.
+    assert statuses(app) == ["assessed"] * 3 and tasks(app) == []
     report = cycle(app)
     assert (report.collected, report.assessed, report.dispatched) == (0, 0, 3)
     assert statuses(app) == ["dispatched"] * 3
-    assert sorted(t.household_id for t in new_tickets(app)) == sorted(
+    assert sorted(t.household_id for t in tasks(app)) == sorted(
         homes[c] for c in ("H2", "H3", "H4")
     )
-    assert cycle(app).dispatched == 0 and len(new_tickets(app)) == 3
-    assert count(app, WorkOrder) == 3
+    assert cycle(app).dispatched == 0 and len(tasks(app)) == 3
 
 
 def test_a_crash_while_assessing_is_resumed_from_the_collected_decisions(app, homes):
@@ -383,13 +380,14 @@ def test_two_cycles_at_once_dispatch_every_feedback_exactly_once(app, homes, db_
     logged = decisions(app)
     assert sorted(int(d.feedback_id) for d in logged) == sorted(ids)
     assert {d.status for d in logged} == {"dispatched"}
-    tickets = {t.number: t for t in new_tickets(app)}
-    assert len(tickets) == 90 and count(app, WorkOrder) == 90
+    given = {t.number: t for t in tasks(app)}
+    assert len(given) == 90 and count(app, WorkOrder) == 90
     with app.session() as session:
         homes_by_id = dict(session.execute(select(Household.id, Household.code)).all())
     for decision in logged:
-        ticket = tickets[decision.work_refs[0]]
-        assert homes_by_id[ticket.household_id] == decision.household_code
+        task = given[decision.work_refs[0]]
+        assert homes_by_id[task.household_id] == decision.household_code
+        assert task.decision_ref == str(decision.id)
 
 
 class Gate:
@@ -401,8 +399,8 @@ class Gate:
         self.handed: list[str] = []
 
     @hookimpl
-    def carry_out_plans(self, session, decisions):
-        self.handed += [feedback.id for feedback, _ in decisions]
+    def carry_out_plans(self, session, instructions):
+        self.handed += [instruction.feedback.id for instruction in instructions]
         if not self.inside.is_set():
             self.inside.set()
             time.sleep(0.3)
@@ -438,7 +436,7 @@ def test_a_cycle_started_while_another_dispatches_does_not_take_the_same_decisio
     # The second cycle found the first one's decisions claimed, and then dispatched.
     assert (reports[0].dispatched, reports[1].dispatched) == (6, 0)
     assert sorted(gates[0].handed + gates[1].handed) == sorted(str(i) for i in ids)
-    assert len(new_tickets(app)) == 6 and statuses(app) == ["dispatched"] * 6
+    assert len(tasks(app)) == 6 and statuses(app) == ["dispatched"] * 6
 
 
 def test_a_disabled_step_is_named_before_any_feedback_is_collected(app, homes, db_url, monkeypatch):
@@ -460,7 +458,7 @@ def test_a_disabled_step_is_named_before_any_feedback_is_collected(app, homes, d
 
 class Silent:
     @hookimpl
-    def assess_feedback(self, session, feedback):
+    def assess_feedback(self, session, feedback, now):
         return None
 
 
@@ -477,26 +475,43 @@ def test_a_step_that_gives_no_answer_keeps_the_feedback_for_the_next_cycle(
     assert cycle(app).dispatched == 1 and statuses(app) == ["dispatched"]
 
 
-def test_the_outcome_is_recorded_when_the_dispatched_work_closes(app, homes, assessor):
-    from crm.plugins.service.dispatch import complete_work_order
+def test_the_customers_answer_flows_back_to_the_decision_log(app, homes, assessor):
+    from crm.plugins.service.tasks import complete_task
 
     add_feedback(app, homes, ("H2", "不满意。", 0.9), ("H3", "不满意。", 0.8))
     cycle(app)
     first, second = decisions(app)
     later = NOW + dt.timedelta(hours=3)
     with app.session() as session, transaction(session):
-        complete_work_order(session, first.work_refs[1], "已上门致歉，客户接受", now=later)
-        complete_work_order(session, second.work_refs[1], "已上门致歉", now=later)
-        ticket = session.scalar(select(Ticket).where(Ticket.number == first.work_refs[0]))
-        ticket.status, ticket.closed_at = "closed", later
+        with pytest.raises(CrmError, match="客户的答复"):
+            complete_task(session, first.work_refs[0], None, None, now=later)
+        complete_task(session, first.work_refs[0], "接受道歉，问题已解决", True, now=later)
     with app.session() as session:
         report = run_cycle(session, now=later)
     assert report.closed == 1
     first, second = decisions(app)
     assert (first.status, first.closed_at) == ("closed", later)
-    assert first.outcome == {first.work_refs[0]: "closed", first.work_refs[1]: "closed"}
+    assert (first.answer, first.accepted) == ("接受道歉，问题已解决", True)
+    assert first.outcome[first.work_refs[0]]["status"] == "closed"
     assert second.status == "dispatched" and second.outcome_at == later
-    assert second.outcome == {second.work_refs[0]: "open", second.work_refs[1]: "closed"}
+    assert second.outcome == {
+        second.work_refs[0]: {"status": "open", "answer": None, "accepted": None, "done_at": None}
+    }
+    # Typed in the next morning, done the evening before: the log keeps when it was done.
+    evening, morning = later + dt.timedelta(hours=5), later + dt.timedelta(hours=20)
+    with app.session() as session, transaction(session):
+        done = complete_task(
+            session, second.work_refs[0], "仍不满意，要求赔偿", False, now=morning, at=evening
+        )
+        assert (done.completed_at, done.completion_entered_at) == (evening, morning)
+    with app.session() as session:
+        run_cycle(session, now=morning)
+    second = decisions(app)[1]
+    assert (second.status, second.accepted, second.answer) == (
+        "closed",
+        False,
+        "仍不满意，要求赔偿",
+    )
 
 
 def test_the_decision_log_filters_by_status_household_plan_and_date(app, homes, assessor):
@@ -505,14 +520,14 @@ def test_the_decision_log_filters_by_status_household_plan_and_date(app, homes, 
     with app.session() as session:
         every = list_decisions(session)
         by_plan = list_decisions(session, plan="优先维修")
-        by_home = list_decisions(session, household="H2", status="已派工")
+        by_home = list_decisions(session, household="H2", status="已派工")  # code or label
         none_yet = list_decisions(session, status="closed")
         before = list_decisions(session, until=NOW - dt.timedelta(days=1))
         since = list_decisions(session, since=NOW - dt.timedelta(hours=1))
     assert [row["household"] for row in every] == ["H3", "H2"]  # newest first
     assert [row["household"] for row in by_plan] == ["H3"]
     assert [row["plan"] for row in by_home] == ["上门致歉"]
-    assert by_home[0]["status"] == "已派工" and by_home[0]["work"][0].endswith("-0001")
+    assert by_home[0]["status"] == "dispatched" and by_home[0]["work"][0].endswith("-0001")
     assert none_yet == [] and before == [] and len(since) == 2
 
 
@@ -544,11 +559,12 @@ def test_run_prints_the_counts_and_log_lists_the_decisions(run, app, homes, cli_
     [row] = json.loads(logged.stdout)
     assert row["household"] == "H3" and row["team"] == "engineering"
     assert [o["name"] for o in row["options"]] == ["上门致歉", "优先维修"]
-    assert row["work"][0].startswith("WX") and row["status"] == "已派工"
+    assert row["work"][0].startswith("RW") and row["status"] == "dispatched"
     listed = run("coordinate", "log", "--status", "dispatched", "--since", "2000-01-01")
     assert (
         listed.exit_code == 0 and "选定方案" in listed.stdout and "上门致歉（900）" in listed.stdout
     )
+    assert "已派工" in listed.stdout  # the status in Chinese in the table
     csv = run("coordinate", "log", "--format", "csv", "--household", "H2")
     assert csv.stdout.splitlines()[0].startswith("id,feedback,household")
     assert len(csv.stdout.splitlines()) == 2

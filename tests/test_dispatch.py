@@ -222,13 +222,14 @@ def test_cli_teams_staff_and_work_orders(app, run):
     staff = json.loads(run("staff", "list", "--team", "engineering", "--format", "json").output)
     assert {r["name"]: r["open_load"] for r in staff} == {"技术员甲": 1, "工程主管": 0}
     csv_out = run("workorder", "list", "--ticket", "TS20260428-0001", "--format", "csv").output
-    assert csv_out.splitlines()[0].startswith("number,kind,team")
+    assert csv_out.splitlines()[0].startswith("number,ticket,household,kind,origin,team")
+    assert ",补救措施,客户," in csv_out  # codes read in Chinese outside JSON
 
     returned = run("workorder", "return", "TS20260428-0001-01", "--reason", "需要专业木工")
     assert returned.exit_code == 0, returned.output
     assert "TS20260428-0001-02 → 工程主管" in returned.output
     shown = json.loads(run("workorder", "show", "TS20260428-0001-01", "--format", "json").output)
-    assert shown["status"] == "已退回主管" and shown["continued_by"] == ["TS20260428-0001-02"]
+    assert shown["status"] == "returned" and shown["continued_by"] == ["TS20260428-0001-02"]
     assert (
         run("workorder", "done", "TS20260428-0001-02", "--result", "主管协调木工完成").exit_code
         == 0
@@ -261,11 +262,11 @@ def test_cli_actions_answer_in_json(app, run):
         return json.loads(result.output)
 
     team = json_of("team", "add", "greening", "--name", "绿化组", "--kind", "vendor")
-    assert (team["code"], team["kind"], team["handles"]) == ("greening", "外包方", [])
+    assert (team["code"], team["kind"], team["handles"]) == ("greening", "vendor", [])
     person = json_of("staff", "add", "技术员甲", "--team", "engineering", "--skills", "水电,木工")
     assert (person["team"], person["level"], person["skills"]) == (
         "工程技术部",
-        "一线",
+        1,
         ["水电", "木工"],
     )
     json_of("staff", "add", "工程主管", "--team", "engineering", "--level", "2")
@@ -282,7 +283,7 @@ def test_cli_actions_answer_in_json(app, run):
     returned = json_of("workorder", "return", order["number"], "--reason", "需要专业木工")
     assert returned["continues"] == order["number"] and returned["assignee"] == "工程主管"
     done = json_of("workorder", "done", returned["number"], "--result", "主管协调木工完成")
-    assert done["status"] == "已完成" and done["result"] == "主管协调木工完成"
+    assert done["status"] == "done" and done["result"] == "主管协调木工完成"
     period = json_of("repair", "period", "防水防渗漏", "72")
     assert (period["item"], period["months"], period["statutory_months"]) == (
         "waterproofing",

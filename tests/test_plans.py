@@ -19,12 +19,14 @@ from crm.plugins.profitability.settings import Settings, set_setting
 NOW = dt.datetime(2026, 6, 30, 4, 0, tzinfo=dt.UTC)
 
 
-def feedback(kind="broken_promise", strength=1.0, household="H1", project=None, id_="7"):
+def feedback(kind="broken_promise", strength=1.0, household=1, project=None, id_="7"):
+    """A feedback record about household `household` (an id) or, without one, project
+    `project` (an id)."""
     return Feedback(id_, household, "承诺未兑现", strength, f"satisfaction.{kind}", project)
 
 
 def test_expected_value_of_each_plan_and_the_best():
-    catalogue = Settings.from_values({}).plans
+    catalogue = [p for p in Settings.from_values({}).plans if p.scope == "household"]
     options = plans.options_for(
         feedback(), plans.Basis(100_000.0, "该户终身价值"), 50_000.0, catalogue
     )
@@ -41,7 +43,7 @@ def test_expected_value_of_each_plan_and_the_best():
     assessment = plans.choose(feedback(), options)
     best = assessment.best
     assert best.name == "经理督办" and best.team == "customer_service"
-    assert best.ticket_type == "complaint" and best.retention_gain == 0.08
+    assert best.task == "supervision" and best.retention_gain == 0.08
     assert "\n" not in best.reason
     assert best.reason.startswith("建议经理督办（承诺未兑现，强度 1.00）：期望价值 +7,800 元最高")
     assert "高于次优的经济补偿（+7,250 元）" in best.reason
@@ -50,7 +52,7 @@ def test_expected_value_of_each_plan_and_the_best():
 
 
 def test_strength_scales_the_gains():
-    catalogue = Settings.from_values({}).plans
+    catalogue = [p for p in Settings.from_values({}).plans if p.scope == "household"]
     weak = plans.options_for(
         feedback(strength=0.25), plans.Basis(100_000.0, "x"), 50_000.0, catalogue
     )
@@ -119,19 +121,23 @@ def test_batch_uses_stored_values_and_project_means(session):
     session.add(Household(id=4, code="NEW", name="新客户", project_id=2))  # not in the run
     session.flush()
     batch = [
-        feedback(household="H1", id_="a"),
-        feedback(household=None, project="翠湖花园", kind="project_drop", id_="b"),
-        feedback(household=None, project="不存在", kind="project_drop", id_="c"),
-        feedback(household="NEW", id_="d"),
+        feedback(household=1, id_="a"),
+        feedback(household=None, project=1, kind="project_drop", id_="b"),
+        feedback(household=None, project=99, kind="project_drop", id_="c"),
+        feedback(household=4, id_="d"),
     ]
-    results = plans.assess_batch(session, batch)
+    results = plans.assess_batch(session, batch, NOW)
     assert [r.feedback_id for r in results] == ["a", "b", "c", "d"]
     assert "该户终身价值 100,000 元" in results[0].best.reason
-    assert "项目“翠湖花园”户均终身价值 60,000 元" in results[1].best.reason
+    # A project's feedback is answered by the project plans, valued for all its households.
+    assert "项目“翠湖花园”2 户终身价值合计 120,000 元" in results[1].best.reason
+    assert {p.name for p in results[1].options} == {"项目整改", "业主恳谈会"}
+    assert results[1].best.task == "improvement"
     assert "全部客户户均终身价值 60,000 元" in results[2].best.reason
     # Computed on the spot: no purchases, no fits, no service: nothing but zero.
     assert "该户终身价值 0 元" in results[3].best.reason
-    assert plans.assess_batch(session, []) == []
+    assert "项目整改" not in {p.name for p in results[3].options}
+    assert plans.assess_batch(session, [], NOW) == []
     # Nothing was stored for the new household: the run is left as it was.
     assert session.scalar(select(func.count()).select_from(HouseholdValue)) == 3
 
@@ -139,7 +145,8 @@ def test_batch_uses_stored_values_and_project_means(session):
 def test_first_assessment_scores_the_portfolio(session):
     session.add(Household(code="H1", name="客户"))
     session.flush()
-    (result,) = plans.assess_batch(session, [feedback(household="H1")])
+    household = session.scalar(select(Household.id))
+    (result,) = plans.assess_batch(session, [feedback(household=household)], NOW)
     assert session.scalar(select(func.count()).select_from(ScoringRun)) == 1
     assert result.best.name
 
@@ -148,13 +155,13 @@ def test_settings_change_the_choice(session):
     stored_values(session, {"H1": (1, 100_000.0)})
     # No sales yet, so a referral is worth nothing: compensation 10,000 − 3,000 beats the
     # manager's 8,000 − 1,200.
-    (before,) = plans.assess_batch(session, [feedback()])
+    (before,) = plans.assess_batch(session, [feedback()], NOW)
     assert before.best.name == "经济补偿" and before.best.expected_value == 7000
     set_setting(session, "profitability.plans.compensation.cost", "3500")
-    (dearer,) = plans.assess_batch(session, [feedback()])
+    (dearer,) = plans.assess_batch(session, [feedback()], NOW)
     assert dearer.best.name == "经理督办" and dearer.best.expected_value == 6800
     set_setting(session, "plans.manager_escalation.enabled", "0")
-    (without,) = plans.assess_batch(session, [feedback()])
+    (without,) = plans.assess_batch(session, [feedback()], NOW)
     assert "经理督办" not in {plan.name for plan in without.options}
     assert without.best.name == "经济补偿" and without.best.cost == 3500
 

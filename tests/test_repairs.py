@@ -98,8 +98,14 @@ def test_warranty_by_item_and_handover(app, item, handover, in_warranty):
         assert ticket.paid is (not in_warranty)
         # A home service is never under warranty, whatever the handover date.
         assert (str(handover) in checked["reason"]) is (item != "home_service")
-        event = session.scalar(select(TicketEvent).where(TicketEvent.action == "warranty_check"))
+        # The first check is the first response and the repair's assessment.
+        event = session.scalar(select(TicketEvent).where(TicketEvent.action == "assess"))
         assert ("免费维修" in event.note) is in_warranty
+        assert ticket.status == "assessed" and ticket.first_response_at == NOW
+        again = check_warranty(session, ticket.number, item, now=NOW + dt.timedelta(minutes=1))
+        assert again["paid"] is (not in_warranty)
+        event = session.scalar(select(TicketEvent).where(TicketEvent.action == "warranty_check"))
+        assert ("免费维修" in event.note) is in_warranty and ticket.status == "assessed"
 
 
 def test_warranty_needs_a_handover_date_and_a_unit_when_ambiguous(app):

@@ -14,7 +14,7 @@ from crm.core.db import transaction
 from crm.core.errors import CrmError
 from crm.core.models import AuditEntry, Household, Setting
 from crm.plugins.service import sla, tickets
-from crm.plugins.service.models import SlaPolicy, Ticket, TicketEvent
+from crm.plugins.service.models import Escalation, SlaPolicy, Ticket, TicketEvent
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -142,8 +142,36 @@ def test_raising_the_severity_keeps_a_breach_already_suffered(session):
             session, number, "phone", "业主再次来电", severity="major", now=T0 + minutes(55)
         )
     ticket = tickets.get_ticket(session, number)
-    assert ticket.severity == "major" and ticket.resolve_due_at == T0 + minutes(360)
+    # A repeat call never moves a due time later: major allows 360 minutes, the 30 stand.
+    assert ticket.severity == "major" and ticket.resolve_due_at == T0 + minutes(30)
     assert ticket.resolve_breached and ticket.breached_at == T0 + minutes(30)
+
+
+def test_a_repeat_call_never_moves_a_deadline_later_and_a_raise_escalates(session):
+    """Seen: a repeat call raising general to important moved the resolution due time from
+    00:29 to 01:59 and did not escalate."""
+    make_world(session)
+    number = opened(session)
+    with transaction(session):
+        tickets.step(session, number, "confirm", now=T0 + minutes(1))
+        tickets.record_contact(
+            session, number, "phone", "业主再次来电，更严重了", severity="important",
+            now=T0 + minutes(5),
+        )  # fmt: skip
+    ticket = tickets.get_ticket(session, number)
+    assert ticket.severity == "important" and ticket.severity_raises == 1
+    assert ticket.resolve_due_at == T0 + minutes(30)
+    assert ticket.resolve_warn_at == T0 + minutes(24)
+    assert ticket.escalation_level == 2
+    rules = session.scalars(select(Escalation.rule).where(Escalation.ticket_id == ticket.id))
+    assert list(rules) == ["severity"]
+    with transaction(session):
+        # Lowering it again moves nothing later either, and is no escalation.
+        tickets.record_contact(
+            session, number, "phone", "问题缓解", severity="general", now=T0 + minutes(6)
+        )
+    ticket = tickets.get_ticket(session, number)
+    assert ticket.resolve_due_at == T0 + minutes(30) and ticket.escalation_level == 2
 
 
 def test_the_check_is_set_based_over_many_tickets(session):
@@ -204,6 +232,7 @@ def test_policies_change_through_the_cli_by_managers_only(run, app):
     bad = run("sla", "set", "complaint", "hot", "--response", "500")
     assert bad.exit_code == 1 and "首次响应时限不能长于解决时限" in bad.output
     listed = json.loads(run("sla", "list", "--format", "json").output)
-    hot = next(r for r in listed if r["ticket_type"] == "投诉" and r["severity"] == "热点")
+    hot = next(r for r in listed if r["ticket_type"] == "complaint" and r["severity"] == "hot")
     assert (hot["response_minutes"], hot["resolve_minutes"]) == (5, 180)
+    assert "投诉" in run("sla", "list").output  # codes read in Chinese in the table
     assert run("sla", "set", "praise", "hot").exit_code == 1

@@ -19,6 +19,7 @@ from crm.plugins.satisfaction.warnings import detect_warnings
 from crm.plugins.service.models import Commitment, Ticket
 
 NOW = dt.datetime(2026, 4, 20, 4, 0, tzinfo=dt.UTC)
+HANDED = NOW + dt.timedelta(hours=1)  # when a coordination cycle takes the feedback
 
 
 def days_ago(days: float) -> dt.datetime:
@@ -173,12 +174,12 @@ class Coordinator:
         self.received: list[Feedback] = []
 
     @hookimpl
-    def collect_feedback(self, session, limit):
+    def collect_feedback(self, session, limit, now):
         return []
 
     def take(self, app, limit=10) -> list[Feedback]:
         with app.session() as session, transaction(session):
-            batches = self.pm.hook.collect_feedback(session=session, limit=limit)
+            batches = self.pm.hook.collect_feedback(session=session, limit=limit, now=HANDED)
         got = [feedback for batch in batches for feedback in batch or []]
         self.received.extend(got)
         return got
@@ -204,6 +205,9 @@ def test_feedback_is_handed_to_coordination_once_strongest_first(app, garden, co
         ("H2", "satisfaction.satisfaction_drop"),
         ("H3", "satisfaction.repeat_complaint"),
     ]
+    # The chain works with ids: the household's and its project's.
+    assert [f.household_id for f in first] == [garden["H2"], garden["H3"]]
+    assert {f.project_id for f in first} == {garden["project"]}
     assert first[0].strength == pytest.approx(0.3 + 7 / 9 * 0.7, abs=0.01)
     assert first[0].project == "城市花园" and "体验低于期望" in first[0].reason
     rest = coordinator.take(app)
@@ -211,7 +215,7 @@ def test_feedback_is_handed_to_coordination_once_strongest_first(app, garden, co
     assert coordinator.take(app) == []
     handed = records(app)
     assert {r.status for r in handed} == {"handed"}
-    assert all(r.handed_at is not None for r in handed)
+    assert all(r.handed_at == HANDED for r in handed)  # at the cycle's time, not the clock's
     assert sorted(f.id for f in coordinator.received) == sorted(str(r.id) for r in handed)
 
 
@@ -225,7 +229,9 @@ def test_warnings_command_detects_and_lists(run, app, garden):
     result = run("satisfaction", "warnings", "--detect", "--window", "7", "--format", "json")
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
-    assert (row["kind"], row["household"], row["status"]) == ("重复投诉", "H1", "待处理")
+    assert (row["kind"], row["household"], row["status"]) == ("repeat_complaint", "H1", "pending")
+    table = run("satisfaction", "warnings").stdout
+    assert "重复投诉" in table and "待处理" in table
     assert "新增客情预警 1 条" in result.stderr
     again = run("satisfaction", "warnings", "--detect", "--format", "csv")
     assert again.exit_code == 0 and "新增客情预警 0 条" in again.stderr

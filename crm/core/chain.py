@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+# The tasks coordination's plans give to staff: what profitability assessment may choose and
+# service handling carries out.
+TASK_KINDS = {
+    "call": "电话回访",
+    "apology_visit": "上门致歉",
+    "priority_repair": "优先维修",
+    "gift": "赠送礼品",
+    "compensation": "经济补偿",
+    "supervision": "经理督办",
+    "improvement": "项目整改",
+}
 
 
 @dataclass(frozen=True)
 class Feedback:
-    """A signal about a household or project that needs a decision (e.g. 客情预警)."""
+    """A signal about a household or project that needs a decision (e.g. 客情预警).
+
+    The steps of the chain work with the ids; the code and the project's name are carried
+    along only to be shown in the decision log."""
 
     id: str
-    household_code: str | None
+    household_id: int | None
     reason: str
     strength: float
     source: str
+    project_id: int | None = None
+    household_code: str | None = None
     project: str | None = None
 
 
@@ -22,9 +39,10 @@ class Feedback:
 class Plan:
     """One way to answer a feedback record, with its cost and expected value (yuan).
 
-    `team` (a team kind such as technical or customer_service) and `ticket_type` tell service
-    handling what to open; the gains are the expected changes in the probabilities of staying
-    and of referring a new buyer.
+    `team` (a team kind such as technical or customer_service) and `task` (call,
+    apology_visit, priority_repair, gift, compensation, supervision, improvement) tell service
+    handling what task to give to whom; the gains are the expected changes in the
+    probabilities of staying and of referring a new buyer.
     """
 
     name: str
@@ -32,9 +50,25 @@ class Plan:
     expected_value: float
     reason: str
     team: str | None = None
-    ticket_type: str = "complaint"
+    task: str = "call"
     retention_gain: float = 0.0
     referral_gain: float = 0.0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Plan:
+        """A plan as stored in a decision; one stored before plans named their task (they
+        opened a ticket of `ticket_type` then) is followed up by a call."""
+        known = {name: value for name, value in values.items() if name in PLAN_FIELDS}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """Coordination's instruction to service handling: carry out this decision's plan."""
+
+    decision_id: int
+    feedback: Feedback
+    plan: Plan
 
 
 @dataclass(frozen=True)
@@ -46,12 +80,31 @@ class Assessment:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """What service handling opened to carry a plan out."""
+    """What service handling gave out to carry a plan out."""
 
     feedback_id: str
     plan: str
     references: list[str] = field(default_factory=list)
     team: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkOutcome:
+    """Where dispatched work stands: open, closed, cancelled, returned or unknown; for done
+    work with a customer, what the customer answered and whether they accepted it."""
+
+    status: str
+    answer: str | None = None
+    accepted: bool | None = None
+    done_at: dt.datetime | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "status": self.status,
+            "answer": self.answer,
+            "accepted": self.accepted,
+            "done_at": self.done_at.isoformat() if self.done_at else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -94,3 +147,6 @@ class ServiceSignal:
     reason: str
     last_at: dt.datetime
     references: list[str] = field(default_factory=list)
+
+
+PLAN_FIELDS = frozenset(f.name for f in fields(Plan))

@@ -27,21 +27,25 @@ def format_option(func: Callable) -> Callable:
     )(func)
 
 
-def emit(rows, fmt: str, columns: Sequence[tuple[str, str]] | None = None) -> None:
+def emit(rows, fmt: str, columns: Sequence[tuple] | None = None) -> None:
+    """Rows as a table, JSON or CSV; a column (key, header, vocabulary) shows codes as labels
+    outside JSON."""
     from crm.core.render import render
 
     render(rows, fmt, columns)
 
 
-def emit_record(record: dict, fmt: str, labels: Sequence[tuple[str, str]]) -> None:
+def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
     """One record (the result of an action or a `show`): label/value lines as a table, one
-    JSON object, or a one-row CSV. Lists read as 、-joined text outside JSON."""
-    from crm.core.render import cell_text, display_width, render, to_json
+    JSON object, or a one-row CSV. Lists read as 、-joined text outside JSON; a label entry
+    (key, title, vocabulary) shows the code by its label outside JSON."""
+    from crm.core.render import cell_text, display_width, render, shown_rows, to_json
 
     if fmt == "json":
         click.echo(to_json(record))
         return
-    shown = [(key, title) for key, title in labels if key in record]
+    shown = [(key, title) for key, title, *_ in labels if key in record]
+    record = shown_rows([record], labels)[0]
     flat = {k: "、".join(map(str, v)) if isinstance(v, list) else v for k, v in record.items()}
     if fmt == "csv":
         render([flat], "csv", shown)
@@ -49,6 +53,26 @@ def emit_record(record: dict, fmt: str, labels: Sequence[tuple[str, str]]) -> No
     width = max((display_width(title) for _, title in shown), default=0)
     for key, title in shown:
         click.echo(f"{title}：{' ' * (width - display_width(title))}{cell_text(flat.get(key))}")
+
+
+def at_option(func: Callable) -> Callable:
+    """The shared `--at` option of every command that records something done."""
+    return click.option(
+        "--at",
+        "at_text",
+        metavar="时间",
+        help="实际发生的时间（本地时间，如 2026-12-02 08:05），事后补登时填写；默认为现在。"
+        "不能晚于现在，也不能早于所属记录的开始。",
+    )(func)
+
+
+def parse_at(text: str | None):
+    """The `--at` value as an aware UTC datetime (None when not given)."""
+    if text is None:
+        return None
+    from crm.core.clock import parse_local_minute
+
+    return parse_local_minute(text, "发生时间")
 
 
 def parse_day(text: str | None, what: str):

@@ -18,7 +18,15 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from crm.core.card import CardSection
-    from crm.core.chain import Assessment, Dispatch, Feedback, Plan, Revisit, ServiceSignal
+    from crm.core.chain import (
+        Assessment,
+        Dispatch,
+        Feedback,
+        Instruction,
+        Revisit,
+        ServiceSignal,
+        WorkOutcome,
+    )
     from crm.core.models import Household
 
 hookspec = pluggy.HookspecMarker("crm")
@@ -50,6 +58,11 @@ def tracking_card_sections(session: Session, household: Household) -> list[CardS
 
 
 @hookspec
+def service_record_states(session: Session, record_nos: list[str]) -> dict[str, dict] | None:
+    """Live state of register entries a plugin keeps: number -> step, step_label, due_at, owner."""
+
+
+@hookspec
 def tickets_revisited(session: Session, revisits: list[Revisit]) -> None:
     """Closed tickets were revisited: record each customer's answers as a survey taken at the revisit time."""
 
@@ -67,8 +80,8 @@ def service_signals(session: Session, since: dt.datetime) -> list[ServiceSignal]
 
 
 @hookspec
-def collect_feedback(session: Session, limit: int) -> list[Feedback] | None:
-    """Hand pending feedback records to coordination, each once, in the caller's transaction."""
+def collect_feedback(session: Session, limit: int, now: dt.datetime) -> list[Feedback] | None:
+    """Hand pending feedback records to coordination at `now`, each once, in the caller's transaction."""
 
 
 @hookspec(firstresult=True)
@@ -84,20 +97,22 @@ def household_service_costs(
 
 
 @hookspec(firstresult=True)
-def assess_feedback(session: Session, feedback: list[Feedback]) -> list[Assessment] | None:
-    """Evaluate a batch of feedback records: each one's candidate plans and the best of them."""
+def assess_feedback(
+    session: Session, feedback: list[Feedback], now: dt.datetime
+) -> list[Assessment] | None:
+    """Evaluate a batch of feedback records at `now`: each one's candidate plans and the best."""
 
 
 @hookspec(firstresult=True)
 def carry_out_plans(
-    session: Session, decisions: list[tuple[Feedback, Plan]], now: dt.datetime
+    session: Session, instructions: list[Instruction], now: dt.datetime
 ) -> list[Dispatch] | None:
-    """Carry out a batch of chosen plans at `now`: open the tickets or work orders and assign them."""
+    """Carry out a batch of decided plans at `now`: give the tasks to staff, linked to each decision."""
 
 
 @hookspec(firstresult=True)
-def dispatch_outcomes(session: Session, references: list[str]) -> dict[str, str] | None:
-    """Where dispatched work stands: reference -> status (open, closed, …) for the decision log."""
+def dispatch_outcomes(session: Session, references: list[str]) -> dict[str, WorkOutcome] | None:
+    """Where dispatched work stands (status, and the customer's answer when done), for the decision log."""
 
 
 @hookspec
@@ -122,11 +137,6 @@ def complaint_counts(
     session: Session, since: dt.datetime, until: dt.datetime, grain: str
 ) -> list[dict] | None:
     """Complaint tickets counted per project, building, category and period (grain: week or month)."""
-
-
-@hookspec
-def households_with_open_complaints(session: Session) -> list[int] | None:
-    """Ids of households with a complaint still open (campaigns leave them out)."""
 
 
 @hookspec(firstresult=True)

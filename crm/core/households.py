@@ -616,6 +616,17 @@ def _referrals(session: Session, household: Household, made: bool) -> CardSectio
     )
 
 
+def _record_states(session: Session, record_nos: list[str]) -> dict[str, dict]:
+    """What the plugins that keep register entries say of them now (step, due time, owner)."""
+    pm = session.info.get("pm")
+    if pm is None or not record_nos:
+        return {}
+    states: dict[str, dict] = {}
+    for answer in pm.hook.service_record_states(session=session, record_nos=record_nos):
+        states.update(answer or {})
+    return states
+
+
 def _service(session: Session, household: Household) -> list[CardSection]:
     def records(status: str, newest_first: bool, limit: int | None = None):
         order = (
@@ -645,7 +656,19 @@ def _service(session: Session, household: Household) -> list[CardSection]:
             shown |= {"关闭时间": record.closed_at, "处理结果": record.result}
         return shown
 
-    open_rows = [row(r, u, False) for r, u in records("open", newest_first=False)]
+    open_records = records("open", newest_first=False)
+    states = _record_states(session, [r.record_no for r, _ in open_records])
+    open_rows = []
+    for record, unit in open_records:
+        state = states.get(record.record_no, {})
+        open_rows.append(
+            row(record, unit, False)
+            | {
+                "当前步骤": state.get("step_label"),
+                "时限": state.get("due_at"),
+                "负责人": state.get("owner"),
+            }
+        )
     past_rows = [
         row(r, u, True) for r, u in records("closed", newest_first=True, limit=PAST_SERVICE_ON_CARD)
     ]
@@ -662,7 +685,17 @@ def _service(session: Session, household: Household) -> list[CardSection]:
     return [
         CardSection(
             "处理中的服务记录",
-            columns=["登记号", "类别", "渠道", "房号", "受理时间", "摘要"],
+            columns=[
+                "登记号",
+                "类别",
+                "渠道",
+                "房号",
+                "受理时间",
+                "当前步骤",
+                "时限",
+                "负责人",
+                "摘要",
+            ],
             rows=open_rows,
         ),
         CardSection(

@@ -528,6 +528,10 @@ class Run:
             if not values:
                 self.result.unchanged += 1
                 continue
+            refusal = handler.refuse_change(old)
+            if refusal is not None:
+                self.reject(row.line, handler.key_fields[0], refusal)
+                continue
             values["updated_at"] = self.now
             updates.append(handler.full_update(old, values))
             updated.append(row)
@@ -701,6 +705,10 @@ class Handler:
                 values[name] = new
                 changes[name] = [_plain(stored[name]), _plain(new)]
         return values, changes
+
+    def refuse_change(self, stored) -> str | None:
+        """Why a stored row may not be changed by an import (None: it may)."""
+        return None
 
     def full_update(self, stored, values: dict[str, Any]) -> dict[str, Any]:
         """executemany needs one shape: every column, stored values where nothing changed."""
@@ -965,6 +973,16 @@ class Services(Handler):
     table = ServiceRecord.__table__
     key_fields = ("record_no",)
     defaults: ClassVar[dict[str, Any]] = {"status": "open"}
+
+    def refuse_change(self, stored) -> str | None:
+        # A register entry a plugin keeps (a ticket) changes only as that plugin handles it;
+        # re-importing an unchanged export of it is fine.
+        if stored["managed_by"] is None:
+            return None
+        return (
+            f"登记号“{stored['record_no']}”由插件 {stored['managed_by']} 在系统中办理，"
+            "导入不能修改它"
+        )
 
     def prepare(self, rows: list[Row]) -> list[Row]:
         rows, ids = self.reject_unknown_households(rows, "household_code")

@@ -75,8 +75,8 @@ def run_migrations() -> None:
         context.run_migrations()
 
 
-def make_revision(engine: Engine, chain: Chain, message: str, rev_id: str, prefix: str) -> None:
-    """Autogenerate a revision of `chain` for the tables whose names start with `prefix`
+def make_revision(engine: Engine, chain: Chain, message: str, rev_id: str, owns) -> None:
+    """Autogenerate a revision of `chain` for the tables `owns(name)` says are the chain's
     (developers' tool: scripts/make_migration.py)."""
     from alembic import command
 
@@ -86,7 +86,7 @@ def make_revision(engine: Engine, chain: Chain, message: str, rev_id: str, prefi
             if type_ in ("column", "index", "unique_constraint", "foreign_key_constraint")
             else name
         )
-        return table.startswith(prefix)
+        return owns(table)
 
     with engine.begin() as connection:
         config = _config(chain, connection)

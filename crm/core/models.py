@@ -212,13 +212,19 @@ class Referral(Audited, TimestampMixin, Base):
 
 
 class ServiceRecord(Audited, TimestampMixin, Base):
-    """Service tracking on the card: complaints, suggestions, title certificates, move-in,
-    property services, repairs and visits, each under its register number (登记号)."""
+    """The service register (登记簿) of the card: complaints, suggestions, enquiries, title
+    certificates, move-in, property services, repairs and visits, each under its register
+    number (登记号) with the customer, the nature (summary) and the result.
+
+    Imported legacy records are kept here as they are. A plugin that handles requests itself
+    (service handling's tickets) keeps one entry per request here, named by `managed_by`, so
+    every view of a household's service reads one register and counts each request once;
+    an import never changes such an entry."""
 
     __tablename__ = "service_records"
     __table_args__ = (
         CheckConstraint(
-            "kind IN ('complaint', 'suggestion', 'title_certificate', 'move_in', "
+            "kind IN ('complaint', 'suggestion', 'enquiry', 'title_certificate', 'move_in', "
             "'property_service', 'repair', 'visit')",
             name="kind",
         ),
@@ -235,6 +241,8 @@ class ServiceRecord(Audited, TimestampMixin, Base):
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     summary: Mapped[str] = mapped_column(Text)
     result: Mapped[str | None] = mapped_column(Text)
+    # The plugin that keeps this entry in step with its own record (None: imported or typed).
+    managed_by: Mapped[str | None] = mapped_column(String(30), index=True)
 
     household: Mapped[Household] = relationship()
     unit: Mapped[Unit | None] = relationship()

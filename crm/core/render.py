@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import sys
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import IO, Any
 
@@ -51,33 +51,64 @@ def to_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, default=_json_default, indent=2)
 
 
+def labelled(value: Any, vocabulary: Mapping[str, str] | None) -> Any:
+    """A stored code as people read it: its label in `vocabulary` (lists item by item)."""
+    if vocabulary is None:
+        return value
+    if isinstance(value, list):
+        return [labelled(item, vocabulary) for item in value]
+    coded = isinstance(value, (str, int)) and not isinstance(value, bool)
+    return vocabulary.get(value, value) if coded else value
+
+
+# A column: (key, header), or (key, header, vocabulary) when the value is a code that tables
+# and CSV show by its Chinese label (JSON keeps the code: it is for programs).
+Column = tuple[str, str] | tuple[str, str, Mapping[str, str]]
+
+
+def _vocabulary(column: Column) -> Mapping[str, str] | None:
+    return column[2] if len(column) > 2 else None
+
+
+def shown_rows(rows: list[dict], columns: Sequence[Column]) -> list[dict]:
+    """The rows with every coded column turned into its label."""
+    coded = [(column[0], _vocabulary(column)) for column in columns if _vocabulary(column)]
+    if not coded:
+        return rows
+    return [row | {key: labelled(row.get(key), vocab) for key, vocab in coded} for row in rows]
+
+
 def render(
     rows: Iterable[dict],
     fmt: str = "table",
-    columns: Sequence[tuple[str, str]] | None = None,
+    columns: Sequence[Column] | None = None,
     out: IO[str] | None = None,
 ) -> None:
-    """Write rows; `columns` is (key, header) pairs, defaulting to the first row's keys."""
+    """Write rows; `columns` is (key, header[, vocabulary]), defaulting to the first row's keys."""
     out = out or sys.stdout
     rows = list(rows)
     if columns is None:
         columns = [(key, key) for key in (rows[0] if rows else {})]
+    keys = [column[0] for column in columns]
     if fmt == "json":
-        out.write(to_json([{k: row.get(k) for k, _ in columns} for row in rows]) + "\n")
-    elif fmt == "csv":
+        out.write(to_json([{k: row.get(k) for k in keys} for row in rows]) + "\n")
+        return
+    rows = shown_rows(rows, columns)
+    if fmt == "csv":
         writer = csv.writer(out)
-        writer.writerow([key for key, _ in columns])
+        writer.writerow(keys)
         for row in rows:
-            writer.writerow([cell_text(row.get(key)) for key, _ in columns])
+            writer.writerow([cell_text(row.get(key)) for key in keys])
     else:
         out.write(table(rows, columns))
 
 
-def table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> str:
+def table(rows: list[dict], columns: Sequence[Column]) -> str:
     if not rows:
         return "（无记录）\n"
-    cells = [[cell_text(row.get(key)) for key, _ in columns] for row in rows]
-    headers = [header for _, header in columns]
+    rows = shown_rows(rows, columns)
+    cells = [[cell_text(row.get(column[0])) for column in columns] for row in rows]
+    headers = [column[1] for column in columns]
     widths = [
         max([display_width(headers[i])] + [display_width(line[i]) for line in cells])
         for i in range(len(columns))

@@ -43,6 +43,9 @@ PERMISSIONS = {
     "campaign.manage": {"sales", "manager", "admin"},
     # Handling tickets, work orders and repairs: open, step, assess, close, revisit, commit.
     "ticket.handle": {"sales", "agent", "manager", "admin"},
+    # Closing a revisit the customer was not satisfied with, without reopening the ticket: a
+    # manager's decision, recorded with its reason.
+    "ticket.override": {"manager", "admin"},
     # Configuring service: teams, staff, SLA policies and warranty periods (manager's decision).
     "service.configure": {"manager", "admin"},
     # Member club and owner activities: enrolment, tiers, activities, sign-ups, attendance.

@@ -44,6 +44,7 @@ PURCHASE_CHANNELS = {
 SERVICE_KINDS = {
     "complaint": "投诉",
     "suggestion": "建议",
+    "enquiry": "咨询",
     "title_certificate": "权证",
     "move_in": "入伙",
     "property_service": "物业服务",
@@ -58,6 +59,15 @@ SERVICE_CHANNELS = {
     "online": "网络",
 }
 SERVICE_STATUS = {"open": "处理中", "closed": "已关闭"}
+# The kinds of team that handle service work (DOMAIN.md: security, cleaning, technical,
+# customer service, outsourced vendors); plans and dispatch both name teams by kind.
+TEAM_KINDS = {
+    "security": "安全",
+    "cleaning": "保洁",
+    "technical": "技术",
+    "customer_service": "客服",
+    "vendor": "外包方",
+}
 
 # Words people type in legacy files that mean the same code.
 SYNONYMS = {

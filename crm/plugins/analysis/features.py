@@ -1,9 +1,9 @@
 """Per-household features as of a date, for segments and propensity models.
 
-Purchases, referrals, complaints recorded in the core service tracking and the profile come
-from the core tables, summed by the database; what other plugins know (complaint tickets,
-satisfaction gap …) arrives through the `household_facts` hook, so analysis never reads a
-plugin's tables. Only households that had bought before the date are described: a prospect
+Purchases, referrals, complaints in the core service register (imported records and service
+handling's tickets, each counted once) and the profile come from the core tables, summed by
+the database; what other plugins know (the satisfaction gap …) arrives through the
+`household_facts` hook, so analysis never reads a plugin's tables. Only households that had bought before the date are described: a prospect
 has no recency, frequency or value to segment or score.
 """
 
@@ -136,10 +136,9 @@ def household_features(session: Session, as_of: dt.date, pm=None) -> Features:
     return Features(ids, matrix, as_of, missing)
 
 
-# Facts other plugins contribute through `household_facts`: fact name -> how it enters.
-# "add" sums onto a core column (complaint tickets add to complaint records); "set" fills in
-# the households a plugin answers for and leaves the others as they are.
-PLUGIN_FACTS = {"complaints": "add", "satisfaction_gap": "set"}
+# Facts other plugins contribute through `household_facts`: each fills in the households a
+# plugin answers for and leaves the others as they are.
+PLUGIN_FACTS = ("satisfaction_gap",)
 
 
 def _add_plugin_facts(session, pm, before, ids, matrix) -> tuple[str, ...]:
@@ -151,12 +150,5 @@ def _add_plugin_facts(session, pm, before, ids, matrix) -> tuple[str, ...]:
             if name not in PLUGIN_FACTS:
                 continue
             seen.add(name)
-            keys, numbers = _pairs(values.items())
-            target = matrix[:, names.index(name)]
-            if PLUGIN_FACTS[name] == "add":
-                extra = np.zeros(len(ids))
-                _fill(ids, extra, keys, numbers)
-                target += extra
-            else:
-                _fill(ids, target, keys, numbers)
+            _fill(ids, matrix[:, names.index(name)], *_pairs(values.items()))
     return tuple(sorted(set(PLUGIN_FACTS) - seen))

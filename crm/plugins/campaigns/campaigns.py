@@ -2,8 +2,9 @@
 list each run writes, the contact attempts and the sales attributed to a campaign.
 
 Segments and propensity scores come only through the `household_segments` and
-`propensity_scores` hooks (the analysis plugin answers them); open complaints come through
-`households_with_open_complaints` plus the open complaint records of the core service register.
+`propensity_scores` hooks (the analysis plugin answers them); open complaints come from the
+core service register, where service handling keeps an entry for every ticket (only customers
+complain: the work the system makes for itself is not there).
 A run lists each household at most once: UNIQUE(run_id, household_id) in the database and
 insert-or-ignore on both backends, so a crashed run that is started again resumes its own list.
 """
@@ -250,20 +251,15 @@ def _project_condition(names: list[str]):
 
 
 def open_complaint_households(session: Session) -> set[int]:
-    """Households with a complaint still open: the service plugin's tickets (hook) and the
-    open complaint records of the core service register."""
-    found = set(
+    """Households with a complaint still open in the core service register (imported records
+    and service handling's tickets alike)."""
+    return set(
         session.scalars(
             select(ServiceRecord.household_id).where(
                 ServiceRecord.kind == "complaint", ServiceRecord.status == "open"
             )
         )
     )
-    pm = session.info.get("pm")
-    if pm is not None:
-        for ids in pm.hook.households_with_open_complaints(session=session):
-            found.update(ids or ())
-    return found
 
 
 def _segments(session: Session) -> dict[int, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import day_bound, emit, emit_record, format_option, get_app
+from crm.plugins.coordination.vocab import STATUSES
 
 REPORT_LABELS = [
     ("collected", "收集反馈"),
@@ -31,7 +32,9 @@ LOG_COLUMNS = [
     ("team", "处理团队"),
     ("work", "派工"),
     ("outcome", "结果"),
-    ("status", "状态"),
+    ("answer", "客户答复"),
+    ("accepted", "客户接受"),
+    ("status", "状态", STATUSES),
     ("collected_at", "收集时间"),
     ("dispatched_at", "派工时间"),
     ("closed_at", "办结时间"),
@@ -39,7 +42,7 @@ LOG_COLUMNS = [
 ]
 OUTCOME_LABELS = {
     "open": "处理中",
-    "closed": "已关闭",
+    "closed": "已完成",
     "cancelled": "已取消",
     "returned": "已退回",
     "unknown": "未知",
@@ -174,7 +177,12 @@ def _flat(row: dict) -> dict:
         "options": "、".join(f"{o['name']}（{o['expected_value']:,.0f}）" for o in row["options"]),
         "work": "、".join(row["work"]),
         "outcome": "、".join(
-            f"{ref} {OUTCOME_LABELS.get(state, state)}" for ref, state in row["outcome"].items()
+            f"{ref} {OUTCOME_LABELS.get(status, status)}"
+            for ref, status in (
+                # A decision logged before outcomes carried answers holds the status alone.
+                (ref, state["status"] if isinstance(state, dict) else state)
+                for ref, state in row["outcome"].items()
+            )
         ),
         "expected_value": None
         if row["expected_value"] is None

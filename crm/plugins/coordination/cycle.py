@@ -5,10 +5,14 @@ at once asks profitability assessment to evaluate and propose the best plan, the
 service handling to carry it out" (DOMAIN.md section 5). One cycle:
 
 1. checks that some plugin answers each step of the chain, before touching any feedback;
-2. refreshes the outcome of work dispatched earlier (dispatch_outcomes);
+2. refreshes the outcome of work dispatched earlier (dispatch_outcomes): a decision whose
+   tasks are all done is closed with what the customer answered and whether they accepted;
 3. finishes decisions an earlier, interrupted cycle left collected or assessed;
 4. collects pending feedback in batches (collect_feedback), assesses each batch
-   (assess_feedback) and hands the chosen plans to service handling (carry_out_plans).
+   (assess_feedback) and instructs service handling to carry out the chosen plans
+   (carry_out_plans), which gives them to staff as tasks linked to the decision.
+Every hook is told the cycle's `now`, so a cycle run for a given time (a simulation, a replay)
+decides and dispatches as of that time.
 
 Exactly once: each decision row (unique on the feedback id) is written in the transaction that
 collects its feedback, and every later step commits together with its effects, so a crash
@@ -31,12 +35,13 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from crm.core import audit
-from crm.core.chain import Feedback, Plan
+from crm.core.chain import Feedback, Instruction, Plan
 from crm.core.db import transaction
 from crm.core.errors import CrmError
 from crm.core.models import utcnow
 from crm.core.vocab import code_of
 from crm.plugins.coordination.models import Decision
+from crm.plugins.coordination.vocab import STATUSES
 
 BATCH = 500
 # The steps of the chain, each answered by some other plugin: hook -> what a person calls it.
@@ -44,14 +49,6 @@ STEPS = {
     "collect_feedback": "满意度监测反馈",
     "assess_feedback": "盈利能力评估",
     "carry_out_plans": "服务处理执行",
-}
-STATUSES = {
-    "collected": "已收集",
-    "assessed": "已评估",
-    "dispatched": "已派工",
-    "closed": "已办结",
-    "no_plan": "无方案",
-    "undispatched": "未派工",
 }
 # Work still running; anything else a service plugin reports (closed, cancelled, …) is done.
 OPEN_WORK = ("open", "unknown")
@@ -122,6 +119,8 @@ def _write_lock(session: Session) -> None:
 CLAIMED = (
     Decision.id,
     Decision.feedback_id,
+    Decision.household_id,
+    Decision.project_id,
     Decision.household_code,
     Decision.reason,
     Decision.strength,
@@ -163,10 +162,12 @@ def _update(session: Session, changes: list[dict[str, Any]]) -> None:
 def _feedback(decision) -> Feedback:
     return Feedback(
         id=decision.feedback_id,
-        household_code=decision.household_code,
+        household_id=decision.household_id,
         reason=decision.reason,
         strength=decision.strength,
         source=decision.source,
+        project_id=decision.project_id,
+        household_code=decision.household_code,
         project=decision.project,
     )
 
@@ -185,7 +186,9 @@ def collect(session: Session, limit: int, now: dt.datetime) -> int:
     collected) in the caller's transaction, the one in which the sources mark them handed."""
     pm = session.info["pm"]
     handed = [
-        fb for batch in pm.hook.collect_feedback(session=session, limit=limit) for fb in batch or []
+        fb
+        for batch in pm.hook.collect_feedback(session=session, limit=limit, now=now)
+        for fb in batch or []
     ]
     if not handed:
         return 0
@@ -201,6 +204,8 @@ def collect(session: Session, limit: int, now: dt.datetime) -> int:
             {
                 "feedback_id": fb.id,
                 "source": fb.source,
+                "household_id": fb.household_id,
+                "project_id": fb.project_id,
                 "household_code": fb.household_code,
                 "project": fb.project,
                 "reason": fb.reason,
@@ -221,7 +226,9 @@ def assess(session: Session, limit: int, now: dt.datetime) -> tuple[int, int]:
     if not decisions:
         return 0, 0
     pm = session.info["pm"]
-    answer = pm.hook.assess_feedback(session=session, feedback=[_feedback(d) for d in decisions])
+    answer = pm.hook.assess_feedback(
+        session=session, feedback=[_feedback(d) for d in decisions], now=now
+    )
     if answer is None:
         raise MissingStep(
             _missing_message(
@@ -271,8 +278,8 @@ def dispatch(session: Session, limit: int, now: dt.datetime) -> tuple[int, int]:
     if not decisions:
         return 0, 0
     pm = session.info["pm"]
-    pairs = [(_feedback(d), Plan(**d.chosen)) for d in decisions]
-    answer = pm.hook.carry_out_plans(session=session, decisions=pairs, now=now)
+    instructions = [Instruction(d.id, _feedback(d), Plan.from_dict(d.chosen)) for d in decisions]
+    answer = pm.hook.carry_out_plans(session=session, instructions=instructions, now=now)
     if answer is None:
         raise MissingStep(
             _missing_message(
@@ -290,7 +297,7 @@ def dispatch(session: Session, limit: int, now: dt.datetime) -> tuple[int, int]:
                     "id": decision.id,
                     "status": "undispatched",
                     "dispatched_at": now,
-                    "note": "服务处理未能执行该方案（如反馈没有对应的客户家庭）",
+                    "note": "服务处理未能执行该方案（反馈既没有对应的客户家庭，也没有对应的项目）",
                 }
             )
             continue
@@ -319,7 +326,8 @@ def refresh_outcomes(
 ) -> tuple[int, int]:
     """Ask service handling where the work of up to `limit` dispatched decisions (id above
     `after_id`) stands; an outcome that changed is recorded, and a decision whose work has
-    all finished is closed. Returns (closed, last id looked at; 0 when none was left)."""
+    all finished is closed with the customer's answers and whether they accepted. Returns
+    (closed, last id looked at; 0 when none was left)."""
     decisions = session.execute(
         select(Decision.id, Decision.work_refs, Decision.outcome)
         .where(Decision.status == "dispatched", Decision.id > after_id)
@@ -333,13 +341,23 @@ def refresh_outcomes(
     states = pm.hook.dispatch_outcomes(session=session, references=references) or {}
     changes, closed = [], 0
     for decision_id, refs, known in decisions:
-        outcome = {ref: states.get(ref, "unknown") for ref in refs or []}
+        outcome = {
+            ref: states[ref].as_dict() if ref in states else {"status": "unknown"}
+            for ref in refs or []
+        }
         # Unchanged work is not rewritten: a watch re-reads every open decision each run.
         if outcome == known:
             continue
         change = {"id": decision_id, "outcome": outcome, "outcome_at": now}
-        if outcome and all(state not in OPEN_WORK for state in outcome.values()):
-            change |= {"status": "closed", "closed_at": now}
+        if outcome and all(state["status"] not in OPEN_WORK for state in outcome.values()):
+            answers = [state.get("answer") for state in outcome.values() if state.get("answer")]
+            verdicts = [state.get("accepted") for state in outcome.values()]
+            change |= {
+                "status": "closed",
+                "closed_at": now,
+                "answer": "；".join(answers) or None,
+                "accepted": None if None in verdicts else all(verdicts),
+            }
             closed += 1
         changes.append(change)
     if changes:
@@ -442,9 +460,11 @@ def decision_row(decision: Decision) -> dict[str, Any]:
         "source": decision.source,
         "household": decision.household_code,
         "project": decision.project,
+        "answer": decision.answer,
+        "accepted": decision.accepted,
         "reason": decision.reason,
         "strength": decision.strength,
-        "status": STATUSES.get(decision.status, decision.status),
+        "status": decision.status,
         "options": decision.options or [],
         "plan": decision.plan,
         "plan_reason": chosen.get("reason"),

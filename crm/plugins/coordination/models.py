@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Float, Index, String, Text
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm.core.models import Base, UTCDateTime
@@ -30,6 +30,9 @@ class Decision(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     feedback_id: Mapped[str] = mapped_column(String(64), unique=True)
     source: Mapped[str] = mapped_column(String(60))
+    # Whom the feedback is about: the ids the chain works with, the code and name to show.
+    household_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    project_id: Mapped[int | None] = mapped_column(Integer)
     household_code: Mapped[str | None] = mapped_column(String(40), index=True)
     project: Mapped[str | None] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text)
@@ -40,8 +43,11 @@ class Decision(Base):
     chosen: Mapped[dict | None] = mapped_column(JSON)
     work_refs: Mapped[list | None] = mapped_column(JSON)
     team: Mapped[str | None] = mapped_column(String(40))
-    # Reference -> status (open, closed, …) as last reported, and when that changed.
+    # Reference -> its outcome (status, the customer's answer …) as last reported, and when
+    # that changed; once all the work is done, what the customer answered and accepted.
     outcome: Mapped[dict | None] = mapped_column(JSON)
+    answer: Mapped[str | None] = mapped_column(Text)
+    accepted: Mapped[bool | None] = mapped_column(Boolean)
     note: Mapped[str | None] = mapped_column(Text)
     collected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     assessed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

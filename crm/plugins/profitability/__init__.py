@@ -20,7 +20,7 @@ def register_commands(cli):
 
 
 @hookimpl
-def assess_feedback(session, feedback):
+def assess_feedback(session, feedback, now):
     from crm.plugins.profitability.plans import assess_batch
 
-    return assess_batch(session, feedback)
+    return assess_batch(session, feedback, now)

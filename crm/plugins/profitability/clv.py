@@ -256,7 +256,12 @@ def gather(
     end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     records = session.execute(
         select(ServiceRecord.household_id, ServiceRecord.kind, func.count())
-        .where(ServiceRecord.opened_at < end, _in(ServiceRecord.household_id, household_ids))
+        .where(
+            ServiceRecord.opened_at < end,
+            # Entries a plugin keeps (tickets) are costed by that plugin's own hook below.
+            ServiceRecord.managed_by.is_(None),
+            _in(ServiceRecord.household_id, household_ids),
+        )
         .group_by(ServiceRecord.household_id, ServiceRecord.kind)
     ).all()
     place(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import click
 
+from crm.core.chain import TASK_KINDS
 from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
+from crm.core.vocab import TEAM_KINDS
 
 MONEY_COLUMNS = [
     ("purchase_margin", "再购毛利"),
@@ -56,8 +58,8 @@ PLAN_COLUMNS = [
     ("retention_gain", "挽留概率提升"),
     ("referral_gain", "推荐概率提升"),
     ("expected_value", "期望价值(元)"),
-    ("team", "承办班组"),
-    ("ticket_type", "工单类型"),
+    ("team", "承办班组", TEAM_KINDS),
+    ("task", "任务", TASK_KINDS),
     ("reason", "测算"),
 ]
 SETTING_COLUMNS = [
@@ -254,12 +256,6 @@ def assess(feedback_id, fmt) -> None:
             to_json({"feedback": result.feedback_id, "best": result.best.name, "options": rows})
         )
         return
-    if fmt == "table":
-        from crm.plugins.profitability.settings import TEAM_KINDS, TICKET_TYPES
-
-        for row in rows:
-            row["team"] = TEAM_KINDS.get(row["team"], row["team"])
-            row["ticket_type"] = TICKET_TYPES.get(row["ticket_type"], row["ticket_type"])
     emit(_shown(rows, fmt), fmt, PLAN_COLUMNS)
     if fmt == "table":
         click.echo(result.best.reason)

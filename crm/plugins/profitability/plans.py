@@ -4,9 +4,11 @@ is expected to bring back, and the best of them.
     expected value = retention gain × lifetime value + referral gain × value of a referral − cost
 
 The gains are the catalogue's (settings), scaled by the feedback's strength (0..1) and halved
-when the plan does not suit the feedback's kind. The lifetime value is the household's from the
-latest scoring run; a project-level feedback uses the project's mean (or the portfolio's). A
-referral is worth a mean sale × the referral margin.
+when the plan does not suit the feedback's kind. A household's feedback is answered by the
+household plans, valued against the household's lifetime value from the latest scoring run
+(the project's or the portfolio's mean when it has none); a project's feedback by the project
+plans, valued against the lifetime value of all the project's households together. A referral
+is worth a mean sale × the referral margin.
 
 `assess_batch` is the `assess_feedback` hook: a batch costs a few queries whatever its size,
 then pure Python per record.
@@ -14,6 +16,7 @@ then pure Python per record.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -69,7 +72,7 @@ def options_for(
                     f" − 成本 {_money(spec.cost)} = {value:+,.0f} 元"
                 ),
                 team=spec.team,
-                ticket_type=spec.ticket_type,
+                task=spec.task,
                 retention_gain=round(retention, 6),
                 referral_gain=round(referral, 6),
             )
@@ -98,7 +101,7 @@ def choose(feedback: Feedback, options: list[Plan]) -> Assessment:
         expected_value=best.expected_value,
         reason=line,
         team=best.team,
-        ticket_type=best.ticket_type,
+        task=best.task,
         retention_gain=best.retention_gain,
         referral_gain=best.referral_gain,
     )
@@ -110,70 +113,83 @@ def referral_value(session: Session, settings: Settings) -> float:
     return float(mean_sale) * settings.referral_margin
 
 
-def _household_values(session: Session, codes: list[str]) -> dict[str, tuple[int, float | None]]:
-    """code -> (household id, stored lifetime value or None) for the codes that exist."""
-    found: dict[str, tuple[int, float | None]] = {}
-    for start in range(0, len(codes), CHUNK):
-        chunk = codes[start : start + CHUNK]
+def _household_values(session: Session, ids: list[int]) -> dict[int, float | None]:
+    """household id -> stored lifetime value (None when not scored) for the ids that exist."""
+    found: dict[int, float | None] = {}
+    for start in range(0, len(ids), CHUNK):
         rows = session.execute(
-            select(Household.code, Household.id, HouseholdValue.clv)
+            select(Household.id, HouseholdValue.clv)
             .outerjoin(HouseholdValue, HouseholdValue.household_id == Household.id)
-            .where(Household.code.in_(chunk))
+            .where(Household.id.in_(ids[start : start + CHUNK]))
         ).all()
-        found.update({code: (hid, value) for code, hid, value in rows})
+        found.update({hid: value for hid, value in rows})
     return found
 
 
-def _project_means(session: Session) -> tuple[dict[str, float], float]:
+def _projects(session: Session) -> tuple[dict[int, tuple[str, float, int]], float]:
+    """project id -> (name, mean lifetime value, households scored), and the portfolio mean."""
     rows = session.execute(
-        select(Project.name, func.avg(HouseholdValue.clv))
+        select(Project.id, Project.name, func.avg(HouseholdValue.clv), func.count())
         .join(Project, Project.id == HouseholdValue.project_id)
-        .group_by(Project.name)
+        .group_by(Project.id, Project.name)
     ).all()
     overall = session.scalar(select(func.avg(HouseholdValue.clv)))
-    return {name: float(mean) for name, mean in rows}, float(overall or 0.0)
+    return {pid: (name, float(mean), int(n)) for pid, name, mean, n in rows}, float(overall or 0.0)
 
 
-def assess_batch(session: Session, feedback: list[Feedback]) -> list[Assessment]:
-    """Assess a batch of feedback records (the `assess_feedback` hook).
+def _basis(record: Feedback, value: float | None, projects, overall: float) -> Basis:
+    if record.household_id is None and record.project_id in projects:
+        name, mean, households = projects[record.project_id]
+        return Basis(mean * households, f"项目“{name}”{households} 户终身价值合计")
+    if value is not None:
+        return Basis(value, "该户终身价值")
+    if record.project_id in projects:
+        name, mean, _ = projects[record.project_id]
+        return Basis(mean, f"项目“{name}”户均终身价值")
+    return Basis(overall, "全部客户户均终身价值")
+
+
+def assess_batch(
+    session: Session, feedback: list[Feedback], now: dt.datetime | None = None
+) -> list[Assessment]:
+    """Assess a batch of feedback records at `now` (the `assess_feedback` hook).
 
     One query reads the households' stored values. When nothing was scored yet the whole
-    portfolio is scored and stored once; households added since the last run are computed
-    on the spot (not stored)."""
+    portfolio is scored and stored once, as of `now`; households added since the last run are
+    computed on the spot (not stored)."""
     if not feedback:
         return []
     settings = load(session)
+    by_scope = {
+        scope: tuple(p for p in settings.plans if p.scope == scope)
+        for scope in ("household", "project")
+    }
     if not settings.plans:
         return []
     if clv_module.latest_run(session) is None:
-        clv_module.score(session)
-    codes = sorted({f.household_code for f in feedback if f.household_code})
-    stored = _household_values(session, codes)
-    missing = [hid for hid, value in stored.values() if value is None]
+        clv_module.score(session, now=now)
+    ids = sorted({f.household_id for f in feedback if f.household_id is not None})
+    stored = _household_values(session, ids)
+    missing = [hid for hid, value in stored.items() if value is None]
     if missing:
-        scores, _bg, _gg = clv_module.compute(session, household_ids=missing, settings=settings)
+        scores, _bg, _gg = clv_module.compute(
+            session, now=now, household_ids=missing, settings=settings
+        )
         computed = dict(
             zip(scores.portfolio.household_id.tolist(), scores.clv.tolist(), strict=True)
         )
         stored = {
-            code: (hid, computed.get(hid) if value is None else value)
-            for code, (hid, value) in stored.items()
+            hid: computed.get(hid) if value is None else value for hid, value in stored.items()
         }
-    project_means, overall = None, 0.0
+    projects, overall = _projects(session)
     per_referral = referral_value(session, settings)
     assessments = []
     for record in feedback:
-        found = stored.get(record.household_code) if record.household_code else None
-        if found is not None and found[1] is not None:
-            basis = Basis(found[1], "该户终身价值")
-        else:
-            if project_means is None:
-                project_means, overall = _project_means(session)
-            if record.project in project_means:
-                basis = Basis(project_means[record.project], f"项目“{record.project}”户均终身价值")
-            else:
-                basis = Basis(overall, "全部客户户均终身价值")
-        options = options_for(record, basis, per_referral, settings.plans)
+        scope = "project" if record.household_id is None else "household"
+        if not by_scope[scope]:
+            continue
+        basis = _basis(record, stored.get(record.household_id), projects, overall)
+        options = options_for(record, basis, per_referral, by_scope[scope])
         assessments.append(choose(record, options))
     return assessments
 
@@ -205,7 +221,7 @@ def assessment_rows(assessment: Assessment) -> list[dict]:
             "referral_gain": plan.referral_gain,
             "expected_value": plan.expected_value,
             "team": plan.team,
-            "ticket_type": plan.ticket_type,
+            "task": plan.task,
             "reason": plan.reason,
         }
         for plan in assessment.options

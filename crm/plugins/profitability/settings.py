@@ -24,21 +24,25 @@ Defaults (yuan; a "year" is a year of the horizon):
 | club_cost_per_year               | 150     | member-club (万客会) running cost per member household   |
 | min_exposure_years               | 2       | shortest history a yearly rate is taken over, so one     |
 |                                  |         | early ticket is not read as a yearly habit               |
-| plans.<code>.<field>             | PLANS   | the plan catalogue: cost, team, ticket_type,             |
+| plans.<code>.<field>             | PLANS   | the plan catalogue: cost, team, task,                    |
 |                                  |         | retention_gain, referral_gain, suits, enabled            |
 
 Plans (gains are for a feedback of strength 1 of a kind the plan suits; a weaker feedback
-scales them down, a kind the plan does not suit halves them):
+scales them down, a kind the plan does not suit halves them). A household's feedback is
+answered by a household plan, a project's (its monthly satisfaction rate fell) by a project
+plan, valued against the project's households together. Service handling gives the plan's
+task to staff of the plan's team kind (a manager for supervision and improvement):
 
-| code               | plan     | cost | team             | ticket    | retention | referral | suits                             |
-|--------------------|----------|------|------------------|-----------|-----------|----------|-----------------------------------|
-| phone_revisit      | 电话回访 | 30   | customer_service | enquiry   | 0.01      | 0.005    | satisfaction_drop                 |
-| apology_visit      | 道歉回访 | 200  | customer_service | complaint | 0.04      | 0.01     | broken_promise, satisfaction_drop |
-| priority_repair    | 优先维修 | 800  | technical        | repair    | 0.06      | 0.01     | repeat_complaint                  |
-| loyalty_gift       | 忠诚礼品 | 500  | customer_service | enquiry   | 0.03      | 0.02     | satisfaction_drop, project_drop   |
-| compensation       | 经济补偿 | 3000 | customer_service | complaint | 0.10      | 0.005    | broken_promise, repeat_complaint  |
-| manager_escalation | 经理督办 | 1200 | customer_service | complaint | 0.08      | 0.02     | broken_promise, repeat_complaint, |
-|                    |          |      |                  |           |           |          | project_drop                      |
+| code               | plan       | scope     | cost | team             | task            | retention | referral | suits                             |
+|--------------------|------------|-----------|------|------------------|-----------------|-----------|----------|-----------------------------------|
+| phone_revisit      | 电话回访   | household | 30   | customer_service | call            | 0.01      | 0.005    | satisfaction_drop                 |
+| apology_visit      | 道歉回访   | household | 200  | customer_service | apology_visit   | 0.04      | 0.01     | broken_promise, satisfaction_drop |
+| priority_repair    | 优先维修   | household | 800  | technical        | priority_repair | 0.06      | 0.01     | repeat_complaint                  |
+| loyalty_gift       | 忠诚礼品   | household | 500  | customer_service | gift            | 0.03      | 0.02     | satisfaction_drop                 |
+| compensation       | 经济补偿   | household | 3000 | customer_service | compensation    | 0.10      | 0.005    | broken_promise, repeat_complaint  |
+| manager_escalation | 经理督办   | household | 1200 | customer_service | supervision     | 0.08      | 0.02     | broken_promise, repeat_complaint  |
+| project_improvement| 项目整改   | project   | 5000 | customer_service | improvement     | 0.01      | 0.005    | project_drop                      |
+| owner_meeting      | 业主恳谈会 | project   | 8000 | customer_service | improvement     | 0.008     | 0.01     | project_drop                      |
 """
 
 from __future__ import annotations
@@ -50,19 +54,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm.core import audit
+from crm.core.chain import TASK_KINDS
 from crm.core.errors import CrmError, NotFound
 from crm.core.models import Setting
+from crm.core.vocab import TEAM_KINDS
 
 PREFIX = "profitability."
 SEVERITIES = {"general": "一般", "important": "重要", "hot": "热点", "major": "重大"}
-TEAM_KINDS = {
-    "security": "安全",
-    "cleaning": "保洁",
-    "technical": "技术",
-    "customer_service": "客服",
-    "vendor": "外包方",
-}
-TICKET_TYPES = {"complaint": "投诉", "repair": "报修", "suggestion": "建议", "enquiry": "咨询"}
 # The kinds of feedback the satisfaction plugin hands on (Feedback.source "satisfaction.<kind>").
 FEEDBACK_KINDS = {
     "satisfaction_drop": "满意度下降",
@@ -81,59 +79,26 @@ RECORD_HOURS = {
     "title_certificate": 1.0,
 }
 HANDLING_HOURS = {"general": 1.0, "important": 3.0, "hot": 8.0, "major": 24.0}
+# code, name, scope, cost, team kind, task, retention gain, referral gain, suits
 PLANS = (
-    (
-        "phone_revisit",
-        "电话回访",
-        30,
-        "customer_service",
-        "enquiry",
-        0.01,
-        0.005,
-        "satisfaction_drop",
-    ),
-    (
-        "apology_visit",
-        "道歉回访",
-        200,
-        "customer_service",
-        "complaint",
-        0.04,
-        0.01,
-        "broken_promise,satisfaction_drop",
-    ),
-    ("priority_repair", "优先维修", 800, "technical", "repair", 0.06, 0.01, "repeat_complaint"),
-    (
-        "loyalty_gift",
-        "忠诚礼品",
-        500,
-        "customer_service",
-        "enquiry",
-        0.03,
-        0.02,
-        "satisfaction_drop,project_drop",
-    ),
-    (
-        "compensation",
-        "经济补偿",
-        3000,
-        "customer_service",
-        "complaint",
-        0.10,
-        0.005,
-        "broken_promise,repeat_complaint",
-    ),
-    (
-        "manager_escalation",
-        "经理督办",
-        1200,
-        "customer_service",
-        "complaint",
-        0.08,
-        0.02,
-        "broken_promise,repeat_complaint,project_drop",
-    ),
-)
+    ("phone_revisit", "电话回访", "household", 30, "customer_service", "call", 0.01, 0.005,
+     "satisfaction_drop"),
+    ("apology_visit", "道歉回访", "household", 200, "customer_service", "apology_visit", 0.04,
+     0.01, "broken_promise,satisfaction_drop"),
+    ("priority_repair", "优先维修", "household", 800, "technical", "priority_repair", 0.06, 0.01,
+     "repeat_complaint"),
+    ("loyalty_gift", "忠诚礼品", "household", 500, "customer_service", "gift", 0.03, 0.02,
+     "satisfaction_drop"),
+    ("compensation", "经济补偿", "household", 3000, "customer_service", "compensation", 0.10,
+     0.005, "broken_promise,repeat_complaint"),
+    ("manager_escalation", "经理督办", "household", 1200, "customer_service", "supervision", 0.08,
+     0.02, "broken_promise,repeat_complaint"),
+    ("project_improvement", "项目整改", "project", 5000, "customer_service", "improvement", 0.01,
+     0.005, "project_drop"),
+    ("owner_meeting", "业主恳谈会", "project", 8000, "customer_service", "improvement", 0.008,
+     0.01, "project_drop"),
+)  # fmt: skip
+SCOPES = {"household": "客户家庭", "project": "项目"}
 
 
 def _number(low: float, high: float | None = None, integer: bool = False) -> Callable:
@@ -206,12 +171,10 @@ def _specs() -> dict[str, Spec]:
         )
     for kind, hours in RECORD_HOURS.items():
         specs[f"record_hours.{kind}"] = Spec(f"{hours:g}", money, f"档案服务记录“{kind}”的工时")
-    for code, name, cost, team, ticket, retention, referral, suits in PLANS:
+    for code, name, _scope, cost, team, task, retention, referral, suits in PLANS:
         specs[f"plans.{code}.cost"] = Spec(f"{cost:g}", money, f"{name}：成本（元）")
         specs[f"plans.{code}.team"] = Spec(team, _choice(TEAM_KINDS), f"{name}：承办班组类型")
-        specs[f"plans.{code}.ticket_type"] = Spec(
-            ticket, _choice(TICKET_TYPES), f"{name}：开立的工单类型"
-        )
+        specs[f"plans.{code}.task"] = Spec(task, _choice(TASK_KINDS), f"{name}：交给员工的任务")
         specs[f"plans.{code}.retention_gain"] = Spec(
             f"{retention:g}", share, f"{name}：挽留概率提升（强度 1、对症时）"
         )
@@ -231,9 +194,10 @@ PLAN_NAMES = {code: name for code, name, *_ in PLANS}
 class PlanSpec:
     code: str
     name: str
+    scope: str  # household / project: whose feedback the plan answers
     cost: float
     team: str
-    ticket_type: str
+    task: str
     retention_gain: float
     referral_gain: float
     suits: tuple[str, ...]
@@ -271,14 +235,15 @@ class Settings:
             PlanSpec(
                 code,
                 name,
+                scope,
                 parsed[f"plans.{code}.cost"],
                 parsed[f"plans.{code}.team"],
-                parsed[f"plans.{code}.ticket_type"],
+                parsed[f"plans.{code}.task"],
                 parsed[f"plans.{code}.retention_gain"],
                 parsed[f"plans.{code}.referral_gain"],
                 parsed[f"plans.{code}.suits"],
             )
-            for code, name, *_ in PLANS
+            for code, name, scope, *_ in PLANS
             if parsed[f"plans.{code}.enabled"]
         )
         simple = {k: v for k, v in parsed.items() if "." not in k}
@@ -347,13 +312,18 @@ def set_setting(session: Session, key: str, value: str) -> dict:
         raise CrmError(f"设置 {PREFIX}{key} 的新值有误：{exc}") from None
     values = stored(session)
     if key.startswith("plans.") and key.endswith(".enabled") and not _flag(value):
+        scope = next(scope for code, _, scope, *_ in PLANS if key == f"plans.{code}.enabled")
         left = [
             code
-            for code, *_ in PLANS
-            if f"plans.{code}.enabled" != key and _flag(values.get(f"plans.{code}.enabled", "1"))
+            for code, _, other, *_ in PLANS
+            if other == scope
+            and f"plans.{code}.enabled" != key
+            and _flag(values.get(f"plans.{code}.enabled", "1"))
         ]
         if not left:
-            raise CrmError("至少要保留一个可选方案：请先启用其他方案再停用这一个。")
+            raise CrmError(
+                f"至少要为{SCOPES[scope]}保留一个可选方案：请先启用其他方案再停用这一个。"
+            )
     row = session.get(Setting, PREFIX + key)
     old = row.value if row is not None else SPECS[key].default
     if row is None:

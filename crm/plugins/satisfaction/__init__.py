@@ -40,39 +40,14 @@ def build_demo_data(session, seed, now):
 
 
 @hookimpl
-def collect_feedback(session, limit):
+def collect_feedback(session, limit, now):
     from crm.plugins.satisfaction.warnings import hand_feedback
 
-    return hand_feedback(session, limit)
+    return hand_feedback(session, limit, now)
 
 
 @hookimpl
 def get_feedback(session, feedback_id):
-    from sqlalchemy import func, select
+    from crm.plugins.satisfaction.warnings import get_feedback
 
-    from crm.core.chain import Feedback
-    from crm.core.models import Household, Project
-    from crm.plugins.satisfaction.models import FeedbackRecord
-
-    if not str(feedback_id).isdigit():
-        return None
-    found = session.execute(
-        select(FeedbackRecord, Household.code, Project.name)
-        .outerjoin(Household, Household.id == FeedbackRecord.household_id)
-        # A household's record belongs to the household's project.
-        .outerjoin(
-            Project, Project.id == func.coalesce(FeedbackRecord.project_id, Household.project_id)
-        )
-        .where(FeedbackRecord.id == int(feedback_id))
-    ).first()
-    if found is None:
-        return None
-    record, code, project = found
-    return Feedback(
-        id=str(record.id),
-        household_code=code,
-        reason=record.reason,
-        strength=record.strength,
-        source=f"satisfaction.{record.kind}",
-        project=project,
-    )
+    return get_feedback(session, feedback_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import day_bound, emit, format_option, get_app
+from crm.plugins.satisfaction.vocab import KINDS, STATUSES
 
 SURVEY_COLUMNS = [
     ("id", "编号"),
@@ -24,12 +25,12 @@ SURVEY_COLUMNS = [
 ]
 WARNING_COLUMNS = [
     ("id", "编号"),
-    ("kind", "类型"),
+    ("kind", "类型", KINDS),
     ("household", "客户编号"),
     ("project", "项目"),
     ("strength", "强度"),
     ("reason", "原因"),
-    ("status", "状态"),
+    ("status", "状态", STATUSES),
     ("detected_at", "发现时间"),
     ("handed_at", "转交时间"),
 ]

@@ -30,6 +30,8 @@ class Survey(Audited, Base):
     category: Mapped[str | None] = mapped_column(String(30))
     channel: Mapped[str | None] = mapped_column(String(20))
     taken_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # When the answers were typed in (taken_at is when the customer gave them).
+    entered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     csat: Mapped[int | None] = mapped_column(Integer)  # 1-5
     nps: Mapped[int | None] = mapped_column(Integer)  # 0-10 would-recommend
     comment: Mapped[str | None] = mapped_column(Text)

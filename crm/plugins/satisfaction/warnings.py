@@ -22,14 +22,7 @@ from crm.core.errors import CrmError
 from crm.core.models import Household, Project, utcnow
 from crm.core.sqltime import month_of
 from crm.plugins.satisfaction.models import FeedbackRecord, Survey
-
-KINDS = {
-    "satisfaction_drop": "满意度下降",
-    "project_drop": "项目满意率下滑",
-    "repeat_complaint": "重复投诉",
-    "broken_promise": "承诺未兑现",
-}
-STATUSES = {"pending": "待处理", "handed": "已转协调"}
+from crm.plugins.satisfaction.vocab import STATUSES
 
 
 @dataclass(frozen=True)
@@ -235,12 +228,12 @@ def list_warnings(session: Session, status: str | None = None, limit: int = 100)
     return [
         {
             "id": record.id,
-            "kind": KINDS.get(record.kind, record.kind),
+            "kind": record.kind,
             "household": code,
             "project": project,
             "strength": record.strength,
             "reason": record.reason,
-            "status": STATUSES.get(record.status, record.status),
+            "status": record.status,
             "detected_at": record.detected_at,
             "handed_at": record.handed_at,
         }
@@ -252,22 +245,52 @@ def list_warnings(session: Session, status: str | None = None, limit: int = 100)
 HAND_CHUNK = 900
 
 
-def hand_feedback(session: Session, limit: int, now: dt.datetime | None = None) -> list[Feedback]:
-    """Pending records, strongest first, as Feedback; each is marked handed so no later call
-    hands it again. Set-based (one UPDATE, one audit entry per call): coordination pulls
-    thousands per cycle."""
-    now = now or utcnow()
-    rows = session.execute(
+def _feedback_rows():
+    """The columns a Feedback is made of, with the household's code and project for the log."""
+    return (
         select(
             FeedbackRecord.id,
             FeedbackRecord.kind,
             FeedbackRecord.reason,
             FeedbackRecord.strength,
+            FeedbackRecord.household_id,
+            _project_of_record.label("project_id"),
             Household.code,
             Project.name,
         )
         .outerjoin(Household, Household.id == FeedbackRecord.household_id)
         .outerjoin(Project, Project.id == _project_of_record)
+    )
+
+
+def _as_feedback(row) -> Feedback:
+    return Feedback(
+        id=str(row.id),
+        household_id=row.household_id,
+        reason=row.reason,
+        strength=row.strength,
+        source=f"satisfaction.{row.kind}",
+        project_id=row.project_id,
+        household_code=row.code,
+        project=row.name,
+    )
+
+
+def get_feedback(session: Session, feedback_id: str) -> Feedback | None:
+    """One record by id, whatever its state (the `get_feedback` hook)."""
+    if not str(feedback_id).isdigit():
+        return None
+    row = session.execute(_feedback_rows().where(FeedbackRecord.id == int(feedback_id))).first()
+    return _as_feedback(row) if row is not None else None
+
+
+def hand_feedback(session: Session, limit: int, now: dt.datetime | None = None) -> list[Feedback]:
+    """Pending records, strongest first, as Feedback; each is marked handed at `now` so no
+    later call hands it again. Set-based (one UPDATE, one audit entry per call): coordination
+    pulls thousands per cycle."""
+    now = now or utcnow()
+    rows = session.execute(
+        _feedback_rows()
         .where(FeedbackRecord.status == "pending")
         .order_by(FeedbackRecord.strength.desc(), FeedbackRecord.id)
         .limit(limit)
@@ -293,14 +316,4 @@ def hand_feedback(session: Session, limit: int, now: dt.datetime | None = None) 
         + ",".join(map(str, ids[:50]))
         + ("…" if len(ids) > 50 else ""),
     )
-    return [
-        Feedback(
-            id=str(row.id),
-            household_code=row.code,
-            reason=row.reason,
-            strength=row.strength,
-            source=f"satisfaction.{row.kind}",
-            project=row.name,
-        )
-        for row in rows
-    ]
+    return [_as_feedback(row) for row in rows]

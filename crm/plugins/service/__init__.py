@@ -20,6 +20,13 @@ def tracking_card_sections(session, household):
 
 
 @hookimpl
+def service_record_states(session, record_nos):
+    from crm.plugins.service.register import record_states
+
+    return record_states(session, record_nos)
+
+
+@hookimpl
 def ticket_statistics(session, group_by, since, until):
     from crm.plugins.service.statistics import ticket_statistics
 
@@ -41,13 +48,6 @@ def household_service_costs(session, since, until):
 
 
 @hookimpl
-def household_facts(session, until):
-    from crm.plugins.service.costs import complaint_tickets_per_household
-
-    return {"complaints": complaint_tickets_per_household(session, until)}
-
-
-@hookimpl
 def classified_tickets(session, since, until):
     from crm.plugins.service.classification import classified_tickets
 
@@ -62,18 +62,17 @@ def complaint_counts(session, since, until, grain):
 
 
 @hookimpl
-def households_with_open_complaints(session):
-    from crm.plugins.service.classification import households_with_open_complaints
-
-    return households_with_open_complaints(session)
-
-
-@hookimpl
 def register_commands(cli):
-    from crm.plugins.service import dispatch_commands, retention_commands, ticket_commands
+    from crm.plugins.service import (
+        dispatch_commands,
+        retention_commands,
+        task_commands,
+        ticket_commands,
+    )
 
     dispatch_commands.register(cli)
     retention_commands.register(cli)
+    task_commands.register(cli)
     ticket_commands.register(cli)
 
 
@@ -94,14 +93,14 @@ def prepare_database(session):
 
 
 @hookimpl
-def carry_out_plans(session, decisions, now):
-    from crm.plugins.service.plans import carry_out_plans
+def carry_out_plans(session, instructions, now):
+    from crm.plugins.service.tasks import carry_out_plans
 
-    return carry_out_plans(session, decisions, now)
+    return carry_out_plans(session, instructions, now)
 
 
 @hookimpl
 def dispatch_outcomes(session, references):
-    from crm.plugins.service.plans import dispatch_outcomes
+    from crm.plugins.service.tasks import dispatch_outcomes
 
     return dispatch_outcomes(session, references)

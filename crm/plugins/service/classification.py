@@ -20,14 +20,15 @@ from crm.core.models import Building, Project
 from crm.core.render import percent
 from crm.core.sqltime import day_of, month_of
 from crm.plugins.service.models import Ticket, TicketEvent
-from crm.plugins.service.tickets import (
+from crm.plugins.service.rules import (
     CATEGORIES,
     CLOSED_STATUSES,
+    CUSTOMER,
     FLOWS,
     SEVERITIES,
     TICKET_TYPES,
-    get_ticket,
 )
+from crm.plugins.service.tickets import get_ticket
 
 GRAINS = {"month": "月", "week": "周"}
 TRAIN_COMMAND = "crm analysis classify train"
@@ -109,7 +110,10 @@ def complaint_counts(
             func.count().label("count"),
         )
         .where(
-            Ticket.ticket_type == "complaint", Ticket.opened_at >= since, Ticket.opened_at < until
+            Ticket.ticket_type == "complaint",
+            Ticket.origin == CUSTOMER,
+            Ticket.opened_at >= since,
+            Ticket.opened_at < until,
         )
         .group_by(Ticket.project_id, Ticket.building_id, Ticket.category, period)
         .subquery()
@@ -144,19 +148,6 @@ def _period(text: str, grain: str) -> str:
         return text
     year, week, _ = dt.date.fromisoformat(text).isocalendar()
     return f"{year}-W{week:02d}"
-
-
-def households_with_open_complaints(session: Session) -> list[int]:
-    """Ids of households with a complaint ticket not yet closed (closing needs the customer's
-    confirmation, so an open one means the customer is still waiting on us)."""
-    return list(
-        session.scalars(
-            select(Ticket.household_id)
-            .where(Ticket.ticket_type == "complaint", Ticket.status.not_in(CLOSED_STATUSES))
-            .distinct()
-            .order_by(Ticket.household_id)
-        )
-    )
 
 
 # --- the suggestion at assessment ---------------------------------------------------------------

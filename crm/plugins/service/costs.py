@@ -132,13 +132,3 @@ def household_service_costs(
         }
         for row in session.execute(query)
     ]
-
-
-def complaint_tickets_per_household(session: Session, until: dt.datetime) -> dict[int, float]:
-    """Complaint tickets opened before `until`, counted per household (analysis features)."""
-    rows = session.execute(
-        select(Ticket.household_id, func.count())
-        .where(Ticket.ticket_type == "complaint", Ticket.opened_at < until)
-        .group_by(Ticket.household_id)
-    )
-    return {household_id: float(count) for household_id, count in rows}

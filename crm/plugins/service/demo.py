@@ -41,6 +41,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import SimpleNamespace
 
 from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.orm import Session
@@ -49,9 +50,8 @@ from crm.core import audit
 from crm.core.bulk import write_rows
 from crm.core.chain import Revisit, TicketFacts
 from crm.core.clock import add_months, local_zone, to_local
-from crm.core.models import Building, Household, Purchase, Setting, Unit
-from crm.plugins.service import sla
-from crm.plugins.service.dispatch import WORK_ORDER_KINDS
+from crm.core.models import Building, Household, Purchase, ServiceRecord, Setting, Unit
+from crm.plugins.service import register, rules, sla
 from crm.plugins.service.models import (
     Commitment,
     Escalation,
@@ -70,16 +70,16 @@ BATCH = 5000
 SPAN_DAYS = 730
 PER_HOUSEHOLD = 0.6
 TYPES = {"repair": 40, "complaint": 25, "enquiry": 25, "suggestion": 10}
-PREFIXES = {"complaint": "TS", "repair": "WX", "suggestion": "JY", "enquiry": "ZX"}
 REPEAT = 0.08
 RESPONSE_LATE, RESOLVE_LATE = 0.04, 0.12
 WAITS = 0.06
 REVISITED = {"repair": 0.97, "complaint": 0.92}
-REOPENED = 0.04
+# Of the revisits a customer is unhappy with, the share a manager closes with a recorded
+# reason instead of reopening (the request is outside what the company owes).
+OVERRIDDEN = 0.25
 PROMISE, BROKEN = 0.55, 0.07
 RETURNED = 0.02
 AT_RISK, OVERDUE, WAITING = 0.003, 0.004, 0.002
-LEVELS = {1: "一线", 2: "主管", 3: "经理", 4: "总经理"}
 TITLES = {
     "customer_service": "客服大使",
     "technical": "技术员",
@@ -236,6 +236,11 @@ FEE_RATES = (
     "人工费 50 元/小时，材料按实结算",
     "上门费 20 元，材料费按价目表收取",
 )
+OVERRIDE_REASONS = (
+    "客户要求超出合同约定的交付标准，已当面解释并书面答复",
+    "客户要求更换整套设备，经鉴定不属质量问题，已说明",
+    "客户对相邻业主的私人纠纷不满，已转社区调解",
+)
 GOOD_COMMENTS = ("处理及时，态度很好", "问题已解决，满意", "师傅很专业，谢谢")
 BAD_COMMENTS = (
     "问题反复出现，希望彻底解决",
@@ -250,14 +255,6 @@ STEPS = {
     "repair": (("assess", 0.0), ("investigate", 0.2)),
     "suggestion": (("assess", 0.0), ("reply", 0.6)),
     "enquiry": (("reply", 0.0),),
-}
-TARGET = {
-    "confirm": "confirmed",
-    "assess": "assessed",
-    "investigate": "investigating",
-    "reply": "replied",
-    "close": "closed",
-    "pause": "waiting_customer",
 }
 NOTES = {
     "confirm": "与业主核实情况",
@@ -385,7 +382,10 @@ class _Ticket:
     category: str
     summary: str
     log: _Log
+    # Escalation causes (rule, when) in any order; the group link (when, reason), if any.
     escalations: list = field(default_factory=list)
+    group_at: tuple | None = None
+    revisit_notes: list = field(default_factory=list)
 
 
 class _Builder:
@@ -660,7 +660,7 @@ class _Builder:
         if kind == "complaint":
             summary = self._wording(summary, severity, tid)
         policy = self.policies[(kind, severity)]
-        business = bool(policy.business_hours)
+        calendar = self.calendar if policy.business_hours else None
         team = self._team_for(repair_item, category)
         owner = self._front(team.id)
         reporter = self._front(self.centre.id).name
@@ -686,8 +686,8 @@ class _Builder:
         elif draft.outcome in ("group", "waiting"):
             resolve = max(resolve, waited * rng.uniform(1.3, 3))
         resolve = max(resolve, response + 1)
-        first_response = self._after(opened, response, business)
-        closing = self._after(opened, resolve, business)
+        first_response = sla.add_minutes(opened, response, calendar)
+        closing = sla.add_minutes(opened, resolve, calendar)
         span = closing - first_response
         steps = [(action, first_response + span * share) for action, share in STEPS[kind]]
         steps.append(("close", closing))
@@ -711,12 +711,11 @@ class _Builder:
                 + [("pause", at), ("resume", at + wall)]
                 + [(action, moment + wall) for action, moment in steps[1:]]
             )
-            paused_minutes = sla.minutes_between(at, at + wall, self.calendar if business else None)
-        response_due = self._after(opened, policy.response_minutes + paused_minutes, business)
-        resolve_due = self._after(opened, policy.resolve_minutes + paused_minutes, business)
-        warn_at = self._after(
-            opened, policy.resolve_minutes * policy.warn_ratio + paused_minutes, business
-        )
+            paused_minutes = sla.minutes_between(at, at + wall, calendar)
+        clock = sla.due_times(policy, opened, paused_minutes, calendar)
+        response_due, resolve_due, warn_at = (
+            clock["response_due_at"], clock["resolve_due_at"], clock["resolve_warn_at"],
+        )  # fmt: skip
 
         log(opened, reporter, "open", f"{CHANNELS[channel]}受理：{summary}", None, "accepted")
         status, before_pause, assessed_at, reply_at, closed_at = (
@@ -726,78 +725,61 @@ class _Builder:
             None,
             None,
         )
+        terms = self._repair_terms(kind, repair_item, home, opened)
         assign_on = "reply" if kind == "enquiry" else "assess"
         for action, at in steps:
             if at > now:
                 break
             if action == "pause":
-                before_pause, target = status, "waiting_customer"
-            else:
-                target = before_pause if action == "resume" else TARGET[action]
+                before_pause = status
+            target = before_pause if action == "resume" else rules.next_status(kind, status, action)
             note = NOTES.get(action)
             if action == "assess":
-                note = f"严重程度 {sla.SEVERITIES[severity]}，类别 {CATEGORIES[category]}"
+                note = (
+                    terms["verdict"]
+                    if kind == "repair"
+                    else f"严重程度 {rules.SEVERITIES[severity]}，类别 {CATEGORIES[category]}"
+                )
                 if expectations:
                     note += f"，客户期望 {'、'.join(EXPECTATIONS[e] for e in expectations)}"
+            if action == "close" and kind == "repair":
+                note = "维修完工，业主现场确认：已修复，业主签字确认"
             log(at, ticket.owner.name, action, note, status, target)
             status = target
             if action == assign_on:
                 assessed_at = at
                 log(at, self.actor, "assign", f"派给 {team.name}：{owner.name}", status, status)
                 if severity == "major":
-                    ticket.escalations.append(("major", 3, at, "重大投诉直达经理"))
+                    ticket.escalations.append(("major", at))
             reply_at = at if action == "reply" else reply_at
             closed_at = at if action == "close" else closed_at
 
-        # What the periodic clock check would have found.
-        end = closed_at or paused_at or now
-        warned_at = None
-        if warn_at < min(end, resolve_due):
-            warned_at = warn_at
-            log(
-                warn_at,
-                self.actor,
-                "warning",
-                f"即将超时预警：须于 {self._hm(resolve_due)} 前解决。",
-            )
-        response_breached = response_due < min(first_response, end)
-        resolve_breached = resolve_due < end
-        if response_breached:
-            log(
-                response_due,
-                self.actor,
-                "response_breach",
-                f"首次响应超时：应于 {self._hm(response_due)} 前响应。",
-            )
-            ticket.escalations.append(("breach", 0, response_due, "超出服务时限"))
-        if resolve_breached:
-            log(
-                resolve_due,
-                self.actor,
-                "resolve_breach",
-                f"解决超时：应于 {self._hm(resolve_due)} 前解决。",
-            )
-            ticket.escalations.append(("breach", 0, resolve_due, "超出服务时限"))
+        # What the periodic clock check found (rules.clock_findings, as sla.check_clocks).
+        found = rules.clock_findings(
+            now, response_due, resolve_due, warn_at,
+            first_response if first_response <= now else None, closed_at or paused_at,
+        )  # fmt: skip
+        warned_at = found.get("warning")
+        response_breached = "response_breach" in found
+        resolve_breached = "resolve_breach" in found
+        self._log_findings(ticket, found, response_due, resolve_due)
         breached_at = min(
-            (
-                due
-                for hit, due in ((response_breached, response_due), (resolve_breached, resolve_due))
-                if hit
-            ),
-            default=None,
+            (found[k] for k in ("response_breach", "resolve_breach") if k in found), default=None
         )
 
-        # Revisit (and perhaps reopen), then the feedback step.
+        # Revisit (until the customer is satisfied), then the feedback step.
         revisited_at = completed_at = None
         reopened = 0
         if closed_at is not None and kind in REVISITED and draft.outcome == "normal":
-            after = self._revisits(ticket, closed_at, resolve_breached, policy, business)
+            after = self._revisits(ticket, closed_at, resolve_breached, policy, calendar)
             if after is not None:
-                status, closed_at, revisited_at, reopened, clocks = after
-                if clocks is not None:
-                    response_due, resolve_due, warn_at = clocks
+                status, closed_at, revisited_at, reopened, clock = after
+                if clock is not None:
+                    response_due, resolve_due, warn_at = clock
                     warned_at = None
-                    if closed_at is None and resolve_due < now:
+                    again = rules.clock_findings(now, None, resolve_due, None, None, closed_at)
+                    if "resolve_breach" in again:
+                        self._log_findings(ticket, again, response_due, resolve_due)
                         resolve_breached = True
                         breached_at = breached_at or resolve_due
         root_cause = corrective = None
@@ -819,7 +801,7 @@ class _Builder:
             if at <= now:
                 group_id, name = self.group["id"], self.group["number"]
                 log(at, self.actor, "group", f"并入群诉 {name}")
-                ticket.escalations.append(("group", 3, at, f"群诉 {name}"))
+                ticket.group_at = (at, f"群诉 {name}")
         level = self._escalate(ticket)
         if (
             kind == "complaint"
@@ -838,30 +820,29 @@ class _Builder:
             repair_item,
         )
 
-        in_warranty = paid = warranty_until = fee_rate = fee_amount = fee_stated_at = None
-        signed = False
-        if kind == "repair":
-            months = self.warranty[repair_item]
-            warranty_until = add_months(home.handover, months)
-            in_warranty = months > 0 and to_local(opened).date() <= warranty_until
-            paid = not in_warranty
-            if paid and assessed_at is not None:
-                fee_rate = self._one(FEE_RATES)
-                fee_stated_at = assessed_at
-                if closed_at is not None:
-                    fee_amount = Decimal(self._int(4, 40) * 5)
-                    signed = True
+        paid, signed = terms["paid"], False
+        fee_rate = fee_amount = fee_stated_at = None
+        if paid and assessed_at is not None:
+            fee_rate = self._one(FEE_RATES)
+            fee_stated_at = assessed_at
+            if closed_at is not None:
+                fee_amount = Decimal(self._int(4, 40) * 5)
+                signed = True
         self.stats[kind] += 1
-        self.stats["open"] += status not in ("closed", "revisited", "completed")
+        self.stats["open"] += status not in rules.CLOSED_STATUSES
         self.stats["breached"] += resolve_breached
         self.stats["reopened"] += reopened
         if draft.outcome != "normal":
             self.samples.setdefault(draft.outcome, number)
+        result = None
+        if closed_at is not None:
+            result = "已修复，业主签字确认" if kind == "repair" else NOTES["close"]
         row = {
             "id": tid,
             "number": number,
             "ticket_type": kind,
             "channel": channel,
+            "origin": rules.CUSTOMER,
             "household_id": home.household_id,
             "unit_id": home.unit_id,
             "project_id": home.project_id,
@@ -883,6 +864,7 @@ class _Builder:
             "revisited_at": revisited_at,
             "completed_at": completed_at,
             "customer_confirmed": closed_at is not None,
+            "result": result,
             "response_due_at": response_due,
             "resolve_due_at": resolve_due,
             "paused_at": paused_at,
@@ -893,10 +875,11 @@ class _Builder:
             "resolve_breached": resolve_breached,
             "breached_at": breached_at,
             "reopen_count": reopened,
+            "severity_raises": 0,
             "root_cause": root_cause,
             "corrective_action": corrective,
             "repair_item": repair_item,
-            "in_warranty": in_warranty,
+            "in_warranty": terms["in_warranty"],
             "paid": paid,
             "fee_rate": fee_rate,
             "fee_amount": fee_amount,
@@ -904,7 +887,7 @@ class _Builder:
             "fee_stated_at": fee_stated_at,
             "fee_signed_by": home.name.removesuffix("家") if signed else None,
             "fee_signed_at": closed_at if signed else None,
-            "warranty_until": warranty_until,
+            "warranty_until": terms["warranty_until"],
             "rework_of_id": None,
             "version": 1,
             "created_at": opened,
@@ -913,11 +896,49 @@ class _Builder:
             ),
         }
         self.rows["svc_tickets"].append(row)
+        self.rows["service_records"].append(register.entry(SimpleNamespace(**row), opened))
         return row
 
-    def _revisits(self, ticket: _Ticket, closed_at, breached: bool, policy, business: bool):
-        """The revisit after closing; a dissatisfied one reopens the ticket with fresh clocks.
-        Returns (status, closed_at, revisited_at, reopened, new clocks) or None."""
+    def _repair_terms(self, kind: str, item: str | None, home: _Home, opened) -> dict:
+        """A repair's warranty verdict (as repairs.check_warranty words it), free or paid."""
+        if kind != "repair":
+            return {"in_warranty": None, "paid": None, "warranty_until": None, "verdict": ""}
+        months = self.warranty[item]
+        until = add_months(home.handover, months)
+        reported = to_local(opened).date()
+        in_warranty = months > 0 and reported < until
+        label = WARRANTY_ITEMS[item].label
+        reason = (
+            f"{label}不属保修范围"
+            if months == 0
+            else f"交房 {home.handover}，{label}保修 {months} 个月至 {until}，"
+            f"报修日 {reported}{'在' if in_warranty else '已过'}保修期"
+        )
+        verdict = "免费维修" if in_warranty else "收费维修：开工前须说明收费标准"
+        return {
+            "in_warranty": in_warranty,
+            "paid": not in_warranty,
+            "warranty_until": until,
+            "verdict": f"保修判断：{reason}。{verdict}。",
+        }
+
+    def _log_findings(self, ticket: _Ticket, found: dict, response_due, resolve_due) -> None:
+        """The events the clock check writes for its findings; a breach is a cause to climb."""
+        notes = {
+            "warning": f"即将超时预警：须于 {self._hm(resolve_due)} 前解决。",
+            "response_breach": f"首次响应超时：应于 {self._hm(response_due)} 前响应。",
+            "resolve_breach": f"解决超时：应于 {self._hm(resolve_due)} 前解决。",
+        }
+        for kind, at in found.items():
+            ticket.log(at, self.actor, kind, notes[kind])
+            if kind != "warning":
+                ticket.escalations.append(("breach", at))
+
+    def _revisits(self, ticket: _Ticket, closed_at, breached: bool, policy, calendar):
+        """The revisit after closing, until the customer is satisfied: a CSAT at or below
+        rules.DISSATISFIED_CSAT reopens the ticket (fresh clocks), or now and then a manager
+        records why it need not be. Returns (status, closed_at, revisited_at, reopened, new
+        clock) or None."""
         rng, now = self.rng, self.now
         if rng.random() >= REVISITED[ticket.kind]:
             return None
@@ -926,33 +947,44 @@ class _Builder:
         )
         if at > now:
             return None
-        if rng.random() >= REOPENED:
-            self._revisit(ticket, at, closed_at, self.csat[breached](rng))
-            return "revisited", closed_at, at, 0, None
-        csat = self._int(1, 2)
+        csat = self.csat[breached](rng)
         self._revisit(ticket, at, closed_at, csat)
-        reopen_at = at + dt.timedelta(minutes=self._int(5, 60))
-        if reopen_at > now:
+        if csat > rules.DISSATISFIED_CSAT:
             return "revisited", closed_at, at, 0, None
+        if rng.random() < OVERRIDDEN:
+            self._override(ticket, at)
+            return "revisited", closed_at, at, 0, None
+        reopen_at = at + dt.timedelta(minutes=self._int(5, 60))
+        if reopen_at > now:  # the reopening is the next thing staff do
+            reopen_at = at
         note = f"回访不满意（满意度 {csat}）"
         ticket.log(reopen_at, ticket.owner.name, "reopen", note, "revisited", "investigating")
-        ticket.escalations.append(("reopen", 0, reopen_at, "客户不满意，工单重新处理"))
-        clocks = (
-            self._after(reopen_at, policy.response_minutes, business),
-            self._after(reopen_at, policy.resolve_minutes, business),
-            self._after(reopen_at, policy.resolve_minutes * policy.warn_ratio, business),
-        )
-        again = self._after(reopen_at, policy.resolve_minutes * rng.uniform(0.4, 0.9), business)
+        ticket.escalations.append(("reopen", reopen_at))
+        due = sla.due_times(policy, reopen_at, 0.0, calendar)
+        clock = (due["response_due_at"], due["resolve_due_at"], due["resolve_warn_at"])
+        again = sla.add_minutes(reopen_at, policy.resolve_minutes * rng.uniform(0.4, 0.9), calendar)
         if again > now:
-            return "investigating", None, at, 1, clocks
+            return "investigating", None, at, 1, clock
         ticket.log(
             again, ticket.owner.name, "close", "返工完成，业主确认", "investigating", "closed"
         )
         second = again + dt.timedelta(hours=rng.uniform(2, 24))
         if second > now:
-            return "closed", again, at, 1, clocks
-        self._revisit(ticket, second, again, self.csat[False](rng))
-        return "revisited", again, second, 1, clocks
+            return "closed", again, at, 1, clock
+        # After the rework the customer is satisfied (a second disappointment is overridden).
+        csat = max(rules.DISSATISFIED_CSAT + 1, self.csat[False](rng))
+        self._revisit(ticket, second, again, csat)
+        return "revisited", again, second, 1, clock
+
+    def _override(self, ticket: _Ticket, at: dt.datetime) -> None:
+        manager = self._level(rules.MANAGER, ticket.team.id)
+        reason = self._one(OVERRIDE_REASONS)
+        ticket.log(
+            at + dt.timedelta(minutes=1),
+            manager.name if manager else self.actor,
+            "override",
+            f"客户不满意，经理确认不再处理：{reason}",
+        )
 
     def _revisit(self, ticket: _Ticket, at: dt.datetime, closed_at, csat: int) -> None:
         rng = self.rng
@@ -964,6 +996,7 @@ class _Builder:
         caller = self._front(self.centre.id).name
         note = f"满意度 {csat}，推荐意愿 {nps}" + (f"；客户意见：{comment}" if comment else "")
         ticket.log(at, caller, "revisit", note, "closed", "revisited")
+        ticket.revisit_notes.append((at, note))
         facts = TicketFacts(
             number=ticket.number,
             ticket_type=ticket.kind,
@@ -977,34 +1010,40 @@ class _Builder:
         self.revisits.append(Revisit(facts, at, csat, nps, pairs, comment, caller))
 
     def _escalate(self, ticket: _Ticket) -> int:
-        """As escalation.escalate_ticket, in the order the causes arose; returns the level."""
-        level, fired = 1, set()
-        for rule, target, at, reason in sorted(ticket.escalations, key=lambda e: e[2]):
-            if at > self.now:
-                continue
-            target = target or min(level + 1, 4)
-            if (rule, target) in fired:
-                continue
-            fired.add((rule, target))
-            to = self._level(target, ticket.team.id)
-            who = f"{LEVELS[target]} {to.name}" if to else f"{LEVELS[target]}（未登记该级人员）"
-            note = f"升级至第 {target} 级（{who}）：{reason}"
-            self.rows["svc_escalations"].append(
-                {
-                    "id": self._next("svc_escalations"),
-                    "ticket_id": ticket.id,
-                    "rule": rule,
-                    "level": target,
-                    "to_staff_id": to.id if to else None,
-                    "fired_at": at,
-                    "note": note,
-                }
-            )
-            ticket.log(at, self.actor, "escalate", note)
-            if rule == "major" and to is not None:  # the manager takes the ticket over
-                ticket.owner = to
-            level = max(level, target)
+        """As escalation.escalate_ticket: rules.climb over the causes in the order they arose,
+        then the group's owner; returns the level."""
+        causes = sorted((c for c in ticket.escalations if c[1] <= self.now), key=lambda c: c[1])
+        level, fired = 1, []
+        for cause, at in causes:
+            for rule, target in rules.climb(level, [cause], fired):
+                reason = rules.ESCALATION_REASONS[rule]
+                level = max(level, self._fire(ticket, rule, target, at, reason))
+                fired.append((rule, target))
+        if ticket.group_at is not None:
+            at, reason = ticket.group_at
+            level = max(level, self._fire(ticket, "group", rules.MANAGER, at, reason))
         return level
+
+    def _fire(self, ticket: _Ticket, rule: str, target: int, at, reason: str) -> int:
+        to = self._level(target, ticket.team.id)
+        names = rules.LEVELS
+        who = f"{names[target]} {to.name}" if to else f"{names[target]}（未登记该级人员）"
+        note = f"升级至第 {target} 级（{who}）：{reason}"
+        self.rows["svc_escalations"].append(
+            {
+                "id": self._next("svc_escalations"),
+                "ticket_id": ticket.id,
+                "rule": rule,
+                "level": target,
+                "to_staff_id": to.id if to else None,
+                "fired_at": at,
+                "note": note,
+            }
+        )
+        ticket.log(at, self.actor, "escalate", note)
+        if rule == "major" and to is not None:  # the manager takes the ticket over
+            ticket.owner = to
+        return target
 
     def _commitments(self, ticket: _Ticket, reply_at, closed_at, overdue: bool) -> None:
         """The promise made in the reply; a broken one is apologised for and made again."""
@@ -1089,6 +1128,9 @@ class _Builder:
                     "id": oid,
                     "number": number,
                     "ticket_id": ticket.id,
+                    "household_id": ticket.home.household_id,
+                    "project_id": ticket.home.project_id,
+                    "origin": rules.CUSTOMER,
                     "kind": kind,
                     "description": description,
                     "team_id": to.team_id,
@@ -1096,6 +1138,7 @@ class _Builder:
                     "status": "returned" if returned else "done" if finished else "open",
                     "due_at": due,
                     "completed_at": done if finished else None,
+                    "completion_entered_at": done if finished else None,
                     "returned_reason": returned[1] if returned else None,
                     "returned_at": returned[0] if returned else None,
                     "parent_id": parent,
@@ -1104,7 +1147,7 @@ class _Builder:
                     "updated_at": (returned[0] if returned else done if finished else created),
                 }
             )
-            label = WORK_ORDER_KINDS[kind]
+            label = rules.WORK_ORDER_KINDS[kind]
             ticket.log(
                 created,
                 self.actor,
@@ -1193,7 +1236,8 @@ class _Builder:
                     closed_at,
                     closed_at + dt.timedelta(hours=24),
                     revisited_at,
-                    "回访完成",
+                    # As the revisit itself writes it (tickets.revisit).
+                    f"回访完成：{ticket.revisit_notes[-1][1]}" if ticket.revisit_notes else None,
                 )
 
     def _team_name(self, person: _Person) -> str:
@@ -1209,7 +1253,7 @@ class _Builder:
         home = drafts[0].home
         self.group = {
             "id": self._next("svc_group_complaints"),
-            "number": f"QS{to_local(detected):%Y%m%d}-0001",
+            "number": rules.number(rules.number_head(rules.GROUP_PREFIX, detected), 1),
             "project_id": home.project_id,
             "building_id": home.building_id,
             "category": "engineering",
@@ -1228,6 +1272,9 @@ class _Builder:
             rows = self.rows.pop(name, [])
             write_rows(self.session, self.tables[name], rows)
             self.stats[f"rows.{name}"] += len(rows)
+        # Each ticket's entry in the core service register (register.py); its ids come from
+        # the database.
+        write_rows(self.session, ServiceRecord.__table__, self.rows.pop("service_records", []))
 
     def build(self) -> list[str]:
         session = self.session
@@ -1240,10 +1287,9 @@ class _Builder:
         self._flush()
         sequence: Counter[str] = Counter()
         for draft in drafts:
-            local = draft.opened.astimezone(self.zone)
-            head = f"{PREFIXES[draft.kind]}{local.year}{local.month:02d}{local.day:02d}-"
+            head = rules.number_head(rules.PREFIXES[draft.kind], draft.opened)
             sequence[head] += 1
-            self.ticket(draft, f"{head}{sequence[head]:04d}")
+            self.ticket(draft, rules.number(head, sequence[head]))
             if len(self.rows["svc_tickets"]) >= BATCH:
                 self._flush()
         self._flush()

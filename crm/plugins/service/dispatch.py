@@ -4,6 +4,11 @@ A ticket goes to the team that handles its repair item or category, then to the 
 person of that team with the least open work; remedial and corrective actions, repairs and
 revisits are work orders with due times. A job beyond a team's ability returns to the team's
 supervisor as a new work order, never as "a phone number" (DOMAIN.md).
+
+Work orders move their ticket: the first repair job takes a repair ticket into the work
+(investigating), the last repair job done (fee signed for paid work) closes it and brings the
+mandatory phone revisit, and the revisit work order is answered by the customer's revisit
+(CSAT through satisfaction monitoring). A work order without a ticket is a task (tasks.py).
 """
 
 from __future__ import annotations
@@ -14,36 +19,24 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm.core import vocab
 from crm.core.audit import current_user
-from crm.core.clock import as_local
+from crm.core.clock import as_local, to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.models import utcnow
-from crm.core.vocab import code_of
-from crm.plugins.service.models import Staff, Team, Ticket, WorkOrder
-from crm.plugins.service.tickets import CLOSED_STATUSES, record_event
+from crm.core.vocab import TEAM_KINDS, code_of
+from crm.plugins.service.models import ProjectManager, Staff, Team, Ticket, WorkOrder
+from crm.plugins.service.rules import (
+    CLOSED_STATUSES,
+    LEVELS,
+    MANAGER,
+    PAUSED,
+    SUPERVISOR,
+    WORK_ORDER_KINDS,
+    WORK_ORDER_STATUS,
+)
+from crm.plugins.service.tickets import happened, record_event
 
-TEAM_KINDS = {
-    "security": "安全",
-    "cleaning": "保洁",
-    "technical": "技术",
-    "customer_service": "客服",
-    "vendor": "外包方",
-}
-STAFF_LEVELS = {1: "一线", 2: "主管", 3: "经理", 4: "总经理"}
-WORK_ORDER_KINDS = {
-    "remedial": "补救措施",
-    "corrective": "纠正措施",
-    "repair": "维修",
-    "revisit": "回访",
-}
-WORK_ORDER_STATUS = {
-    "open": "处理中",
-    "done": "已完成",
-    "returned": "已退回主管",
-    "cancelled": "已取消",
-}
-SUPERVISOR = 2
+STAFF_LEVELS = LEVELS
 # The 100% phone revisit after a repair is due within this time of completion.
 REVISIT_WITHIN = dt.timedelta(hours=24)
 
@@ -156,7 +149,7 @@ def list_teams(session: Session) -> list[dict]:
         {
             "code": team.code,
             "name": team.name,
-            "kind": vocab.label(TEAM_KINDS, team.kind),
+            "kind": team.kind,
             "handles": "、".join(team.handles or []),
             "staff": count,
             "active": team.active,
@@ -194,6 +187,40 @@ def add_staff(
     return staff
 
 
+def set_project_manager(session: Session, project: str, staff_name: str) -> ProjectManager:
+    """Name the manager responsible for a project (项目负责人): the project's improvement tasks
+    and supervision go to this person."""
+    from crm.core.households import project_id
+
+    current_user(session).require("service.configure", "指定项目负责人")
+    found = project_id(session, project)
+    staff = get_staff(session, staff_name)
+    if staff.level < MANAGER:
+        raise CrmError(
+            f"{staff.name} 是{LEVELS[staff.level]}，项目负责人须是经理或总经理（级别 3 或 4）。"
+        )
+    current = session.scalar(select(ProjectManager).where(ProjectManager.project_id == found))
+    if current is None:
+        current = ProjectManager(project_id=found, staff_id=staff.id)
+        session.add(current)
+    else:
+        current.staff_id = staff.id
+    session.flush()
+    return current
+
+
+def project_managers(session: Session) -> list[dict]:
+    from crm.core.models import Project
+
+    rows = session.execute(
+        select(Project.name, Staff.name, Staff.title)
+        .join(ProjectManager, ProjectManager.project_id == Project.id)
+        .join(Staff, Staff.id == ProjectManager.staff_id)
+        .order_by(Project.name)
+    )
+    return [{"project": p, "manager": name, "title": title} for p, name, title in rows]
+
+
 def open_load():
     """Open tickets owned plus open work orders assigned, per staff row (correlated)."""
     tickets = (
@@ -222,7 +249,7 @@ def list_staff(session: Session, team_code: str | None = None) -> list[dict]:
             "name": staff.name,
             "team": team.name if team else None,
             "title": staff.title,
-            "level": STAFF_LEVELS.get(staff.level, str(staff.level)),
+            "level": staff.level,
             "skills": "、".join(staff.skills or []),
             "open_load": count,
             "active": staff.active,
@@ -305,17 +332,21 @@ def create_work_order(
     assignee_name: str | None = None,
     now: dt.datetime | None = None,
     parent: WorkOrder | None = None,
+    at: dt.datetime | None = None,
 ) -> WorkOrder:
     """A dispatch notice under the ticket's number: to the given team or the ticket's team
-    by category, and to the given person or the least-loaded one of that team."""
+    by category, and to the given person or the least-loaded one of that team. The first
+    repair job takes a repair ticket from its assessment into the work (investigating)."""
+    from crm.plugins.service import tickets
+
     current_user(session).require("ticket.handle", "派工")
-    now = now or utcnow()
+    now, at = happened(session, ticket, now, at)
     kind = code_of(WORK_ORDER_KINDS, kind, "派工类型")
     if not description.strip():
         raise CrmError("请写明派工内容（做什么）。")
     if kind == "repair":
         _check_repair_may_start(ticket)
-    if due_at is not None and due_at <= now:
+    if due_at is not None and due_at <= at:
         raise CrmError("完成时限已过：请给一个将来的时间。")
     assignee = get_staff(session, assignee_name) if assignee_name else None
     if team_code:
@@ -329,10 +360,16 @@ def create_work_order(
     if assignee is not None and assignee.team_id != team.id:
         raise CrmError(f"{assignee.name} 不属于 {team.name}：请换人，或不指定团队。")
     if assignee is None:
-        assignee = least_loaded(session, team)
+        # The person already answering for the ticket does its work, when in that team.
+        owner = ticket.owner
+        usable = owner is not None and owner.active and owner.team_id == team.id
+        assignee = owner if usable and owner.level == 1 else least_loaded(session, team)
     order = WorkOrder(
         number=_next_number(session, ticket),
         ticket_id=ticket.id,
+        household_id=ticket.household_id,
+        project_id=ticket.project_id,
+        origin=ticket.origin,
         kind=kind,
         description=description.strip(),
         team_id=team.id,
@@ -340,18 +377,23 @@ def create_work_order(
         status="open",
         due_at=due_at,
         parent_id=parent.id if parent else None,
+        created_at=now,
+        updated_at=now,
     )
     session.add(order)
     session.flush()
     who = assignee.name if assignee else "待指派"
-    due = f"，时限 {due_at.isoformat()}" if due_at else ""
+    due = f"，时限 {to_local(due_at):%Y-%m-%d %H:%M}" if due_at else ""
     record_event(
         session,
         ticket,
         "dispatch",
         f"派工单 {order.number}（{WORK_ORDER_KINDS[kind]}）→ {team.name}：{who}{due}",
+        at,
         now,
     )
+    if kind == "repair" and ticket.ticket_type == "repair" and ticket.status == "assessed":
+        tickets.transition(session, ticket, "investigate", at, f"派出维修 {order.number}", now)
     return order
 
 
@@ -364,13 +406,45 @@ def _customer_service(session: Session) -> Team | None:
     ).first()
 
 
-def complete_work_order(
-    session: Session, number: str, result: str, now: dt.datetime | None = None
+def finish_work_order(
+    session: Session, order: WorkOrder, result: str, at: dt.datetime, now: dt.datetime
 ) -> WorkOrder:
-    """Mark a work order done with its result. A finished repair brings the mandatory phone
-    revisit (a revisit work order due within 24 hours)."""
+    """Mark one open work order done with its result (no routing: see complete_work_order)."""
+    order.status = "done"
+    order.completed_at = at
+    order.completion_entered_at = now
+    order.result = result.strip()
+    if order.ticket is not None:
+        record_event(
+            session,
+            order.ticket,
+            "work_done",
+            f"派工单 {order.number} 完成：{order.result}",
+            at,
+            now,
+        )
+    session.flush()
+    return order
+
+
+def complete_work_order(
+    session: Session,
+    number: str,
+    result: str,
+    now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
+    revisit: dict | None = None,
+) -> WorkOrder:
+    """Mark a work order done with its result, and move its ticket where the work says:
+    - a repair job: when it is the ticket's last open one, the repair is finished, the ticket
+      closes (the customer confirmed it on site; a paid job needs the fee signed first, see
+      crm repair complete) and the mandatory phone revisit is dispatched, due within 24 hours;
+    - a revisit job: it is the customer's revisit (`revisit`: csat, and nps, aspects,
+      reopen_ticket, override as tickets.revisit takes them);
+    - a task (no ticket): see tasks.complete_task."""
+    from crm.plugins.service import tickets
+
     current_user(session).require("ticket.handle", "完成派工单")
-    now = now or utcnow()
     order = get_work_order(session, number)
     if order.status != "open":
         raise CrmError(
@@ -379,22 +453,40 @@ def complete_work_order(
     if not result.strip():
         raise CrmError("请写明处理结果。")
     ticket = order.ticket
-    if order.kind == "repair" and ticket.paid and not ticket.fee_signed_off:
-        raise CrmError(
-            f"{ticket.number} 是收费维修，完工须记录费用并由业主签字确认："
-            "请用 crm repair complete 登记费用和签字人。"
-        )
-    order.status = "done"
-    order.completed_at = now
-    order.result = result.strip()
-    record_event(session, ticket, "work_done", f"派工单 {order.number} 完成：{order.result}", now)
+    if ticket is None:
+        raise CrmError(f"{order.number} 是任务，不是派工单：请用 crm task done 登记客户的答复。")
+    now, at = happened(session, ticket, now, at)
+    if order.kind == "revisit" and ticket.status == "closed":
+        if not revisit or revisit.get("csat") is None:
+            raise CrmError(
+                f"{order.number} 是回访：请登记客户的满意度（--csat 1-5，可加 --nps），"
+                "不满意时加 --reopen 重新处理。"
+            )
+        tickets.revisit(session, ticket.number, comment=result, now=now, at=at, **revisit)
+        return order
     if order.kind == "repair":
-        _ensure_revisit(session, ticket, now)
+        if ticket.paid and not ticket.fee_signed_off:
+            raise CrmError(
+                f"{ticket.number} 是收费维修，完工须记录费用并由业主签字确认："
+                "请用 crm repair complete 登记费用和签字人。"
+            )
+        if ticket.status == PAUSED:
+            raise CrmError(
+                f"{ticket.number} 正在等待客户：请先恢复处理（crm ticket step {ticket.number} "
+                "resume），再登记维修完工。"
+            )
+    finish_work_order(session, order, result, at, now)
+    if order.kind == "repair" and not tickets.open_work(session, ticket, ("repair",)):
+        if ticket.ticket_type == "repair" and ticket.status == "investigating":
+            tickets.close_after_repair(session, ticket, order.result, at, now)
+        _ensure_revisit(session, ticket, at, now)
     session.flush()
     return order
 
 
-def _ensure_revisit(session: Session, ticket: Ticket, now: dt.datetime) -> WorkOrder:
+def _ensure_revisit(
+    session: Session, ticket: Ticket, at: dt.datetime, now: dt.datetime
+) -> WorkOrder:
     pending = session.scalars(
         select(WorkOrder).where(
             WorkOrder.ticket_id == ticket.id,
@@ -410,9 +502,10 @@ def _ensure_revisit(session: Session, ticket: Ticket, now: dt.datetime) -> WorkO
         ticket,
         "revisit",
         "维修完成后电话回访：确认修复效果与收费无异议（维修后 100% 回访）。",
-        due_at=now + REVISIT_WITHIN,
+        due_at=at + REVISIT_WITHIN,
         team_code=team.code if team else None,
         now=now,
+        at=at,
     )
 
 
@@ -437,17 +530,23 @@ def _supervisor_for(session: Session, team: Team | None) -> Staff | None:
 
 
 def return_to_supervisor(
-    session: Session, number: str, reason: str, now: dt.datetime | None = None
+    session: Session,
+    number: str,
+    reason: str,
+    now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> WorkOrder:
     """A job beyond the team's ability goes back to its supervisor: the work order is marked
     returned with the reason and a new work order goes to the supervisor. Returns the new one."""
     current_user(session).require("ticket.handle", "退回派工单")
-    now = now or utcnow()
     order = get_work_order(session, number)
     if order.status != "open":
         raise CrmError(
             f"派工单 {order.number} 的状态是“{WORK_ORDER_STATUS[order.status]}”，只有处理中的才能退回。"
         )
+    if order.ticket is None:
+        raise CrmError(f"{order.number} 是任务：请在任务中写明结果（crm task done）。")
+    now, at = happened(session, order.ticket, now, at)
     if not reason.strip():
         raise CrmError("请写明退回原因（为什么超出能力、业主需要什么），主管据此另想办法。")
     supervisor = _supervisor_for(session, order.team)
@@ -456,13 +555,14 @@ def return_to_supervisor(
         raise CrmError(f"{where}没有登记主管，无法退回：请先用 crm staff add --level 2 登记主管。")
     order.status = "returned"
     order.returned_reason = reason.strip()
-    order.returned_at = now
+    order.returned_at = at
     session.flush()
     record_event(
         session,
         order.ticket,
         "work_returned",
         f"派工单 {order.number} 超出能力，退回主管 {supervisor.name}：{order.returned_reason}",
+        at,
         now,
     )
     return create_work_order(
@@ -470,23 +570,27 @@ def return_to_supervisor(
         order.ticket,
         order.kind,
         f"{order.description}\n【退回主管】{order.returned_reason}",
-        due_at=order.due_at if order.due_at and order.due_at > now else None,
+        due_at=order.due_at if order.due_at and order.due_at > at else None,
         team_code=supervisor.team.code if supervisor.team else None,
         assignee_name=supervisor.name,
         now=now,
         parent=order,
+        at=at,
     )
 
 
 def work_order_row(order: WorkOrder, now: dt.datetime | None = None) -> dict[str, Any]:
+    """One work order or task: codes for kind, status and origin (the CLI shows labels)."""
     now = now or utcnow()
     return {
         "number": order.number,
-        "ticket": order.ticket.number,
-        "kind": vocab.label(WORK_ORDER_KINDS, order.kind),
+        "ticket": order.ticket.number if order.ticket else None,
+        "household": order.household.code if order.household else None,
+        "origin": order.origin,
+        "kind": order.kind,
         "team": order.team.name if order.team else None,
         "assignee": order.assignee.name if order.assignee else None,
-        "status": vocab.label(WORK_ORDER_STATUS, order.status),
+        "status": order.status,
         "due_at": order.due_at,
         "overdue": bool(order.status == "open" and order.due_at and order.due_at < now),
         "completed_at": order.completed_at,
@@ -501,13 +605,25 @@ def list_work_orders(
     assignee: str | None = None,
     status: str | None = None,
     overdue: bool = False,
+    tasks: bool | None = None,
+    household: str | None = None,
     limit: int = 50,
     now: dt.datetime | None = None,
 ) -> list[dict]:
+    """Work orders and tasks, oldest first; `tasks` True for tasks only, False for work
+    orders under tickets only."""
     now = now or utcnow()
-    query = select(WorkOrder).join(Ticket, WorkOrder.ticket_id == Ticket.id)
+    query = select(WorkOrder).outerjoin(Ticket, WorkOrder.ticket_id == Ticket.id)
     if ticket:
         query = query.where(Ticket.number == ticket.strip())
+    if tasks is not None:
+        query = query.where(
+            WorkOrder.ticket_id.is_(None) if tasks else WorkOrder.ticket_id.is_not(None)
+        )
+    if household:
+        from crm.core.households import get_household
+
+        query = query.where(WorkOrder.household_id == get_household(session, household).id)
     if team:
         query = query.where(WorkOrder.team_id == get_team(session, team).id)
     if assignee:
@@ -532,9 +648,14 @@ def show_work_order(session: Session, number: str, now: dt.datetime | None = Non
     ).all()
     return row | {
         "result": order.result,
+        "answer": order.answer,
+        "accepted": order.accepted,
+        "feedback": order.feedback_ref,
+        "decision": order.decision_ref,
         "returned_reason": order.returned_reason,
         "returned_at": order.returned_at,
         "continues": parent.number if parent else None,
         "continued_by": list(continued),
         "created_at": order.created_at,
+        "completion_entered_at": order.completion_entered_at,
     }

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
+from crm.core.vocab import TEAM_KINDS
+from crm.plugins.service.rules import LEVELS, ORIGINS, WORK_KINDS, WORK_ORDER_STATUS
 
 TEAM_COLUMNS = [
     ("code", "代码"),
     ("name", "名称"),
-    ("kind", "类型"),
+    ("kind", "类型", TEAM_KINDS),
     ("handles", "负责类别/项目"),
     ("staff", "在岗人数"),
     ("active", "启用"),
@@ -19,17 +21,20 @@ STAFF_COLUMNS = [
     ("name", "姓名"),
     ("team", "团队"),
     ("title", "岗位"),
-    ("level", "级别"),
+    ("level", "级别", LEVELS),
     ("skills", "技能"),
     ("open_load", "在办件数"),
     ("active", "在岗"),
 ]
 WORK_ORDER_COLUMNS = [
     ("number", "派工单号"),
-    ("kind", "类型"),
+    ("ticket", "登记号"),
+    ("household", "客户编号"),
+    ("kind", "类型", WORK_KINDS),
+    ("origin", "来源", ORIGINS),
     ("team", "团队"),
     ("assignee", "处理人"),
-    ("status", "状态"),
+    ("status", "状态", WORK_ORDER_STATUS),
     ("due_at", "时限"),
     ("overdue", "已超时"),
     ("completed_at", "完成时间"),
@@ -38,15 +43,22 @@ WORK_ORDER_COLUMNS = [
 SHOW_LABELS = [
     ("number", "派工单号"),
     ("ticket", "登记号"),
-    ("kind", "类型"),
+    ("household", "客户编号"),
+    ("kind", "类型", WORK_KINDS),
+    ("origin", "来源", ORIGINS),
+    ("feedback", "预警编号"),
+    ("decision", "协调决策"),
     ("team", "团队"),
     ("assignee", "处理人"),
-    ("status", "状态"),
+    ("status", "状态", WORK_ORDER_STATUS),
     ("due_at", "时限"),
     ("overdue", "已超时"),
     ("created_at", "派工时间"),
     ("completed_at", "完成时间"),
+    ("completion_entered_at", "完成登记于"),
     ("result", "处理结果"),
+    ("answer", "客户答复"),
+    ("accepted", "客户接受"),
     ("returned_at", "退回时间"),
     ("returned_reason", "退回原因"),
     ("continues", "接续自"),
@@ -76,7 +88,7 @@ TEAM_LABELS = [
     ("message", "结果"),
     ("code", "代码"),
     ("name", "名称"),
-    ("kind", "类型"),
+    ("kind", "类型", TEAM_KINDS),
     ("handles", "负责类别/项目"),
 ]
 STAFF_LABELS = [
@@ -84,7 +96,7 @@ STAFF_LABELS = [
     ("name", "姓名"),
     ("team", "团队"),
     ("title", "岗位"),
-    ("level", "级别"),
+    ("level", "级别", LEVELS),
     ("skills", "技能"),
 ]
 PERIOD_LABELS = [
@@ -161,8 +173,7 @@ def team_list(fmt: str) -> None:
 def team_add(code: str, name: str, kind: str, handles: str, fmt: str) -> None:
     """新增一个团队（经理、管理员可操作）。"""
     from crm.core.db import transaction
-    from crm.core.vocab import label
-    from crm.plugins.service.dispatch import TEAM_KINDS, add_team
+    from crm.plugins.service.dispatch import add_team
 
     with get_app().session() as session, transaction(session):
         created = add_team(session, code, name, kind, _split(handles))
@@ -170,7 +181,7 @@ def team_add(code: str, name: str, kind: str, handles: str, fmt: str) -> None:
             "message": f"已新增团队 {created.code}（{created.name}）。",
             "code": created.code,
             "name": created.name,
-            "kind": label(TEAM_KINDS, created.kind),
+            "kind": created.kind,
             "handles": list(created.handles),
         }
     emit_record(record, fmt, TEAM_LABELS)
@@ -212,7 +223,7 @@ def staff_list(team_code: str | None, fmt: str) -> None:
 def staff_add(name: str, team_code: str, title: str, level: int, skills: str, fmt: str) -> None:
     """登记一名员工（经理、管理员可操作）。"""
     from crm.core.db import transaction
-    from crm.plugins.service.dispatch import STAFF_LEVELS, add_staff
+    from crm.plugins.service.dispatch import add_staff
 
     with get_app().session() as session, transaction(session):
         created = add_staff(session, name, team_code, title, level, _split(skills))
@@ -221,10 +232,26 @@ def staff_add(name: str, team_code: str, title: str, level: int, skills: str, fm
             "name": created.name,
             "team": created.team.name,
             "title": created.title,
-            "level": STAFF_LEVELS[created.level],
+            "level": created.level,
             "skills": list(created.skills),
         }
     emit_record(record, fmt, STAFF_LABELS)
+
+
+@staff.command("project-manager")
+@click.argument("project")
+@click.argument("name", required=False)
+@format_option
+def staff_project_manager(project: str, name: str | None, fmt: str) -> None:
+    """指定项目负责人（经理级）：项目整改与督办任务交给此人；不给姓名时列出各项目的负责人。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.dispatch import project_managers, set_project_manager
+
+    with get_app().session() as session, transaction(session):
+        if name:
+            set_project_manager(session, project, name)
+        rows = [row for row in project_managers(session) if row["project"] == project.strip()]
+    emit(rows, fmt, [("project", "项目"), ("manager", "负责人"), ("title", "岗位")])
 
 
 # --- work orders ------------------------------------------------------------------------------
@@ -237,6 +264,13 @@ def workorder() -> None:
 
 @workorder.command("list")
 @click.option("--ticket", help="只看某个登记号的派工单。")
+@click.option("--household", help="只看某个客户家庭（户号）的派工单与任务。")
+@click.option(
+    "--tasks/--orders",
+    "tasks",
+    default=None,
+    help="只看任务（协调调度等交给员工的跟进，没有工单），或只看工单下的派工单；默认都看。",
+)
 @click.option("--team", "team_code", help="只看某个团队（代码或名称）。")
 @click.option("--assignee", help="只看某人的派工单。")
 @click.option("--status", help="只看某种状态：open（处理中）、done、returned、cancelled。")
@@ -245,14 +279,18 @@ def workorder() -> None:
     "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
 )
 @format_option
-def workorder_list(ticket, team_code, assignee, status, overdue, limit, fmt) -> None:
-    """列出派工单。"""
+def workorder_list(
+    ticket, household, tasks, team_code, assignee, status, overdue, limit, fmt
+) -> None:
+    """列出派工单与任务。"""
     from crm.plugins.service.dispatch import list_work_orders
 
     with get_app().session() as session:
         rows = list_work_orders(
             session,
             ticket=ticket,
+            household=household,
+            tasks=tasks,
             team=team_code,
             assignee=assignee,
             status=status,
@@ -285,8 +323,9 @@ def workorder_show(number: str, fmt: str) -> None:
 @click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
 @click.option("--team", "team_code", help="派给哪个团队（默认按工单类别）。")
 @click.option("--assignee", help="派给谁（默认该团队在办件数最少的一线人员）。")
+@at_option
 @format_option
-def workorder_create(ticket, kind, description, due, team_code, assignee, fmt) -> None:
+def workorder_create(ticket, kind, description, due, team_code, assignee, at_text, fmt) -> None:
     """为工单 TICKET（登记号）派发一张派工单。"""
     from crm.core.db import transaction
     from crm.plugins.service.dispatch import create_work_order
@@ -301,6 +340,7 @@ def workorder_create(ticket, kind, description, due, team_code, assignee, fmt) -
             due_at=_due(due),
             team_code=team_code,
             assignee_name=assignee,
+            at=parse_at(at_text),
         )
         who = order.assignee.name if order.assignee else "待指派"
         text = f"已派工 {order.number} → {order.team.name}：{who}。"
@@ -310,15 +350,36 @@ def workorder_create(ticket, kind, description, due, team_code, assignee, fmt) -
 
 @workorder.command("done")
 @click.argument("number")
-@click.option("--result", required=True, help="处理结果。")
+@click.option("--result", required=True, help="处理结果（回访派工单：客户的原话或意见）。")
+@click.option("--csat", type=int, help="回访派工单：客户满意度 1-5 分（必填）。")
+@click.option("--nps", type=int, help="回访派工单：推荐意愿 0-10 分。")
+@click.option(
+    "--aspect", multiple=True, help="回访派工单：某方面的期望与体验，写成 名称=期望:体验。"
+)
+@click.option("--reopen", is_flag=True, help="回访派工单：客户不满意，重新处理工单。")
+@click.option("--override", metavar="原因", help="回访派工单：客户不满意却不再处理，经理写明原因。")
+@at_option
 @format_option
-def workorder_done(number: str, result: str, fmt: str) -> None:
-    """完成一张派工单；维修完成后自动派出 24 小时内的电话回访。"""
+def workorder_done(
+    number: str, result: str, csat, nps, aspect, reopen, override, at_text, fmt: str
+) -> None:
+    """完成一张派工单：最后一张维修派工单完成即关闭报修单并派出 24 小时内的电话回访；
+    回访派工单须登记客户满意度（经满意度监测记录）。"""
     from crm.core.db import transaction
     from crm.plugins.service.dispatch import complete_work_order
+    from crm.plugins.service.ticket_commands import aspects_of
 
+    revisit = None
+    if csat is not None:
+        revisit = {
+            "csat": csat,
+            "nps": nps,
+            "aspects": aspects_of(aspect),
+            "reopen_ticket": reopen,
+            "override": override,
+        }
     with get_app().session() as session, transaction(session):
-        order = complete_work_order(session, number, result)
+        order = complete_work_order(session, number, result, at=parse_at(at_text), revisit=revisit)
         record = _order_record(session, order.number, f"派工单 {order.number} 已完成。")
     emit_record(record, fmt, ORDER_LABELS)
 
@@ -326,14 +387,15 @@ def workorder_done(number: str, result: str, fmt: str) -> None:
 @workorder.command("return")
 @click.argument("number")
 @click.option("--reason", required=True, help="退回原因：为什么超出能力、业主需要什么。")
+@at_option
 @format_option
-def workorder_return(number: str, reason: str, fmt: str) -> None:
+def workorder_return(number: str, reason: str, at_text, fmt: str) -> None:
     """超出本人能力的工作退回主管：原单标记退回，另派一张给主管。"""
     from crm.core.db import transaction
     from crm.plugins.service.dispatch import return_to_supervisor
 
     with get_app().session() as session, transaction(session):
-        order = return_to_supervisor(session, number, reason)
+        order = return_to_supervisor(session, number, reason, at=parse_at(at_text))
         text = f"{number} 已退回主管，新派工单 {order.number} → {order.assignee.name}。"
         record = _order_record(session, order.number, text)
     emit_record(record, fmt, ORDER_LABELS)
@@ -394,14 +456,15 @@ def repair_period(item: str, months: int, fmt: str) -> None:
 @click.argument("ticket")
 @click.option("--item", required=True, help="维修项目（代码或名称），见 crm repair items。")
 @click.option("--chargeable", help="虽在保修期内仍须收费的原因，如 人为损坏。")
+@at_option
 @format_option
-def repair_check(ticket: str, item: str, chargeable: str | None, fmt: str) -> None:
-    """判断报修单 TICKET 是否在保修期内：免费还是收费（开工前必须先判断）。"""
+def repair_check(ticket: str, item: str, chargeable: str | None, at_text, fmt: str) -> None:
+    """判断报修单 TICKET 是否在保修期内：免费还是收费（开工前必须先判断；首次判断即首次响应与评估）。"""
     from crm.core.db import transaction
     from crm.plugins.service.repairs import check_warranty
 
     with get_app().session() as session, transaction(session):
-        record = check_warranty(session, ticket, item, chargeable)
+        record = check_warranty(session, ticket, item, chargeable, at=parse_at(at_text))
     emit_record(record, fmt, REPAIR_LABELS)
 
 
@@ -410,14 +473,15 @@ def repair_check(ticket: str, item: str, chargeable: str | None, fmt: str) -> No
 @click.option(
     "--rate", required=True, help="向业主说明的收费标准，如 材料费 30 元/个，人工费 20 元/次。"
 )
+@at_option
 @format_option
-def repair_quote(ticket: str, rate: str, fmt: str) -> None:
+def repair_quote(ticket: str, rate: str, at_text, fmt: str) -> None:
     """收费维修开工前登记已告知业主的收费标准。"""
     from crm.core.db import transaction
     from crm.plugins.service.repairs import quote_repair
 
     with get_app().session() as session, transaction(session):
-        record = quote_repair(session, ticket, rate)
+        record = quote_repair(session, ticket, rate, at=parse_at(at_text))
     emit_record(record, fmt, REPAIR_LABELS)
 
 
@@ -426,15 +490,21 @@ def repair_quote(ticket: str, rate: str, fmt: str) -> None:
 @click.option("--team", "team_code", help="派给哪个团队（默认按维修项目）。")
 @click.option("--assignee", help="派给谁（默认在办件数最少的一线人员）。")
 @click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
+@at_option
 @format_option
-def repair_start(ticket: str, team_code, assignee, due, fmt) -> None:
-    """派出维修派工单；收费维修未登记收费标准时拒绝开工。"""
+def repair_start(ticket: str, team_code, assignee, due, at_text, fmt) -> None:
+    """派出维修派工单（报修单进入维修）；收费维修未登记收费标准时拒绝开工。"""
     from crm.core.db import transaction
     from crm.plugins.service.repairs import start_repair
 
     with get_app().session() as session, transaction(session):
         order = start_repair(
-            session, ticket, team_code=team_code, assignee_name=assignee, due_at=_due(due)
+            session,
+            ticket,
+            team_code=team_code,
+            assignee_name=assignee,
+            due_at=_due(due),
+            at=parse_at(at_text),
         )
         who = order.assignee.name if order.assignee else "待指派"
         text = f"已派出维修 {order.number} → {order.team.name}：{who}。"
@@ -447,14 +517,19 @@ def repair_start(ticket: str, team_code, assignee, due, fmt) -> None:
 @click.option("--result", required=True, help="维修结果。")
 @click.option("--fee", help="实收费用（元）；收费维修必填。")
 @click.option("--signed-by", help="在收费记录上签字的业主姓名；收费维修必填。")
+@at_option
 @format_option
-def repair_complete(ticket: str, result: str, fee: str | None, signed_by, fmt: str) -> None:
-    """完工：收费维修须登记费用并由业主签字；随后派出 24 小时内的电话回访。"""
+def repair_complete(
+    ticket: str, result: str, fee: str | None, signed_by, at_text, fmt: str
+) -> None:
+    """完工：收费维修须登记费用并由业主签字；报修单随之关闭，并派出 24 小时内的电话回访。"""
     from crm.core.db import transaction
     from crm.plugins.service.repairs import complete_repair
 
     with get_app().session() as session, transaction(session):
-        record = complete_repair(session, ticket, result, fee_amount=fee, signed_by=signed_by)
+        record = complete_repair(
+            session, ticket, result, fee_amount=fee, signed_by=signed_by, at=parse_at(at_text)
+        )
     emit_record(record, fmt, REPAIR_LABELS)
 
 

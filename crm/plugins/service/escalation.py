@@ -1,10 +1,11 @@
 """Escalation (升级), separate from the SLA clocks that feed it.
 
-Rules, each recorded in svc_escalations with the level it reached:
-    major   a major ticket goes straight to the manager (level 3), who becomes its owner;
-    breach  each SLA breach (first response, resolution) climbs the ticket one level;
-    reopen  each reopening climbs it one level;
-    group   a ticket linked into a group complaint (群诉) goes to the group's owner.
+Rules (rules.climb), each recorded in svc_escalations with the level it reached:
+    major     a major ticket goes straight to the manager (level 3), who becomes its owner;
+    breach    each SLA breach (first response, resolution) climbs the ticket one level;
+    reopen    each reopening climbs it one level;
+    severity  each raise of the severity by a repeat call climbs it one level;
+    group     a ticket linked into a group complaint (群诉) goes to the group's owner.
 Levels: 1 front line, 2 supervisor, 3 manager, 4 general manager (svc_staff.level). The
 escalation goes to an active person of that level, preferably of the ticket's own team, else
 of the customer service centre. (ticket, rule, level) is unique and written with
@@ -37,11 +38,16 @@ from crm.plugins.service.models import (
     Ticket,
     TicketEvent,
 )
-from crm.plugins.service.sla import PAUSED, RUNNING
+from crm.plugins.service.rules import (
+    ESCALATION_REASONS,
+    LEVELS,
+    MANAGER,
+    PAUSED,
+    RUNNING,
+    TOP,
+    climb,
+)
 
-LEVELS = {1: "一线", 2: "主管", 3: "经理", 4: "总经理"}
-MANAGER = 3
-TOP = 4
 DEFAULT_MIN_HOUSEHOLDS = 3
 DEFAULT_WINDOW_DAYS = 7
 MIN_HOUSEHOLDS_KEY = "service.group_min_households"
@@ -149,41 +155,45 @@ def _fire(
     return True
 
 
+def _causes(ticket: Ticket, fired_before: dict[str, int]) -> list[str]:
+    """The ticket's escalation causes not yet answered, in the order they arise: breaches,
+    reopenings and severity raises beyond those fired, then a major ticket's first escalation."""
+    breaches = int(bool(ticket.response_breached)) + int(bool(ticket.resolve_breached))
+    causes = []
+    for rule, count in (
+        ("breach", breaches),
+        ("reopen", ticket.reopen_count or 0),
+        ("severity", ticket.severity_raises or 0),
+    ):
+        causes += [rule] * max(0, count - fired_before.get(rule, 0))
+    if ticket.severity == "major" and not fired_before.get("major"):
+        causes.append("major")
+    return causes
+
+
 def escalate_ticket(
     session: Session, ticket: Ticket, now: dt.datetime | None = None
 ) -> list[tuple[str, int]]:
-    """Apply the ticket's due escalations in the order they arose (breaches and reopenings
-    climb from the current level, then a major ticket reaches the manager). Returns the
-    (rule, level) pairs that fired."""
+    """Apply the ticket's due escalations (rules.climb from its current level; the manager
+    takes a major ticket over). Returns the (rule, level) pairs that fired."""
     now = now or utcnow()
     session.flush()
-    tid, team_id, level = ticket.id, ticket.team_id, ticket.escalation_level or 1
-    breaches = int(bool(ticket.response_breached)) + int(bool(ticket.resolve_breached))
-    reopens, major = ticket.reopen_count or 0, ticket.severity == "major"
-    fired_before = dict(
-        session.execute(
-            select(Escalation.rule, func.count(Escalation.id))
-            .where(Escalation.ticket_id == tid)
-            .group_by(Escalation.rule)
-        ).all()
-    )
-    fired: list[tuple[str, int]] = []
-    for rule, due, reason in (
-        ("breach", breaches, "超出服务时限"),
-        ("reopen", reopens, "客户不满意，工单重新处理"),
-    ):
-        for _ in range(due - fired_before.get(rule, 0)):
-            target = min(level + 1, TOP)
-            if not _fire(session, tid, team_id, rule, target, now, reason):
-                break
-            fired.append((rule, target))
-            level = max(level, target)
-    if (
-        major
-        and not fired_before.get("major")
-        and _fire(session, tid, team_id, "major", MANAGER, now, "重大投诉直达经理", take_over=True)
-    ):
-        fired.append(("major", MANAGER))
+    tid, team_id = ticket.id, ticket.team_id
+    on_record = session.execute(
+        select(Escalation.rule, Escalation.level).where(Escalation.ticket_id == tid)
+    ).all()
+    fired_before: dict[str, int] = {}
+    for rule, _level in on_record:
+        fired_before[rule] = fired_before.get(rule, 0) + 1
+    steps = climb(ticket.escalation_level or 1, _causes(ticket, fired_before), on_record)
+    fired = [
+        (rule, level)
+        for rule, level in steps
+        if _fire(
+            session, tid, team_id, rule, level, now, ESCALATION_REASONS[rule],
+            take_over=rule == "major",
+        )
+    ]  # fmt: skip
     if fired:
         _expire(session)
     return fired
@@ -213,6 +223,7 @@ def run_escalations(session: Session, now: dt.datetime | None = None) -> dict[st
             or_(
                 breaches > _count("breach"),
                 Ticket.reopen_count > _count("reopen"),
+                Ticket.severity_raises > _count("severity"),
                 and_(Ticket.severity == "major", _count("major") == 0),
             ),
         )

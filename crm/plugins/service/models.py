@@ -143,6 +143,9 @@ class Ticket(Audited, TimestampMixin, Base):
     escalation_level: Mapped[int] = mapped_column(Integer, default=1)
     group_id: Mapped[int | None] = mapped_column(ForeignKey("svc_group_complaints.id"), index=True)
     reported_by: Mapped[str | None] = mapped_column(String(100))  # who took the first report
+    # Who the request comes from (rules.ORIGINS); only a customer's complaint counts as one.
+    origin: Mapped[str] = mapped_column(String(30), default="customer")
+    # When it happened (the call at 08:05); created_at is when it was typed in (08:40).
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     first_response_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     replied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -163,8 +166,12 @@ class Ticket(Audited, TimestampMixin, Base):
     resolve_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     breached_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Times a repeat call raised the severity: each climbs one escalation level.
+    severity_raises: Mapped[int] = mapped_column(Integer, default=0)
     root_cause: Mapped[str | None] = mapped_column(Text)
     corrective_action: Mapped[str | None] = mapped_column(Text)
+    # What was done, as the customer confirmed it at closing: the register's 处理结果.
+    result: Mapped[str | None] = mapped_column(Text)
     # Repairs: warranty and fee, stated before the work and signed by the customer.
     repair_item: Mapped[str | None] = mapped_column(String(50))
     in_warranty: Mapped[bool | None] = mapped_column(Boolean)
@@ -195,12 +202,14 @@ class Ticket(Audited, TimestampMixin, Base):
 
 
 class TicketEvent(Base):
-    """One step or action on a ticket: who, when, from which status to which, and the note."""
+    """One step or action on a ticket: who, when, from which status to which, and the note.
+    `at` is when it happened, `entered_at` when it was recorded (staff type a call in late)."""
 
     __tablename__ = "svc_ticket_events"
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    entered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(40))
     from_status: Mapped[str | None] = mapped_column(String(30))
@@ -245,8 +254,12 @@ class Escalation(Base):
 
 
 class WorkOrder(Audited, TimestampMixin, Base):
-    """A dispatch notice to a team or person under the ticket's register number: a remedial
-    or corrective action, or a repair job, with its due time."""
+    """Work given to a team or person with its due time. Under a ticket it is a dispatch
+    notice with the ticket's register number (登记号-序号): a remedial or corrective action, a
+    repair job or the revisit. Without a ticket it is a task (任务, RW…) that coordination or a
+    programme gives to staff: a follow-up call or visit, a gift, compensation, a manager's
+    supervision or a project's improvement, linked to the feedback and decision behind it;
+    when done it records the customer's answer, which flows back to the decision log."""
 
     __tablename__ = "svc_work_orders"
     __table_args__ = (
@@ -255,27 +268,51 @@ class WorkOrder(Audited, TimestampMixin, Base):
         Index("ix_svc_work_orders_assignee_status", "assignee_id", "status"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    number: Mapped[str] = mapped_column(String(50), unique=True)  # 登记号-序号
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(20))  # remedial/corrective/repair/revisit
+    number: Mapped[str] = mapped_column(String(50), unique=True)  # 登记号-序号, or RW… for a task
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
+    # Whose work it is: the ticket's household, or the household or project of a task.
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    # rules.ORIGINS: the ticket's origin, or who made the task (coordination …).
+    origin: Mapped[str] = mapped_column(String(30), default="customer")
+    # The feedback record and the coordination decision a task carries out.
+    feedback_ref: Mapped[str | None] = mapped_column(String(40), index=True)
+    decision_ref: Mapped[str | None] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))  # rules.WORK_ORDER_KINDS or rules.TASK_KINDS
     description: Mapped[str] = mapped_column(Text)
     team_id: Mapped[int | None] = mapped_column(ForeignKey("svc_teams.id"))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("svc_staff.id"))
     status: Mapped[str] = mapped_column(String(20), default="open")  # open/done/returned/cancelled
     due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When the completion was typed in (completed_at is when the work was done).
+    completion_entered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     returned_reason: Mapped[str | None] = mapped_column(Text)
     returned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The work order this one continues (a job returned to the supervisor), so nothing is lost.
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("svc_work_orders.id"), index=True)
     result: Mapped[str | None] = mapped_column(Text)
+    # A task's outcome: what the customer answered, and whether they accepted it.
+    answer: Mapped[str | None] = mapped_column(Text)
+    accepted: Mapped[bool | None] = mapped_column(Boolean)
     # What the job cost the company (labour and parts, compensation paid, a gift's value),
     # read by profitability assessment as the cost of serving the household.
     cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     cost_kind: Mapped[str | None] = mapped_column(String(20))  # repair/compensation/gift
-    ticket: Mapped[Ticket] = relationship()
+    ticket: Mapped[Ticket | None] = relationship()
+    household: Mapped[Household | None] = relationship()
     team: Mapped[Team | None] = relationship()
     assignee: Mapped[Staff | None] = relationship()
+
+
+class ProjectManager(Audited, TimestampMixin, Base):
+    """The manager responsible for a project (项目负责人): improvement tasks and supervision
+    for the project go to this person."""
+
+    __tablename__ = "svc_project_managers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), unique=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("svc_staff.id"), index=True)
 
 
 class ClubEnrollment(Base):

@@ -1,6 +1,11 @@
 """Repairs (报修): warranty check by item and handover date, the fee stated before the work,
 the fee signed by the customer on completion, and the mandatory revisit.
 
+The repair actions move the ticket through its flow (rules.py): the warranty check is the
+first response and the assessment (the item decides the team); dispatching the repair job
+starts the work; the last job done (fee signed for paid work) closes the ticket and brings
+the phone revisit, whose answers go to satisfaction monitoring.
+
 Warranty periods are the statutory minimums, counted from the handover (交房) date:
 《房屋建筑工程质量保修办法》(建设部令第 80 号) article 7 for structure, waterproofing,
 heating/cooling, electrical, plumbing, equipment and decoration; 《商品住宅实行住宅质量保证书和
@@ -23,10 +28,11 @@ from sqlalchemy.orm import Session
 from crm.core.audit import current_user
 from crm.core.clock import add_months, to_local
 from crm.core.errors import CrmError
-from crm.core.models import Purchase, Setting, Unit, utcnow
+from crm.core.models import Purchase, Setting, Unit
 from crm.plugins.service.dispatch import complete_work_order, create_work_order
 from crm.plugins.service.models import Ticket, WorkOrder
-from crm.plugins.service.tickets import get_ticket, record_event
+from crm.plugins.service.rules import PAUSED
+from crm.plugins.service.tickets import get_ticket, happened, record_event, transition
 
 # The workmanship guarantee of a finished repair: the same item failing again within this
 # time is the repair's fault, not the customer's (the intercom case, 002).
@@ -181,19 +187,27 @@ def check_warranty(
     item: str,
     chargeable_reason: str | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> dict:
     """Decide free or paid before any work: a rework of a recent repair is free; otherwise
     in warranty (report date before handover + the item's period) is free, unless the damage
-    is the customer's own (`chargeable_reason`, e.g. 人为损坏)."""
+    is the customer's own (`chargeable_reason`, e.g. 人为损坏). The first check is the ticket's
+    first response and its assessment: it goes to the team that handles the item."""
+    from crm.plugins.service import dispatch
+
     current_user(session).require("ticket.handle", "做保修判断")
-    now = now or utcnow()
     ticket = _repair_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     if _repair_started(session, ticket):
         raise CrmError(f"{ticket.number} 已经派出维修，保修判断不能再改。")
+    if ticket.status == PAUSED:
+        raise CrmError(
+            f"{ticket.number} 正在等待客户：请先恢复处理（crm ticket step {ticket.number} resume）。"
+        )
     code = item_code(item)
     months = warranty_months(session, code)
     reported = to_local(ticket.opened_at).date()
-    earlier = _earlier_repair(session, ticket, code, now)
+    earlier = _earlier_repair(session, ticket, code, at)
     handover = handover_date(session, ticket)
     until = add_months(handover, months) if handover else None
     chargeable = (chargeable_reason or "").strip()
@@ -232,16 +246,29 @@ def check_warranty(
         ticket.fee_rate = None
         ticket.fee_stated_at = None
     verdict = "收费维修：开工前须说明收费标准" if paid else "免费维修"
-    record_event(session, ticket, "warranty_check", f"{reason}。{verdict}。", now)
+    if ticket.status == "accepted":
+        ticket.category = ticket.category or (
+            "service" if code == "home_service" else "engineering"
+        )
+        transition(session, ticket, "assess", at, f"保修判断：{reason}。{verdict}。", now)
+        dispatch.assign_ticket(session, ticket, at)
+    else:
+        record_event(session, ticket, "warranty_check", f"{reason}。{verdict}。", at, now)
     session.flush()
     return repair_status(session, ticket) | {"reason": reason}
 
 
-def quote_repair(session: Session, number: str, rate: str, now: dt.datetime | None = None) -> dict:
+def quote_repair(
+    session: Session,
+    number: str,
+    rate: str,
+    now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
+) -> dict:
     """State the fee rate to the customer before the work (材料费、人工费标准)."""
     current_user(session).require("ticket.handle", "登记收费标准")
-    now = now or utcnow()
     ticket = _repair_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     if ticket.paid is None:
         raise CrmError(f"{ticket.number} 还没有做保修判断：请先运行 crm repair check。")
     if not ticket.paid:
@@ -251,8 +278,10 @@ def quote_repair(session: Session, number: str, rate: str, now: dt.datetime | No
     if not rate.strip():
         raise CrmError("请写明收费标准，如“材料费 30 元/个，人工费 20 元/次”。")
     ticket.fee_rate = rate.strip()
-    ticket.fee_stated_at = now
-    record_event(session, ticket, "fee_stated", f"开工前告知业主收费标准：{ticket.fee_rate}", now)
+    ticket.fee_stated_at = at
+    record_event(
+        session, ticket, "fee_stated", f"开工前告知业主收费标准：{ticket.fee_rate}", at, now
+    )
     session.flush()
     return repair_status(session, ticket)
 
@@ -264,9 +293,10 @@ def start_repair(
     assignee_name: str | None = None,
     due_at: dt.datetime | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> WorkOrder:
-    """Dispatch the repair work order; refused while free-or-paid is undecided or a paid
-    job has no stated rate."""
+    """Dispatch the repair work order (the ticket goes into the work); refused while
+    free-or-paid is undecided or a paid job has no stated rate."""
     ticket = _repair_ticket(session, number)
     label = WARRANTY_ITEMS[ticket.repair_item].label if ticket.repair_item else "维修"
     terms = f"收费：{ticket.fee_rate}" if ticket.paid else "免费"
@@ -281,6 +311,7 @@ def start_repair(
         team_code=team_code,
         assignee_name=assignee_name,
         now=now,
+        at=at,
     )
 
 
@@ -303,12 +334,14 @@ def complete_repair(
     fee_amount: Decimal | str | float | None = None,
     signed_by: str | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> dict:
     """Finish the repair: a paid job needs the amount and the customer's signature on the
-    fee record; a free one takes no fee. Brings the revisit work order due within 24 hours."""
+    fee record; a free one takes no fee. Closes the ticket and brings the revisit work order
+    due within 24 hours (dispatch.complete_work_order)."""
     current_user(session).require("ticket.handle", "完成维修")
-    now = now or utcnow()
     ticket = _repair_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     open_orders = session.scalars(
         select(WorkOrder)
         .where(
@@ -330,19 +363,20 @@ def complete_repair(
         ticket.fee_amount = amount
         ticket.fee_signed_off = True
         ticket.fee_signed_by = signed_by.strip()
-        ticket.fee_signed_at = now
+        ticket.fee_signed_at = at
         record_event(
             session,
             ticket,
             "fee_signed",
             f"收费 {amount} 元（标准：{ticket.fee_rate}），业主 {ticket.fee_signed_by} 签字确认",
+            at,
             now,
         )
     elif amount:
         raise CrmError(f"{ticket.number} 是免费维修（保修期内或返修），不能收取费用。")
     session.flush()
     for order in open_orders:
-        complete_work_order(session, order.number, result, now=now)
+        complete_work_order(session, order.number, result, now=now, at=at)
     return repair_status(session, ticket)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from crm.core.chain import ServiceSignal
 from crm.core.clock import to_local
 from crm.plugins.service.models import Commitment, Ticket
+from crm.plugins.service.rules import CUSTOMER
 
 REPEAT_COMPLAINTS = 2
 
@@ -26,7 +27,12 @@ def repeat_complaints(
     session: Session, since: dt.datetime, repeat_at: int = REPEAT_COMPLAINTS
 ) -> list[ServiceSignal]:
     """Households with `repeat_at` or more complaints opened since `since`."""
-    complaint = (Ticket.ticket_type == "complaint", Ticket.opened_at >= since)
+    # Only a customer complains (tickets coordination opened before it gave tasks do not count).
+    complaint = (
+        Ticket.ticket_type == "complaint",
+        Ticket.origin == CUSTOMER,
+        Ticket.opened_at >= since,
+    )
     counts = session.execute(
         select(Ticket.household_id, func.count(), func.max(Ticket.opened_at))
         .where(*complaint)

@@ -2,21 +2,9 @@
 optionally counted in business hours, stopped while the ticket waits for the customer, with a
 warning before the breach and the breach itself on record.
 
-Default targets (minutes; DOMAIN.md: a general request closed within 30 minutes, a major one
-within 6 hours; important and hot lie in between, hot being the more urgent of the two
-because many households watch it):
-
-    severity    first response   resolution
-    general     10               30
-    important   10               120
-    hot         5                240
-    major       5                360
-
-Complaints and repairs run around the clock (the monitoring centre answers day and night; the
-flooded flat 1903 called at 8:05). Enquiries use the same targets in business hours.
-Suggestions need a considered answer: 60 minutes to acknowledge and two business days (19
-business hours) to answer, whatever the severity. `crm sla set` changes any of them; a change
-applies to tickets opened or re-clocked afterwards.
+The default targets, which ticket types count business hours and the warning point are
+service rules (rules.py); `crm sla set` changes any target, and a change applies to tickets
+opened or re-clocked afterwards.
 
 Business hours come from the `settings` table, read in the business time zone
 (crm.core.clock): `service.business_hours` (default 08:30-18:00) and `service.business_days`
@@ -41,42 +29,24 @@ from crm.core.audit import current_user, record
 from crm.core.clock import local_zone
 from crm.core.errors import CrmError
 from crm.core.models import Setting
+from crm.core.vocab import code_of
 from crm.plugins.service.models import Commitment, SlaPolicy, Ticket, TicketEvent
+from crm.plugins.service.rules import (
+    DEFAULT_DAYS,
+    DEFAULT_HOURS,
+    DEFAULT_WARN_RATIO,
+    RUNNING,
+    SEVERITIES,
+    TICKET_TYPES,
+    default_policies,
+)
 
-# Statuses in which the clocks run; waiting_customer stops them; closed-or-later ends them.
-RUNNING = ("accepted", "confirmed", "assessed", "investigating", "replied")
-PAUSED = "waiting_customer"
-TICKET_TYPES = {"complaint": "投诉", "repair": "报修", "suggestion": "建议", "enquiry": "咨询"}
-SEVERITIES = {"general": "一般", "important": "重要", "hot": "热点", "major": "重大"}
-DEFAULT_TARGETS = {"general": (10, 30), "important": (10, 120), "hot": (5, 240), "major": (5, 360)}
-SUGGESTION_TARGET = (60, 2 * 570)
-DEFAULT_WARN_RATIO = 0.8
-DEFAULT_HOURS = "08:30-18:00"
-DEFAULT_DAYS = "1-7"
+DUE_COLUMNS = ("response_due_at", "resolve_due_at", "resolve_warn_at")
 HOURS_KEY = "service.business_hours"
 DAYS_KEY = "service.business_days"
 
 
 # --- policies ---------------------------------------------------------------------------------
-
-
-def default_policies() -> list[dict]:
-    rows = []
-    for ticket_type in TICKET_TYPES:
-        for severity, (response, resolve) in DEFAULT_TARGETS.items():
-            if ticket_type == "suggestion":
-                response, resolve = SUGGESTION_TARGET
-            rows.append(
-                {
-                    "ticket_type": ticket_type,
-                    "severity": severity,
-                    "response_minutes": response,
-                    "resolve_minutes": resolve,
-                    "business_hours": ticket_type in ("suggestion", "enquiry"),
-                    "warn_ratio": DEFAULT_WARN_RATIO,
-                }
-            )
-    return rows
 
 
 def ensure_default_policies(session: Session) -> None:
@@ -109,8 +79,8 @@ def list_policies(session: Session) -> list[dict]:
     )
     return [
         {
-            "ticket_type": TICKET_TYPES.get(p.ticket_type, p.ticket_type),
-            "severity": SEVERITIES.get(p.severity, p.severity),
+            "ticket_type": p.ticket_type,
+            "severity": p.severity,
             "response_minutes": p.response_minutes,
             "resolve_minutes": p.resolve_minutes,
             "business_hours": p.business_hours,
@@ -118,15 +88,6 @@ def list_policies(session: Session) -> list[dict]:
         }
         for p in policies
     ]
-
-
-def _code(vocabulary: dict[str, str], text: str, what: str) -> str:
-    text = text.strip()
-    for code, label in vocabulary.items():
-        if text in (code, label) or text.lower() == code:
-            return code
-    choices = "、".join(f"{code}（{label}）" for code, label in vocabulary.items())
-    raise CrmError(f"不认识的{what}“{text}”：可选 {choices}。")
 
 
 def set_policy(
@@ -140,8 +101,8 @@ def set_policy(
 ) -> SlaPolicy:
     """Create or change one policy (manager's decision); unspecified values stay as they are."""
     current_user(session).require("service.configure", "修改服务时限")
-    ticket_type = _code(TICKET_TYPES, ticket_type, "工单类型")
-    severity = _code(SEVERITIES, severity, "严重程度")
+    ticket_type = code_of(TICKET_TYPES, ticket_type, "工单类型")
+    severity = code_of(SEVERITIES, severity, "严重程度")
     policy = session.scalar(
         select(SlaPolicy).where(
             SlaPolicy.ticket_type == ticket_type, SlaPolicy.severity == severity
@@ -289,25 +250,48 @@ def clock_start(session: Session, ticket: Ticket) -> dt.datetime:
     return reopened or ticket.opened_at
 
 
+def due_times(
+    policy: SlaPolicy, start: dt.datetime, paused_minutes: float, calendar: Calendar | None
+) -> dict[str, dt.datetime]:
+    """The response, resolution and warning due times of a clock started at `start` that has
+    waited `paused_minutes` of clock time for the customer (calendar: business hours, or None
+    for around the clock)."""
+    return {
+        "response_due_at": add_minutes(start, policy.response_minutes + paused_minutes, calendar),
+        "resolve_due_at": add_minutes(start, policy.resolve_minutes + paused_minutes, calendar),
+        "resolve_warn_at": add_minutes(
+            start, policy.resolve_minutes * policy.warn_ratio + paused_minutes, calendar
+        ),
+    }
+
+
+def calendar_for(session: Session, policy: SlaPolicy) -> Calendar | None:
+    return load_calendar(session) if policy.business_hours else None
+
+
 def start_clock(session: Session, ticket: Ticket, now: dt.datetime) -> None:
     """Set the due times from the policy of the ticket's type and current severity."""
     policy = policy_for(session, ticket.ticket_type, ticket.severity)
-    calendar = load_calendar(session) if policy.business_hours else None
-    start = clock_start(session, ticket)
-    paused = ticket.paused_minutes or 0.0
-    ticket.response_due_at = add_minutes(start, policy.response_minutes + paused, calendar)
-    ticket.resolve_due_at = add_minutes(start, policy.resolve_minutes + paused, calendar)
-    ticket.resolve_warn_at = add_minutes(
-        start, policy.resolve_minutes * policy.warn_ratio + paused, calendar
-    )
+    due = due_times(
+        policy, clock_start(session, ticket), ticket.paused_minutes or 0.0,
+        calendar_for(session, policy),
+    )  # fmt: skip
+    for name, value in due.items():
+        setattr(ticket, name, value)
 
 
-def reclock(session: Session, ticket: Ticket, now: dt.datetime) -> None:
+def reclock(session: Session, ticket: Ticket, now: dt.datetime, keep_earlier: bool = False) -> None:
     """The severity changed: first put on record the breaches that already happened (a new
     severity must not wipe out a breach the customer already suffered), then set the new
-    targets."""
+    targets. With `keep_earlier` (a repeat call) no due time moves later than it was."""
     check_clocks(session, now, ticket_ids=[ticket.id])
+    before = {name: getattr(ticket, name) for name in DUE_COLUMNS}
     start_clock(session, ticket, now)
+    if keep_earlier:
+        for name, old in before.items():
+            new = getattr(ticket, name)
+            if old is not None and (new is None or old < new):
+                setattr(ticket, name, old)
 
 
 def pause(ticket: Ticket, now: dt.datetime) -> None:
@@ -319,8 +303,7 @@ def resume(session: Session, ticket: Ticket, now: dt.datetime) -> float:
     if ticket.paused_at is None:
         return 0.0
     policy = policy_for(session, ticket.ticket_type, ticket.severity)
-    calendar = load_calendar(session) if policy.business_hours else None
-    waited = minutes_between(ticket.paused_at, now, calendar)
+    waited = minutes_between(ticket.paused_at, now, calendar_for(session, policy))
     ticket.paused_minutes = (ticket.paused_minutes or 0.0) + waited
     ticket.paused_at = None
     start_clock(session, ticket, now)

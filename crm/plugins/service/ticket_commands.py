@@ -8,15 +8,32 @@ from typing import Any
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
 from crm.core.errors import CrmError
+from crm.plugins.service.rules import (
+    CATEGORIES,
+    CHANNELS,
+    COMMITMENT_STATUS,
+    ESCALATION_RULES,
+    EVENT_LABELS,
+    EXPECTATIONS,
+    GROUP_PHASES,
+    GROUP_STATUS,
+    NEXT_STEPS,
+    ORIGINS,
+    SEVERITIES,
+    STATUSES,
+    TICKET_TYPES,
+    WORK_KINDS,
+    WORK_ORDER_STATUS,
+)
 
 LIST_COLUMNS = [
     ("number", "登记号"),
-    ("type", "类型"),
-    ("status", "步骤"),
-    ("severity", "严重程度"),
-    ("category", "类别"),
+    ("type", "类型", TICKET_TYPES),
+    ("status", "步骤", STATUSES),
+    ("severity", "严重程度", SEVERITIES),
+    ("category", "类别", CATEGORIES),
     ("household", "客户编号"),
     ("household_name", "客户"),
     ("team", "团队"),
@@ -30,25 +47,27 @@ LIST_COLUMNS = [
 ]
 SHOW_LABELS = [
     ("number", "登记号"),
-    ("type", "类型"),
-    ("channel", "渠道"),
-    ("status", "当前步骤"),
-    ("next_steps", "下一步可以"),
+    ("type", "类型", TICKET_TYPES),
+    ("origin", "来源", ORIGINS),
+    ("channel", "渠道", CHANNELS),
+    ("status", "当前步骤", STATUSES),
+    ("next_steps", "下一步可以", NEXT_STEPS),
     ("household", "客户编号"),
     ("household_name", "客户"),
     ("unit", "房号"),
     ("summary", "摘要"),
-    ("severity", "严重程度"),
-    ("category", "类别"),
+    ("severity", "严重程度", SEVERITIES),
+    ("category", "类别", CATEGORIES),
     ("suggestion", "模型建议"),
     ("followed", "是否采纳建议"),
-    ("expectations", "客户期望"),
+    ("expectations", "客户期望", EXPECTATIONS),
     ("team", "团队"),
     ("owner", "负责人"),
     ("level", "升级级别"),
     ("group", "群诉"),
     ("reported_by", "受理人"),
     ("opened_at", "受理时间"),
+    ("created_at", "登记时间"),
     ("first_response_at", "首次响应"),
     ("response_due_at", "响应时限"),
     ("resolve_due_at", "解决时限"),
@@ -60,6 +79,7 @@ SHOW_LABELS = [
     ("replied_at", "回复时间"),
     ("closed_at", "关闭时间"),
     ("customer_confirmed", "客户确认"),
+    ("result", "处理结果"),
     ("revisited_at", "回访时间"),
     ("completed_at", "反馈时间"),
     ("reopen_count", "重新处理次数"),
@@ -79,23 +99,24 @@ BRIEF_KEYS = (
 )
 EVENT_COLUMNS = [
     ("at", "时间"),
+    ("entered_at", "登记于"),
     ("actor", "操作人"),
-    ("action", "动作"),
-    ("from", "从"),
-    ("to", "到"),
+    ("action", "动作", EVENT_LABELS),
+    ("from", "从", STATUSES),
+    ("to", "到", STATUSES),
     ("note", "说明"),
 ]
 COMMITMENT_COLUMNS = [
     ("what", "承诺内容"),
     ("due_at", "期限"),
     ("promised_by", "承诺人"),
-    ("status", "状态"),
+    ("status", "状态", COMMITMENT_STATUS),
     ("apology", "致歉"),
     ("reason", "原因"),
     ("remedy", "补救"),
 ]
 ESCALATION_COLUMNS = [
-    ("rule", "规则"),
+    ("rule", "规则", ESCALATION_RULES),
     ("level", "级别"),
     ("to", "升级给"),
     ("fired_at", "时间"),
@@ -103,15 +124,15 @@ ESCALATION_COLUMNS = [
 ]
 WORK_ORDER_COLUMNS = [
     ("number", "派工单号"),
-    ("kind", "类型"),
+    ("kind", "类型", WORK_KINDS),
     ("assignee", "处理人"),
-    ("status", "状态"),
+    ("status", "状态", WORK_ORDER_STATUS),
     ("due_at", "时限"),
     ("result", "结果"),
 ]
 POLICY_COLUMNS = [
-    ("ticket_type", "工单类型"),
-    ("severity", "严重程度"),
+    ("ticket_type", "工单类型", TICKET_TYPES),
+    ("severity", "严重程度", SEVERITIES),
     ("response_minutes", "首次响应(分钟)"),
     ("resolve_minutes", "解决(分钟)"),
     ("business_hours", "按工作时间"),
@@ -119,9 +140,9 @@ POLICY_COLUMNS = [
 ]
 GROUP_COLUMNS = [
     ("number", "群诉编号"),
-    ("category", "类别"),
-    ("phase", "阶段"),
-    ("status", "状态"),
+    ("category", "类别", CATEGORIES),
+    ("phase", "阶段", GROUP_PHASES),
+    ("status", "状态", GROUP_STATUS),
     ("households", "户数"),
     ("owner", "负责人"),
     ("detected_at", "发现时间"),
@@ -186,7 +207,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [p for p in parts if p]
 
 
-def _aspects(values: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+def aspects_of(values: tuple[str, ...]) -> dict[str, tuple[int, int]]:
     found = {}
     for value in values:
         name, _, scores = value.replace("＝", "=").replace("：", ":").partition("=")
@@ -226,14 +247,34 @@ def ticket() -> None:
 @click.option("--summary", required=True, help="客户反映的问题。")
 @click.option("--unit", help="房号：项目/楼栋/房号，或客户名下的房号如 1903。")
 @click.option("--reported-by", help="受理人（默认为当前操作人）。")
+@click.option(
+    "--origin",
+    default="customer",
+    show_default=True,
+    help="来源：customer 客户、staff 员工发现、revisit_programme 四年之约、campaign 营销活动"
+    "（投诉只能来自客户）。",
+)
+@at_option
 @format_option
-def ticket_open(household, ticket_type, channel, summary, unit, reported_by, fmt) -> None:
-    """受理：为客户家庭登记一张工单（生成登记号并开始计时）。"""
+def ticket_open(
+    household, ticket_type, channel, summary, unit, reported_by, origin, at_text, fmt
+) -> None:
+    """受理：为客户家庭登记一张工单（生成登记号并从来电时间开始计时）。"""
     from crm.plugins.service.tickets import open_ticket
+
+    at = parse_at(at_text)
 
     def work(session):
         opened = open_ticket(
-            session, household, ticket_type, channel, summary, unit=unit, reported_by=reported_by
+            session,
+            household,
+            ticket_type,
+            channel,
+            summary,
+            unit=unit,
+            reported_by=reported_by,
+            origin=origin,
+            at=at,
         )
         return _brief(session, opened.number)
 
@@ -319,13 +360,14 @@ def ticket_claim(number, staff, fmt) -> None:
     "action", type=click.Choice(("confirm", "investigate", "pause", "resume", "reopen"))
 )
 @NOTE
+@at_option
 @format_option
-def ticket_step(number, action, note, fmt) -> None:
+def ticket_step(number, action, note, at_text, fmt) -> None:
     """推进一步：confirm 确认、investigate 调查、pause 等待客户、resume 恢复、reopen 重新处理。"""
     from crm.plugins.service.tickets import step
 
     def work(session):
-        step(session, number, action, note=note)
+        step(session, number, action, note=note, at=parse_at(at_text))
         return _brief(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
@@ -350,14 +392,15 @@ def ticket_step(number, action, note, fmt) -> None:
     "compensation 补偿、punish 惩罚责任人、never_again 不再发生、be_heard 被倾听。",
 )
 @NOTE
+@at_option
 @format_option
-def ticket_assess(number, severity, category, expect, note, fmt) -> None:
+def ticket_assess(number, severity, category, expect, note, at_text, fmt) -> None:
     """评估：定严重程度、类别与客户期望，并按类别派给团队；同时列出模型建议，以员工的选择为准。"""
     from crm.plugins.service.classification import assessment_outcome
     from crm.plugins.service.tickets import assess
 
     def work(session):
-        assess(session, number, severity, category, _split(expect), note=note)
+        assess(session, number, severity, category, _split(expect), note=note, at=parse_at(at_text))
         return _brief(session, number) | assessment_outcome(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
@@ -386,13 +429,22 @@ def ticket_suggest(number, fmt) -> None:
 @click.option("--due", help="承诺在何时前完成，如 2026-04-28 12:00（投诉必填）。")
 @click.option("--by", "promised_by", help="承诺人姓名：“我会……”（投诉必填）。")
 @NOTE
+@at_option
 @format_option
-def ticket_reply(number, what, due, promised_by, note, fmt) -> None:
+def ticket_reply(number, what, due, promised_by, note, at_text, fmt) -> None:
     """回复客户：投诉的回复是一项承诺（做什么、何时前、由谁）。"""
     from crm.plugins.service.tickets import reply
 
     def work(session):
-        reply(session, number, what=what, due_at=_time(due), promised_by=promised_by, note=note)
+        reply(
+            session,
+            number,
+            what=what,
+            due_at=_time(due),
+            promised_by=promised_by,
+            note=note,
+            at=parse_at(at_text),
+        )
         return _brief(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
@@ -402,13 +454,14 @@ def ticket_reply(number, what, due, promised_by, note, fmt) -> None:
 @click.argument("number")
 @click.option("--confirmed", is_flag=True, help="客户已确认问题解决（没有客户确认不能关闭）。")
 @NOTE
+@at_option
 @format_option
-def ticket_close(number, confirmed, note, fmt) -> None:
+def ticket_close(number, confirmed, note, at_text, fmt) -> None:
     """跟踪关闭：客户确认问题已解决后关闭工单。"""
     from crm.plugins.service.tickets import close
 
     def work(session):
-        close(session, number, confirmed, note=note)
+        close(session, number, confirmed, note=note, at=parse_at(at_text))
         return _brief(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
@@ -425,9 +478,20 @@ def ticket_close(number, confirmed, note, fmt) -> None:
 )
 @click.option("--comment", help="客户的原话或意见。")
 @click.option("--reopen", is_flag=True, help="客户不满意（满意度 ≤ 2）时重新处理工单。")
+@click.option(
+    "--override",
+    metavar="原因",
+    help="客户不满意却不再处理时，经理写明原因（只有经理、管理员可以）。",
+)
+@click.option(
+    "--channel", default="phone", show_default=True, help="回访渠道：phone、visit、online 等。"
+)
+@at_option
 @format_option
-def ticket_revisit(number, csat, nps, aspect, comment, reopen, fmt) -> None:
-    """回访：记录客户的满意度与意见，不满意时可重新处理。"""
+def ticket_revisit(
+    number, csat, nps, aspect, comment, reopen, override, channel, at_text, fmt
+) -> None:
+    """回访：记录客户的满意度与意见；客户不满意时须重新处理，或由经理写明不再处理的原因。"""
     from crm.plugins.service.tickets import revisit
 
     def work(session):
@@ -436,9 +500,12 @@ def ticket_revisit(number, csat, nps, aspect, comment, reopen, fmt) -> None:
             number,
             csat,
             nps=nps,
-            aspects=_aspects(aspect),
+            aspects=aspects_of(aspect),
             comment=comment,
             reopen_ticket=reopen,
+            override=override,
+            channel=channel,
+            at=parse_at(at_text),
         )
         return _brief(session, number)
 
@@ -449,13 +516,14 @@ def ticket_revisit(number, csat, nps, aspect, comment, reopen, fmt) -> None:
 @click.argument("number")
 @click.option("--root-cause", required=True, help="根本原因。")
 @click.option("--action", "corrective_action", required=True, help="防止再次发生的纠正措施。")
+@at_option
 @format_option
-def ticket_feedback(number, root_cause, corrective_action, fmt) -> None:
+def ticket_feedback(number, root_cause, corrective_action, at_text, fmt) -> None:
     """信息反馈：记录根本原因与纠正措施，完成工单。"""
     from crm.plugins.service.tickets import feedback
 
     def work(session):
-        feedback(session, number, root_cause, corrective_action)
+        feedback(session, number, root_cause, corrective_action, at=parse_at(at_text))
         return _brief(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
@@ -468,13 +536,14 @@ def ticket_feedback(number, root_cause, corrective_action, fmt) -> None:
 )
 @click.option("--note", required=True, help="客户这次反映了什么。")
 @click.option("--severity", help="同时调整严重程度：general、important、hot、major。")
+@at_option
 @format_option
-def ticket_contact(number, channel, note, severity, fmt) -> None:
-    """客户再次来电/来访：记在同一张工单上，可提高严重程度。"""
+def ticket_contact(number, channel, note, severity, at_text, fmt) -> None:
+    """客户再次来电/来访：记在同一张工单上，可提高严重程度（时限不会因此延后，提高即升级）。"""
     from crm.plugins.service.tickets import record_contact
 
     def work(session):
-        record_contact(session, number, channel, note, severity=severity)
+        record_contact(session, number, channel, note, severity=severity, at=parse_at(at_text))
         return _brief(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
@@ -485,13 +554,14 @@ def ticket_contact(number, channel, note, severity, fmt) -> None:
 @click.option("--what", required=True, help="承诺做什么。")
 @click.option("--due", required=True, help="何时前完成，如 2026-04-28 12:00。")
 @click.option("--by", "promised_by", required=True, help="承诺人姓名（“我会……”）。")
+@at_option
 @format_option
-def ticket_promise(number, what, due, promised_by, fmt) -> None:
+def ticket_promise(number, what, due, promised_by, at_text, fmt) -> None:
     """再作一项承诺（之前的承诺须已兑现或已致歉补救）。"""
     from crm.plugins.service.tickets import add_commitment
 
     def work(session):
-        add_commitment(session, number, what, _time(due), promised_by)
+        add_commitment(session, number, what, _time(due), promised_by, at=parse_at(at_text))
         return _brief(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
@@ -499,13 +569,14 @@ def ticket_promise(number, what, due, promised_by, fmt) -> None:
 
 @ticket.command("keep")
 @click.argument("number")
+@at_option
 @format_option
-def ticket_keep(number, fmt) -> None:
+def ticket_keep(number, at_text, fmt) -> None:
     """登记当前承诺已按时兑现。"""
     from crm.plugins.service.tickets import keep_commitment
 
     def work(session):
-        keep_commitment(session, number)
+        keep_commitment(session, number, at=parse_at(at_text))
         return _brief(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
@@ -516,13 +587,14 @@ def ticket_keep(number, fmt) -> None:
 @click.option("--apology", required=True, help="向客户致歉的内容。")
 @click.option("--reason", required=True, help="未能兑现的原因。")
 @click.option("--remedy", required=True, help="补救措施。")
+@at_option
 @format_option
-def ticket_settle(number, apology, reason, remedy, fmt) -> None:
+def ticket_settle(number, apology, reason, remedy, at_text, fmt) -> None:
     """承诺做不到或已逾期：致歉、说明原因、提出补救（之后才能再作承诺）。"""
     from crm.plugins.service.tickets import settle_broken_commitment
 
     def work(session):
-        settle_broken_commitment(session, number, apology, reason, remedy)
+        settle_broken_commitment(session, number, apology, reason, remedy, at=parse_at(at_text))
         return _brief(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
@@ -617,11 +689,8 @@ def sla_set(ticket_type, severity, response, resolve, business_hours, warn_ratio
             warn_ratio=warn_ratio,
         )
         chosen = (policy.ticket_type, policy.severity)
-        from crm.plugins.service.sla import SEVERITIES, TICKET_TYPES
-
-        labels = (TICKET_TYPES[chosen[0]], SEVERITIES[chosen[1]])
         return [
-            row for row in list_policies(session) if (row["ticket_type"], row["severity"]) == labels
+            row for row in list_policies(session) if (row["ticket_type"], row["severity"]) == chosen
         ]
 
     emit(_in_transaction(work), fmt, POLICY_COLUMNS)

@@ -1,20 +1,12 @@
 """Tickets (工单): complaints, repairs, suggestions and enquiries under one register number,
-moved through their steps by an explicit transition table.
+moved through their steps by the flows of rules.py (the eight steps of a complaint, the
+shorter flows of repairs, suggestions and enquiries, waiting for the customer).
 
-Complaints take the eight steps (DOMAIN.md, [000]):
-    accepted 受理 → confirmed 确认 → assessed 评估 → investigating 调查 → replied 回复
-    → closed 跟踪关闭 → revisited 回访 → completed 信息反馈
-A reply the customer does not accept goes back to investigating; a dissatisfied revisit may
-reopen the ticket (back to investigating, a fresh resolution target, one escalation level up).
-
-The shorter flows:
-    repair      accepted → assessed (item, severity, dispatch) → investigating (the work)
-                → closed → revisited (the mandatory phone revisit ends a repair)
-    suggestion  accepted → assessed → replied (the answer to the suggester) → closed
-                → completed (what the suggestion changed: the feedback step)
-    enquiry     accepted → replied (the answer) → closed
-Every flow may wait for the customer (waiting_customer 等待客户) from any running step and
-returns to the step it left; the SLA clocks stop meanwhile (see sla.py).
+Every step records when it happened and when it was typed in (`at`, `now`): a call taken at
+08:05 and typed in at 08:40 counts from 08:05. Every move keeps the ticket's entry in the core
+service register in step (register.py). No ticket reaches its last step with its remedial,
+corrective or repair work open, and a customer not satisfied at the revisit is followed until
+satisfied: the ticket is reopened unless a manager records why not.
 
 Library functions take the session and an explicit `now`, never commit, and refuse what is not
 allowed with one sentence naming what is.
@@ -25,19 +17,27 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Integer, String, case, cast, func, literal, select, update
+from sqlalchemy import Integer, String, case, cast, func, literal, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from crm.core import vocab
 from crm.core.audit import current_user, record
 from crm.core.chain import Revisit, TicketFacts
-from crm.core.clock import to_local
+from crm.core.clock import to_local, when_done
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import get_household
 from crm.core.identity import halfwidth
-from crm.core.models import Building, Household, Project, Purchase, Unit, utcnow
+from crm.core.models import (
+    Building,
+    Household,
+    Project,
+    Purchase,
+    ServiceRecord,
+    Setting,
+    Unit,
+    utcnow,
+)
 from crm.core.vocab import code_of
-from crm.plugins.service import sla
+from crm.plugins.service import register, rules, sla
 from crm.plugins.service.models import (
     Commitment,
     Escalation,
@@ -48,138 +48,29 @@ from crm.plugins.service.models import (
     TicketEvent,
     WorkOrder,
 )
+from crm.plugins.service.rules import (
+    ACTIONS,
+    CATEGORIES,
+    CHANNELS,
+    CLOSED_STATUSES,
+    CUSTOMER,
+    EXPECTATIONS,
+    ORIGINS,
+    PAUSED,
+    PREFIXES,
+    RESUME,
+    RUNNING,
+    SEVERITIES,
+    SIMPLE_ACTIONS,
+    STATUSES,
+    TICKET_TYPES,
+)
 
-TICKET_TYPES = sla.TICKET_TYPES
-PREFIXES = {"complaint": "TS", "repair": "WX", "suggestion": "JY", "enquiry": "ZX"}
-CHANNELS = vocab.SERVICE_CHANNELS  # the same channels as the core service records
-STATUSES = {
-    "accepted": "受理",
-    "confirmed": "确认",
-    "assessed": "评估",
-    "investigating": "调查",
-    "replied": "回复",
-    "closed": "跟踪关闭",
-    "revisited": "回访",
-    "completed": "信息反馈",
-    "waiting_customer": "等待客户",
-}
-SEVERITIES = sla.SEVERITIES
-CATEGORIES = {
-    "engineering": "工程",
-    "design": "设计",
-    "sales_management": "销售管理",
-    "service": "服务",
-}
-EXPECTATIONS = {
-    "taken_seriously": "被重视",
-    "respect": "被尊重",
-    "fix_now": "马上解决",
-    "compensation": "补偿",
-    "punish": "惩罚责任人",
-    "never_again": "不再发生",
-    "be_heard": "被倾听",
-}
-ACTIONS = {
-    "confirm": "确认",
-    "assess": "评估",
-    "investigate": "调查",
-    "reply": "回复",
-    "close": "跟踪关闭",
-    "revisit": "回访",
-    "feedback": "信息反馈",
-    "pause": "等待客户",
-    "resume": "恢复处理",
-    "reopen": "重新处理",
-}
-# Events that are not steps: what the handling log calls them.
-EVENT_LABELS = ACTIONS | {
-    "open": "受理登记",
-    "contact": "客户再次联系",
-    "severity": "调整严重程度",
-    "claim": "认领",
-    "assign": "分派",
-    "dispatch": "派工",
-    "work_done": "派工完成",
-    "work_returned": "退回主管",
-    "promise": "承诺",
-    "commitment_kept": "承诺兑现",
-    "commitment_broken": "承诺未兑现",
-    "commitment_settled": "致歉补救",
-    "warning": "超时预警",
-    "response_breach": "响应超时",
-    "resolve_breach": "解决超时",
-    "escalate": "升级",
-    "group": "并入群诉",
-}
-ESCALATION_RULES = {
-    "major": "重大直达经理",
-    "breach": "超时",
-    "reopen": "重新处理",
-    "group": "群诉",
-}
-CLOSED_STATUSES = ("closed", "revisited", "completed")
-RUNNING = sla.RUNNING
-PAUSED = sla.PAUSED
-# Target marker: leave waiting_customer for the step the ticket was in before.
-RESUME = "<resume>"
-DISSATISFIED = 2  # a revisit CSAT at or below this may reopen the ticket
+DISSATISFIED_KEY = "service.dissatisfied_csat"
 # A promise names a person ("I will …"), never a collective.
 COLLECTIVE_WORDS = ("我们", "公司", "中心", "部门", "团队", "物业", "大家", "we", "us", "team")
 # Serialises register-number allocation on PostgreSQL (SQLite serialises writers itself).
 NUMBER_LOCK = 0x5E7C_0001
-
-
-def _pausable(flow: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    """Every running step of a flow may wait for the customer, and return from it."""
-    table = {
-        status: ({**moves, "pause": PAUSED} if status in RUNNING else dict(moves))
-        for status, moves in flow.items()
-    }
-    table[PAUSED] = {"resume": RESUME}
-    return table
-
-
-FLOWS: dict[str, dict[str, dict[str, str]]] = {
-    "complaint": _pausable(
-        {
-            "accepted": {"confirm": "confirmed"},
-            "confirmed": {"assess": "assessed"},
-            "assessed": {"investigate": "investigating"},
-            "investigating": {"reply": "replied"},
-            "replied": {"close": "closed", "investigate": "investigating"},
-            "closed": {"revisit": "revisited", "reopen": "investigating"},
-            "revisited": {"feedback": "completed", "reopen": "investigating"},
-            "completed": {},
-        }
-    ),
-    "repair": _pausable(
-        {
-            "accepted": {"assess": "assessed"},
-            "assessed": {"investigate": "investigating"},
-            "investigating": {"close": "closed"},
-            "closed": {"revisit": "revisited", "reopen": "investigating"},
-            "revisited": {"reopen": "investigating"},
-        }
-    ),
-    "suggestion": _pausable(
-        {
-            "accepted": {"assess": "assessed"},
-            "assessed": {"reply": "replied"},
-            "replied": {"close": "closed"},
-            "closed": {"feedback": "completed"},
-            "completed": {},
-        }
-    ),
-    "enquiry": _pausable(
-        {
-            "accepted": {"reply": "replied"},
-            "replied": {"close": "closed"},
-            "closed": {},
-        }
-    ),
-}
-# Actions that carry no data of their own (the rest have their own functions).
-SIMPLE_ACTIONS = ("confirm", "investigate", "pause", "resume", "reopen")
 
 
 def _label(vocabulary: dict[str, str], code: str | None) -> str:
@@ -217,11 +108,92 @@ def facts(ticket: Ticket) -> TicketFacts:
     )
 
 
+def dissatisfied_csat(session: Session) -> int:
+    """The CSAT at or below which a revisit means the customer is not satisfied (setting
+    service.dissatisfied_csat, default rules.DISSATISFIED_CSAT)."""
+    text = session.scalar(select(Setting.value).where(Setting.key == DISSATISFIED_KEY))
+    if text is None:
+        return rules.DISSATISFIED_CSAT
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 4:
+        raise CrmError(f"设置 {DISSATISFIED_KEY}={text!r} 须是 1 到 4 之间的整数。")
+    return value
+
+
+# --- when things happened ---------------------------------------------------------------------
+
+
+def _last_step_at(session: Session, ticket: Ticket) -> dt.datetime:
+    """When the ticket entered its current step (its opening if it has not moved yet)."""
+    moved = session.scalar(
+        select(func.max(TicketEvent.at)).where(
+            TicketEvent.ticket_id == ticket.id,
+            TicketEvent.to_status.is_not(None),
+            or_(
+                TicketEvent.from_status.is_(None), TicketEvent.from_status != TicketEvent.to_status
+            ),
+        )
+    )
+    return moved or ticket.opened_at
+
+
+def happened(
+    session: Session, ticket: Ticket, now: dt.datetime | None, at: dt.datetime | None
+) -> tuple[dt.datetime, dt.datetime]:
+    """(now, at): the time it is recorded and the time it happened, for something done on a
+    ticket. `at` is given when staff type in later what was done earlier; it may not be in the
+    future nor before the ticket reached its current step (steps stay in order)."""
+    now = now or utcnow()
+    if at is None:
+        return now, now
+    return now, when_done(at, now, _last_step_at(session, ticket), "这张工单进入当前步骤的时间")
+
+
+def _event(
+    session: Session,
+    ticket: Ticket,
+    action: str,
+    note: str | None,
+    at: dt.datetime,
+    entered: dt.datetime | None,
+    before: str | None,
+    after: str | None,
+) -> TicketEvent:
+    event = TicketEvent(
+        ticket_id=ticket.id,
+        at=at,
+        entered_at=entered or at,
+        actor=current_user(session).name,
+        action=action,
+        from_status=before,
+        to_status=after,
+        note=(note or "").strip() or None,
+    )
+    session.add(event)
+    return event
+
+
+def record_event(
+    session: Session,
+    ticket: Ticket,
+    action: str,
+    note: str,
+    at: dt.datetime,
+    entered: dt.datetime | None = None,
+) -> TicketEvent:
+    """A non-transition event on the ticket (the status stays as it is): it happened `at` and
+    was typed in `entered` (the same moment unless given)."""
+    return _event(session, ticket, action, note, at, entered, ticket.status, ticket.status)
+
+
 # --- the state machine ------------------------------------------------------------------------
 
 
 def allowed_actions(ticket: Ticket) -> list[str]:
-    return list(FLOWS[ticket.ticket_type].get(ticket.status, {}))
+    return rules.allowed_actions(ticket.ticket_type, ticket.status)
 
 
 def _refusal(ticket: Ticket, action: str) -> str:
@@ -236,7 +208,7 @@ def _refusal(ticket: Ticket, action: str) -> str:
 
 
 def _require_step(ticket: Ticket, action: str) -> None:
-    if action not in FLOWS[ticket.ticket_type].get(ticket.status, {}):
+    if rules.next_status(ticket.ticket_type, ticket.status, action) is None:
         raise CrmError(_refusal(ticket, action))
 
 
@@ -250,47 +222,56 @@ def _status_before_pause(session: Session, ticket: Ticket) -> str:
     return left or "accepted"
 
 
-def _transition(
-    session: Session, ticket: Ticket, action: str, now: dt.datetime, note: str | None
+def open_work(session: Session, ticket: Ticket, kinds: tuple[str, ...]) -> list[WorkOrder]:
+    return list(
+        session.scalars(
+            select(WorkOrder)
+            .where(
+                WorkOrder.ticket_id == ticket.id,
+                WorkOrder.kind.in_(kinds),
+                WorkOrder.status == "open",
+            )
+            .order_by(WorkOrder.id)
+        )
+    )
+
+
+def _check_last_step(session: Session, ticket: Ticket, target: str) -> None:
+    """No ticket reaches its last step with its remedial, corrective or repair work open."""
+    if target != rules.LAST_STEP[ticket.ticket_type]:
+        return
+    pending = open_work(session, ticket, rules.BLOCKS_LAST_STEP)
+    if pending:
+        listed = "、".join(f"{w.number}（{rules.WORK_KINDS.get(w.kind, w.kind)}）" for w in pending)
+        raise CrmError(
+            f"{ticket.number} 还有未完成的派工单 {listed}：完成后（crm workorder done）"
+            f"才能进入最后一步“{STATUSES[target]}”。"
+        )
+
+
+def transition(
+    session: Session,
+    ticket: Ticket,
+    action: str,
+    at: dt.datetime,
+    note: str | None,
+    entered: dt.datetime | None = None,
 ) -> TicketEvent:
-    """Move the ticket by the table and record who, when, from, to and the note."""
+    """Move the ticket by the flow, record who, when (done and typed in), from, to and the
+    note, and bring its register entry in line."""
     _require_step(ticket, action)
-    target = FLOWS[ticket.ticket_type][ticket.status][action]
+    target = rules.next_status(ticket.ticket_type, ticket.status, action)
     if target == RESUME:
         target = _status_before_pause(session, ticket)
+    _check_last_step(session, ticket, target)
     before = ticket.status
     ticket.status = target
     # Any step taken on the request is the first response to the customer.
     if ticket.first_response_at is None:
-        ticket.first_response_at = now
-    event = TicketEvent(
-        ticket_id=ticket.id,
-        at=now,
-        actor=current_user(session).name,
-        action=action,
-        from_status=before,
-        to_status=target,
-        note=(note or "").strip() or None,
-    )
-    session.add(event)
+        ticket.first_response_at = at
+    event = _event(session, ticket, action, note, at, entered, before, target)
     session.flush()
-    return event
-
-
-def record_event(
-    session: Session, ticket: Ticket, action: str, note: str, now: dt.datetime
-) -> TicketEvent:
-    """A non-transition event on the ticket (the status stays as it is)."""
-    event = TicketEvent(
-        ticket_id=ticket.id,
-        at=now,
-        actor=current_user(session).name,
-        action=action,
-        from_status=ticket.status,
-        to_status=ticket.status,
-        note=note,
-    )
-    session.add(event)
+    register.sync(session, [ticket], entered or at)
     return event
 
 
@@ -331,22 +312,39 @@ def _household_unit(session: Session, household: Household, spec: str) -> Unit:
     raise CrmError(f"客户 {household.code} 名下有多套房号为“{spec}”：请写成 项目/楼栋/房号。")
 
 
-def _number_expression(session: Session, ticket_type: str, now: dt.datetime):
+def last_sequence(session: Session, column, head: str):
+    """The highest sequence number of the day `head` among the values of `column`, as SQL
+    (0 when none). A legacy value with letters after the head counts as none."""
+    tail = func.substr(column, len(head) + 1)
+    if session.get_bind().dialect.name == "postgresql":
+        # PostgreSQL refuses to cast letters; a regular expression takes the digits or NULL.
+        tail = func.substring(column, f"^{head}([0-9]+)$")
+    return (
+        select(func.coalesce(func.max(cast(tail, Integer)), 0))
+        .where(column.like(f"{head}%"))
+        .scalar_subquery()
+    )
+
+
+def _number_expression(session: Session, ticket_type: str, at: dt.datetime):
     """The next register number, computed inside the INSERT: SQLite runs it under the write
-    lock and PostgreSQL under an advisory lock, so two agents never get the same number."""
-    head = f"{PREFIXES[ticket_type]}{to_local(now):%Y%m%d}-"
+    lock and PostgreSQL under an advisory lock, so two agents never get the same number. A
+    number an imported legacy record already holds in the register is skipped."""
+    head = rules.number_head(PREFIXES[ticket_type], at)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(NUMBER_LOCK)))
     prev = Ticket.__table__.alias("prev")
+    # The larger of two values: max() takes several arguments on SQLite, greatest() elsewhere.
+    larger = func.max if session.get_bind().dialect.name == "sqlite" else func.greatest
     following = (
-        select(
-            func.coalesce(func.max(cast(func.substr(prev.c.number, len(head) + 1), Integer)), 0) + 1
+        larger(
+            last_sequence(session, prev.c.number, head),
+            last_sequence(session, ServiceRecord.__table__.c.record_no, head),
         )
-        .where(prev.c.number.like(f"{head}%"))
-        .scalar_subquery()
+        + 1
     )
-    # At least four digits: 10000 + n with its leading 1 dropped reads the same on both
-    # databases; from the 10,000th ticket of a day on, the number simply grows a digit.
+    # At least four digits (rules.number): 10000 + n with its leading 1 dropped reads the same
+    # on both databases; from the 10,000th ticket of a day on, the number simply grows a digit.
     return literal(head, String) + case(
         (following < 10000, func.substr(cast(following + 10000, String), 2)),
         else_=cast(following, String),
@@ -362,21 +360,33 @@ def open_ticket(
     unit: str | None = None,
     reported_by: str | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
+    origin: str = CUSTOMER,
 ) -> Ticket:
-    """Register a request (受理) under a new number and start its SLA clocks."""
+    """Register a request (受理) under a new number and start its SLA clocks from the time it
+    came in (`at`, when typed in later). Only a customer complains: a complaint's origin is
+    always the customer."""
     actor = _writer(session, "登记工单")
     now = now or utcnow()
+    at = when_done(at, now)
     ticket_type = code_of(TICKET_TYPES, ticket_type, "工单类型")
     channel = code_of(CHANNELS, channel, "渠道")
+    origin = code_of(ORIGINS, origin, "来源")
+    if ticket_type == "complaint" and origin != CUSTOMER:
+        raise CrmError(
+            f"投诉只能来自客户本人，不能以“{ORIGINS[origin]}”的名义登记：系统或员工发现的问题"
+            "请登记为报修或建议。"
+        )
     if not summary or not summary.strip():
         raise CrmError("请写明客户反映的问题（摘要）。")
     household = get_household(session, household_code)
     found = _household_unit(session, household, unit) if unit else None
     building = session.get(Building, found.building_id) if found else None
     ticket = Ticket(
-        number=_number_expression(session, ticket_type, now),
+        number=_number_expression(session, ticket_type, at),
         ticket_type=ticket_type,
         channel=channel,
+        origin=origin,
         household_id=household.id,
         unit_id=found.id if found else None,
         project_id=building.project_id if building else household.project_id,
@@ -387,25 +397,28 @@ def open_ticket(
         expectations=[],
         escalation_level=1,
         reported_by=(reported_by or "").strip() or actor,
-        opened_at=now,
+        opened_at=at,
         paused_minutes=0.0,
+        severity_raises=0,
+        created_at=now,
+        updated_at=now,
     )
-    sla.start_clock(session, ticket, now)
+    sla.start_clock(session, ticket, at)
     session.add(ticket)
     session.flush()
     session.refresh(ticket, ["number"])
-    session.add(
-        TicketEvent(
-            ticket_id=ticket.id,
-            at=now,
-            actor=actor,
-            action="open",
-            from_status=None,
-            to_status="accepted",
-            note=f"{_label(CHANNELS, channel)}受理：{ticket.summary}",
-        )
+    _event(
+        session,
+        ticket,
+        "open",
+        f"{_label(CHANNELS, channel)}受理：{ticket.summary}",
+        at,
+        now,
+        None,
+        "accepted",
     )
     session.flush()
+    register.sync(session, [ticket], now)
     return ticket
 
 
@@ -418,6 +431,7 @@ def step(
     action: str,
     note: str | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Ticket:
     """One of the steps that carry only a note: confirm, investigate, pause, resume, reopen."""
     if action not in SIMPLE_ACTIONS:
@@ -429,10 +443,11 @@ def step(
         raise CrmError(f"不认识的步骤“{action}”：可选 {choices}。")
     handlers = {"pause": pause, "resume": resume, "reopen": reopen}
     if action in handlers:
-        return handlers[action](session, number, note=note, now=now)
+        return handlers[action](session, number, note=note, now=now, at=at)
     _writer(session, ACTIONS[action])
     ticket = get_ticket(session, number)
-    _transition(session, ticket, action, now or utcnow(), note)
+    now, at = happened(session, ticket, now, at)
+    transition(session, ticket, action, at, note, now)
     return ticket
 
 
@@ -444,6 +459,7 @@ def assess(
     expectations: list[str],
     note: str | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Ticket:
     """评估: severity, category and what the customer expects; then dispatch by category and
     escalate a major ticket straight to the manager. The classifier's suggestion (when a model
@@ -451,8 +467,8 @@ def assess(
     from crm.plugins.service import classification, dispatch, escalation
 
     _writer(session, "评估工单")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     _require_step(ticket, "assess")
     severity = code_of(SEVERITIES, severity, "严重程度")
     category = code_of(CATEGORIES, category, "问题类别")
@@ -467,16 +483,16 @@ def assess(
     )
     suggestion = classification.ask(session, ticket.summary, ticket.ticket_type)
     summary += classification.assess_note(suggestion, category, severity)
-    event = _transition(session, ticket, "assess", now, summary)
+    event = transition(session, ticket, "assess", at, summary, now)
     if suggestion is not None:  # left SQL NULL otherwise (a JSON column would store 'null')
         event.details = classification.assess_details(suggestion, category, severity)
     ticket.category = category
     ticket.expectations = wanted
     if severity != ticket.severity:
         ticket.severity = severity
-        sla.reclock(session, ticket, now)
-    dispatch.assign_ticket(session, ticket, now)
-    escalation.escalate_ticket(session, ticket, now)
+        sla.reclock(session, ticket, at)
+    dispatch.assign_ticket(session, ticket, at)
+    escalation.escalate_ticket(session, ticket, at)
     session.flush()
     return ticket
 
@@ -508,7 +524,8 @@ def _promise(
     what: str,
     due_at: dt.datetime,
     promised_by: str,
-    now: dt.datetime,
+    at: dt.datetime,
+    entered: dt.datetime,
 ) -> Commitment:
     broken = _unsettled_broken(ticket)
     if broken is not None:
@@ -525,14 +542,16 @@ def _promise(
         )
     if not what or not what.strip():
         raise CrmError("请写明承诺做什么（如“明天 12:00 前疏通地漏并上门确认”）。")
-    if due_at <= now:
-        raise CrmError("承诺的完成时间必须在将来。")
+    if due_at <= at:
+        raise CrmError("承诺的完成时间必须在将来（晚于作出承诺的时间）。")
     commitment = Commitment(
         ticket=ticket,
         what=what.strip(),
         due_at=due_at,
         promised_by=_check_promiser(promised_by),
         status="open",
+        created_at=entered,
+        updated_at=entered,
     )
     session.add(commitment)
     session.flush()
@@ -541,7 +560,8 @@ def _promise(
         ticket,
         "promise",
         f"{commitment.promised_by}承诺：我会在 {_local(due_at)} 前{commitment.what}",
-        now,
+        at,
+        entered,
     )
     return commitment
 
@@ -554,12 +574,13 @@ def reply(
     promised_by: str | None = None,
     note: str | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Ticket:
     """回复: tell the customer what will be done; a complaint's reply is a commitment (what, by
     when, by whom)."""
     _writer(session, "回复客户")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     _require_step(ticket, "reply")
     promising = what is not None or due_at is not None or promised_by is not None
     if ticket.ticket_type == "complaint" or promising:
@@ -567,9 +588,9 @@ def reply(
             raise CrmError(
                 "投诉的回复须是一项承诺：写明做什么、何时前完成、由谁负责（--what --due --by）。"
             )
-        _promise(session, ticket, what, due_at, promised_by, now)
-    _transition(session, ticket, "reply", now, note)
-    ticket.replied_at = now
+        _promise(session, ticket, what, due_at, promised_by, at, now)
+    transition(session, ticket, "reply", at, note, now)
+    ticket.replied_at = at
     return ticket
 
 
@@ -580,34 +601,37 @@ def add_commitment(
     due_at: dt.datetime,
     promised_by: str,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Commitment:
     """A further promise on an open ticket (after a broken one has been settled)."""
     _writer(session, "登记承诺")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     if ticket.status in CLOSED_STATUSES:
         raise CrmError(
             f"{ticket.number} 已关闭，不能再作承诺：客户仍不满意时请先重新处理（reopen）。"
         )
-    return _promise(session, ticket, what, due_at, promised_by, now)
+    return _promise(session, ticket, what, due_at, promised_by, at, now)
 
 
-def keep_commitment(session: Session, number: str, now: dt.datetime | None = None) -> Commitment:
+def keep_commitment(
+    session: Session, number: str, now: dt.datetime | None = None, at: dt.datetime | None = None
+) -> Commitment:
     """The open promise was kept."""
     _writer(session, "登记承诺兑现")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     current = _open_commitment(ticket)
     if current is None:
         raise CrmError(f"{ticket.number} 没有待兑现的承诺。")
-    if current.due_at < now:
+    if current.due_at < at:
         raise CrmError(
             f"承诺“{current.what}”的期限 {_local(current.due_at)} 已过：逾期即失信，请用 "
             "crm ticket settle 致歉、说明原因并提出补救。"
         )
     current.status = "kept"
-    current.settled_at = now
-    record_event(session, ticket, "commitment_kept", f"承诺已兑现：{current.what}", now)
+    current.settled_at = at
+    record_event(session, ticket, "commitment_kept", f"承诺已兑现：{current.what}", at, now)
     session.flush()
     return current
 
@@ -619,12 +643,13 @@ def settle_broken_commitment(
     reason: str,
     remedy: str,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Commitment:
     """A promise that cannot be (or was not) kept: apologise, say why, offer a remedy. Marks an
     open promise broken too, so a promise known to fail is settled at once."""
     _writer(session, "处理失信承诺")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     target = _unsettled_broken(ticket) or _open_commitment(ticket)
     if target is None:
         raise CrmError(f"{ticket.number} 没有未兑现的承诺需要处理。")
@@ -639,17 +664,30 @@ def settle_broken_commitment(
         )
     target.status = "broken"
     target.apology, target.reason, target.remedy = apology.strip(), reason.strip(), remedy.strip()
-    target.settled_at = now
+    target.settled_at = at
     record_event(
         session,
         ticket,
         "commitment_settled",
         f"承诺“{target.what}”未能兑现：致歉——{target.apology}；原因——{target.reason}；"
         f"补救——{target.remedy}",
+        at,
         now,
     )
     session.flush()
     return target
+
+
+def close_after_repair(
+    session: Session, ticket: Ticket, result: str, at: dt.datetime, now: dt.datetime
+) -> Ticket:
+    """A repair ticket whose last repair job is done closes with it: the customer confirmed
+    the repair on site (and signed the fee record of paid work), which is the result."""
+    ticket.customer_confirmed = True
+    ticket.closed_at = at
+    ticket.result = result
+    transition(session, ticket, "close", at, f"维修完工，业主现场确认：{result}", now)
+    return ticket
 
 
 def close(
@@ -658,11 +696,13 @@ def close(
     customer_confirmed: bool,
     note: str | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Ticket:
-    """跟踪关闭: only with the customer's confirmation and no promise left hanging."""
+    """跟踪关闭: only with the customer's confirmation and no promise left hanging. The note
+    (what the customer confirmed) is the result on the register."""
     _writer(session, "关闭工单")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     _require_step(ticket, "close")
     if not customer_confirmed:
         raise CrmError(
@@ -670,7 +710,7 @@ def close(
         )
     broken = _unsettled_broken(ticket)
     current = _open_commitment(ticket)
-    if broken is not None or (current is not None and current.due_at < now):
+    if broken is not None or (current is not None and current.due_at < at):
         late = broken or current
         raise CrmError(
             f"承诺“{late.what}”未能按时兑现：须先向客户致歉、说明原因并提出补救"
@@ -678,10 +718,12 @@ def close(
         )
     if current is not None:
         current.status = "kept"
-        current.settled_at = now
-    _transition(session, ticket, "close", now, note or "客户已确认")
+        current.settled_at = at
+    result = (note or "").strip() or "客户已确认问题解决"
     ticket.customer_confirmed = True
-    ticket.closed_at = now
+    ticket.closed_at = at
+    ticket.result = result
+    transition(session, ticket, "close", at, result, now)
     return ticket
 
 
@@ -698,72 +740,112 @@ def revisit(
     aspects: dict[str, tuple[int, int]] | None = None,
     comment: str | None = None,
     reopen_ticket: bool = False,
+    override: str | None = None,
+    channel: str = "phone",
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Ticket:
-    """回访: the customer's answers go to satisfaction monitoring (tickets_revisited hook); a
-    dissatisfied customer (CSAT ≤ 2) may have the ticket reopened."""
+    """回访: the customer's answers go to satisfaction monitoring (tickets_revisited hook). A
+    customer not satisfied (CSAT at or below service.dissatisfied_csat) is followed until
+    satisfied: the ticket is reopened, unless a manager records why it need not be
+    (`override`, the reason). A repair's revisit also finishes its revisit work order."""
     actor = _writer(session, "回访")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     _require_step(ticket, "revisit")
     _check_score(csat, 1, 5, "满意度（CSAT）")
     _check_score(nps, 0, 10, "推荐意愿（NPS）")
+    channel = code_of(CHANNELS, channel, "回访渠道")
     aspects = dict(aspects or {})
     for aspect, pair in aspects.items():
         if len(pair) != 2:
             raise CrmError(f"方面“{aspect}”须给出期望和体验两个分数。")
         _check_score(pair[0], 1, 10, f"“{aspect}”的期望分")
         _check_score(pair[1], 1, 10, f"“{aspect}”的体验分")
-    if reopen_ticket and csat > DISSATISFIED:
+    threshold = dissatisfied_csat(session)
+    unhappy = csat <= threshold
+    override = (override or "").strip() or None
+    if reopen_ticket and not unhappy:
         raise CrmError(
-            f"满意度 {csat} 分不算不满意：只有 {DISSATISFIED} 分及以下的回访才能重新处理工单。"
+            f"满意度 {csat} 分不算不满意：只有 {threshold} 分及以下的回访才能重新处理工单。"
         )
+    if override is not None and not unhappy:
+        raise CrmError(f"满意度 {csat} 分不算不满意，无需经理确认不再处理。")
+    if reopen_ticket and override is not None:
+        raise CrmError("重新处理与经理确认不再处理只能二选一。")
+    if unhappy and not reopen_ticket:
+        if override is None:
+            raise CrmError(
+                f"客户不满意（满意度 {csat} 分，不高于 {threshold} 分）：须跟进到客户满意为止——"
+                "请加 --reopen 重新处理；确属无法再处理的，由经理加 --override 写明原因。"
+            )
+        current_user(session).require("ticket.override", "确认客户不满意的工单不再处理")
     note = f"满意度 {csat}" + (f"，推荐意愿 {nps}" if nps is not None else "")
     if comment and comment.strip():
         note += f"；客户意见：{comment.strip()}"
-    _transition(session, ticket, "revisit", now, note)
-    ticket.revisited_at = now
+    _finish_revisit_work(session, ticket, note, at, now)
+    transition(session, ticket, "revisit", at, note, now)
+    ticket.revisited_at = at
+    if override is not None:
+        record_event(
+            session, ticket, "override", f"客户不满意，经理确认不再处理：{override}", at, now
+        )
     session.flush()
     session.info["pm"].hook.tickets_revisited(
         session=session,
         revisits=[
             Revisit(
                 ticket=facts(ticket),
-                at=now,
+                at=at,
                 csat=csat,
                 nps=nps,
                 aspects=aspects,
                 comment=(comment or "").strip() or None,
                 actor=actor,
+                channel=channel,
             )
         ],
     )
     if reopen_ticket:
-        reopen(session, number, note=f"回访不满意（满意度 {csat}）", now=now)
+        reopen(session, number, note=f"回访不满意（满意度 {csat}）", now=now, at=at)
     return ticket
 
 
+def _finish_revisit_work(
+    session: Session, ticket: Ticket, result: str, at: dt.datetime, now: dt.datetime
+) -> None:
+    """The revisit answers the open revisit work order (a repair's 100% phone revisit)."""
+    from crm.plugins.service.dispatch import finish_work_order
+
+    for order in open_work(session, ticket, ("revisit",)):
+        finish_work_order(session, order, f"回访完成：{result}", at, now)
+
+
 def reopen(
-    session: Session, number: str, note: str | None = None, now: dt.datetime | None = None
+    session: Session,
+    number: str,
+    note: str | None = None,
+    now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Ticket:
     """重新处理: back to investigating with a fresh resolution target, one level up."""
     from crm.plugins.service import escalation
 
     _writer(session, "重新处理工单")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     _require_step(ticket, "reopen")
     if not note or not note.strip():
         raise CrmError("重新处理须写明原因（客户哪里仍不满意）。")
-    _transition(session, ticket, "reopen", now, note)
-    ticket.reopen_count = (ticket.reopen_count or 0) + 1
     ticket.closed_at = None
     ticket.customer_confirmed = False
     ticket.warned_at = None
     ticket.paused_minutes = 0.0
+    transition(session, ticket, "reopen", at, note, now)
+    ticket.reopen_count = (ticket.reopen_count or 0) + 1
     session.flush()
-    sla.start_clock(session, ticket, now)
-    escalation.escalate_ticket(session, ticket, now)
+    sla.start_clock(session, ticket, at)
+    escalation.escalate_ticket(session, ticket, at)
     return ticket
 
 
@@ -773,11 +855,12 @@ def feedback(
     root_cause: str,
     corrective_action: str,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Ticket:
     """信息反馈: the root cause and the corrective action that prevents it happening again."""
     _writer(session, "登记信息反馈")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     _require_step(ticket, "feedback")
     missing = [
         label
@@ -788,47 +871,57 @@ def feedback(
         raise CrmError(f"信息反馈须写明根本原因和防止再发生的纠正措施：还缺{'、'.join(missing)}。")
     ticket.root_cause = root_cause.strip()
     ticket.corrective_action = corrective_action.strip()
-    _transition(
+    transition(
         session,
         ticket,
         "feedback",
-        now,
+        at,
         f"根本原因：{ticket.root_cause}；纠正措施：{ticket.corrective_action}",
+        now,
     )
-    ticket.completed_at = now
+    ticket.completed_at = at
     return ticket
 
 
 def pause(
-    session: Session, number: str, note: str | None = None, now: dt.datetime | None = None
+    session: Session,
+    number: str,
+    note: str | None = None,
+    now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Ticket:
     """等待客户: the SLA clocks stop until the ticket resumes."""
     _writer(session, "暂停等待客户")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     _require_step(ticket, "pause")
     if not note or not note.strip():
         raise CrmError("等待客户须写明在等什么（如“业主出差，约定 5 月 3 日上门”）。")
-    _transition(session, ticket, "pause", now, note)
-    sla.pause(ticket, now)
+    transition(session, ticket, "pause", at, note, now)
+    sla.pause(ticket, at)
     return ticket
 
 
 def resume(
-    session: Session, number: str, note: str | None = None, now: dt.datetime | None = None
+    session: Session,
+    number: str,
+    note: str | None = None,
+    now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Ticket:
     """Back to the step the ticket left; the due times move out by the time waited."""
     _writer(session, "恢复处理")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now, at = happened(session, ticket, now, at)
     _require_step(ticket, "resume")
-    waited = sla.resume(session, ticket, now)
-    _transition(
+    waited = sla.resume(session, ticket, at)
+    transition(
         session,
         ticket,
         "resume",
-        now,
+        at,
         (note or "").strip() + f"（等待 {waited:.0f} 分钟，时限顺延）",
+        now,
     )
     return ticket
 
@@ -840,14 +933,17 @@ def record_contact(
     note: str,
     severity: str | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Ticket:
-    """The customer contacts us again about the same ticket; the severity may be raised,
-    which re-clocks the ticket (earlier breaches stay) and may escalate it."""
+    """The customer contacts us again about the same ticket. A new severity re-clocks the
+    ticket, but a repeat call never moves a due time later (earlier breaches stay); a raised
+    severity climbs one escalation level (rules.climb)."""
     from crm.plugins.service import escalation
 
     _writer(session, "登记客户来电")
-    now = now or utcnow()
     ticket = get_ticket(session, number)
+    now = now or utcnow()
+    at = when_done(at, now, ticket.opened_at, "工单受理时间")
     channel = code_of(CHANNELS, channel, "渠道")
     if not note or not note.strip():
         raise CrmError("请写明客户这次反映了什么。")
@@ -861,6 +957,7 @@ def record_contact(
         ticket,
         "contact",
         f"第 {contacts + 1} 次联系（{CHANNELS[channel]}）：{note.strip()}",
+        at,
         now,
     )
     if severity is not None:
@@ -870,16 +967,19 @@ def record_contact(
         if new != ticket.severity:
             old = ticket.severity
             ticket.severity = new
-            sla.reclock(session, ticket, now)
+            if rules.raised(old, new):
+                ticket.severity_raises = (ticket.severity_raises or 0) + 1
+            sla.reclock(session, ticket, at, keep_earlier=True)
             record_event(
                 session,
                 ticket,
                 "severity",
                 f"严重程度 {SEVERITIES[old]} → {SEVERITIES[new]}",
+                at,
                 now,
             )
     session.flush()
-    escalation.escalate_ticket(session, ticket, now)
+    escalation.escalate_ticket(session, ticket, at)
     return ticket
 
 
@@ -910,7 +1010,12 @@ def claim(session: Session, number: str, staff_name: str, now: dt.datetime | Non
         raise CrmError(f"{ticket.number} 已由 {owner.name} 认领：如需转交请联系其主管。")
     session.add(
         TicketEvent(
-            ticket_id=won, at=now, actor=actor, action="claim", note=f"由 {staff.name} 认领"
+            ticket_id=won,
+            at=now,
+            entered_at=now,
+            actor=actor,
+            action="claim",
+            note=f"由 {staff.name} 认领",
         )
     )
     record(session, "claim", "svc_tickets", won, changes={"owner": [None, staff.name]})
@@ -937,6 +1042,8 @@ def _unit_text(session: Session, unit_id: int | None) -> str | None:
 
 
 def ticket_row(ticket: Ticket, household: Household, now: dt.datetime) -> dict[str, Any]:
+    """One ticket for the lists: codes for type, step, severity, category and origin (the CLI
+    shows their labels, JSON keeps the codes)."""
     overdue = ticket.status in RUNNING and (
         (ticket.resolve_due_at is not None and ticket.resolve_due_at <= now)
         or (
@@ -947,10 +1054,11 @@ def ticket_row(ticket: Ticket, household: Household, now: dt.datetime) -> dict[s
     )
     return {
         "number": ticket.number,
-        "type": _label(TICKET_TYPES, ticket.ticket_type),
-        "status": _label(STATUSES, ticket.status),
-        "severity": _label(SEVERITIES, ticket.severity),
-        "category": _label(CATEGORIES, ticket.category),
+        "type": ticket.ticket_type,
+        "status": ticket.status,
+        "severity": ticket.severity,
+        "category": ticket.category,
+        "origin": ticket.origin,
         "household": household.code,
         "household_name": household.name,
         "team": ticket.team.name if ticket.team else None,
@@ -1010,16 +1118,17 @@ def list_tickets(
 
 
 def show_ticket(session: Session, number: str, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The ticket with its events, commitments, escalations and work orders."""
+    """The ticket with its events, commitments, escalations and work orders (codes, as in
+    ticket_row)."""
     now = now or utcnow()
     ticket = get_ticket(session, number)
     household = session.get(Household, ticket.household_id)
     group = session.get(GroupComplaint, ticket.group_id) if ticket.group_id else None
     staff_names = dict(session.execute(select(Staff.id, Staff.name)).all())
     detail = ticket_row(ticket, household, now) | {
-        "channel": _label(CHANNELS, ticket.channel),
+        "channel": ticket.channel,
         "unit": _unit_text(session, ticket.unit_id),
-        "expectations": [_label(EXPECTATIONS, e) for e in ticket.expectations or []],
+        "expectations": list(ticket.expectations or []),
         "reported_by": ticket.reported_by,
         "group": group.number if group else None,
         "first_response_at": ticket.first_response_at,
@@ -1032,20 +1141,23 @@ def show_ticket(session: Session, number: str, now: dt.datetime | None = None) -
         "replied_at": ticket.replied_at,
         "closed_at": ticket.closed_at,
         "customer_confirmed": ticket.customer_confirmed,
+        "result": ticket.result,
         "revisited_at": ticket.revisited_at,
         "completed_at": ticket.completed_at,
         "reopen_count": ticket.reopen_count,
         "root_cause": ticket.root_cause,
         "corrective_action": ticket.corrective_action,
-        "next_steps": [f"{a}（{ACTIONS[a]}）" for a in allowed_actions(ticket)],
+        "next_steps": allowed_actions(ticket),
+        "created_at": ticket.created_at,
     }
     detail["events"] = [
         {
             "at": e.at,
+            "entered_at": e.entered_at,
             "actor": e.actor,
-            "action": EVENT_LABELS.get(e.action, e.action),
-            "from": _label(STATUSES, e.from_status),
-            "to": _label(STATUSES, e.to_status),
+            "action": e.action,
+            "from": e.from_status,
+            "to": e.to_status,
             "note": e.note,
         }
         for e in session.scalars(
@@ -1057,9 +1169,7 @@ def show_ticket(session: Session, number: str, now: dt.datetime | None = None) -
             "what": c.what,
             "due_at": c.due_at,
             "promised_by": c.promised_by,
-            "status": {"open": "待兑现", "kept": "已兑现", "broken": "未兑现"}.get(
-                c.status, c.status
-            ),
+            "status": c.status,
             "apology": c.apology,
             "reason": c.reason,
             "remedy": c.remedy,
@@ -1068,7 +1178,7 @@ def show_ticket(session: Session, number: str, now: dt.datetime | None = None) -
     ]
     detail["escalations"] = [
         {
-            "rule": ESCALATION_RULES.get(e.rule, e.rule),
+            "rule": e.rule,
             "level": e.level,
             "to": staff_names.get(e.to_staff_id),
             "fired_at": e.fired_at,

@@ -1,0 +1,91 @@
+"""Commands for tasks (任务): the work coordination gives to staff, and what the customer
+answered when it was done. Each parses, calls the library in one transaction, renders."""
+
+from __future__ import annotations
+
+import click
+
+from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
+from crm.plugins.service.dispatch_commands import SHOW_LABELS, WORK_ORDER_COLUMNS
+
+SHOW_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+    help="输出格式：逐项列出，或一个 JSON 对象。",
+)
+
+
+@click.group()
+def task() -> None:
+    """任务：协调调度交给员工的跟进（回访、致歉、补偿、督办、项目整改），完成时记录客户答复。"""
+
+
+@task.command("list")
+@click.option("--household", help="只看某个客户家庭（户号）的任务。")
+@click.option("--assignee", help="只看某人的任务。")
+@click.option("--status", help="只看某种状态：open（处理中）、done（已完成）。")
+@click.option("--overdue", is_flag=True, help="只看已超过时限仍未完成的。")
+@click.option(
+    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
+)
+@format_option
+def task_list(household, assignee, status, overdue, limit, fmt) -> None:
+    """列出任务（最早派发的在前）。"""
+    from crm.plugins.service.dispatch import list_work_orders
+
+    with get_app().session() as session:
+        rows = list_work_orders(
+            session,
+            tasks=True,
+            household=household,
+            assignee=assignee,
+            status=status,
+            overdue=overdue,
+            limit=limit,
+        )
+    emit(rows, fmt, WORK_ORDER_COLUMNS)
+
+
+@task.command("show")
+@click.argument("number")
+@SHOW_FORMAT
+def task_show(number: str, fmt: str) -> None:
+    """显示一项任务：起因（预警与协调决策）、处理人、时限与客户答复。"""
+    from crm.plugins.service.dispatch import show_work_order
+
+    with get_app().session() as session:
+        record = show_work_order(session, number)
+    emit_record(record, fmt, SHOW_LABELS)
+
+
+@task.command("done")
+@click.argument("number")
+@click.option("--answer", help="客户的答复（原话或要点）；对客户的跟进必填。")
+@click.option(
+    "--accepted/--not-accepted",
+    default=None,
+    help="客户是否接受（满意）；对客户的跟进必填。",
+)
+@click.option("--result", help="做了什么；项目整改必填。")
+@click.option("--cost", help="实际花费（元）：补偿金额、礼品价值或维修成本。")
+@at_option
+@format_option
+def task_done(number, answer, accepted, result, cost, at_text, fmt) -> None:
+    """完成一项任务并记录客户的答复；结果在下一轮协调时写回决策记录。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.dispatch import show_work_order
+    from crm.plugins.service.tasks import complete_task
+
+    with get_app().session() as session, transaction(session):
+        done = complete_task(
+            session, number, answer, accepted, result=result, cost=cost, at=parse_at(at_text)
+        )
+        record = {"message": f"任务 {done.number} 已完成。"} | show_work_order(session, done.number)
+    emit_record(record, fmt, [("message", "结果"), *SHOW_LABELS])
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(task)
