@@ -75,9 +75,16 @@ def run_migrations() -> None:
         context.run_migrations()
 
 
-def make_revision(engine: Engine, chain: Chain, message: str, rev_id: str, prefix: str) -> None:
-    """Autogenerate a revision of `chain` for the tables whose names start with `prefix`
-    (developers' tool: scripts/make_migration.py)."""
+def make_revision(
+    engine: Engine,
+    chain: Chain,
+    message: str,
+    rev_id: str,
+    prefix: str = "",
+    exclude: tuple[str, ...] = (),
+) -> None:
+    """Autogenerate a revision of `chain` for the tables whose names start with `prefix` and
+    not with any of `exclude` (developers' tool: scripts/make_migration.py)."""
     from alembic import command
 
     def only_this_chain(obj, name, type_, _reflected, _compare_to):
@@ -86,7 +93,7 @@ def make_revision(engine: Engine, chain: Chain, message: str, rev_id: str, prefi
             if type_ in ("column", "index", "unique_constraint", "foreign_key_constraint")
             else name
         )
-        return table.startswith(prefix)
+        return table.startswith(prefix) and not table.startswith(exclude)
 
     with engine.begin() as connection:
         config = _config(chain, connection)
