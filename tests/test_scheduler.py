@@ -1,6 +1,6 @@
-"""The scheduler: jobs kept in the CRM database survive a restart, syncing follows the campaigns
-without resetting stored run times, a run missed several times is run once, and the
-`crm scheduler` commands."""
+"""The scheduler's campaign jobs: jobs kept in the CRM database survive a restart, syncing
+follows the campaigns without resetting stored run times, a run missed several times is run
+once, and the `crm scheduler` commands. (The other plugins' jobs: test_scheduler_jobs.py.)"""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from crm.core.app import App
 from crm.core.clock import local_zone
 from crm.core.db import transaction
 from crm.core.models import Building, Household, Project, Purchase, Unit, utcnow
-from crm.core.security import User
-from crm.plugins import BUILTIN_PLUGINS
-from crm.plugins.campaigns.campaigns import create_campaign, normalise_rule, set_active
-from crm.plugins.campaigns.models import CampaignRun
-from crm.plugins.campaigns.scheduler import (
+from crm.core.scheduler import (
     list_jobs,
     make_scheduler,
     paused_scheduler,
     sync_jobs,
     use_app,
 )
+from crm.core.security import User
+from crm.plugins import BUILTIN_PLUGINS
+from crm.plugins.campaigns.campaigns import create_campaign, normalise_rule, set_active
+from crm.plugins.campaigns.models import CampaignRun
 
 ADMIN = User("测试管理员", "admin")
 
