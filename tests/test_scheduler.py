@@ -65,7 +65,8 @@ def test_jobs_follow_the_campaigns_and_survive_a_restart(app, db_url, owners):
     with app.session() as session, paused_scheduler(app) as scheduler:
         first = sync_jobs(scheduler, session)
     assert sorted(first.added) == [
-        "campaign:EVERY", "campaign:ONCE", "campaign:WEEKLY", "lifecycle", "sync",
+        "campaign:EVERY", "campaign:ONCE", "campaign:WEEKLY", "coordination", "lifecycle",
+        "sla_check", "sync", "warnings",
     ]  # fmt: skip
     before = {job["id"]: job["next_run"] for job in list_jobs(app)}
     app.dispose()
@@ -136,9 +137,13 @@ def test_scheduler_commands_sync_list_and_run_for_a_while(app, owners, run):
     ran = run("scheduler", "run", "--for", "0.5", "--format", "json")
     assert ran.exit_code == 0, ran.output
     assert "调度程序已停止" in ran.stderr
-    assert json.loads(ran.stdout)[0]["jobs"] == "campaign:WEEKLY、lifecycle、sync"
+    assert json.loads(ran.stdout)[0]["jobs"] == (
+        "campaign:WEEKLY、coordination、lifecycle、sla_check、sync、warnings"
+    )
     jobs = json.loads(run("scheduler", "jobs", "--format", "json").stdout)
-    assert sorted(job["id"] for job in jobs) == ["campaign:WEEKLY", "lifecycle", "sync"]
+    assert sorted(job["id"] for job in jobs) == [
+        "campaign:WEEKLY", "coordination", "lifecycle", "sla_check", "sync", "warnings",
+    ]  # fmt: skip
     weekly = next(job for job in jobs if job["id"] == "campaign:WEEKLY")
     assert weekly["next_run"].endswith("T09:30:00+08:00") and weekly["name"] == "活动WEEKLY"
     table = run("scheduler", "jobs")

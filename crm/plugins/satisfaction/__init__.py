@@ -76,3 +76,10 @@ def get_feedback(session, feedback_id):
         source=f"satisfaction.{record.kind}",
         project=project,
     )
+
+
+@hookimpl
+def scheduled_jobs(session, now):
+    from crm.plugins.satisfaction.jobs import scheduled_jobs
+
+    return scheduled_jobs(session, now)
