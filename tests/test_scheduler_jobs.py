@@ -68,7 +68,7 @@ def test_every_plugins_job_is_stored_and_listed_with_its_next_local_run(app):
         "sync": ("同步任务排期", "每 5 分钟", local(28, 5, 5)),
         "lifecycle": ("生命周期触点安排", "每天 06:00", local(28, 6, 0)),
         "warnings": ("客情预警检测", "每天 07:00", local(28, 7, 0)),
-        "coordination": ("协调调度（反馈→评估→派工）", "每天 07:30", local(28, 7, 30)),
+        "coordination": ("协调调度：评估反馈并派工", "每天 07:30", local(28, 7, 30)),
     }  # fmt: skip
     assert jobs["sla_check"]["next_run"].utcoffset() == dt.timedelta(hours=8)
     assert [jobs[j]["permission"] for j in PLUGIN_JOBS] == [
@@ -158,6 +158,8 @@ def test_schedules_read_and_write_as_short_text():
         "0 7 * * 1-5": ("0 7 * * 1-5", "每周一至五 07:00"),
         "30 9  * * 1,3,5": ("30 9 * * 1,3,5", "每周一、三、五 09:30"),
         "0 8 1 * *": ("0 8 1 * *", "每月 1 日 08:00"),
+        "* * * * *": ("* * * * *", "每分钟"),
+        "15 * * * *": ("15 * * * *", "每小时第 15 分"),
         "*/10 8-18 * * *": ("*/10 8-18 * * *", "按 cron 规则“*/10 8-18 * * *”（分 时 日 月 周）"),
     }
     for text, (stored, words) in cases.items():

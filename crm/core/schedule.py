@@ -123,6 +123,8 @@ def _cron_words(line: str) -> str:
                 return f"每周{names} {at}"
         if day.isdigit() and month == "*" and weekdays == "*":
             return f"每月 {int(day)} 日 {at}"
+    if minute == hour == day == month == weekdays == "*":
+        return "每分钟"
     if minute.isdigit() and hour == day == month == weekdays == "*":
         return f"每小时第 {int(minute)} 分"
     return f"按 cron 规则“{line}”（分 时 日 月 周）"

@@ -18,7 +18,7 @@ def scheduled_jobs(session: Session, now: dt.datetime) -> list[ScheduledJob]:
     return [
         ScheduledJob(
             "coordination",
-            "协调调度（反馈→评估→派工）",
+            "协调调度：评估反馈并派工",
             Schedule.daily(*CYCLE_AT),
             "coordination.run",
             cycle,
