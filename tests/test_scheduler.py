@@ -151,3 +151,16 @@ def test_scheduler_commands_sync_list_and_run_for_a_while(app, owners, run):
     assert " 09:30" in table.output  # shown in the business zone, not the machine's
     denied = run("scheduler", "sync", as_="钱:analyst")
     assert denied.exit_code == 3 and "Traceback" not in denied.output
+
+
+def test_a_campaign_job_runs_the_campaign_at_the_schedulers_now(app, owners):
+    from crm.core.scheduler import execute
+
+    with app.session() as session, transaction(session):
+        _campaign(session, "WEEKLY", cron="0 9 * * 1")
+    monday = dt.datetime(2026, 4, 27, 1, 0, tzinfo=dt.UTC)  # 09:00 in Shanghai
+    summary = execute(app, "campaign:WEEKLY", monday)
+    with app.session() as session:
+        [run] = session.scalars(select(CampaignRun)).all()
+    assert summary == f"活动 WEEKLY 执行（编号 {run.id}）：名单 12 户（本次新增 12）"
+    assert run.trigger == "scheduler" and run.started_at == monday and run.audience == 12
