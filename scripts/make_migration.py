@@ -32,7 +32,9 @@ PREFIXES = {
 def owns(name: str):
     """Whether a table belongs to the chain: a plugin's by its prefix, the core's by having none."""
     if name == "core":
-        return lambda table: not table.startswith(tuple(PREFIXES.values()))
+        # The plugins' tables and their chains' version tables belong to their chains.
+        others = (*PREFIXES.values(), "alembic_version_")
+        return lambda table: not table.startswith(others)
     return lambda table: table.startswith(PREFIXES[name])
 
 
@@ -44,8 +46,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite:///{Path(tmp) / 'autogen.db'}")
         upgrade(engine, all_chains)
-        if name != "core":
-            __import__(f"crm.plugins.{name}.models")
+        # Every chain's models, so no other chain's table looks removed.
+        for plugin in PREFIXES:
+            __import__(f"crm.plugins.{plugin}.models")
         make_revision(engine, chain, message, rev_id, owns(name))
 
 

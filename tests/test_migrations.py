@@ -26,3 +26,105 @@ def test_models_and_migrations_agree(app):
         )
         diff = compare_metadata(context, Base.metadata)
     assert diff == []
+
+
+OLD_JOBS = "camp_scheduler_jobs"
+OLD_MODULE = "crm.plugins.campaigns.scheduler"
+
+
+def _migrate(app, chain_name: str, revision: str) -> None:
+    """Downgrade one chain to `revision` (what `crm db upgrade` never does; only tests)."""
+    from alembic import command
+    from alembic.config import Config
+
+    chain = next(chain for chain in app.migration_chains() if chain.name == chain_name)
+    with app.engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(chain.location))
+        config.attributes.update(version_table=chain.version_table, connection=connection)
+        command.downgrade(config, revision)
+
+
+def _old_jobs(app) -> dict[str, tuple[str, tuple]]:
+    import pickle
+
+    from sqlalchemy import column, select, table
+
+    jobs = table(OLD_JOBS, column("id"), column("job_state"))
+    with app.engine.connect() as connection:
+        rows = connection.execute(select(jobs.c.id, jobs.c.job_state)).all()
+    return {
+        job_id: (state["func"], tuple(state["args"]))
+        for job_id, state in ((job_id, pickle.loads(blob)) for job_id, blob in rows)
+    }
+
+
+def _has_table(app, name: str) -> bool:
+    from sqlalchemy import inspect
+
+    return inspect(app.engine).has_table(name)
+
+
+def test_an_upgrade_carries_the_campaign_schedulers_jobs_over_to_the_core(app):
+    """Before the scheduler moved to the core, the campaigns plugin kept its jobs in
+    camp_scheduler_jobs; upgrading moves them, next run times and all, and drops that table
+    only when nothing it does not know is left in it."""
+    import datetime as dt
+    import pickle
+
+    from sqlalchemy import text
+
+    from crm.core.db import transaction
+    from crm.core.migrate import upgrade
+    from crm.core.models import utcnow
+    from crm.core.scheduler import list_jobs, paused_scheduler, sync_jobs
+    from crm.plugins.campaigns.campaigns import create_campaign, normalise_rule
+
+    with app.session() as session, transaction(session):
+        create_campaign(session, "WEEKLY", "每周关怀", "loyalty", "短信", "{家庭}您好",
+                        normalise_rule(session, "loyalty"), cron="0 9 * * 1")  # fmt: skip
+    missed = (utcnow() - dt.timedelta(hours=1)).replace(microsecond=0)
+    with app.session() as session, paused_scheduler(app) as store:
+        sync_jobs(store, session)
+        store.modify_job("campaign:WEEKLY", next_run_time=missed)  # missed while down
+    before = {job["id"]: job["next_run"] for job in list_jobs(app)}
+    carried = {key: before[key] for key in ("campaign:WEEKLY", "lifecycle", "sync")}
+    assert carried["campaign:WEEKLY"] == missed
+
+    try:
+        _migrate(app, "campaigns", "camp0002")
+        _migrate(app, "core", "0001")
+        # What the campaigns plugin's scheduler had stored.
+        assert not _has_table(app, "scheduler_jobs")
+        assert _old_jobs(app) == {
+            "campaign:WEEKLY": (f"{OLD_MODULE}:run_campaign_job", ("WEEKLY",)),
+            "lifecycle": (f"{OLD_MODULE}:plan_lifecycle_job", ()),
+            "sync": (f"{OLD_MODULE}:sync_job", ()),
+        }
+    finally:
+        upgrade(app.engine, app.migration_chains())
+    assert not _has_table(app, OLD_JOBS)
+    # The store loads them (it drops a job whose function it cannot import) with their times.
+    assert {job["id"]: job["next_run"] for job in list_jobs(app)} == carried
+    with app.session() as session, paused_scheduler(app) as store:
+        again = sync_jobs(store, session)
+    assert "campaign:WEEKLY" in again.kept and "lifecycle" in again.kept
+    assert {j["id"]: j["next_run"] for j in list_jobs(app)}["campaign:WEEKLY"] == missed
+
+    # A row naming a function the migration does not know keeps the old table.
+    unknown = {"version": 1, "id": "custom", "func": "elsewhere:job", "args": (), "kwargs": {}}
+    try:
+        _migrate(app, "campaigns", "camp0002")
+        with app.engine.begin() as connection:
+            connection.execute(
+                text(f"INSERT INTO {OLD_JOBS} (id, next_run_time, job_state) VALUES (:i, :t, :s)"),
+                {"i": "custom", "t": None, "s": pickle.dumps(unknown)},
+            )
+    finally:
+        upgrade(app.engine, app.migration_chains())
+    try:
+        assert set(_old_jobs(app)) == {"custom"}
+        assert "campaign:WEEKLY" in {job["id"] for job in list_jobs(app)}
+    finally:
+        with app.engine.begin() as connection:
+            connection.execute(text(f"DROP TABLE {OLD_JOBS}"))

@@ -1,6 +1,6 @@
-"""The scheduler: jobs kept in the CRM database survive a restart, syncing follows the campaigns
-without resetting stored run times, a run missed several times is run once, and the
-`crm scheduler` commands."""
+"""The scheduler's campaign jobs: jobs kept in the CRM database survive a restart, syncing
+follows the campaigns without resetting stored run times, a run missed several times is run
+once, and the `crm scheduler` commands. (The other plugins' jobs: test_scheduler_jobs.py.)"""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from crm.core.app import App
 from crm.core.clock import local_zone
 from crm.core.db import transaction
 from crm.core.models import Building, Household, Project, Purchase, Unit, utcnow
-from crm.core.security import User
-from crm.plugins import BUILTIN_PLUGINS
-from crm.plugins.campaigns.campaigns import create_campaign, normalise_rule, set_active
-from crm.plugins.campaigns.models import CampaignRun
-from crm.plugins.campaigns.scheduler import (
+from crm.core.scheduler import (
     list_jobs,
     make_scheduler,
     paused_scheduler,
     sync_jobs,
     use_app,
 )
+from crm.core.security import User
+from crm.plugins import BUILTIN_PLUGINS
+from crm.plugins.campaigns.campaigns import create_campaign, normalise_rule, set_active
+from crm.plugins.campaigns.models import CampaignRun
 
 ADMIN = User("测试管理员", "admin")
 
@@ -65,7 +65,8 @@ def test_jobs_follow_the_campaigns_and_survive_a_restart(app, db_url, owners):
     with app.session() as session, paused_scheduler(app) as scheduler:
         first = sync_jobs(scheduler, session)
     assert sorted(first.added) == [
-        "campaign:EVERY", "campaign:ONCE", "campaign:WEEKLY", "lifecycle", "sync",
+        "campaign:EVERY", "campaign:ONCE", "campaign:WEEKLY", "coordination", "lifecycle",
+        "sla_check", "sync", "warnings",
     ]  # fmt: skip
     before = {job["id"]: job["next_run"] for job in list_jobs(app)}
     app.dispose()
@@ -136,9 +137,13 @@ def test_scheduler_commands_sync_list_and_run_for_a_while(app, owners, run):
     ran = run("scheduler", "run", "--for", "0.5", "--format", "json")
     assert ran.exit_code == 0, ran.output
     assert "调度程序已停止" in ran.stderr
-    assert json.loads(ran.stdout)[0]["jobs"] == "campaign:WEEKLY、lifecycle、sync"
+    assert json.loads(ran.stdout)[0]["jobs"] == (
+        "campaign:WEEKLY、coordination、lifecycle、sla_check、sync、warnings"
+    )
     jobs = json.loads(run("scheduler", "jobs", "--format", "json").stdout)
-    assert sorted(job["id"] for job in jobs) == ["campaign:WEEKLY", "lifecycle", "sync"]
+    assert sorted(job["id"] for job in jobs) == [
+        "campaign:WEEKLY", "coordination", "lifecycle", "sla_check", "sync", "warnings",
+    ]  # fmt: skip
     weekly = next(job for job in jobs if job["id"] == "campaign:WEEKLY")
     assert weekly["next_run"].endswith("T09:30:00+08:00") and weekly["name"] == "活动WEEKLY"
     table = run("scheduler", "jobs")
@@ -146,3 +151,16 @@ def test_scheduler_commands_sync_list_and_run_for_a_while(app, owners, run):
     assert " 09:30" in table.output  # shown in the business zone, not the machine's
     denied = run("scheduler", "sync", as_="钱:analyst")
     assert denied.exit_code == 3 and "Traceback" not in denied.output
+
+
+def test_a_campaign_job_runs_the_campaign_at_the_schedulers_now(app, owners):
+    from crm.core.scheduler import execute
+
+    with app.session() as session, transaction(session):
+        _campaign(session, "WEEKLY", cron="0 9 * * 1")
+    monday = dt.datetime(2026, 4, 27, 1, 0, tzinfo=dt.UTC)  # 09:00 in Shanghai
+    summary = execute(app, "campaign:WEEKLY", monday)
+    with app.session() as session:
+        [run] = session.scalars(select(CampaignRun)).all()
+    assert summary == f"活动 WEEKLY 执行（编号 {run.id}）：名单 12 户（本次新增 12）"
+    assert run.trigger == "scheduler" and run.started_at == monday and run.audience == 12

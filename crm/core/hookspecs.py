@@ -147,3 +147,12 @@ def household_segments(session: Session) -> dict[int, str] | None:
 @hookspec(firstresult=True)
 def propensity_scores(session: Session, target: str) -> dict[int, float] | None:
     """The latest stored scores for a propensity target (buy_again, refer): household id -> probability."""
+
+
+if TYPE_CHECKING:
+    from crm.core.schedule import ScheduledJob
+
+
+@hookspec
+def scheduled_jobs(session: Session, now: dt.datetime) -> list[ScheduledJob] | None:
+    """A plugin's periodic work for the scheduler: id, Chinese name, default schedule, permission and body (session, now)."""

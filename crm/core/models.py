@@ -1,5 +1,5 @@
 """The core customer database: projects, units, households, members, purchases, referrals,
-service records, the audit log and settings.
+service records, the audit log, settings and the scheduler's job store.
 
 Personal data columns (`*_enc`) hold ciphertext from `crm.core.security.Vault`; the `*_hash`
 columns hold keyed hashes for exact look-up. Code columns store vocabulary codes
@@ -15,16 +15,21 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     TypeDecorator,
+    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -271,3 +276,17 @@ class Setting(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# APScheduler's SQLAlchemyJobStore table (crm.core.scheduler), declared here with exactly the
+# store's own columns (3.x) so the core migration creates it, the models-vs-migrations check
+# covers it and the test fixtures empty it; the store finds it present and leaves it alone.
+# Double is what the store's Float(25) becomes on PostgreSQL (double precision) and matches what
+# reflection reads back.
+scheduler_jobs = Table(
+    "scheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Double, index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

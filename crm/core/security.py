@@ -58,6 +58,10 @@ PERMISSIONS = {
     "profitability.run": {"sales", "agent", "manager", "analyst", "admin"},
     # Running a coordination cycle (collect feedback, assess plans, dispatch the work).
     "coordination.run": {"sales", "agent", "manager", "admin"},
+    # Starting the scheduler and syncing its jobs; each job also needs its own permission.
+    "scheduler.run": {"sales", "agent", "manager", "admin"},
+    # Changing how often the periodic jobs run (settings scheduler.*).
+    "scheduler.configure": {"manager", "admin"},
 }
 DEFAULT_ROLE = "agent"
 

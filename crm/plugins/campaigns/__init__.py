@@ -1,7 +1,7 @@
 """Campaigns (营销与客户关怀活动): referral and loyalty campaigns (campaigns.py), the 6+2
 lifecycle touchpoints (lifecycle.py), the four-year revisit programme (四年之约, revisits.py) and
-the scheduler that runs them (scheduler.py). Hook implementations only; the commands sit in
-commands.py (revisit), campaign_commands.py and scheduler_commands.py."""
+their jobs for the core scheduler (jobs.py). Hook implementations only; the commands sit in
+commands.py (revisit) and campaign_commands.py."""
 
 from pathlib import Path
 
@@ -15,11 +15,17 @@ def migration_locations():
 
 @hookimpl
 def register_commands(cli):
-    from crm.plugins.campaigns import campaign_commands, commands, scheduler_commands
+    from crm.plugins.campaigns import campaign_commands, commands
 
     commands.register(cli)
     campaign_commands.register(cli)
-    scheduler_commands.register(cli)
+
+
+@hookimpl
+def scheduled_jobs(session, now):
+    from crm.plugins.campaigns.jobs import scheduled_jobs
+
+    return scheduled_jobs(session, now)
 
 
 @hookimpl

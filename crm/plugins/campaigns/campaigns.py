@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
-from crm.core.clock import add_months, as_local, local_today, local_zone, to_local
+from crm.core.clock import add_months, as_local, local_today, to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import (
@@ -39,6 +39,7 @@ from crm.core.models import (
     utcnow,
 )
 from crm.core.privacy import Disclosure
+from crm.core.schedule import Schedule, parse_every
 from crm.core.vocab import code_of, label
 from crm.plugins.campaigns.models import (
     Campaign,
@@ -365,16 +366,6 @@ def check_template(template: str) -> str:
     return template.strip()
 
 
-def parse_every(text: str) -> int:
-    """Minutes in an interval such as 30m, 12h, 7d, 2w (or 30分钟, 12小时, 7天, 2周)."""
-    found = re.fullmatch(r"\s*(\d+)\s*(m|min|分钟|h|小时|d|天|w|周)\s*", text or "", re.IGNORECASE)
-    if not found or int(found.group(1)) < 1:
-        raise CrmError(f"间隔“{text}”无效：请写成 30m、12h、7d 或 2w（分钟、小时、天、周）。")
-    unit = found.group(2).lower()
-    per = {"m": 1, "min": 1, "分钟": 1, "h": 60, "小时": 60, "d": 1440, "天": 1440}
-    return int(found.group(1)) * per.get(unit, 10080)
-
-
 def parse_local_time(text: str) -> dt.datetime:
     """A business-zone wall-clock time like 2026-12-01 09:00, as an aware UTC datetime."""
     try:
@@ -386,75 +377,17 @@ def parse_local_time(text: str) -> dt.datetime:
     return moment.astimezone(dt.UTC)
 
 
-WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def _crontab_weekdays(field_text: str) -> str:
-    """A crontab day-of-week field (0 or 7 = Sunday) as weekday names: APScheduler 3 reads
-    numbers with 0 = Monday, so "0 9 * * 1" would otherwise fire on Tuesdays."""
-    if not re.search(r"\d", field_text):
-        return field_text
-    days: list[int] = []
-    for item in field_text.split(","):
-        base, _, step = item.partition("/")
-        if not re.fullmatch(r"\*|\d+(-\d+)?", base) or (step and not step.isdigit()):
-            raise ValueError(f"unsupported day of week {item!r}")
-        if base == "*":
-            first, last = 0, 6
-        elif "-" in base:
-            first, last = (int(part) for part in base.split("-"))
-        else:
-            first = int(base)
-            last = 6 if step else first
-        if not 0 <= first <= last <= 7 or (step and int(step) < 1):
-            raise ValueError(f"day of week out of range {item!r}")
-        days.extend(range(first, last + 1, int(step or 1)))
-    return ",".join(WEEKDAY_NAMES[day % 7] for day in sorted({d % 7 for d in days}))
-
-
-def crontab_trigger(expression: str):
-    """An APScheduler CronTrigger for a standard 5-field crontab line, in the business zone."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    fields = expression.split()
-    if len(fields) != 5:
-        raise ValueError("a crontab line has five fields")
-    minute, hour, day, month, weekdays = fields
-    return CronTrigger(
-        minute=minute, hour=hour, day=day, month=month,
-        day_of_week=_crontab_weekdays(weekdays), timezone=local_zone(),
-    )  # fmt: skip
-
-
-def make_trigger(campaign: Campaign):
-    """The APScheduler trigger for a scheduled campaign, in the business zone (None if unscheduled).
-    Interval triggers start at the campaign's creation, so the fire times stay put across
-    restarts and the trigger compares equal when jobs are synced again."""
-    zone = local_zone()
+def campaign_schedule(campaign: Campaign) -> Schedule | None:
+    """When a scheduled campaign runs (None if it is run by hand). Interval runs count from the
+    campaign's creation, so the run times stay put across restarts and syncs."""
     if campaign.schedule_kind == "once":
-        from apscheduler.triggers.date import DateTrigger
-
-        return DateTrigger(run_date=campaign.run_at, timezone=zone)
+        return Schedule.once(campaign.run_at)
     if campaign.schedule_kind == "cron":
-        return crontab_trigger(campaign.cron)
+        return Schedule.crontab(campaign.cron)
     if campaign.schedule_kind == "interval":
-        from apscheduler.triggers.interval import IntervalTrigger
-
         start = (campaign.created_at or utcnow()).replace(microsecond=0)
-        return IntervalTrigger(
-            minutes=campaign.interval_minutes, start_date=to_local(start), timezone=zone
-        )
+        return Schedule.every(campaign.interval_minutes, start=start)
     return None
-
-
-def _check_cron(expression: str) -> str:
-    try:
-        crontab_trigger(expression.strip())
-    except ValueError:
-        raise CrmError(
-            f"cron 表达式“{expression}”无效：请写 5 段（分 时 日 月 周），如“0 9 * * 1”表示每周一 9:00。"
-        ) from None
-    return " ".join(expression.split())
 
 
 def describe_schedule(campaign: Campaign) -> str:
@@ -523,7 +456,7 @@ def create_campaign(
     if at:
         campaign.schedule_kind, campaign.run_at = "once", parse_local_time(at)
     elif cron:
-        campaign.schedule_kind, campaign.cron = "cron", _check_cron(cron)
+        campaign.schedule_kind, campaign.cron = "cron", Schedule.crontab(cron).cron
     elif every:
         campaign.schedule_kind, campaign.interval_minutes = "interval", parse_every(every)
     session.add(campaign)

@@ -1,6 +1,6 @@
 """The campaigns plugin's tables: the four-year revisit programme (四年之约: visits and the
 rectification of each nonconformity found on a visit), marketing campaigns with their runs,
-outreach lists and contact attempts, the 6+2 lifecycle touchpoints, and APScheduler's job store.
+outreach lists and contact attempts, and the 6+2 lifecycle touchpoints.
 
 Visit records and opinion forms are kept permanently (DOMAIN.md "Customer visits"), so nothing
 here is ever deleted: a correction is a new visit naming the one it corrects, and a follow-up
@@ -15,17 +15,13 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
-    Column,
     Date,
     Double,
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
-    Table,
     Text,
-    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -187,16 +183,3 @@ class Touchpoint(Audited, TimestampMixin, Base):
     done_by: Mapped[str | None] = mapped_column(String(100))
     outcome: Mapped[str | None] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(Text)
-
-
-# APScheduler's SQLAlchemyJobStore table, declared here with exactly the store's own columns
-# (3.x) so the migration creates it, the models-vs-migrations check covers it and the test
-# fixtures empty it; the store finds it present and leaves it alone. Double is what the store's
-# Float(25) becomes on PostgreSQL (double precision) and matches what reflection reads back.
-scheduler_jobs = Table(
-    "camp_scheduler_jobs",
-    Base.metadata,
-    Column("id", Unicode(191), primary_key=True),
-    Column("next_run_time", Double, index=True),
-    Column("job_state", LargeBinary, nullable=False),
-)

@@ -17,3 +17,10 @@ def register_commands(cli):
     from crm.plugins.coordination.commands import register
 
     register(cli)
+
+
+@hookimpl
+def scheduled_jobs(session, now):
+    from crm.plugins.coordination.jobs import scheduled_jobs
+
+    return scheduled_jobs(session, now)

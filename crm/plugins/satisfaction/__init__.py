@@ -51,3 +51,10 @@ def get_feedback(session, feedback_id):
     from crm.plugins.satisfaction.warnings import get_feedback
 
     return get_feedback(session, feedback_id)
+
+
+@hookimpl
+def scheduled_jobs(session, now):
+    from crm.plugins.satisfaction.jobs import scheduled_jobs
+
+    return scheduled_jobs(session, now)

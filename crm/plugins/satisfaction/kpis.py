@@ -1,21 +1,24 @@
 """KPIs per project, team, category or month, computed by the database.
 
 From surveys: satisfaction rate (share of CSAT >= 4), NPS (% promoters 9-10 minus % detractors
-0-6) and the mean gap (experience − expectation, over every answered aspect). From tickets, through the `ticket_statistics`
-hook of service handling: timeliness, closure and revisit rates and the mean times to reply and
-to close. Only aggregated rows (one per group) ever reach Python.
+0-6) and the mean gap (experience − expectation, over every answered aspect). From the service
+register: the requests of each group, each counted once, whether a ticket of service handling
+(through its `ticket_statistics` hook: timeliness, revisits, times to reply and to close) or a
+legacy record imported into the core register (closure and time to close; a legacy record has
+no time limit nor revisit on file, so timeliness and the revisit rate are over tickets only).
+Only aggregated rows (one per group) ever reach Python.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from crm.core.errors import CrmError
-from crm.core.models import Project
-from crm.core.sqltime import month_of
+from crm.core.models import Building, Household, Project, ServiceRecord, Unit
+from crm.core.sqltime import minutes_between, month_of
 from crm.plugins.satisfaction.models import Survey
 from crm.plugins.satisfaction.surveys import CATEGORIES
 
@@ -28,7 +31,8 @@ COLUMNS = [
     ("satisfaction_rate", "满意率"),
     ("nps", "NPS"),
     ("mean_gap", "平均差距"),
-    ("tickets", "工单数"),
+    ("tickets", "服务登记数"),
+    ("legacy", "其中历史记录"),
     ("closed", "已关闭"),
     ("timeliness_rate", "及时率"),
     ("closure_rate", "关闭率"),
@@ -98,25 +102,86 @@ def _ratio(part: float | None, whole: float | None) -> float | None:
     return None if part is None or not whole else part / whole
 
 
-def _ticket_kpis(row: dict | None) -> dict:
-    if row is None:
-        return {
-            "tickets": 0,
-            "closed": 0,
-            "timeliness_rate": None,
-            "closure_rate": None,
-            "revisit_rate": None,
-            "mean_reply_minutes": None,
-            "mean_close_minutes": None,
-        }
+def _sum(*values) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def legacy_statistics(
+    session: Session,
+    group_by: str,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> dict:
+    """Group key -> records, closed and minutes to close of the legacy records in the core
+    service register (entries no plugin keeps), opened in [since, until). They have no team
+    nor category: those groupings put them under （未归属）."""
+    closed = ServiceRecord.status == "closed"
+    project = func.coalesce(Building.project_id, Household.project_id)
+    # No team nor category: one group, under no key (PostgreSQL refuses GROUP BY a constant).
+    key = {
+        "project": project,
+        "team": None,
+        "category": None,
+        "month": month_of(session, ServiceRecord.opened_at) if group_by == "month" else None,
+    }[group_by]
+    query = (
+        select(
+            (key if key is not None else literal(None)).label("key"),
+            func.count().label("records"),
+            func.sum(case((closed, 1), else_=0)).label("closed"),
+            func.sum(
+                case(
+                    (
+                        closed,
+                        minutes_between(session, ServiceRecord.opened_at, ServiceRecord.closed_at),
+                    )
+                )
+            ).label("close_minutes"),
+            func.count(case((closed, ServiceRecord.closed_at))).label("closed_timed"),
+        )
+        .select_from(ServiceRecord)
+        .join(Household, Household.id == ServiceRecord.household_id)
+        .outerjoin(Unit, Unit.id == ServiceRecord.unit_id)
+        .outerjoin(Building, Building.id == Unit.building_id)
+        .where(ServiceRecord.managed_by.is_(None))
+    )
+    if key is not None:
+        query = query.group_by(key)
+    if since is not None:
+        query = query.where(ServiceRecord.opened_at >= since)
+    if until is not None:
+        query = query.where(ServiceRecord.opened_at < until)
     return {
-        "tickets": row["tickets"],
-        "closed": row["closed"],
-        "timeliness_rate": _ratio(row["on_time"], row["closed"]),
-        "closure_rate": _ratio(row["closed"], row["tickets"]),
-        "revisit_rate": _ratio(row["revisited"], row["closed"]),
-        "mean_reply_minutes": _ratio(row["reply_minutes"], row["replied"]),
-        "mean_close_minutes": _ratio(row["close_minutes"], row["closed_timed"]),
+        row.key: {
+            "records": int(row.records),
+            "closed": int(row.closed or 0),
+            "close_minutes": _float(row.close_minutes),
+            "closed_timed": int(row.closed_timed or 0),
+        }
+        for row in session.execute(query)
+        if row.records  # an ungrouped count over no rows is one row of zeros
+    }
+
+
+def _service_kpis(tickets: dict | None, legacy: dict | None) -> dict:
+    """The register's KPIs of one group: tickets and legacy records together, each once."""
+    t = tickets or {}
+    old = legacy or {}
+    records = t.get("tickets", 0) + old.get("records", 0)
+    closed = t.get("closed", 0) + old.get("closed", 0)
+    return {
+        "tickets": records,
+        "legacy": old.get("records", 0),
+        "closed": closed,
+        "timeliness_rate": _ratio(t.get("on_time"), t.get("closed")),
+        "closure_rate": _ratio(closed, records),
+        "revisit_rate": _ratio(t.get("revisited"), t.get("closed")),
+        "mean_reply_minutes": _ratio(t.get("reply_minutes"), t.get("replied")),
+        "mean_close_minutes": _ratio(
+            _sum(t.get("close_minutes"), old.get("close_minutes")),
+            t.get("closed_timed", 0) + old.get("closed_timed", 0),
+        ),
     }
 
 
@@ -139,13 +204,15 @@ def kpi_report(
         else None
     ) or []
     tickets = {row["key"]: row for row in ticket_rows}
-    labels = _labels(session, group_by, set(surveys) | set(tickets), tickets)
+    legacy = legacy_statistics(session, group_by, since, until)
+    keys = set(surveys) | set(tickets) | set(legacy)
+    labels = _labels(session, group_by, keys, tickets)
     empty = {"surveys": 0, "satisfaction_rate": None, "nps": None, "mean_gap": None}
     rows = [
         {"key": key, "label": labels[key]}
         | surveys.get(key, empty)
-        | _ticket_kpis(tickets.get(key))
-        for key in set(surveys) | set(tickets)
+        | _service_kpis(tickets.get(key), legacy.get(key))
+        for key in keys
     ]
     rows.sort(key=lambda row: (row["key"] is None, str(row["label"])))
     for row in rows:

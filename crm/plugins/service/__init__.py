@@ -104,3 +104,10 @@ def dispatch_outcomes(session, references):
     from crm.plugins.service.tasks import dispatch_outcomes
 
     return dispatch_outcomes(session, references)
+
+
+@hookimpl
+def scheduled_jobs(session, now):
+    from crm.plugins.service.jobs import scheduled_jobs
+
+    return scheduled_jobs(session, now)
