@@ -234,3 +234,58 @@ def test_cli_repair_flow(app, run, technician):
     assert record["revisit"] == "WX20260428-0001-02"
     shown = run("repair", "check", "WX20260428-0001", "--item", "fittings")
     assert shown.exit_code != 0 and "已经派出维修" in shown.output
+
+
+def test_a_repair_moves_its_ticket_to_the_revisit_and_the_revisit_records_satisfaction(
+    app, technician
+):
+    """Seen: after check, quote, start, complete with signed fee and the automatic revisit
+    order, the ticket still stood at 受理, the SLA check flagged 首次响应超时 and the revisit
+    work order recorded no satisfaction."""
+    from crm.plugins.satisfaction.models import Survey
+    from crm.plugins.service.dispatch import complete_work_order
+    from crm.plugins.service.sla import check_clocks
+    from crm.plugins.service.tickets import open_ticket
+
+    with app.session() as session, transaction(session):
+        _home(session, "H1", "1903", dt.date(2020, 1, 1))  # out of warranty: paid
+        number = open_ticket(
+            session, "H1", "repair", "phone", "马桶堵塞", unit="1903", now=NOW
+        ).number
+    step = dt.timedelta(minutes=3)
+    with app.session() as session, transaction(session):
+        check_warranty(session, number, "drain_blockage", now=NOW + step)
+        quote_repair(session, number, "疏通 80 元/次", now=NOW + 2 * step)
+        start_repair(session, number, now=NOW + 3 * step)
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        assert (ticket.status, ticket.first_response_at) == ("investigating", NOW + step)
+        status = complete_repair(
+            session, number, "已疏通", fee_amount="80", signed_by="陈先生", now=NOW + 4 * step
+        )
+        assert ticket.status == "closed" and ticket.closed_at == NOW + 4 * step
+        assert ticket.result == "已疏通" and ticket.customer_confirmed
+        revisit_order = status["revisit"]
+        # The SLA check finds nothing: the first response came in time and it is closed.
+        found = check_clocks(session, NOW + dt.timedelta(hours=2))
+        assert not any(found.values())
+    with app.session() as session:
+        with pytest.raises(CrmError, match="请登记客户的满意度"):
+            complete_work_order(session, revisit_order, "已回访", now=NOW + dt.timedelta(hours=3))
+        session.rollback()
+        with pytest.raises(CrmError, match="须跟进到客户满意为止"):
+            complete_work_order(
+                session, revisit_order, "还是堵", now=NOW + dt.timedelta(hours=3),
+                revisit={"csat": 1},
+            )  # fmt: skip
+        session.rollback()
+    with app.session() as session, transaction(session):
+        complete_work_order(
+            session, revisit_order, "很满意", now=NOW + dt.timedelta(hours=3),
+            revisit={"csat": 5, "nps": 9},
+        )  # fmt: skip
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        order = session.scalar(select(WorkOrder).where(WorkOrder.number == revisit_order))
+        survey = session.scalar(select(Survey).where(Survey.ticket_number == number))
+        assert ticket.status == "revisited" and order.status == "done"
+        assert (survey.kind, survey.csat, survey.nps) == ("revisit", 5, 9)
+        assert survey.taken_at == NOW + dt.timedelta(hours=3)

@@ -13,7 +13,8 @@ from sqlalchemy import func, select, update
 from crm import hookimpl
 from crm.core.db import transaction
 from crm.core.errors import CrmError
-from crm.core.models import Building, Household, Project, Purchase, Unit
+from crm.core.models import Building, Household, Project, Purchase, Setting, Unit
+from crm.core.security import User
 from crm.plugins.service import rules, sla, tickets
 from crm.plugins.service.models import (
     Commitment,
@@ -343,6 +344,139 @@ def test_a_dissatisfied_revisit_reopens_and_climbs_a_level(session, world, surve
     assert (escalation.rule, escalation.level) == ("reopen", 2)
     assert session.get(Staff, escalation.to_staff_id).name == "陈主管"
     assert len(surveys.calls) == 1
+
+
+def test_an_unhappy_customer_is_followed_until_satisfied_or_a_manager_says_why_not(
+    session, world, surveys
+):
+    """Seen: a revisit with CSAT 1 and no --reopen went on to feedback and completion."""
+    number = opened(session, kind="repair")
+    with transaction(session):
+        tickets.assess(session, number, "general", "engineering", [], now=T0 + minutes(2))
+        tickets.step(session, number, "investigate", now=T0 + minutes(3))
+        tickets.close(session, number, True, now=T0 + minutes(20))
+    with pytest.raises(CrmError, match="须跟进到客户满意为止"):
+        tickets.revisit(session, number, csat=1, now=T0 + minutes(60))
+    session.rollback()
+    session.info["user"] = User("小王", "agent")
+    with pytest.raises(CrmError, match="无权确认客户不满意的工单不再处理"):
+        tickets.revisit(session, number, csat=2, override="客户要求超出合同", now=T0 + minutes(60))
+    session.rollback()
+    session.info["user"] = User("刘经理", "manager")
+    with pytest.raises(CrmError, match="二选一"):
+        tickets.revisit(
+            session, number, csat=1, reopen_ticket=True, override="x", now=T0 + minutes(60)
+        )
+    session.rollback()
+    with pytest.raises(CrmError, match="无需经理确认"):
+        tickets.revisit(session, number, csat=4, override="x", now=T0 + minutes(60))
+    session.rollback()
+    assert surveys.calls == []
+    with transaction(session):
+        tickets.revisit(
+            session, number, csat=2, override="客户要求更换整套设备，经鉴定不属质量问题",
+            now=T0 + minutes(60),
+        )  # fmt: skip
+    ticket = tickets.get_ticket(session, number)
+    assert ticket.status == "revisited" and ticket.reopen_count == 0
+    override = session.scalars(
+        select(TicketEvent).where(
+            TicketEvent.ticket_id == ticket.id, TicketEvent.action == "override"
+        )
+    ).one()
+    assert override.actor == "刘经理" and "不属质量问题" in override.note
+    assert len(surveys.calls) == 1  # the answers still reach satisfaction monitoring
+
+
+def test_the_threshold_of_an_unhappy_revisit_is_a_setting(session, world, surveys):
+    number = opened(session, kind="repair")
+    with transaction(session):
+        session.add(Setting(key="service.dissatisfied_csat", value="3"))
+        tickets.assess(session, number, "general", "engineering", [], now=T0 + minutes(2))
+        tickets.step(session, number, "investigate", now=T0 + minutes(3))
+        tickets.close(session, number, True, now=T0 + minutes(20))
+    with pytest.raises(CrmError, match="不高于 3 分"):
+        tickets.revisit(session, number, csat=3, now=T0 + minutes(60))
+
+
+def test_no_ticket_reaches_its_last_step_with_its_work_open(session, world, surveys):
+    """Seen: a complaint reached its last step while its remedial and corrective work orders
+    were still open."""
+    from crm.plugins.service import dispatch
+
+    number = opened(session)
+    with transaction(session):
+        tickets.step(session, number, "confirm", now=T0 + minutes(1))
+        tickets.assess(session, number, "general", "service", ["fix_now"], now=T0 + minutes(2))
+        ticket = tickets.get_ticket(session, number)
+        corrective = dispatch.create_work_order(
+            session, ticket, "corrective", "雨季前逐户检查地漏", now=T0 + minutes(3)
+        )
+        tickets.step(session, number, "investigate", now=T0 + minutes(4))
+        tickets.reply(session, number, what="疏通", due_at=T0 + minutes(60), promised_by="张技术",
+                      now=T0 + minutes(5))  # fmt: skip
+        tickets.close(session, number, True, now=T0 + minutes(20))
+        tickets.revisit(session, number, csat=5, now=T0 + minutes(30))
+    with pytest.raises(CrmError, match=f"还有未完成的派工单 {corrective.number}（纠正措施）"):
+        tickets.feedback(session, number, "地漏未检查", "逐户检查", now=T0 + minutes(40))
+    session.rollback()
+    with transaction(session):
+        dispatch.complete_work_order(session, corrective.number, "已检查", now=T0 + minutes(50))
+        tickets.feedback(session, number, "地漏未检查", "逐户检查", now=T0 + minutes(55))
+    assert tickets.get_ticket(session, number).status == "completed"
+
+
+def test_a_step_done_earlier_is_recorded_when_it_happened(session, world):
+    """Seen: a call taken at 08:05 and typed in at 08:40 was stamped 08:40."""
+    typed = T0 + minutes(35)
+    with transaction(session):
+        ticket = tickets.open_ticket(
+            session, "H1", "complaint", "phone", "阳台进水", unit="1903", now=typed, at=T0
+        )
+        number = ticket.number
+        tickets.step(session, number, "confirm", now=typed + minutes(1), at=T0 + minutes(3))
+    ticket = tickets.get_ticket(session, number)
+    # The clocks run from the call: answered at 08:08 within the 10 minutes.
+    assert (ticket.opened_at, ticket.created_at) == (T0, typed)
+    assert ticket.first_response_at == T0 + minutes(3)
+    assert ticket.response_due_at == T0 + minutes(10) and not ticket.response_breached
+    rows = session.execute(
+        select(TicketEvent.action, TicketEvent.at, TicketEvent.entered_at)
+        .where(TicketEvent.ticket_id == ticket.id)
+        .order_by(TicketEvent.id)
+    ).all()
+    assert [tuple(r) for r in rows] == [
+        ("open", T0, typed),
+        ("confirm", T0 + minutes(3), typed + minutes(1)),
+    ]
+    with pytest.raises(CrmError, match="晚于现在"):
+        tickets.step(session, number, "investigate", now=typed, at=typed + minutes(5))
+    session.rollback()
+    with pytest.raises(CrmError, match="早于这张工单进入当前步骤的时间"):
+        tickets.assess(session, number, "general", "service", ["fix_now"], now=typed,
+                       at=T0 + minutes(1))  # fmt: skip
+    session.rollback()
+    with pytest.raises(CrmError, match="早于工单受理时间"):
+        tickets.record_contact(session, number, "phone", "再次来电", now=typed,
+                               at=T0 - minutes(1))  # fmt: skip
+
+
+def test_cli_takes_when_it_happened_and_refuses_the_future(run, app):
+    with app.session() as session:
+        make_world(session)
+    result = run(
+        "ticket", "open", "H1", "--type", "complaint", "--channel", "phone", "--summary", "漏水",
+        "--at", "2026-04-28 08:05", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    number = json.loads(result.stdout)["number"]
+    assert number == "TS20260428-0001"  # the number is of the day the call came in
+    shown = json.loads(run("ticket", "show", number, "--format", "json").stdout)
+    assert shown["opened_at"].startswith("2026-04-28T00:05")
+    future = run("ticket", "step", number, "confirm", "--at", "2099-01-01 08:00")
+    assert future.exit_code == 1 and "晚于现在" in future.output
+    bad = run("ticket", "step", number, "confirm", "--at", "明天早上")
+    assert bad.exit_code == 1 and "2026-12-02 08:05" in bad.output and "Traceback" not in bad.output
 
 
 def test_shorter_flows_for_enquiries_and_suggestions(session, world):
