@@ -144,9 +144,9 @@ def cli(ctx: click.Context, db: str | None, user: str | None) -> None:
 
 
 def _add_core_commands() -> None:
-    from crm.commands import admin, demo, household, scheduler, transfer
+    from crm.commands import admin, demo, household, scheduler, simulate, transfer
 
-    for module in (admin, household, transfer, demo, scheduler):
+    for module in (admin, household, transfer, demo, scheduler, simulate):
         module.register(cli)
     plugin_manager().hook.register_commands(cli=cli)
     _localise(cli)

@@ -393,9 +393,12 @@ def test_later_purchases_and_referrals_are_attributed_to_the_last_touch(app, pla
         call = run_campaign(session, "CALL", now=NOW)
     with app.session() as session, transaction(session):
         # a call that does not reach OWN is no touch; OLD is reached ten days after listing
-        record_attempt(session, call.run_id, "OLD", "未接通", at=NOW + dt.timedelta(days=9))
+        typed = NOW + dt.timedelta(days=11)
+        record_attempt(
+            session, call.run_id, "OLD", "未接通", at=NOW + dt.timedelta(days=9), now=typed
+        )
         record_attempt(session, call.run_id, "OLD", "有意向", "想换大户型",
-                       at=NOW + dt.timedelta(days=10))  # fmt: skip
+                       at=NOW + dt.timedelta(days=10), now=typed)  # fmt: skip
         day = NOW.date()
         _purchase(session, "PROSPECT", "R-1", day + dt.timedelta(days=5), 800_000, referrer="OLD")
         _purchase(session, "OLD", "B-1", day + dt.timedelta(days=20), 2_000_000)

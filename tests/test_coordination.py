@@ -140,7 +140,7 @@ def add_feedback(app, homes, *specs) -> list[int]:
     with app.session() as session, transaction(session):
         records = [
             FeedbackRecord(
-                key=f"test:{i}:{code}",
+                key=f"test:{i}:{code}:{reason}",
                 kind="satisfaction_drop" if code else "project_drop",
                 household_id=homes[code] if code and code != "-" else None,
                 project_id=homes["project"] if code is None else None,
@@ -380,14 +380,14 @@ def test_two_cycles_at_once_dispatch_every_feedback_exactly_once(app, homes, db_
     logged = decisions(app)
     assert sorted(int(d.feedback_id) for d in logged) == sorted(ids)
     assert {d.status for d in logged} == {"dispatched"}
+    # One task per household: the household's later warnings join its open task.
     given = {t.number: t for t in tasks(app)}
-    assert len(given) == 90 and count(app, WorkOrder) == 90
+    assert len(given) == 6 and count(app, WorkOrder) == 6
     with app.session() as session:
         homes_by_id = dict(session.execute(select(Household.id, Household.code)).all())
     for decision in logged:
         task = given[decision.work_refs[0]]
         assert homes_by_id[task.household_id] == decision.household_code
-        assert task.decision_ref == str(decision.id)
 
 
 class Gate:
@@ -628,3 +628,31 @@ def test_a_failed_run_of_the_watch_is_resumed_by_the_next(run, app, homes):
     [failed] = [line for line in result.stderr.splitlines() if line.startswith("第 1 轮")]
     assert failed == "第 1 轮出错：评估服务中途崩溃；未完成的决策将在下一轮继续。"
     assert "派工 1 条" in result.stdout and statuses(app) == ["dispatched"]
+
+
+def test_a_household_is_followed_up_by_one_task_at_a_time(app, homes, assessor):
+    """Warnings about one household that arrive together, or while its task is open, join
+    that task instead of contacting the customer again."""
+    from crm.plugins.service.tasks import complete_task
+
+    add_feedback(app, homes, ("H2", "满意度下降。", 0.9), ("H2", "重复投诉。", 0.5))
+    cycle(app)
+    [task] = tasks(app)
+    first, second = decisions(app)
+    assert first.work_refs == second.work_refs == [task.number]
+    assert "重复投诉" in task.description and "并入本任务" in task.description
+    later = NOW + dt.timedelta(hours=2)
+    add_feedback(app, homes, ("H2", "又一次满意度下降。", 0.7))
+    with app.session() as session:
+        run_cycle(session, now=later)
+    assert len(tasks(app)) == 1 and decisions(app)[2].work_refs == [task.number]
+    with app.session() as session, transaction(session):
+        complete_task(session, task.number, "客户接受", True, now=later + dt.timedelta(hours=1))
+    with app.session() as session:
+        run_cycle(session, now=later + dt.timedelta(hours=2))
+    assert {d.status for d in decisions(app)} == {"closed"}
+    # Once the task is done, a new warning gets a task of its own.
+    add_feedback(app, homes, ("H2", "再次投诉。", 0.6))
+    with app.session() as session:
+        run_cycle(session, now=later + dt.timedelta(days=1))
+    assert len(tasks(app)) == 2

@@ -134,8 +134,15 @@ def test_exports_for_the_visit_teams_open_as_csv_and_xlsx(portfolio, run, tmp_pa
     assert ".csv" in _refusal(run("revisit", "due", "--month", "2026-12", "-o", "x.pdf"))
 
 
+@pytest.fixture
+def after_the_visits(time_machine):
+    """The visits and rectifications below are recorded afterwards, in January 2027 (a visit
+    or a rectification dated in the future is refused)."""
+    time_machine.move_to(dt.datetime(2027, 1, 31, 2, 0, tzinfo=dt.UTC), tick=True)
+
+
 def test_a_visit_with_nonconformities_is_rectified_and_followed_up_until_satisfied(
-    app, portfolio, run
+    app, portfolio, run, after_the_visits
 ):
     visit = _json(
         run(
@@ -194,7 +201,7 @@ def test_a_correction_is_a_new_record_and_the_old_one_stays(app, portfolio, run)
     assert "delete" not in _ok(run("revisit", "--help"))
 
 
-def test_bad_input_is_refused_and_nothing_is_written(app, portfolio, run):
+def test_bad_input_is_refused_and_nothing_is_written(app, portfolio, run, after_the_visits):
     month = ("--month", "2026-12", "--visitor", "陈")
     assert "--unit" in _refusal(run("revisit", "record", "H2", *month))
     assert "没有到期" in _refusal(run("revisit", "record", "H3", *month))
@@ -205,6 +212,8 @@ def test_bad_input_is_refused_and_nothing_is_written(app, portfolio, run):
         run("revisit", "record", "H1", *month, "--date", "2026-12-10", "--issue", "渗水",
             "--owner", "赵工", "--due", "2026-12-01")
     )  # fmt: skip
+    # Only a visit that took place can be recorded.
+    assert "还没到" in _refusal(run("revisit", "record", "H1", *month, "--date", "2027-02-05"))
     assert "走访记录 99" in _refusal(run("revisit", "record", "H1", *month, "--follows", "99"))
     assert "无权" in _refusal(run("revisit", "record", "H1", *month, as_="周:analyst"))
     assert "整改项 5" in _refusal(run("revisit", "rectify", "5", "--measures", "修"))

@@ -236,3 +236,22 @@ def test_policies_change_through_the_cli_by_managers_only(run, app):
     assert (hot["response_minutes"], hot["resolve_minutes"]) == (5, 180)
     assert "投诉" in run("sla", "list").output  # codes read in Chinese in the table
     assert run("sla", "set", "praise", "hot").exit_code == 1
+
+
+def test_a_request_closed_late_between_two_checks_keeps_its_breach(session):
+    """The periodic check runs every few minutes; a request closed after its time limit but
+    before the next check must not look on time."""
+    make_world(session)
+    number = opened(session, kind="repair")
+    with transaction(session):
+        tickets.assess(session, number, "general", "engineering", [], now=T0 + minutes(2))
+        tickets.step(session, number, "investigate", now=T0 + minutes(3))
+        tickets.close(session, number, True, now=T0 + minutes(45))  # due at 30, no check ran
+    ticket = tickets.get_ticket(session, number)
+    assert ticket.resolve_breached and ticket.breached_at == T0 + minutes(30)
+    actions = session.scalars(
+        select(TicketEvent.action)
+        .where(TicketEvent.ticket_id == ticket.id)
+        .order_by(TicketEvent.id)
+    ).all()
+    assert actions[-2:] == ["resolve_breach", "close"]

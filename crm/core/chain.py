@@ -135,6 +135,8 @@ class Revisit:
     comment: str | None
     actor: str
     channel: str = "phone"
+    # When the answers were typed in (`at` is when the customer gave them); None: at `at`.
+    entered_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)

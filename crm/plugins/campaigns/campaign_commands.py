@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
 
 
 def _moment(text: str | None):
@@ -195,17 +195,17 @@ def campaign_contacts(run_id: int, outcome: str | None, output: str | None, fmt:
 @click.argument("household")
 @click.option("--outcome", required=True, help="联系结果：已接通、未接通、拒绝、有意向或已预约。")
 @click.option("--note", help="客户的回应。")
-@click.option("--at", help="联系时间（本地时间，默认现在），如 2026-12-02 10:30。")
+@at_option
 @format_option
 def campaign_contact(
-    run_id: int, household: str, outcome: str, note: str | None, at: str | None, fmt: str
+    run_id: int, household: str, outcome: str, note: str | None, at_text: str | None, fmt: str
 ) -> None:
     """记录一次联系尝试及客户回应。"""
     from crm.core.db import transaction
     from crm.plugins.campaigns.campaigns import ATTEMPT_LABELS, attempt_dict, record_attempt
 
     with get_app().session() as session, transaction(session):
-        attempt, code = record_attempt(session, run_id, household, outcome, note, _moment(at))
+        attempt, code = record_attempt(session, run_id, household, outcome, note, parse_at(at_text))
         record = attempt_dict(attempt, run_id, code)
     emit_record(record, fmt, ATTEMPT_LABELS)
 
@@ -273,8 +273,11 @@ def campaign_plan_touchpoints(
 @click.argument("touchpoint_id", type=int)
 @click.option("--outcome", required=True, help="联系结果：已接通、未接通、拒绝、有意向或已预约。")
 @click.option("--note", help="客户的回应。")
+@at_option
 @format_option
-def campaign_touchpoint_done(touchpoint_id: int, outcome: str, note: str | None, fmt: str) -> None:
+def campaign_touchpoint_done(
+    touchpoint_id: int, outcome: str, note: str | None, at_text: str | None, fmt: str
+) -> None:
     """登记一个生命周期触点已完成及其结果。"""
     from crm.core.db import transaction
     from crm.core.vocab import label
@@ -282,7 +285,7 @@ def campaign_touchpoint_done(touchpoint_id: int, outcome: str, note: str | None,
     from crm.plugins.campaigns.lifecycle import KIND_NAMES, record_touchpoint
 
     with get_app().session() as session, transaction(session):
-        point = record_touchpoint(session, touchpoint_id, outcome, note)
+        point = record_touchpoint(session, touchpoint_id, outcome, note, parse_at(at_text))
         record = {
             "id": point.id,
             "kind": KIND_NAMES[point.kind],

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
-from crm.core.clock import add_months, as_local, local_today, to_local
+from crm.core.clock import add_months, as_local, local_today, to_local, when_done
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import (
@@ -707,8 +707,10 @@ def record_attempt(
     outcome: str,
     note: str | None = None,
     at: dt.datetime | None = None,
+    now: dt.datetime | None = None,
 ) -> tuple[ContactAttempt, str]:
-    """Record one attempt to reach a household listed by a run, and its response."""
+    """Record one attempt to reach a household listed by a run, and its response: made `at`
+    (typed in later), never in the future nor before the household was listed."""
     user = audit.current_user(session)
     user.require("household.write", "记录活动联系结果")
     run = _run(session, run_id)
@@ -722,9 +724,7 @@ def record_attempt(
         raise NotFound(
             f"客户“{household_code}”不在执行 {run_id} 的名单上：请用 crm campaign contacts {run_id} 查看名单。"
         )
-    at = at or utcnow()
-    if at < contact.listed_at:
-        raise CrmError("联系时间早于该客户列入名单的时间：请核对 --at。")
+    at = when_done(at, now or utcnow(), contact.listed_at, "该客户列入名单的时间")
     attempt = ContactAttempt(
         contact_id=contact.id, at=at, by=user.name, outcome=outcome_code, note=note
     )

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
-from crm.core.clock import add_months, day_start, local_today, to_local
+from crm.core.clock import add_months, day_start, local_today, to_local, when_done
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import Building, Household, Member, Project, Purchase, Setting, Unit, utcnow
@@ -316,8 +316,10 @@ def record_touchpoint(
     outcome: str,
     note: str | None = None,
     at: dt.datetime | None = None,
+    now: dt.datetime | None = None,
 ) -> Touchpoint:
-    """Mark a touchpoint done with its outcome and the customer's response."""
+    """Mark a touchpoint done with its outcome and the customer's response: done `at` (typed
+    in later), never in the future."""
     user = audit.current_user(session)
     user.require("household.write", "登记生命周期触点结果")
     point = session.get(Touchpoint, touchpoint_id)
@@ -329,7 +331,7 @@ def record_touchpoint(
         )
     point.outcome = code_of(OUTCOMES, outcome, "联系结果")
     point.note = note
-    point.done_at = at or utcnow()
+    point.done_at = when_done(at, now or utcnow())
     point.done_by = user.name
     session.flush()
     return point

@@ -25,9 +25,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
+from crm.core.clock import local_today
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
-from crm.core.models import Building, Household, Member, Project, Purchase, Unit
+from crm.core.models import Building, Household, Member, Project, Purchase, Unit, utcnow
 from crm.core.privacy import Disclosure
 from crm.plugins.campaigns.models import Rectification, Visit
 
@@ -214,6 +215,7 @@ def record_visit(
     unit: str | None = None,
     follows: int | None = None,
     corrects: int | None = None,
+    now: dt.datetime | None = None,
 ) -> Visit:
     """Record a visit for the revisit due in `month`, with each nonconformity's named
     rectification owner and due date. A follow-up names the visit it follows up; a correction
@@ -241,6 +243,10 @@ def record_visit(
         raise CrmError(
             f"客户 {household.code} 在 {label} 有多套房到期（{units}）：请用 --unit 指定。"
         )
+    now = now or utcnow()
+    today = local_today(now)
+    if visited_on > today:
+        raise CrmError(f"走访日期 {visited_on} 还没到：只能登记已经做过的走访。")
     for issue, owner, due_on in nonconformities:
         if not issue.strip() or not owner.strip():
             raise CrmError("每项不符合项都要写明问题和整改责任人。")
@@ -263,9 +269,18 @@ def record_visit(
         corrects_visit_id=corrects,
         recorded_by=user.name,
         rectifications=[
-            Rectification(issue=issue.strip(), owner=owner.strip(), due_on=due_on)
+            Rectification(
+                issue=issue.strip(),
+                owner=owner.strip(),
+                due_on=due_on,
+                created_at=now,
+                updated_at=now,
+            )
             for issue, owner, due_on in nonconformities
         ],
+        # When it was typed in (visited_on is when the visit took place).
+        created_at=now,
+        updated_at=now,
     )
     session.add(visit)
     session.flush()
@@ -273,7 +288,11 @@ def record_visit(
 
 
 def rectify(
-    session: Session, rectification_id: int, measures: str, done_on: dt.date
+    session: Session,
+    rectification_id: int,
+    measures: str,
+    done_on: dt.date,
+    now: dt.datetime | None = None,
 ) -> Rectification:
     """Mark a nonconformity rectified with the measures taken."""
     audit.current_user(session).require("household.write", "登记整改")
@@ -286,6 +305,8 @@ def rectify(
         )
     if not measures or not measures.strip():
         raise CrmError("请用 --measures 写明整改措施。")
+    if done_on > local_today(now):
+        raise CrmError(f"完成日期 {done_on} 还没到：只能登记已经完成的整改。")
     if done_on < item.visit.visited_on:
         raise CrmError(f"完成日期 {done_on} 早于走访日期 {item.visit.visited_on}：请核对日期。")
     item.measures = measures.strip()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import day_bound, emit, format_option, get_app
+from crm.core.cliutil import at_option, day_bound, emit, format_option, get_app, parse_at
 from crm.plugins.satisfaction.vocab import KINDS, STATUSES
 
 SURVEY_COLUMNS = [
@@ -75,10 +75,12 @@ def survey() -> None:
 @click.option("--team", help="涉及的班组编码。")
 @click.option("--category", help="涉及的类别：工程、设计、销售管理、服务。")
 @click.option("--channel", help="调查渠道：电话、来访、信函、传真、网络。")
+@at_option
 @format_option
 def survey_record(
-    household_code, kind, csat, nps, aspects, comment, project, team, category, channel, fmt
-) -> None:
+    household_code, kind, csat, nps, aspects, comment, project, team, category, channel, at_text,
+    fmt,
+) -> None:  # fmt: skip
     """登记一份定期调查或走访问卷（满意度 = 体验 − 期望，按方面保存）。"""
     from crm.core.db import transaction
     from crm.plugins.satisfaction.surveys import parse_aspect, record_questionnaire, survey_row
@@ -102,6 +104,7 @@ def survey_record(
             team=team,
             category=category,
             channel=channel,
+            at=parse_at(at_text),
         )
         row = survey_row(recorded, household_code.strip())
     emit([row], fmt, SURVEY_COLUMNS)

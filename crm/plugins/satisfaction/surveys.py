@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from crm.core import audit
 from crm.core.audit import current_user
 from crm.core.chain import Revisit
+from crm.core.clock import when_done
 from crm.core.errors import CrmError
 from crm.core.households import get_household
 from crm.core.models import Household, Project, utcnow
@@ -114,9 +115,12 @@ def record_survey(
     context: SurveyContext | None = None,
     taken_by: str | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Survey:
-    """Store one answered survey with its aspects (gap = experience − expectation)."""
+    """Store one answered survey with its aspects (gap = experience − expectation): taken
+    `at` (answers typed in later), recorded `now`."""
     current_user(session).require("satisfaction.record", "登记满意度调查")
+    now = now or utcnow()
     if kind not in SURVEY_KINDS:
         raise CrmError(f"不认识的调查类型“{kind}”；可用：{'、'.join(SURVEY_KINDS)}。")
     clean = validate_answers(csat, nps, aspects or {})
@@ -129,7 +133,8 @@ def record_survey(
         team=context.team,
         category=context.category,
         channel=context.channel,
-        taken_at=now or utcnow(),
+        taken_at=when_done(at, now),
+        entered_at=now,
         csat=csat,
         nps=nps,
         comment=(comment or "").strip() or None,
@@ -165,6 +170,7 @@ def record_questionnaire(
     category: str | None = None,
     channel: str | None = None,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Survey:
     """A periodic survey or a visit questionnaire, the household named by its code."""
     if kind == "revisit":
@@ -182,7 +188,7 @@ def record_questionnaire(
         channel=code_of(CHANNELS, channel, "渠道"),
     )
     return record_survey(
-        session, household, kind, csat, nps, aspects, comment, context=context, now=now
+        session, household, kind, csat, nps, aspects, comment, context=context, now=now, at=at
     )
 
 
@@ -260,6 +266,7 @@ def record_revisits(session: Session, revisits: Sequence[Revisit]) -> None:
                 "category": ticket.category,
                 "channel": revisit.channel,
                 "taken_at": revisit.at,
+                "entered_at": revisit.entered_at or revisit.at,
                 "csat": revisit.csat,
                 "nps": revisit.nps,
                 "comment": (revisit.comment or "").strip() or None,

@@ -21,8 +21,9 @@ owner. Detecting again links only new tickets and never creates a second group.
 from __future__ import annotations
 
 import datetime as dt
+from functools import cache
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm.core.audit import current_user, record
@@ -39,6 +40,7 @@ from crm.plugins.service.models import (
     TicketEvent,
 )
 from crm.plugins.service.rules import (
+    CUSTOMER,
     ESCALATION_REASONS,
     LEVELS,
     MANAGER,
@@ -208,15 +210,14 @@ def _count(rule: str):
     )
 
 
-def run_escalations(session: Session, now: dt.datetime | None = None) -> dict[str, list[str]]:
-    """Escalate every open ticket with a rule due (found in one query), then detect group
-    complaints. Returns the register numbers escalated and the group numbers touched."""
-    now = now or utcnow()
-    session.flush()
+@cache
+def _due_escalations():
+    """Open tickets with more causes than escalations on record (built once: the check runs
+    every few minutes)."""
     breaches = case((Ticket.response_breached.is_(True), 1), else_=0) + case(
         (Ticket.resolve_breached.is_(True), 1), else_=0
     )
-    due = session.scalars(
+    return (
         select(Ticket.id)
         .where(
             Ticket.status.in_((*RUNNING, PAUSED)),
@@ -228,7 +229,15 @@ def run_escalations(session: Session, now: dt.datetime | None = None) -> dict[st
             ),
         )
         .order_by(Ticket.id)
-    ).all()
+    )
+
+
+def run_escalations(session: Session, now: dt.datetime | None = None) -> dict[str, list[str]]:
+    """Escalate every open ticket with a rule due (found in one query), then detect group
+    complaints. Returns the register numbers escalated and the group numbers touched."""
+    now = now or utcnow()
+    session.flush()
+    due = session.scalars(_due_escalations()).all()
     escalated = []
     for ticket_id in due:
         ticket = session.get(Ticket, ticket_id)
@@ -354,6 +363,43 @@ def _link(session: Session, group: GroupComplaint, where: list, now: dt.datetime
     return len(linked)
 
 
+def _recent_complaints(since, now) -> list:
+    """Customers' complaints, assessed (a category), opened in [since, now]."""
+    t = Ticket.__table__
+    return [
+        t.c.ticket_type == "complaint",
+        t.c.origin == CUSTOMER,
+        t.c.category.is_not(None),
+        t.c.opened_at >= since,
+        t.c.opened_at <= now,
+    ]
+
+
+@cache
+def _candidates():
+    """The groups of recent complaints large enough to be a group complaint: per building
+    and category, then per project and category among the tickets outside any building group
+    (or already in a project group). Built once, with :since, :now and :least."""
+    t = Ticket.__table__
+    recent = _recent_complaints(bindparam("since"), bindparam("now"))
+    households = func.count(func.distinct(t.c.household_id))
+    by_building = (
+        select(t.c.project_id, t.c.building_id, t.c.category)
+        .where(*recent, t.c.building_id.is_not(None))
+        .group_by(t.c.project_id, t.c.building_id, t.c.category)
+        .having(households >= bindparam("least"))
+    )
+    project_groups = select(GroupComplaint.id).where(GroupComplaint.building_id.is_(None))
+    loose = or_(t.c.group_id.is_(None), t.c.group_id.in_(project_groups))
+    by_project = (
+        select(t.c.project_id, t.c.category)
+        .where(*recent, t.c.project_id.is_not(None), loose)
+        .group_by(t.c.project_id, t.c.category)
+        .having(households >= bindparam("least"))
+    )
+    return by_building, by_project
+
+
 def detect_group_complaints(
     session: Session,
     now: dt.datetime | None = None,
@@ -367,34 +413,17 @@ def detect_group_complaints(
     least = min_households or _int_setting(session, MIN_HOUSEHOLDS_KEY, DEFAULT_MIN_HOUSEHOLDS)
     days = window_days or _int_setting(session, WINDOW_DAYS_KEY, DEFAULT_WINDOW_DAYS)
     t = Ticket.__table__
-    recent = [
-        t.c.ticket_type == "complaint",
-        t.c.category.is_not(None),
-        t.c.opened_at >= now - dt.timedelta(days=days),
-        t.c.opened_at <= now,
-    ]
-    households = func.count(func.distinct(t.c.household_id))
+    since = now - dt.timedelta(days=days)
+    recent = _recent_complaints(since, now)
     touched: dict[int, GroupComplaint] = {}
-    by_building = session.execute(
-        select(t.c.project_id, t.c.building_id, t.c.category)
-        .where(*recent, t.c.building_id.is_not(None))
-        .group_by(t.c.project_id, t.c.building_id, t.c.category)
-        .having(households >= least)
-    ).all()
+    window = {"since": since, "now": now, "least": least}
+    by_building = session.execute(_candidates()[0], window).all()
     for project_id, building_id, category in by_building:
         group, new = _group_for(session, project_id, building_id, category, now)
         where = [*recent, t.c.building_id == building_id, t.c.category == category]
         if _link(session, group, where, now) or new:
             touched[group.id] = group
-    # Across the project: tickets outside any building group, or already in a project group.
-    project_groups = select(GroupComplaint.id).where(GroupComplaint.building_id.is_(None))
-    loose = or_(t.c.group_id.is_(None), t.c.group_id.in_(project_groups))
-    by_project = session.execute(
-        select(t.c.project_id, t.c.category)
-        .where(*recent, t.c.project_id.is_not(None), loose)
-        .group_by(t.c.project_id, t.c.category)
-        .having(households >= least)
-    ).all()
+    by_project = session.execute(_candidates()[1], window).all()
     for project_id, category in by_project:
         group, new = _group_for(session, project_id, None, category, now)
         where = [*recent, t.c.project_id == project_id, t.c.category == category]

@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import cache
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm.core.audit import current_user, record
@@ -324,6 +325,32 @@ def _expire(session: Session) -> None:
             session.expire(obj)
 
 
+FINDINGS = ("response_breach", "warning", "resolve_breach", "commitment_broken")
+
+
+@cache
+def _due_probe():
+    """One indexed look: is any clock finding due at :now? Built once (the check runs every
+    few minutes, mostly to find nothing)."""
+    t = Ticket.__table__
+    c = Commitment.__table__
+    now = bindparam("now")
+    ticket_due = exists().where(
+        t.c.status.in_(RUNNING),
+        or_(
+            and_(
+                t.c.first_response_at.is_(None),
+                t.c.response_breached.is_(False),
+                t.c.response_due_at <= now,
+            ),
+            and_(t.c.warned_at.is_(None), t.c.resolve_warn_at <= now, t.c.resolve_due_at > now),
+            and_(t.c.resolve_breached.is_(False), t.c.resolve_due_at <= now),
+        ),
+    )
+    promise_due = exists().where(c.c.status == "open", c.c.due_at <= now)
+    return select(or_(ticket_due, promise_due))
+
+
 def check_clocks(
     session: Session, now: dt.datetime | None = None, ticket_ids: list[int] | None = None
 ) -> dict[str, list[str]]:
@@ -331,6 +358,8 @@ def check_clocks(
     once (set-based UPDATE … RETURNING). Returns the register numbers per finding."""
     now = now or dt.datetime.now(dt.UTC)
     session.flush()
+    if ticket_ids is None and not session.scalar(_due_probe(), {"now": now}):
+        return {kind: [] for kind in FINDINGS}
     t = Ticket.__table__
     c = Commitment.__table__
     actor = current_user(session).name

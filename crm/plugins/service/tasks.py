@@ -9,8 +9,11 @@ clock, and never counts as a complaint, a contact, a hot spot, a warning or a re
 household out of a campaign. Its due time counts business hours (rules.TASK_KINDS). It goes to
 the least-loaded front-line person of the plan's team, or, for supervision and improvement, to
 the manager responsible for the project (ProjectManager), else to the team's or the customer
-service centre's manager. When done, the task records what the customer answered and whether
-they accepted it; dispatch_outcomes hands that back to the decision log.
+service centre's manager. A household (or project) is followed up by one task at a time: a
+plan for a household that already has an open task joins that task (its cause is added to
+what the task says), so nobody is contacted twice for warnings that arrive together. When
+done, the task records what the customer answered and whether they accepted it;
+dispatch_outcomes hands that back to every decision the task carries out.
 
 Written set-based, so a batch of hundreds costs a few statements.
 """
@@ -22,7 +25,7 @@ import heapq
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from crm.core.audit import current_user, record
@@ -179,12 +182,23 @@ def carry_out_plans(
     if not jobs:
         return []
 
-    staff = _front_line(session, {job.team.id for job in jobs})
-    managers = _managers(session, {job.project_id for job in jobs if job.project_id})
+    open_tasks = _open_tasks(session, jobs)
+    fresh: list[_Job] = []
+    joined: list[tuple[_Job, str]] = []
+    for job in jobs:
+        key = _whose(job)
+        if key in open_tasks:
+            joined.append((job, open_tasks[key]))
+        else:
+            open_tasks[key] = None  # this batch gives the task: later plans join it
+            fresh.append(job)
+    staff = _front_line(session, {job.team.id for job in fresh})
+    managers = _managers(session, {job.project_id for job in fresh if job.project_id})
     calendar = sla.load_calendar(session)
-    numbers = task_numbers(session, len(jobs), now)
+    numbers = task_numbers(session, len(fresh), now)
     rows, dispatched = [], []
-    for job, task_number in zip(jobs, numbers, strict=True):
+    for job, task_number in zip(fresh, numbers, strict=True):
+        open_tasks[_whose(job)] = task_number
         who = _assignee(job, staff, managers)
         plan, feedback = job.instruction.plan, job.instruction.feedback
         rows.append(
@@ -215,15 +229,68 @@ def carry_out_plans(
                 team=job.team.code,
             )
         )
-    session.execute(insert(WorkOrder.__table__), rows)
-    record(
-        session,
-        "dispatch",
-        "svc_work_orders",
-        changes={"tasks": numbers[: len(rows)]},
-        detail=f"协调派发任务 {len(rows)} 项（{rows[0]['number']} 起）",
-    )
-    return dispatched
+    if rows:
+        session.execute(insert(WorkOrder.__table__), rows)
+        record(
+            session,
+            "dispatch",
+            "svc_work_orders",
+            changes={"tasks": numbers},
+            detail=f"协调派发任务 {len(rows)} 项（{rows[0]['number']} 起）",
+        )
+    for job, _ in joined:
+        task_number = open_tasks[_whose(job)]
+        feedback = job.instruction.feedback
+        session.execute(
+            update(WorkOrder.__table__)
+            .where(WorkOrder.__table__.c.number == task_number)
+            .values(
+                description=WorkOrder.__table__.c.description
+                + f"\n另见预警 {feedback.id}（协调方案“{job.instruction.plan.name}”并入本任务）："
+                + feedback.reason.strip()
+            )
+        )
+        dispatched.append(
+            Dispatch(
+                feedback_id=feedback.id,
+                plan=job.instruction.plan.name,
+                references=[task_number],
+                team=job.team.code,
+            )
+        )
+    # In the order given.
+    order = {i.feedback.id: n for n, i in enumerate(instructions)}
+    return sorted(dispatched, key=lambda d: order[d.feedback_id])
+
+
+def _whose(job: _Job) -> tuple[str, int]:
+    """Whom a task follows up: the household, or else the project."""
+    if job.household_id is not None:
+        return ("household", job.household_id)
+    return ("project", job.project_id)
+
+
+def _open_tasks(session: Session, jobs: list[_Job]) -> dict[tuple[str, int], str | None]:
+    """The open coordination tasks of the batch's households and projects, by whom."""
+    households = sorted({job.household_id for job in jobs if job.household_id is not None})
+    projects = sorted({job.project_id for job in jobs if job.household_id is None})
+    task = (WorkOrder.ticket_id.is_(None), WorkOrder.origin == ORIGIN, WorkOrder.status == "open")
+    found: dict[tuple[str, int], str | None] = {}
+    for part in _chunks(households):
+        for household, task_number in session.execute(
+            select(WorkOrder.household_id, WorkOrder.number)
+            .where(*task, WorkOrder.household_id.in_(part))
+            .order_by(WorkOrder.id)
+        ):
+            found.setdefault(("household", household), task_number)
+    for part in _chunks(projects):
+        for project, task_number in session.execute(
+            select(WorkOrder.project_id, WorkOrder.number)
+            .where(*task, WorkOrder.household_id.is_(None), WorkOrder.project_id.in_(part))
+            .order_by(WorkOrder.id)
+        ):
+            found.setdefault(("project", project), task_number)
+    return found
 
 
 def _household_projects(session: Session, ids: set[int]) -> dict[int, int | None]:

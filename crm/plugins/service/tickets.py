@@ -264,6 +264,10 @@ def transition(
     if target == RESUME:
         target = _status_before_pause(session, ticket)
     _check_last_step(session, ticket, target)
+    if ticket.status in RUNNING and target not in RUNNING:
+        # The clocks stop here: a time limit that passed since the last periodic check is
+        # put on record now, or a request closed late between two checks would look on time.
+        sla.check_clocks(session, at, ticket_ids=[ticket.id])
     before = ticket.status
     ticket.status = target
     # Any step taken on the request is the first response to the customer.
@@ -803,6 +807,7 @@ def revisit(
                 comment=(comment or "").strip() or None,
                 actor=actor,
                 channel=channel,
+                entered_at=now,
             )
         ],
     )
