@@ -58,11 +58,7 @@ batch_option = click.option(
 
 
 def _summary(report) -> str:
-    return (
-        f"收集反馈 {report.collected} 条，得出方案 {report.assessed} 条（无方案 {report.no_plan}），"
-        f"派工 {report.dispatched} 条（未能派工 {report.undispatched}），"
-        f"办结 {report.closed} 条，用时 {report.seconds:.1f} 秒。"
-    )
+    return f"{report.summary()}，用时 {report.seconds:.1f} 秒。"
 
 
 @click.group()

@@ -74,6 +74,13 @@ class CycleReport:
     # Seconds spent per step (collect, assess, dispatch, refresh_outcomes), for benchmarks.
     step_seconds: dict[str, float] = field(default_factory=dict)
 
+    def summary(self) -> str:
+        """One line on what each step did."""
+        return (
+            f"收集反馈 {self.collected} 条，得出方案 {self.assessed} 条（无方案 {self.no_plan}），"
+            f"派工 {self.dispatched} 条（未能派工 {self.undispatched}），办结 {self.closed} 条"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         row = asdict(self)
         row.pop("step_seconds")

@@ -29,8 +29,4 @@ def scheduled_jobs(session: Session, now: dt.datetime) -> list[ScheduledJob]:
 
 def cycle(session: Session, now: dt.datetime) -> str:
     """One coordination cycle as of `now`; one line with what each step did."""
-    report = run_cycle(session, now=now)
-    return (
-        f"收集反馈 {report.collected} 条，得出方案 {report.assessed} 条（无方案 {report.no_plan}），"
-        f"派工 {report.dispatched} 条（未能派工 {report.undispatched}），办结 {report.closed} 条"
-    )
+    return run_cycle(session, now=now).summary()

@@ -262,42 +262,55 @@ def workorder() -> None:
     """派工单：补救措施、纠正措施、维修与回访，与工单共用登记号。"""
 
 
+def work_filters(func):
+    """The filters `crm workorder list` and `crm task list` share."""
+    for option in reversed(
+        (
+            click.option("--household", help="只看某个客户家庭（户号）的。"),
+            click.option("--team", "team_code", help="只看某个团队（代码或名称）。"),
+            click.option("--assignee", help="只看某人的。"),
+            click.option(
+                "--status", help="只看某种状态：open（处理中）、done、returned、cancelled。"
+            ),
+            click.option("--overdue", is_flag=True, help="只看已超过时限仍未完成的。"),
+            click.option(
+                "--limit",
+                type=click.IntRange(1),
+                default=50,
+                show_default=True,
+                help="最多显示条数。",
+            ),
+            format_option,
+        )
+    ):
+        func = option(func)
+    return func
+
+
+def emit_work(fmt: str, **filters) -> None:
+    """List work orders and tasks by the shared filters."""
+    from crm.plugins.service.dispatch import list_work_orders
+
+    with get_app().session() as session:
+        rows = list_work_orders(session, **filters)
+    emit(rows, fmt, WORK_ORDER_COLUMNS)
+
+
 @workorder.command("list")
 @click.option("--ticket", help="只看某个登记号的派工单。")
-@click.option("--household", help="只看某个客户家庭（户号）的派工单与任务。")
 @click.option(
     "--tasks/--orders",
     "tasks",
     default=None,
     help="只看任务（协调调度等交给员工的跟进，没有工单），或只看工单下的派工单；默认都看。",
 )
-@click.option("--team", "team_code", help="只看某个团队（代码或名称）。")
-@click.option("--assignee", help="只看某人的派工单。")
-@click.option("--status", help="只看某种状态：open（处理中）、done、returned、cancelled。")
-@click.option("--overdue", is_flag=True, help="只看已超过时限仍未完成的。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
-)
-@format_option
-def workorder_list(
-    ticket, household, tasks, team_code, assignee, status, overdue, limit, fmt
-) -> None:
+@work_filters
+def workorder_list(ticket, tasks, household, team_code, assignee, status, overdue, limit, fmt):
     """列出派工单与任务。"""
-    from crm.plugins.service.dispatch import list_work_orders
-
-    with get_app().session() as session:
-        rows = list_work_orders(
-            session,
-            ticket=ticket,
-            household=household,
-            tasks=tasks,
-            team=team_code,
-            assignee=assignee,
-            status=status,
-            overdue=overdue,
-            limit=limit,
-        )
-    emit(rows, fmt, WORK_ORDER_COLUMNS)
+    emit_work(
+        fmt, ticket=ticket, tasks=tasks, household=household, team=team_code, assignee=assignee,
+        status=status, overdue=overdue, limit=limit,
+    )  # fmt: skip
 
 
 @workorder.command("show")

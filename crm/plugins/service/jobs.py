@@ -10,17 +10,10 @@ from sqlalchemy.orm import Session
 
 from crm.core.schedule import Schedule, ScheduledJob
 from crm.plugins.service.escalation import run_escalations
+from crm.plugins.service.rules import CHECK_FINDINGS
 from crm.plugins.service.sla import check_clocks
 
 SLA_CHECK_MINUTES = 5  # the tightest first-response target is 5 minutes
-FINDINGS = {
-    "response_breach": "首次响应超时",
-    "warning": "即将超时预警",
-    "resolve_breach": "解决超时",
-    "commitment_broken": "承诺未兑现",
-    "escalated": "已升级",
-    "groups": "群诉",
-}
 
 
 def scheduled_jobs(session: Session, now: dt.datetime) -> list[ScheduledJob]:
@@ -42,7 +35,7 @@ def check_sla(session: Session, now: dt.datetime) -> str | None:
     found |= run_escalations(session, now)
     parts = [
         f"{title} {len(found[key])} 件（{'、'.join(found[key])}）"
-        for key, title in FINDINGS.items()
+        for key, title in CHECK_FINDINGS.items()
         if found.get(key)
     ]
     return "；".join(parts) or None

@@ -315,7 +315,8 @@ def start_repair(
     )
 
 
-def _amount(value: Decimal | str | float | None) -> Decimal | None:
+def amount_of(value: Decimal | str | float | None) -> Decimal | None:
+    """A fee or a cost as typed (50, 50.00) in yuan with two decimals; never negative."""
     if value is None:
         return None
     try:
@@ -353,7 +354,7 @@ def complete_repair(
     ).all()
     if not open_orders:
         raise CrmError(f"{ticket.number} 没有处理中的维修派工单：请先用 crm repair start 派工。")
-    amount = _amount(fee_amount)
+    amount = amount_of(fee_amount)
     if ticket.paid:
         if amount is None or not (signed_by and signed_by.strip()):
             raise CrmError(

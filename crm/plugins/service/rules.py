@@ -120,6 +120,15 @@ EVENT_LABELS = ACTIONS | {
 }
 
 COMMITMENT_STATUS = {"open": "待兑现", "kept": "已兑现", "broken": "未兑现"}
+# What the periodic check (`crm ticket check`, the scheduler's sla_check) reports, in order.
+CHECK_FINDINGS = {
+    "response_breach": "首次响应超时",
+    "warning": "即将超时预警",
+    "resolve_breach": "解决超时",
+    "commitment_broken": "承诺未兑现",
+    "escalated": "已升级",
+    "groups": "群诉",
+}
 # How a next step reads where staff must type its code: "确认（confirm）".
 NEXT_STEPS = {action: f"{label}（{action}）" for action, label in ACTIONS.items()}
 

@@ -5,17 +5,8 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
-from crm.plugins.service.dispatch_commands import SHOW_LABELS, WORK_ORDER_COLUMNS
-
-SHOW_FORMAT = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(("table", "json")),
-    default="table",
-    show_default=True,
-    help="输出格式：逐项列出，或一个 JSON 对象。",
-)
+from crm.core.cliutil import at_option, emit_record, format_option, get_app, parse_at
+from crm.plugins.service.dispatch_commands import SHOW_FORMAT, SHOW_LABELS, emit_work, work_filters
 
 
 @click.group()
@@ -24,29 +15,13 @@ def task() -> None:
 
 
 @task.command("list")
-@click.option("--household", help="只看某个客户家庭（户号）的任务。")
-@click.option("--assignee", help="只看某人的任务。")
-@click.option("--status", help="只看某种状态：open（处理中）、done（已完成）。")
-@click.option("--overdue", is_flag=True, help="只看已超过时限仍未完成的。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
-)
-@format_option
-def task_list(household, assignee, status, overdue, limit, fmt) -> None:
+@work_filters
+def task_list(household, team_code, assignee, status, overdue, limit, fmt) -> None:
     """列出任务（最早派发的在前）。"""
-    from crm.plugins.service.dispatch import list_work_orders
-
-    with get_app().session() as session:
-        rows = list_work_orders(
-            session,
-            tasks=True,
-            household=household,
-            assignee=assignee,
-            status=status,
-            overdue=overdue,
-            limit=limit,
-        )
-    emit(rows, fmt, WORK_ORDER_COLUMNS)
+    emit_work(
+        fmt, tasks=True, household=household, team=team_code, assignee=assignee, status=status,
+        overdue=overdue, limit=limit,
+    )  # fmt: skip
 
 
 @task.command("show")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -36,6 +35,7 @@ from crm.core.models import Household, Project, utcnow
 from crm.plugins.service import sla
 from crm.plugins.service.dispatch import get_work_order, open_load
 from crm.plugins.service.models import ProjectManager, Staff, Team, WorkOrder
+from crm.plugins.service.repairs import amount_of
 from crm.plugins.service.rules import (
     MANAGER,
     MANAGER_TASKS,
@@ -315,18 +315,6 @@ def _assignee(job: _Job, staff: dict, managers: dict) -> tuple[int, str] | None:
     return staff_id, name
 
 
-def _amount(value) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        amount = Decimal(str(value)).quantize(Decimal("0.01"))
-    except InvalidOperation:
-        raise CrmError(f"看不懂金额“{value}”：请写数字，如 500 或 500.00。") from None
-    if amount < 0:
-        raise CrmError("费用不能为负数。")
-    return amount
-
-
 def complete_task(
     session: Session,
     task_number: str,
@@ -359,7 +347,7 @@ def complete_task(
         )
     if task.household_id is None and result is None:
         raise CrmError(f"任务 {task.number} 是项目整改：请写明整改结果（--result）。")
-    spent = _amount(cost)
+    spent = amount_of(cost)
     task.status = "done"
     task.completed_at = at
     task.completion_entered_at = now

@@ -13,6 +13,7 @@ from crm.core.errors import CrmError
 from crm.plugins.service.rules import (
     CATEGORIES,
     CHANNELS,
+    CHECK_FINDINGS,
     COMMITMENT_STATUS,
     ESCALATION_RULES,
     EVENT_LABELS,
@@ -615,17 +616,9 @@ def ticket_check(fmt) -> None:
         return found
 
     found = _in_transaction(work)
-    titles = {
-        "response_breach": "首次响应超时",
-        "warning": "即将超时预警",
-        "resolve_breach": "解决超时",
-        "commitment_broken": "承诺未兑现",
-        "escalated": "已升级",
-        "groups": "群诉",
-    }
     rows = [
         {"kind": title, "count": len(found[key]), "numbers": "、".join(found[key])}
-        for key, title in titles.items()
+        for key, title in CHECK_FINDINGS.items()
     ]
     emit(rows, fmt, [("kind", "检查项"), ("count", "件数"), ("numbers", "登记号")])
 
