@@ -64,3 +64,15 @@ def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
         assert any(_plugin_of(n) == "service" for n in names)
     finally:
         fake.unlink()
+
+
+def test_the_commands_never_import_the_root_group():
+    """crm.cli builds the root group and imports the command modules: a command module
+    importing crm.cli back would point up (the plugin manager comes from the App instead)."""
+    offenders = [
+        (str(path.relative_to(PACKAGE)), name)
+        for path in (PACKAGE / "commands").rglob("*.py")
+        for name in _imports(path)
+        if name == "crm.cli" or name.startswith("crm.cli.")
+    ]
+    assert offenders == []

@@ -66,11 +66,11 @@ def db_current(fmt: str) -> None:
 @format_option
 def plugins(fmt: str) -> None:
     """列出已加载的插件及其实现的钩子。"""
-    from crm.cli import plugin_manager
     from crm.core.plugins import describe_plugins
 
+    # The plugins of this invocation's App (the root group made it): no database is opened.
     emit(
-        describe_plugins(plugin_manager()),
+        describe_plugins(get_app().pm),
         fmt,
         [("name", "插件"), ("source", "来源"), ("hooks", "钩子")],
     )
