@@ -50,12 +50,21 @@ from crm.core import audit
 from crm.core.bulk import write_rows
 from crm.core.chain import Revisit, TicketFacts
 from crm.core.clock import add_months, local_zone, to_local
-from crm.core.models import Building, Household, Purchase, ServiceRecord, Setting, Unit
+from crm.core.models import (
+    Building,
+    Household,
+    Project,
+    Purchase,
+    ServiceRecord,
+    Setting,
+    Unit,
+)
 from crm.plugins.service import register, rules, sla
 from crm.plugins.service.models import (
     Commitment,
     Escalation,
     GroupComplaint,
+    ProjectManager,
     Staff,
     Team,
     Ticket,
@@ -490,6 +499,18 @@ class _Builder:
             add(team, 2, f"{team.name}主管", [])
         add(self.centre, 3, "客户服务经理", [])
         add(self.centre, 4, "总经理", [])
+        # Each project's responsible manager (项目负责人): its improvement tasks go to them.
+        projects = session.scalars(select(Project.id).order_by(Project.id)).all()
+        for project_id in projects:
+            add(self.centre, 3, "项目经理", [])
+            self.rows["svc_project_managers"].append(
+                {
+                    "project_id": project_id,
+                    "staff_id": rows[-1]["id"],
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                }
+            )
         self.rows["svc_staff"] = rows
         stored = stored or Setting(key=STAFF_SETTING)
         stored.value = json.dumps([row["id"] for row in rows])
@@ -1272,8 +1293,11 @@ class _Builder:
             rows = self.rows.pop(name, [])
             write_rows(self.session, self.tables[name], rows)
             self.stats[f"rows.{name}"] += len(rows)
-        # Each ticket's entry in the core service register (register.py); its ids come from
-        # the database.
+        # Rows whose ids come from the database: the project managers, and each ticket's
+        # entry in the core service register (register.py).
+        write_rows(
+            self.session, ProjectManager.__table__, self.rows.pop("svc_project_managers", [])
+        )
         write_rows(self.session, ServiceRecord.__table__, self.rows.pop("service_records", []))
 
     def build(self) -> list[str]:
