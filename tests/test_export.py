@@ -114,3 +114,10 @@ def test_xlsx_export_in_chinese(loaded, run, tmp_path):
     assert rows[0][:3] == ("登记号", "户号", "类别")
     assert rows[1][:5] == ("S-1", "H001", "投诉", "电话", "已关闭")
     assert rows[1][-3:] == ("万科城", "12", "12-1A")
+
+
+def test_a_table_cell_stays_on_one_line():
+    from crm.core.render import table
+
+    text = table([{"a": "第一行\n第二行", "b": 1}], [("a", "说明"), ("b", "数")])
+    assert len(text.splitlines()) == 3 and "第一行 第二行" in text

@@ -47,7 +47,9 @@ def demo(households: int, seed: int) -> None:
 
     counts = summary.counts
     kinds = "、".join(
-        f"{label} {summary.service_by_kind.get(kind, 0):,}" for kind, label in SERVICE_KINDS.items()
+        f"{label} {summary.service_by_kind[kind]:,}"
+        for kind, label in SERVICE_KINDS.items()
+        if summary.service_by_kind.get(kind)
     )
     action = "已重建" if summary.rebuilt else "已生成"
     lines = [

@@ -31,7 +31,8 @@ def cell_text(value: Any) -> str:
         return to_local(value).strftime("%Y-%m-%d %H:%M")
     if isinstance(value, Decimal):
         return f"{value:,.2f}"
-    return str(value)
+    # A cell is one line: a note or description written on several reads on, joined.
+    return " ".join(str(value).splitlines())
 
 
 def percent(value: float | None, digits: int = 1, missing: str | None = None) -> str | None:
