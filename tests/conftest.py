@@ -3,6 +3,7 @@ on PostgreSQL in a schema of its own that is dropped after the run."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import uuid
@@ -19,6 +20,7 @@ import crm.plugins.profitability.models
 import crm.plugins.satisfaction.models
 import crm.plugins.service.models  # noqa: F401
 from crm.core.app import App
+from crm.core.clock import to_local
 from crm.core.models import Base
 from crm.core.security import User
 from crm.plugins import BUILTIN_PLUGINS
@@ -28,15 +30,34 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 # A fixed key for the tests: the template database is pinned to it.
 TEST_KEY = "q6bq2mQ2HkCSv0f1GmO2e4Yj0f3QGq2x0qk9d8b7a6E="
 ADMIN = User("测试管理员", "admin")
+# The fixed moment of the tests whose data and commands count from "now" (demos, duty-desk lists):
+# 2026-12-02 10:00 in Shanghai, the default business zone (_isolated_env clears CRM_TIMEZONE).
+FIXED_NOW = dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
-    """No test sees the developer's real data dir, key, user or plugin switches."""
+    """No test sees the developer's real data dir, key, user, plugin switches or time zone."""
     monkeypatch.setenv("CRM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CRM_SECRET_KEY", TEST_KEY)
-    for name in ("CRM_USER", "CRM_DATABASE_URL", "CRM_DISABLE_PLUGINS", "CRM_KEY_FILE"):
+    names = ("CRM_USER", "CRM_DATABASE_URL", "CRM_DISABLE_PLUGINS", "CRM_KEY_FILE", "CRM_TIMEZONE")
+    for name in names:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fixed_now(time_machine) -> dt.datetime:
+    """FIXED_NOW, with Python's clock moved there (ticking on) for the commands the test runs:
+    what they count from now (the last twelve months, what is overdue) then does not change
+    with the day the tests run."""
+    time_machine.move_to(FIXED_NOW, tick=True)
+    return FIXED_NOW
+
+
+@pytest.fixture
+def fixed_now_text(fixed_now) -> str:
+    """FIXED_NOW in business time, as `crm demo --now` takes it."""
+    return f"{to_local(fixed_now):%Y-%m-%d %H:%M}"
 
 
 @pytest.fixture(scope="session")

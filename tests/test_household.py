@@ -33,9 +33,11 @@ from crm.plugins.service.card import year_before
 
 ZHANG_ID = "11010519800101123" + id_check_digit("11010519800101123")
 LI_ID = "31010419900215456" + id_check_digit("31010419900215456")
-NOW = dt.datetime.now(dt.UTC)
-TODAY = dt.date.today()
-TWO_YEARS_AGO = dt.date(TODAY.year - 2, TODAY.month, min(TODAY.day, 28))
+# The card counts months and days back from today, so every test here runs with the clock at
+# NOW (10:00 on 2026-12-02 in Shanghai) and the seeded dates count back from it.
+NOW = dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)
+TWO_YEARS_AGO = dt.date(2024, 12, 2)
+pytestmark = pytest.mark.time_machine(NOW)
 
 
 @pytest.fixture
