@@ -204,6 +204,26 @@ def test_card_has_every_section_including_plugin_sections(seeded):
     assert service["距最近联系(天)"] == 2
 
 
+# 17:00 UTC on 31 January is 1 February in Shanghai: two whole years since 1 February 2025.
+@pytest.mark.time_machine(dt.datetime(2027, 1, 31, 17, 0, tzinfo=dt.UTC))
+def test_months_since_the_last_purchase_count_on_the_business_calendar(session):
+    from crm.plugins.analysis.card import purchase_overview
+
+    household = Household(code="H9", name="王家", status="existing")
+    session.add(household)
+    session.flush()
+    session.add(
+        Purchase(
+            contract_no="C-9",
+            household_id=household.id,
+            purchase_date=dt.date(2025, 2, 1),
+            amount=Decimal(1000000),
+        )
+    )
+    session.flush()
+    assert dict(purchase_overview(session, household).lines)["距最近购买(月)"] == 24
+
+
 def test_referred_household_sees_who_referred_it(seeded):
     with seeded.session() as session:
         card = build_card(session, "H002")
