@@ -1,5 +1,10 @@
 """Shared fixtures: every database test runs on SQLite and, when CRM_TEST_DATABASE_URL is set,
-on PostgreSQL in a schema of its own that is dropped after the run."""
+on PostgreSQL in a schema of its own that is dropped after the run.
+
+CRM_TEST_CLOCK_SHIFT_DAYS=N runs the whole session with Python's clock N days ahead (it keeps
+ticking), so a test that quietly depends on today's date fails today rather than on the day
+its figures change; CI runs the suite once as is and once a year ahead.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import shutil
 import uuid
 
 import pytest
+import time_machine
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -33,6 +39,30 @@ ADMIN = User("测试管理员", "admin")
 # The fixed moment of the tests whose data and commands count from "now" (demos, duty-desk lists):
 # 2026-12-02 10:00 in Shanghai, the default business zone (_isolated_env clears CRM_TIMEZONE).
 FIXED_NOW = dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)
+CLOCK_SHIFT_DAYS = float(os.environ.get("CRM_TEST_CLOCK_SHIFT_DAYS") or 0)
+_shifted_clock = None
+
+
+def pytest_configure(config):
+    """Shift the clock before collection, so module-level values see the shifted time too."""
+    global _shifted_clock
+    if CLOCK_SHIFT_DAYS and _shifted_clock is None:
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(days=CLOCK_SHIFT_DAYS)
+        _shifted_clock = time_machine.travel(start, tick=True)
+        _shifted_clock.start()
+
+
+def pytest_unconfigure(config):
+    global _shifted_clock
+    if _shifted_clock is not None:
+        _shifted_clock.stop()
+        _shifted_clock = None
+
+
+def pytest_report_header(config):
+    if CLOCK_SHIFT_DAYS:
+        now = dt.datetime.now(dt.UTC)
+        return f"clock shifted {CLOCK_SHIFT_DAYS:g} days ahead: it is {now:%Y-%m-%d %H:%M} UTC"
 
 
 @pytest.fixture(autouse=True)
