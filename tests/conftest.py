@@ -110,7 +110,9 @@ def pg_url():
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    # A test database need not survive a crash: commits do not wait for the disk.
+    options = f"-csearch_path={schema} -csynchronous_commit=off"
+    url = make_url(PG_URL).update_query_dict({"options": options})
     url_text = url.render_as_string(hide_password=False)
     os.environ["CRM_SECRET_KEY"] = TEST_KEY
     app = App(url_text, user=ADMIN, builtins=BUILTIN_PLUGINS)
@@ -122,18 +124,26 @@ def pg_url():
     admin.dispose()
 
 
-def _truncate(url: str) -> None:
+def _empty(url: str) -> None:
+    """Delete every row and restart the sequences: on tables this small, DELETE takes a tenth
+    of the time TRUNCATE does (which makes new files for each table)."""
     engine = create_engine(url)
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.exec_driver_sql(
+            "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+        )
+        conn.exec_driver_sql(
+            "SELECT setval(c.oid, 1, false) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'S' AND n.nspname = current_schema()"
+        )
     engine.dispose()
 
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path, monkeypatch):
-    """The database URL of this test: a fresh SQLite file, or the run's PostgreSQL schema
-    emptied after the test."""
+    """The database URL of this test: a fresh SQLite file, or the run's (each xdist worker's)
+    PostgreSQL schema, emptied after the test."""
     if request.param == "sqlite":
         path = tmp_path / "crm.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
@@ -146,14 +156,14 @@ def db_url(request, tmp_path, monkeypatch):
         try:
             yield url
         finally:
-            _truncate(url)
+            _empty(url)
 
 
 @pytest.fixture
 def app(db_url):
     """An App on this test's database as an administrator, with the built-in plugins."""
     instance = App(db_url, user=ADMIN, builtins=BUILTIN_PLUGINS)
-    instance.init()  # pins the key again after a PostgreSQL truncate
+    instance.init()  # pins the key again after a PostgreSQL test emptied the tables
     yield instance
     instance.dispose()
 
