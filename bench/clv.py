@@ -9,7 +9,7 @@ every household (expected purchases in the next 52 periods, P(alive), expected s
 purchase) and prints each time, the total (target: under 30 s) and the recovered parameters
 next to the true ones.
 
-Then fits CDNOW (the published summary in ../shared/data/cdnow) and, when the `lifetimes`
+Then fits CDNOW (the published summary in tests/data/cdnow) and, when the `lifetimes`
 package imports, times its BetaGeoFitter and GammaGammaFitter on the same data (target: ours
 within 1.5x of theirs, with equal parameters). `lifetimes` is not a project dependency: install
 it in a separate environment to compare (it needs pandas and autograd).
@@ -29,7 +29,7 @@ from crm.plugins.profitability import bgnbd, gammagamma
 from crm.plugins.profitability.bgnbd import BgNbd
 from crm.plugins.profitability.gammagamma import GammaGamma
 
-CDNOW = Path(__file__).resolve().parents[2] / "shared" / "data" / "cdnow"
+CDNOW = Path(__file__).resolve().parents[1] / "tests" / "data" / "cdnow"
 TRUE_PURCHASES = BgNbd(r=0.243, alpha=4.414, a=0.793, b=2.426)
 TRUE_SPEND = GammaGamma(p=6.25, q=3.74, gamma=15.44)
 HORIZON = 52.0

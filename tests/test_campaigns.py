@@ -448,7 +448,7 @@ def test_contacts_are_recorded_by_agents_and_exported_masked(app, planted, fake,
         next(r for r in rows if r["household"] == "OLD")["message"]
         == "OLD家您好，翠湖老业主推荐有礼"
     )
-    xlsx = tmp_path / "list.xlsx"
+    xlsx = tmp_path / "missing" / "dir" / "list.xlsx"  # the folders are made
     assert run("campaign", "contacts", str(run_id), "-o", str(xlsx), as_="李:sales").exit_code == 0
     lines = list(load_workbook(xlsx, read_only=True).active.iter_rows(values_only=True))
     assert lines[0][:3] == ("执行编号", "客户编号", "客户名称") and len(lines) == len(rows) + 1

@@ -18,7 +18,7 @@ from crm.core.models import Household, Purchase
 from crm.plugins.profitability import bgnbd, gammagamma
 from crm.plugins.profitability.history import purchase_summary
 
-CDNOW = Path(__file__).resolve().parents[2] / "shared" / "data" / "cdnow"
+CDNOW = Path(__file__).resolve().parent / "data" / "cdnow"
 CALIBRATION_END = dt.date(1997, 9, 30)
 
 

@@ -15,8 +15,10 @@ from crm.plugins.service.models import Team, Ticket
 from crm.plugins.service.tickets import revisit
 
 
-def test_a_dissatisfied_revisit_is_assessed_and_dispatched_to_the_plans_team(run, app):
-    built = run("demo", "--households", "300")
+def test_a_dissatisfied_revisit_is_assessed_and_dispatched_to_the_plans_team(
+    run, app, fixed_now_text
+):
+    built = run("demo", "--households", "300", "--now", fixed_now_text)
     assert built.exit_code == 0, built.output
 
     with app.session() as session, transaction(session):

@@ -256,11 +256,11 @@ def test_ticket_commands_show_the_suggestion(session, classified, run):
     assert "置信" not in run("ticket", "show", number).output.split("【处理记录】")[0]
 
 
-def test_analysis_classify_commands_on_demo_data(session, run):
+def test_analysis_classify_commands_on_demo_data(session, run, fixed_now):
     from crm.core.demo import build_demo
 
     with transaction(session):
-        build_demo(session, households=1000, seed=11)
+        build_demo(session, households=1000, seed=11, now=fixed_now)
     assert run("analysis", "classify", "report").exit_code == 1
     refused = run("analysis", "classify", "train", as_="小王:agent")
     assert refused.exit_code == 3 and "无权" in refused.output  # PermissionDenied

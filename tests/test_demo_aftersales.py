@@ -39,8 +39,8 @@ def _count(session, model) -> int:
     return session.scalar(select(func.count()).select_from(model))
 
 
-def test_demo_fills_the_after_sales_loop(run, app):
-    built = run("demo", "--households", str(N))
+def test_demo_fills_the_after_sales_loop(run, app, fixed_now_text):
+    built = run("demo", "--households", str(N), "--now", fixed_now_text)
     assert built.exit_code == 0, built.output
     assert "服务工单" in built.stdout and "满意度调查" in built.stdout
     with app.session() as session:
@@ -159,7 +159,7 @@ def test_rebuilding_replaces_the_after_sales_data(app):
 
     def build(seed: int) -> tuple[list[tuple], Counter, list[str]]:
         with app.session() as session, transaction(session):
-            summary = build_demo(session, households=150, seed=seed, now=now)
+            summary = build_demo(session, households=60, seed=seed, now=now)
         with app.session() as session:
             tickets = session.execute(
                 select(Ticket.number, Ticket.status, Ticket.household_id).order_by(Ticket.number)
@@ -183,8 +183,8 @@ def test_rebuilding_replaces_the_after_sales_data(app):
         assert len(names) == len(set(names)) == counts["svc_staff"]
 
 
-def test_records_can_be_added_after_the_demo(run, app):
-    assert run("demo", "--households", "60").exit_code == 0
+def test_records_can_be_added_after_the_demo(run, app, fixed_now_text):
+    assert run("demo", "--households", "60", "--now", fixed_now_text).exit_code == 0
     added = _json(run, "staff", "add", "新来的技术员", "--team", "engineering")
     assert added["name"] == "新来的技术员"
     with app.session() as session:

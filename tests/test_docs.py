@@ -45,6 +45,8 @@ def test_ci_runs_the_readme_test_command():
     block = re.search(r"```bash\n(.*?)```", README, re.DOTALL).group(1).strip().splitlines()
     assert got.stdout.strip() == block[1]
     assert "CRM_TEST_DATABASE_URL" in script
+    # and a second time with the clock a year ahead
+    assert 'CRM_TEST_CLOCK_SHIFT_DAYS=365 && eval "$test_command"' in script
 
 
 def test_every_command_group_is_in_the_readme():

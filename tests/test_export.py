@@ -116,6 +116,30 @@ def test_xlsx_export_in_chinese(loaded, run, tmp_path):
     assert rows[1][-3:] == ("万科城", "12", "12-1A")
 
 
+@pytest.mark.parametrize("name", ["service.csv", "service.jsonl", "service.xlsx"])
+def test_export_into_missing_folders_creates_them(loaded, run, tmp_path, name):
+    out = tmp_path / "missing" / "dir" / name
+    result = run("export", "service", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "Exception ignored" not in result.output
+    assert out.stat().st_size > 0 and [p.name for p in out.parent.iterdir()] == [name]
+
+
+def test_export_to_a_folder_or_under_a_file_is_one_sentence_and_writes_nothing(
+    loaded, run, tmp_path
+):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    result = run("export", "service", "-o", str(folder), "--format", "csv")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    blocker = tmp_path / "blocker"
+    blocker.write_text("不是文件夹")
+    result = run("export", "service", "-o", str(blocker / "service.xlsx"))
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "无法创建文件夹" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(folder.iterdir()) == [] and blocker.read_text() == "不是文件夹"
+
+
 def test_a_table_cell_stays_on_one_line():
     from crm.core.render import table
 

@@ -33,9 +33,11 @@ from crm.plugins.service.card import year_before
 
 ZHANG_ID = "11010519800101123" + id_check_digit("11010519800101123")
 LI_ID = "31010419900215456" + id_check_digit("31010419900215456")
-NOW = dt.datetime.now(dt.UTC)
-TODAY = dt.date.today()
-TWO_YEARS_AGO = dt.date(TODAY.year - 2, TODAY.month, min(TODAY.day, 28))
+# The card counts months and days back from today, so every test here runs with the clock at
+# NOW (10:00 on 2026-12-02 in Shanghai) and the seeded dates count back from it.
+NOW = dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)
+TWO_YEARS_AGO = dt.date(2024, 12, 2)
+pytestmark = pytest.mark.time_machine(NOW)
 
 
 @pytest.fixture
@@ -200,6 +202,26 @@ def test_card_has_every_section_including_plugin_sections(seeded):
     assert service["处理中合计"] == 2
     assert service["近 12 个月投诉"] == 1
     assert service["距最近联系(天)"] == 2
+
+
+# 17:00 UTC on 31 January is 1 February in Shanghai: two whole years since 1 February 2025.
+@pytest.mark.time_machine(dt.datetime(2027, 1, 31, 17, 0, tzinfo=dt.UTC))
+def test_months_since_the_last_purchase_count_on_the_business_calendar(session):
+    from crm.plugins.analysis.card import purchase_overview
+
+    household = Household(code="H9", name="王家", status="existing")
+    session.add(household)
+    session.flush()
+    session.add(
+        Purchase(
+            contract_no="C-9",
+            household_id=household.id,
+            purchase_date=dt.date(2025, 2, 1),
+            amount=Decimal(1000000),
+        )
+    )
+    session.flush()
+    assert dict(purchase_overview(session, household).lines)["距最近购买(月)"] == 24
 
 
 def test_referred_household_sees_who_referred_it(seeded):

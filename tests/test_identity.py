@@ -43,11 +43,14 @@ def test_bad_id_numbers_say_why(raw, reason):
         normalize_id_number(raw)
 
 
-def test_future_birth_date_is_refused():
-    tomorrow = dt.date.today() + dt.timedelta(days=1)
-    first17 = f"110105{tomorrow:%Y%m%d}001"
+# 18:00 UTC on 2 December is already 02:00 on 3 December in Shanghai, the business zone.
+@pytest.mark.time_machine(dt.datetime(2026, 12, 2, 18, 0, tzinfo=dt.UTC))
+def test_future_birth_date_is_refused_by_the_business_calendar():
+    today = "11010520261203001"  # born today in Shanghai: fine
+    assert normalize_id_number(today + id_check_digit(today)).startswith(today)
+    tomorrow = "11010520261204001"
     with pytest.raises(ValueError, match="合理范围"):
-        normalize_id_number(first17 + id_check_digit(first17))
+        normalize_id_number(tomorrow + id_check_digit(tomorrow))
 
 
 @pytest.mark.parametrize(

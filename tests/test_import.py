@@ -404,3 +404,12 @@ def test_fast_converters_agree_with_schema_load(kind, name, raw):
     except ValueError as exc:
         got = ("error", str(exc))
     assert got == expected
+
+
+def test_rejects_into_missing_folders_creates_them(app, run, tmp_path):
+    source = write(tmp_path / "h.csv", HOUSEHOLDS_ZH + "H004,赵敏,不存在的状态,,,,\n")
+    chosen = tmp_path / "missing" / "dir" / "r.csv"
+    result = run("import", "households", str(source), "--rejects", str(chosen))
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert [line[:2] for line in rejects(chosen)] == [["5", "客户状态"]]
+    assert count(app, Household) == 3

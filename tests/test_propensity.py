@@ -228,13 +228,13 @@ def test_sales_role_may_not_train_or_score(app, planted, run):
     assert "Traceback" not in result.output
 
 
-def test_demo_cli_prints_auc_and_lift_for_both_targets(session, run):
+def test_demo_cli_prints_auc_and_lift_for_both_targets(session, run, fixed_now):
     from crm.core.demo import build_demo
 
     with transaction(session):
         # At 600 households the evaluation year holds some eight repeat buyers: too few for
         # the AUC to say anything; at 1,500 about twenty.
-        build_demo(session, households=1500, seed=11)
+        build_demo(session, households=1500, seed=11, now=fixed_now)
     figures = {}
     for target in ("buy_again", "refer"):
         shown = run("analysis", "propensity", "train", "--target", target)

@@ -132,6 +132,11 @@ def test_exports_for_the_visit_teams_open_as_csv_and_xlsx(portfolio, run, tmp_pa
     text = csv_file.read_text(encoding="utf-8-sig").splitlines()
     assert text[0].startswith("项目,楼栋,房号") and len(text) == 4
     assert ".csv" in _refusal(run("revisit", "due", "--month", "2026-12", "-o", "x.pdf"))
+    # Missing folders are made; the file is complete.
+    deep = tmp_path / "missing" / "dir" / "due.xlsx"
+    _ok(run("revisit", "due", "--month", "2026-12", "-o", str(deep)))
+    assert len(list(load_workbook(deep, read_only=True).active.iter_rows())) == 4
+    assert [p.name for p in deep.parent.iterdir()] == ["due.xlsx"]
 
 
 @pytest.fixture

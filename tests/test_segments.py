@@ -270,11 +270,11 @@ def test_refusals_write_nothing(session, planted, run):
     assert session.scalar(select(func.count()).select_from(SavedModel)) == 0
 
 
-def test_segments_on_demo_data_through_the_cli(session, run):
+def test_segments_on_demo_data_through_the_cli(session, run, fixed_now):
     from crm.core.demo import build_demo
 
     with transaction(session):
-        build_demo(session, households=300, seed=21)
+        build_demo(session, households=300, seed=21, now=fixed_now)
     result = run("analysis", "segments", as_="分析员:analyst")
     assert result.exit_code == 0, result.output
     assert "分群名称" in result.output and "区别于全体的特征" in result.output

@@ -219,8 +219,8 @@ def test_feedback_is_handed_to_coordination_once_strongest_first(app, garden, co
     assert sorted(f.id for f in coordinator.received) == sorted(str(r.id) for r in handed)
 
 
-def test_warnings_command_detects_and_lists(run, app, garden):
-    now = dt.datetime.now(dt.UTC)
+def test_warnings_command_detects_and_lists(run, app, garden, fixed_now):
+    now = fixed_now  # `warnings --detect` looks back from the clock
     with app.session() as session, transaction(session):
         add_complaint(session, "TS-A", garden["H1"], now - dt.timedelta(days=3))
         add_complaint(session, "TS-B", garden["H1"], now - dt.timedelta(days=1))

@@ -111,7 +111,7 @@ def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
             ("action", "操作"),
             ("entity", "对象"),
             ("entity_id", "编号"),
-            ("changes", "变更（旧 → 新）"),
+            ("changes", "变更"),
             ("detail", "说明"),
         ],
     )

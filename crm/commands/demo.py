@@ -25,17 +25,28 @@ from crm.commands import get_app
     show_default=True,
     help="随机种子：相同的种子生成相同的数据。",
 )
-def demo(households: int, seed: int) -> None:
+@click.option(
+    "--now",
+    "now_text",
+    metavar="'YYYY-MM-DD HH:MM'",
+    help=(
+        "演示数据的“现在”（业务时区），历史从这一时刻往回生成；默认为当前时间。"
+        "相同的种子与时刻生成相同的数据。"
+    ),
+)
+def demo(households: int, seed: int, now_text: str | None) -> None:
     """生成演示用的样例客户数据库（楼盘、客户家庭、成交、老带新、服务记录）。
 
     在全新的机器上也可直接运行：会先初始化数据库与密钥。
 
     数据库若由 crm demo 生成，则清空后重建；若已有其他客户数据，则拒绝运行，不会覆盖。
     """
+    from crm.core.cliutil import parse_local_moment
     from crm.core.db import transaction
     from crm.core.demo import build_demo
     from crm.core.vocab import SERVICE_KINDS
 
+    now = parse_local_moment(now_text, "--now")
     app = get_app()
     app.init()
     with (
@@ -43,7 +54,9 @@ def demo(households: int, seed: int) -> None:
         app.session() as session,
         transaction(session),
     ):
-        summary = build_demo(session, households=households, seed=seed, progress=bar.update)
+        summary = build_demo(
+            session, households=households, seed=seed, progress=bar.update, now=now
+        )
 
     counts = summary.counts
     kinds = "、".join(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -42,7 +44,34 @@ def list_entries(
     ]
 
 
+# A list longer than this shows its first items and how many there are.
+LIST_SHOWN = 5
+
+
 def _changes_text(changes: dict | None) -> str:
+    """An entry's changes as one line. Row changes are [old, new] pairs, shown as "old → new"
+    (so is any two-item list); entries written by a command may hold anything else (a count,
+    a name, the numbers it touched), shown as it is, long lists cut short with their count."""
     if not changes:
         return ""
-    return "；".join(f"{key}: {old} → {new}" for key, (old, new) in changes.items())
+    return "；".join(f"{key}: {_change_text(value)}" for key, value in changes.items())
+
+
+def _change_text(value: Any) -> str:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        old, new = value
+        return f"{_value_text(old)} → {_value_text(new)}"
+    return _value_text(value)
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "空"
+    if isinstance(value, list | tuple):
+        if not value:
+            return "无"
+        shown = "、".join(_value_text(item) for item in value[:LIST_SHOWN])
+        return f"{shown} 等 {len(value)} 项" if len(value) > LIST_SHOWN else shown
+    if isinstance(value, dict):
+        return "{" + "，".join(f"{k}: {_value_text(v)}" for k, v in value.items()) + "}"
+    return str(value)

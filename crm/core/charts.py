@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from crm.core.errors import CrmError
+from crm.core.outfiles import make_folder
 
 CJK_HINTS = ("CJK", "WenQuanYi", "Droid Sans Fallback", "Source Han", "SimHei", "YaHei", "PingFang")
 NO_FONT = "未找到中文字体，图中的中文可能显示为方框；可安装 fonts-noto-cjk 后重新生成。"
@@ -60,10 +61,7 @@ def charts(directory: Path) -> Iterator[Charts]:
     import matplotlib
 
     matplotlib.use("Agg")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CrmError(f"无法创建图表目录 {directory}：{exc.strerror}。") from None
+    make_folder(directory)
     font = cjk_font()
     style = {"font.family": "sans-serif", "axes.unicode_minus": False}
     if font:

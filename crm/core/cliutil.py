@@ -89,6 +89,25 @@ def parse_day(text: str | None, what: str):
         raise CrmError(f"{what}“{text}”不是有效日期：请写成 2026-04-28 这样的格式。") from None
 
 
+def parse_local_moment(text: str | None, what: str):
+    """A time option (YYYY-MM-DD HH:MM, business zone) as an aware UTC datetime; None stays
+    None; a bad one is one sentence."""
+    import datetime as dt
+
+    from crm.core.clock import as_local
+    from crm.core.errors import CrmError
+
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.strptime(text.strip(), "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise CrmError(
+            f"{what}“{text}”不是有效时间：请写成 2026-12-02 09:00 这样的格式（业务时区）。"
+        ) from None
+    return as_local(moment).astimezone(dt.UTC)
+
+
 def day_bound(text: str | None, what: str, end: bool = False):
     """A --since/--until date (YYYY-MM-DD) in the business zone as an aware UTC bound;
     `end` makes the day inclusive. None stays None."""

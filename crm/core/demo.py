@@ -1,10 +1,10 @@
 """A realistic sample portfolio for `crm demo`: projects, buildings, units, households with
 members, purchases, referrals and service records, written in bulk into a fresh database.
 
-Everything is drawn from one seed, so the same seed gives the same data (dates are counted
-back from the day it runs). Rows are generated as dicts with ids assigned here and inserted
-with Core executemany in batches; the ORM audit hook does not see them, so one `demo` audit
-entry records the counts instead.
+Everything is drawn from one seed, so the same seed and `now` give the same data (dates are
+counted back from `now`, by default the moment it runs, on the business zone's calendar). Rows
+are generated as dicts with ids assigned here and inserted with Core executemany in batches;
+the ORM audit hook does not see them, so one `demo` audit entry records the counts instead.
 
 Rates used (DOMAIN.md reference figures in brackets):
 
@@ -57,7 +57,7 @@ from sqlalchemy import MetaData, Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from crm.core import audit
-from crm.core.clock import add_months, local_zone
+from crm.core.clock import add_months, local_today, local_zone
 from crm.core.errors import CrmError
 from crm.core.identity import id_check_digit
 from crm.core.models import (
@@ -466,7 +466,8 @@ class _Generator:
         self.random = self.rng.random
         self.pools = _pools(seed)
         self.now = now
-        self.today = now.astimezone().date()  # the local calendar, as ages are counted
+        # The business zone's calendar, as ages and dates are counted (not the machine's).
+        self.today = local_today(now)
         self.start = self.today - dt.timedelta(days=max(p.launch_days_ago for p in PROJECTS))
         self.projects = [
             _Project(i, spec, self.today - dt.timedelta(days=spec.launch_days_ago))

@@ -29,6 +29,7 @@ from crm.core.models import (
     ServiceRecord,
     Unit,
 )
+from crm.core.outfiles import output_file
 from crm.core.privacy import Disclosure
 from crm.core.schemas import KIND_LABELS, SCHEMAS, Vocab, compile_schema
 
@@ -203,9 +204,11 @@ def export(
     if fmt == "xlsx":
         if not isinstance(out, Path):
             raise CrmError("导出 XLSX 需要用 -o 指定输出文件。")
-        _write_xlsx(out, header_row, rows())
+        with output_file(out) as part:
+            _write_xlsx(part, header_row, rows())
     elif isinstance(out, Path):
-        with out.open("w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") as fh:
+        encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
+        with output_file(out) as part, part.open("w", encoding=encoding, newline="") as fh:
             _write_text(fh, fmt, header_row, rows())
     else:
         _write_text(out, fmt, header_row, rows())

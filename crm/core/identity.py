@@ -7,6 +7,8 @@ import datetime as dt
 import re
 import unicodedata
 
+from crm.core.clock import local_today
+
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 _MOBILE = re.compile(r"1[3-9]\d{9}")
@@ -35,7 +37,7 @@ def normalize_id_number(raw: str) -> str:
         birth = dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     except ValueError:
         raise ValueError("身份证号中的出生日期无效") from None
-    if not dt.date(1900, 1, 1) <= birth <= dt.date.today():
+    if not dt.date(1900, 1, 1) <= birth <= local_today():
         raise ValueError("身份证号中的出生日期超出合理范围")
     if id_check_digit(number[:17]) != number[17]:
         raise ValueError("身份证号校验位不正确（GB 11643）")

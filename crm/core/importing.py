@@ -57,6 +57,7 @@ from crm.core.models import (
     Unit,
     utcnow,
 )
+from crm.core.outfiles import make_folder
 from crm.core.privacy import seal_member_fields
 from crm.core.schemas import KIND_LABELS, SCHEMAS, compile_schema, header_index, header_key
 
@@ -307,6 +308,7 @@ class _Rejects:
         if not rejects:
             return
         if self._writer is None:
+            make_folder(self.path.parent)
             self._handle = self.path.open("w", encoding="utf-8-sig", newline="")
             self._writer = csv.writer(self._handle)
             self._writer.writerow(REJECT_HEADER)

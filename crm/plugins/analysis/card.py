@@ -8,6 +8,7 @@ from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import Session
 
 from crm.core.card import CardSection
+from crm.core.clock import local_today
 from crm.core.models import Household, Purchase, Referral
 
 
@@ -20,7 +21,7 @@ def months_between(earlier: dt.date, later: dt.date) -> int:
 def purchase_overview(
     session: Session, household: Household, today: dt.date | None = None
 ) -> CardSection:
-    today = today or dt.date.today()
+    today = today or local_today()
     count, total, first, last = session.execute(
         select(
             func.count(Purchase.id),

@@ -38,6 +38,7 @@ from crm.core.models import (
     Unit,
     utcnow,
 )
+from crm.core.outfiles import output_file
 from crm.core.privacy import Disclosure
 from crm.core.schedule import Schedule, parse_every
 from crm.core.vocab import code_of, label
@@ -800,12 +801,12 @@ def export_contacts(session: Session, run_id: int, path: Path, outcome: str | No
     audit.current_user(session).require("export", "导出活动外呼名单")
     rows = run_contacts(session, run_id, outcome)
     headers = [title for _, title in CONTACT_COLUMNS]
-    try:
+    with output_file(path) as part:
         if suffix == ".csv":
             import csv
 
             # utf-8-sig: Excel opens the Chinese text correctly only with the BOM.
-            with path.open("w", encoding="utf-8-sig", newline="") as handle:
+            with part.open("w", encoding="utf-8-sig", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(headers)
                 writer.writerows([row[key] for key, _ in CONTACT_COLUMNS] for row in rows)
@@ -817,9 +818,7 @@ def export_contacts(session: Session, run_id: int, path: Path, outcome: str | No
             sheet.append(headers)
             for row in rows:
                 sheet.append([row[key] for key, _ in CONTACT_COLUMNS])
-            book.save(path)
-    except OSError as exc:
-        raise CrmError(f"无法写入文件“{path}”：{exc.strerror}。") from None
+            book.save(part)
     audit.record(
         session,
         "export",

@@ -29,6 +29,7 @@ from crm.core.clock import local_today
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import Building, Household, Member, Project, Purchase, Unit, utcnow
+from crm.core.outfiles import output_file
 from crm.core.privacy import Disclosure
 from crm.plugins.campaigns.models import Rectification, Visit
 
@@ -162,12 +163,12 @@ def export_due_list(session: Session, month: str, path: Path) -> int:
             ("是" if row[key] else "否") if key == "visited" else row[key] for key, _ in DUE_COLUMNS
         ]
 
-    try:
+    with output_file(path) as part:
         if suffix == ".csv":
             import csv
 
             # utf-8-sig: Excel opens the Chinese text correctly only with the BOM.
-            with path.open("w", encoding="utf-8-sig", newline="") as handle:
+            with part.open("w", encoding="utf-8-sig", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(headers)
                 writer.writerows(values(row) for row in rows)
@@ -179,9 +180,7 @@ def export_due_list(session: Session, month: str, path: Path) -> int:
             sheet.append(headers)
             for row in rows:
                 sheet.append(values(row))
-            book.save(path)
-    except OSError as exc:
-        raise CrmError(f"无法写入文件“{path}”：{exc.strerror}。") from None
+            book.save(part)
     audit.record(
         session, "export", "camp_visits", detail=f"四年之约走访名单 {month.strip()}：{len(rows)} 行"
     )

@@ -460,6 +460,9 @@ class _Builder:
         stored = session.get(Setting, STAFF_SETTING)
         if stored is not None:  # a rebuild: every row naming them went with the households
             session.execute(delete(Staff.__table__).where(Staff.id.in_(json.loads(stored.value))))
+            # Number them again after the staff that remain, so a rebuild with the same seed
+            # and time gives the same rows.
+            self.ids["svc_staff"] = session.scalar(select(func.max(Staff.id))) or 0
         taken = set(session.scalars(select(Staff.name)).all())
         self.teams = session.scalars(
             select(Team).where(Team.active.is_(True)).order_by(Team.kind == "vendor", Team.id)
