@@ -317,15 +317,18 @@ def test_household_service_costs_sql(session):
     ticket("WX2", 2, "general", ticket_type="repair", paid=False, fee_amount=Decimal(80))
     for number, on, cost, kind, status in (
         ("WX1-01", repair, "400", None, "done"),  # a repair job: its kind says so
-        ("TS1-01", first, "1000", "compensation", "done"),
+        ("TS1-01", first, "600", "compensation", "done"),
         ("TS1-02", first, "300", "gift", "done"),
         ("TS1-03", first, "999", "gift", "cancelled"),
+        # Coordination's compensation task: no ticket, the household's all the same.
+        ("RW1", None, "400", "compensation", "done"),
     ):
         session.add(
             WorkOrder(
                 number=number,
-                ticket_id=on.id,
-                kind="repair" if on is repair else "remedial",
+                ticket_id=on.id if on else None,
+                household_id=on.household_id if on else first.household_id,
+                kind="repair" if on is repair else "remedial" if on else "compensation",
                 description="测试",
                 status=status,
                 cost=Decimal(cost),

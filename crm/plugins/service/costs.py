@@ -70,10 +70,12 @@ def household_service_costs(
     tickets = tickets.group_by(Ticket.household_id)
 
     spent = func.coalesce(WorkOrder.cost, 0.0)
+    # Work orders name their household (a ticket's, or a task's such as compensation or a
+    # gift that coordination gave).
     orders = (
         select(
             *_row(
-                Ticket.household_id,
+                WorkOrder.household_id,
                 **{
                     column: func.sum(case((kind, spent), else_=0.0))
                     for column, kind in (
@@ -87,13 +89,13 @@ def household_service_costs(
                 },
             )
         )
-        .join(Ticket, Ticket.id == WorkOrder.ticket_id)
         .where(
+            WorkOrder.household_id.is_not(None),
             WorkOrder.cost.is_not(None),
             WorkOrder.status != "cancelled",
             _window(func.coalesce(WorkOrder.completed_at, WorkOrder.created_at), since, until),
         )
-        .group_by(Ticket.household_id)
+        .group_by(WorkOrder.household_id)
     )
 
     # Those who did not turn up (attended false) do not share an activity's cost.
