@@ -300,14 +300,6 @@ class Simulation:
         from crm.plugins.service import dispatch, repairs, tickets
         from crm.plugins.service.rules import LAST_STEP
 
-        def settle_promises(s, ticket, now) -> None:
-            for promise in ticket.commitments:
-                broken = promise.status == "broken" and promise.settled_at is None
-                if broken or (promise.status == "open" and promise.due_at < now):
-                    tickets.settle_broken_commitment(
-                        s, number, "向业主致歉", "积压未及时处理", "当天处理完毕", now=now
-                    )
-
         def finish_work(s, ticket, now, kinds) -> None:
             for order in tickets.open_work(s, ticket, kinds):
                 dispatch.complete_work_order(s, order.number, "已处理完毕", now=now)
@@ -347,7 +339,7 @@ class Simulation:
                 else:
                     repairs.start_repair(s, number, now=now)
             elif status in ("accepted", "assessed", "investigating"):  # a reply is next
-                settle_promises(s, ticket, now)
+                settle_late_promises(s, number, now)
                 owner = ticket.owner.name if ticket.owner else "值班客服"
                 promising = kind == "complaint"
                 tickets.reply(
@@ -356,9 +348,8 @@ class Simulation:
                     promised_by=owner if promising else None, note="已答复", now=now,
                 )  # fmt: skip
             elif status == "replied":
-                settle_promises(s, ticket, now)
                 finish_work(s, ticket, now, ("remedial",))
-                tickets.close(s, number, True, note="业主确认问题已解决", now=now)
+                close_keeping_word(s, number, "业主确认问题已解决", now)
             elif status == "closed" and kind in ("complaint", "repair"):
                 orders = tickets.open_work(s, ticket, ("revisit",))
                 if orders:
@@ -573,7 +564,7 @@ class Simulation:
         self._finish_work(plan, when(0.85), ("remedial",))
         self._step(
             plan, close_at, "关闭",
-            lambda s, t: tickets.close(s, number, True, note="业主确认问题已解决", now=t),
+            lambda s, t: close_keeping_word(s, number, "业主确认问题已解决", t),
         )  # fmt: skip
         if plan.severity in ("major", "hot"):
             self._step(
@@ -657,7 +648,7 @@ class Simulation:
             self._step(plan, reopened + dt.timedelta(minutes=minutes / 3), "返工承诺", reply)
             self._step(
                 plan, again, "返工关闭",
-                lambda s, t: tickets.close(s, number, True, note="返工完成，业主确认", now=t),
+                lambda s, t: close_keeping_word(s, number, "返工完成，业主确认", t),
             )  # fmt: skip
         else:  # a repair: another job, done and signed off again
 
@@ -971,6 +962,29 @@ class _Request:
     # given if it came before the request was typed in.
     last: dt.datetime = EPOCH
     first_at: dt.datetime | None = None
+
+
+def settle_late_promises(session: Session, number: str, now: dt.datetime) -> None:
+    """A promise that ran out before the work was done is apologised for, as the system asks
+    before the next promise or the closing."""
+    from crm.plugins.service import tickets
+
+    ticket = tickets.get_ticket(session, number)
+    if any(
+        (c.status == "open" and c.due_at < now) or (c.status == "broken" and not c.settled_at)
+        for c in ticket.commitments
+    ):
+        tickets.settle_broken_commitment(
+            session, number, "向业主致歉", "处理时间超出预计", "当天处理完毕并回电", now=now
+        )
+
+
+def close_keeping_word(session: Session, number: str, note: str, now: dt.datetime) -> None:
+    """Close a request as an agent does, its late promises apologised for first."""
+    from crm.plugins.service import tickets
+
+    settle_late_promises(session, number, now)
+    tickets.close(session, number, True, note=note, now=now)
 
 
 def measure_month(session: Session, row: Month, start: dt.datetime, end: dt.datetime) -> None:
