@@ -59,6 +59,14 @@ SERVICE_CHANNELS = {
     "online": "网络",
 }
 SERVICE_STATUS = {"open": "处理中", "closed": "已关闭"}
+# What a complaint is about (DOMAIN: engineering, design, sales management, service): service
+# handling assesses it, satisfaction monitoring groups surveys by it.
+COMPLAINT_CATEGORIES = {
+    "engineering": "工程",
+    "design": "设计",
+    "sales_management": "销售管理",
+    "service": "服务",
+}
 # The kinds of team that handle service work (DOMAIN.md: security, cleaning, technical,
 # customer service, outsourced vendors); plans and dispatch both name teams by kind.
 TEAM_KINDS = {

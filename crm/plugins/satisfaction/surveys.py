@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from crm.core import audit
+from crm.core import audit, vocab
 from crm.core.audit import current_user
 from crm.core.chain import Revisit
 from crm.core.clock import when_done
@@ -23,13 +23,8 @@ from crm.core.models import Household, Project, utcnow
 from crm.plugins.satisfaction.models import Survey, SurveyAspect
 
 SURVEY_KINDS = {"revisit": "工单回访", "periodic": "定期调查", "visit": "走访问卷"}
-CATEGORIES = {
-    "engineering": "工程",
-    "design": "设计",
-    "sales_management": "销售管理",
-    "service": "服务",
-}
-CHANNELS = {"phone": "电话", "visit": "来访", "letter": "信函", "fax": "传真", "online": "网络"}
+CATEGORIES = vocab.COMPLAINT_CATEGORIES
+CHANNELS = vocab.SERVICE_CHANNELS
 CSAT_RANGE = (1, 5)
 NPS_RANGE = (0, 10)
 ASPECT_RANGE = (1, 10)

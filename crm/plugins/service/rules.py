@@ -67,12 +67,7 @@ PAUSED = "waiting_customer"
 CLOSED_STATUSES = ("closed", "revisited", "completed")
 SEVERITIES = {"general": "一般", "important": "重要", "hot": "热点", "major": "重大"}
 SEVERITY_ORDER = tuple(SEVERITIES)  # from the least to the most urgent
-CATEGORIES = {
-    "engineering": "工程",
-    "design": "设计",
-    "sales_management": "销售管理",
-    "service": "服务",
-}
+CATEGORIES = vocab.COMPLAINT_CATEGORIES
 EXPECTATIONS = {
     "taken_seriously": "被重视",
     "respect": "被尊重",
