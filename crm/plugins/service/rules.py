@@ -197,13 +197,6 @@ def allowed_actions(ticket_type: str, status: str) -> list[str]:
     return list(FLOWS[ticket_type].get(status, {}))
 
 
-def reaches(ticket_type: str, status: str, target: str) -> bool:
-    """Whether a ticket in `status` has got at least as far as `target` along its flow
-    (waiting for the customer counts as not yet)."""
-    order = [s for s in FLOWS[ticket_type] if s != PAUSED]
-    return status in order and target in order and order.index(status) >= order.index(target)
-
-
 def raised(old: str, new: str) -> bool:
     """Whether `new` is a more urgent severity than `old`."""
     return SEVERITY_ORDER.index(new) > SEVERITY_ORDER.index(old)
