@@ -184,11 +184,11 @@ def carry_out_plans(
 
     open_tasks = _open_tasks(session, jobs)
     fresh: list[_Job] = []
-    joined: list[tuple[_Job, str]] = []
+    joined: list[_Job] = []
     for job in jobs:
         key = _whose(job)
         if key in open_tasks:
-            joined.append((job, open_tasks[key]))
+            joined.append(job)
         else:
             open_tasks[key] = None  # this batch gives the task: later plans join it
             fresh.append(job)
@@ -238,7 +238,7 @@ def carry_out_plans(
             changes={"tasks": numbers},
             detail=f"协调派发任务 {len(rows)} 项（{rows[0]['number']} 起）",
         )
-    for job, _ in joined:
+    for job in joined:
         task_number = open_tasks[_whose(job)]
         feedback = job.instruction.feedback
         session.execute(
