@@ -94,6 +94,7 @@ class _Surveys:
                 "category": None,
                 "channel": channel,
                 "taken_at": taken_at,
+                "entered_at": taken_at,
                 "csat": csat,
                 "nps": nps,
                 "comment": comment,

@@ -360,6 +360,7 @@ class _Log:
             {
                 "ticket_id": self.ticket_id,
                 "at": at,
+                "entered_at": at,  # the demo's staff type things in as they happen
                 "actor": actor,
                 "action": action,
                 "from_status": before,

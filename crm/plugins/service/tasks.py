@@ -123,12 +123,17 @@ def _managers(session: Session, project_ids: set[int]) -> dict[int | None, tuple
     return found
 
 
+def _lock(session: Session) -> None:
+    """The transaction-wide lock open_ticket also takes for its numbers (PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(NUMBER_LOCK)))
+
+
 def task_numbers(session: Session, count: int, now: dt.datetime) -> list[str]:
     """`count` consecutive task numbers of the day, drawn under the lock open_ticket uses (on
     SQLite the coordination cycle holds the write lock; the unique number refuses any race)."""
     head = number_head(TASK_PREFIX, now)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(NUMBER_LOCK)))
+    _lock(session)
     first = session.scalar(select(last_sequence(session, WorkOrder.number, head))) + 1
     return [number(head, sequence) for sequence in range(first, first + count)]
 
@@ -182,6 +187,9 @@ def carry_out_plans(
     if not jobs:
         return []
 
+    # Two cycles at once must not both see a household without a task and both give one:
+    # on PostgreSQL the task lock is taken before looking (SQLite's cycles hold the write lock).
+    _lock(session)
     open_tasks = _open_tasks(session, jobs)
     fresh: list[_Job] = []
     joined: list[_Job] = []
