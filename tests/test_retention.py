@@ -57,14 +57,14 @@ def test_enrolment_and_tier_changes_keep_their_history(app, households):
     with app.session() as session:
         history = club_history(session, "H1")
         assert [(h["previous_tier"], h["tier"]) for h in history] == [
-            ("非会员", "普通会员"),
-            ("普通会员", "金卡"),
-            ("金卡", "非会员"),
+            ("none", "standard"),
+            ("standard", "gold"),
+            ("gold", "none"),
         ]
         assert history[1]["note"] == "年度升级" and history[0]["by"] == "测试管理员"
         assert session.scalar(select(func.count(ClubEnrollment.id))) == 4
         members = list_members(session)
-        assert [(m["code"], m["tier"]) for m in members] == [("H2", "银卡")]
+        assert [(m["code"], m["tier"]) for m in members] == [("H2", "silver")]
         assert list_members(session, tier="gold") == []
 
 
@@ -122,9 +122,11 @@ def test_cli_club_and_activities(app, households, run):
     tiered = run("club", "tier", "H1", "gold", "--note", "推荐成交两套")
     assert tiered.exit_code == 0 and "银卡 → 金卡" in tiered.output
     members = json.loads(run("club", "list", "--format", "json").output)
-    assert [(m["code"], m["tier"], m["changes"]) for m in members] == [("H1", "金卡", 2)]
+    assert [(m["code"], m["tier"], m["changes"]) for m in members] == [("H1", "gold", 2)]
+    table = run("club", "list").output
+    assert "金卡" in table and "gold" not in table
     history = json.loads(run("club", "list", "--household", "H1", "--format", "json").output)
-    assert [h["tier"] for h in history] == ["银卡", "金卡"]
+    assert [h["tier"] for h in history] == ["silver", "gold"]
     again = run("club", "enrol", "H1")
     assert again.exit_code != 0 and "crm club tier H1" in again.output
 
@@ -155,11 +157,11 @@ def test_cli_actions_answer_in_json(app, households, run):
     enrolled = json_of("club", "enrol", "H1", "--tier", "silver")
     assert (enrolled["code"], enrolled["previous_tier"], enrolled["tier"]) == (
         "H1",
-        "非会员",
-        "银卡",
+        "none",
+        "silver",
     )
     tiered = json_of("club", "tier", "H1", "gold")
-    assert (tiered["previous_tier"], tiered["tier"]) == ("银卡", "金卡")
+    assert (tiered["previous_tier"], tiered["tier"]) == ("silver", "gold")
     created = json_of(
         "activity", "create", "中秋游园会", "--at", "2099-09-20 14:00", "--cost", "800"
     )

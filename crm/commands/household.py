@@ -7,13 +7,14 @@ from collections.abc import Callable
 import click
 
 from crm.commands import emit, format_option, get_app
+from crm.core import vocab
 
 LIST_COLUMNS = [
     ("code", "客户编号"),
     ("name", "客户名称"),
-    ("status", "状态"),
+    ("status", "状态", vocab.HOUSEHOLD_STATUS),
     ("project", "项目"),
-    ("member_tier", "会员等级"),
+    ("member_tier", "会员等级", vocab.MEMBER_TIERS),
     ("owner", "业主"),
 ]
 

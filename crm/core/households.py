@@ -152,9 +152,9 @@ def _listing(
         {
             "code": row.code,
             "name": row.name,
-            "status": vocab.label(vocab.HOUSEHOLD_STATUS, row.status),
+            "status": row.status,
             "project": row.project,
-            "member_tier": vocab.label(vocab.MEMBER_TIERS, row.member_tier),
+            "member_tier": row.member_tier,
             "owner": row.owner,
         }
         for row in session.execute(query)

@@ -114,7 +114,7 @@ def list_members(
             "code": household.code,
             "name": household.name,
             "project": project_name,
-            "tier": vocab.label(vocab.MEMBER_TIERS, household.member_tier),
+            "tier": household.member_tier,
             "joined_at": joined_at,
             "changed_at": changed_at,
             "changes": changes or 0,
@@ -137,8 +137,8 @@ def _history_row(household: Household, entry: ClubEnrollment) -> dict:
     return {
         "code": household.code,
         "at": entry.at,
-        "previous_tier": vocab.label(vocab.MEMBER_TIERS, entry.previous_tier),
-        "tier": vocab.label(vocab.MEMBER_TIERS, entry.tier),
+        "previous_tier": entry.previous_tier,
+        "tier": entry.tier,
         "by": entry.by,
         "note": entry.note,
     }

@@ -22,8 +22,8 @@ ACTIVITY_COLUMNS = [
 CLUB_LABELS = [
     ("message", "结果"),
     ("code", "客户编号"),
-    ("previous_tier", "原等级"),
-    ("tier", "新等级"),
+    ("previous_tier", "原等级", MEMBER_TIERS),
+    ("tier", "新等级", MEMBER_TIERS),
     ("at", "时间"),
     ("by", "经办人"),
     ("note", "说明"),
@@ -42,8 +42,8 @@ def _club_record(code: str, entry, message: str) -> dict:
     return {
         "message": message,
         "code": code,
-        "previous_tier": label(MEMBER_TIERS, entry.previous_tier),
-        "tier": label(MEMBER_TIERS, entry.tier),
+        "previous_tier": entry.previous_tier,
+        "tier": entry.tier,
         "at": entry.at,
         "by": entry.by,
         "note": entry.note,
@@ -121,8 +121,8 @@ def club_list(tier, project, household, limit, fmt) -> None:
             columns = [
                 ("code", "客户编号"),
                 ("at", "时间"),
-                ("previous_tier", "原等级"),
-                ("tier", "新等级"),
+                ("previous_tier", "原等级", MEMBER_TIERS),
+                ("tier", "新等级", MEMBER_TIERS),
                 ("by", "经办人"),
                 ("note", "说明"),
             ]
@@ -132,7 +132,7 @@ def club_list(tier, project, household, limit, fmt) -> None:
                 ("code", "客户编号"),
                 ("name", "客户名称"),
                 ("project", "项目"),
-                ("tier", "会员等级"),
+                ("tier", "会员等级", MEMBER_TIERS),
                 ("joined_at", "入会时间"),
                 ("changed_at", "最近变更"),
                 ("changes", "变更次数"),
