@@ -1,9 +1,17 @@
 """The audit log: every ORM change to an `Audited` row, plus explicit entries for imports,
-exports and each full view of personal data."""
+exports and each full view of personal data.
+
+Entries are hash-chained: each row holds `prev_hash` (the `hash` of the row before it, by id)
+and `hash`, the SHA-256 of `chain_text()` over its own fields and `prev_hash`. The database
+computes both on every insert, whoever inserts (migration 0004): PostgreSQL in a plpgsql
+trigger, SQLite in a trigger calling `sqlite_chain_hash` below, which `sqlite_functions`
+registers on each connection. `crm.core.auditlog.verify_chain` recomputes the chain.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +22,59 @@ from crm.core.models import Audited, AuditEntry, utcnow
 from crm.core.security import User
 
 SYSTEM_USER = User("system", "admin")
+
+# The chain's formula, version 1: this tag, then each part as "<length>:<text>" (length in
+# characters) or "-" for NULL. Lengths make the text unambiguous whatever the fields hold; the
+# PostgreSQL trigger in migration 0004 builds exactly this text. Changing it breaks every chain.
+CHAIN_TAG = "crm-audit-1"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def epoch_micros(at: dt.datetime) -> int:
+    """Integer microseconds since 1970 UTC; a naive time is UTC (as SQLite stores it)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return (at - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def chain_text(
+    prev_hash: str | None,
+    at: dt.datetime,
+    actor: str,
+    role: str,
+    action: str,
+    entity: str,
+    entity_id: str | None,
+    changes: str | None,
+    detail: str | None,
+) -> str:
+    """The canonical text of one entry; `changes` is the JSON exactly as stored."""
+    parts = (prev_hash, str(epoch_micros(at)), actor, role, action, entity, entity_id, changes)
+    return CHAIN_TAG + "".join(
+        "-" if part is None else f"{len(part)}:{part}" for part in (*parts, detail)
+    )
+
+
+def chain_hash(*fields) -> str:
+    """SHA-256 (hex) of `chain_text(*fields)`."""
+    return hashlib.sha256(chain_text(*fields).encode()).hexdigest()
+
+
+def sqlite_chain_hash(prev_hash, at, actor, role, action, entity, entity_id, changes, detail):
+    """`crm_audit_hash()` of the SQLite trigger: the row's values as SQLite stores them."""
+    # SQLite gives back what its column affinity made of a value; the text is what counts.
+    texts = [None if v is None else str(v) for v in (actor, role, action, entity, entity_id)]
+    changes = None if changes is None else str(changes)
+    detail = None if detail is None else str(detail)
+    return chain_hash(prev_hash, dt.datetime.fromisoformat(at), *texts, changes, detail)
+
+
+def sqlite_functions(dbapi_connection, _record) -> None:
+    """Engine "connect" listener: the function the SQLite chain trigger calls."""
+    import sqlite3
+
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.create_function("crm_audit_hash", 9, sqlite_chain_hash)
 
 
 def current_user(session: Session) -> User:

@@ -1,14 +1,18 @@
-"""Reading the audit log (writing is in `crm.core.audit`)."""
+"""Reading the audit log and checking its hash chain (writing is in `crm.core.audit`)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
-from crm.core.audit import current_user
+from crm.core.audit import chain_hash, current_user
 from crm.core.models import AuditEntry
+from crm.core.security import is_control
 
 
 def list_entries(
@@ -75,3 +79,100 @@ def _value_text(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + "，".join(f"{k}: {_value_text(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def escape_controls(text: str) -> str:
+    """`text` with each control, format or line-separator character written as an escape
+    (\\n, \\x1b, \\u202e), so a stored value cannot move the cursor, colour the terminal, turn
+    text around or start a line that looks like another entry."""
+    return "".join(_escaped(ch) if is_control(ch) else ch for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    if ch in named:
+        return named[ch]
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+# What is wrong with the first broken link of the chain (the CLI labels them).
+UNCHAINED = "unchained"  # the row has no hash: it was written past the chain trigger
+EDITED = "edited"  # the row's fields no longer give its hash
+MISSING = "missing"  # it links to a row that is gone (deleted, or rewritten with a new hash)
+REORDERED = "reordered"  # it links to another row that is still there, or to none
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    id: int
+    at: dt.datetime
+    problem: str
+    # The row before it by id (None for the first row).
+    previous_id: int | None
+    # REORDERED: the row its link names (None when it claims to be the first of the chain).
+    linked_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    checked: int
+    last_hash: str | None
+    broken: ChainBreak | None = None
+
+
+def verify_chain(
+    session: Session, batch: int = 2000, progress: Callable[[int], None] | None = None
+) -> ChainCheck:
+    """Walk the audit log in id order and recompute its hash chain; stop at the first broken
+    link. `progress` is called with the number of rows checked per batch."""
+    current_user(session).require("audit.read", "核对审计日志")
+    fields = (
+        AuditEntry.at,
+        AuditEntry.actor,
+        AuditEntry.role,
+        AuditEntry.action,
+        AuditEntry.entity,
+        AuditEntry.entity_id,
+        # The JSON text as stored, which is what was hashed (PostgreSQL's json keeps it).
+        cast(AuditEntry.changes, Text),
+        AuditEntry.detail,
+    )
+    query = select(AuditEntry.id, AuditEntry.prev_hash, AuditEntry.hash, *fields)
+    checked, previous_id, previous_hash = 0, None, None
+    while True:
+        after = previous_id if previous_id is not None else -1
+        rows = session.execute(
+            query.where(AuditEntry.id > after).order_by(AuditEntry.id).limit(batch)
+        ).all()
+        if not rows:
+            return ChainCheck(checked, previous_hash)
+        for row_id, prev_hash, row_hash, *values in rows:
+            checked += 1
+            problem, linked_id = None, None
+            if row_hash is None:
+                problem = UNCHAINED
+            elif chain_hash(prev_hash, *values) != row_hash:
+                problem = EDITED
+            elif prev_hash != previous_hash:
+                linked_id = _row_with_hash(session, prev_hash)
+                problem = MISSING if prev_hash is not None and linked_id is None else REORDERED
+            if problem:
+                broken = ChainBreak(row_id, values[0], problem, previous_id, linked_id)
+                return ChainCheck(checked, previous_hash, broken)
+            previous_id, previous_hash = row_id, row_hash
+        if progress:
+            progress(len(rows))
+
+
+def _row_with_hash(session: Session, value: str | None) -> int | None:
+    if value is None:
+        return None
+    return session.scalar(select(func.min(AuditEntry.id)).where(AuditEntry.hash == value))
+
+
+def count_entries(session: Session) -> int:
+    current_user(session).require("audit.read", "核对审计日志")
+    return session.scalar(select(func.count()).select_from(AuditEntry)) or 0

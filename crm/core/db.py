@@ -44,6 +44,10 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        # The audit log's chain trigger calls a Python function (crm.core.audit).
+        from crm.core.audit import sqlite_functions
+
+        event.listen(engine, "connect", sqlite_functions)
         return engine
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 

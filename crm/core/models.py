@@ -254,7 +254,10 @@ class ServiceRecord(Audited, TimestampMixin, Base):
 
 
 class AuditEntry(Base):
-    """Who did what, when, with old -> new values. Never updated or deleted."""
+    """Who did what, when, with old -> new values. Never updated or deleted.
+
+    `prev_hash` and `hash` chain the rows in id order; the database fills them on insert
+    (see crm.core.audit), so a changed, removed or moved row breaks the chain."""
 
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_entity", "entity", "entity_id"),)
@@ -267,6 +270,8 @@ class AuditEntry(Base):
     entity_id: Mapped[str | None] = mapped_column(String(50))
     changes: Mapped[dict | None] = mapped_column(JSON)
     detail: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Setting(Base):

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,18 @@ class User:
         return f"{self.name}（{ROLES[self.role]}）"
 
 
+# The name crm.core.audit writes for work no person started; no user may take it.
+RESERVED_NAMES = {"system", "系统"}
+# Longest actor name the audit log keeps (audit_log.actor).
+NAME_LENGTH = 100
+
+
+def is_control(ch: str) -> bool:
+    """C0/C1 controls, format characters (bidi overrides, zero-width), line and paragraph
+    separators, lone surrogates: characters that can forge or hide text on a terminal."""
+    return unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
 def parse_user(spec: str | None) -> User:
     """Read `name:role`, or just `role`, as given by --as or CRM_USER.
 
@@ -94,13 +107,23 @@ def parse_user(spec: str | None) -> User:
     """
     if not spec:
         return User(getpass.getuser(), DEFAULT_ROLE)
+    if any(is_control(ch) for ch in spec):
+        raise CrmError(
+            "操作人名字或角色中含有控制字符（如换行、ESC、双向文字控制符）：请去掉后再试。"
+        )
     name, _, role = spec.rpartition(":")
     role = role.strip()
     role = ROLE_ALIASES.get(role, role.lower())
     if role not in ROLES:
         choices = "、".join(f"{code}（{zh}）" for code, zh in ROLES.items())
         raise CrmError(f"不认识的角色“{role}”；可用角色：{choices}。")
-    return User(name.strip() or getpass.getuser(), role)
+    name = name.strip() or getpass.getuser()
+    # NFKC and casefold: full-width or capital letters must not make "system" look new.
+    if unicodedata.normalize("NFKC", name).casefold() in RESERVED_NAMES:
+        raise CrmError(f"“{name}”是系统保留的操作人名字，不能用作用户名：请换一个名字。")
+    if len(name) > NAME_LENGTH:
+        raise CrmError(f"操作人名字太长：最多 {NAME_LENGTH} 个字符。")
+    return User(name, role)
 
 
 class Vault:
