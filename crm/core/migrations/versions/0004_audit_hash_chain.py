@@ -6,9 +6,11 @@ are chained once, in id order. From then on the database chains every insert, wh
 - PostgreSQL: the BEFORE INSERT trigger audit_log_zz_chain. Its name sorts after any other
   BEFORE INSERT trigger on audit_log (they fire in name order), so it hashes the row as stored,
   after a trigger that sets actor and role. It takes a transaction advisory lock, so appends are
-  serialised until commit, and then gives the row its id: ids follow the chain order even when
-  transactions commit out of order. SECURITY DEFINER, so a role that may insert but not read
-  audit_log still chains.
+  serialised until commit, and draws the row a new id when the one drawn before the wait is not
+  above the last row's: ids follow the chain order even when transactions commit out of order.
+  This relies on read committed (crm's isolation level), where the trigger's query sees the
+  previous holder's commit. SECURITY DEFINER, so a role that may insert but not read audit_log
+  still chains.
 - SQLite: an AFTER INSERT trigger of the same name sets both columns through crm_audit_hash(),
   a Python function each connection of crm's engine registers (crm.core.audit). A tool that
   does not register it cannot insert into audit_log, which is what we want. SQLite writes are
@@ -37,15 +39,20 @@ PG_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION audit_log_chain() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    last_id integer;
     parts text[];
     part text;
     payload text := '{CHAIN_TAG}';
 BEGIN
     PERFORM pg_advisory_xact_lock({CHAIN_LOCK}, TG_RELID::integer);
-    NEW.id := nextval(pg_get_serial_sequence(
-        format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), 'id'));
-    EXECUTE format('SELECT hash FROM %I.%I ORDER BY id DESC LIMIT 1',
-                   TG_TABLE_SCHEMA, TG_TABLE_NAME) INTO NEW.prev_hash;
+    -- A new snapshot (read committed): the last row is the last holder's, committed.
+    EXECUTE format('SELECT id, hash FROM %I.%I ORDER BY id DESC LIMIT 1',
+                   TG_TABLE_SCHEMA, TG_TABLE_NAME) INTO last_id, NEW.prev_hash;
+    -- An id drawn before the wait may be below a row appended meanwhile: draw again.
+    IF NEW.id IS NULL OR NEW.id <= last_id THEN
+        NEW.id := nextval(pg_get_serial_sequence(
+            format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), 'id'));
+    END IF;
     parts := ARRAY[NEW.prev_hash, ((extract(epoch FROM NEW.at) * 1000000)::bigint)::text,
                    NEW.actor, NEW.role, NEW.action, NEW.entity, NEW.entity_id,
                    NEW.changes::text, NEW.detail];
