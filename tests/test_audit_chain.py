@@ -260,3 +260,17 @@ def test_postgresql_gives_ids_in_chain_order(app, db_url):
         actors = list(session.scalars(select(AuditEntry.actor).order_by(AuditEntry.id)))
     assert actors[-3:] == ["甲", "甲2", "乙"]
     assert _check(app).broken is None
+
+
+def test_verify_checks_a_noted_chain_end(app, run, db_url):
+    _record(app, 4)
+    noted = _check(app).last_hash
+    _record(app, 2, start=5)
+    kept = run("audit", "verify", "--expect", noted.upper(), as_=MANAGER)
+    assert kept.exit_code == 0, kept.output
+    assert f"第 {_ids(app)[-3]} 条记录" in kept.stdout
+    # Deleting the newest entries, the noted one among them, leaves a whole but shorter chain.
+    _tamper(db_url, "DELETE FROM audit_log WHERE id >= :id", id=_ids(app)[-3])
+    assert _check(app).broken is None
+    lost = run("audit", "verify", "--expect", noted, as_=MANAGER)
+    assert lost.exit_code == 1 and "已不在链上" in lost.stdout

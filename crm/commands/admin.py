@@ -124,22 +124,37 @@ def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
 
 
 @audit.command("verify")
-def audit_verify() -> None:
+@click.option(
+    "--expect",
+    "expected",
+    metavar="HASH",
+    help="之前记下的链尾哈希：核对它仍在链上（防删除最新记录或整条链被重算）。",
+)
+def audit_verify(expected) -> None:
     """核对审计日志的哈希链，报告第一处断链（经理、管理员可用；断链时退出码为 1）。"""
     import sys
 
-    from crm.core.auditlog import count_entries, verify_chain
+    from crm.core.auditlog import count_entries, find_hash, verify_chain
 
     app = get_app()
     with app.session() as session:
         total = count_entries(session)
         with click.progressbar(length=total, label="核对审计日志", file=sys.stderr) as bar:
             check = verify_chain(session, progress=bar.update)
+        anchor = find_hash(session, expected) if expected and check.broken is None else None
     if check.broken is None:
         click.echo(f"审计日志完整：{check.checked} 条记录的哈希链全部吻合。")
-        # Deleting the newest rows leaves a shorter chain that is still whole: keep this line
-        # somewhere else and compare it next time.
+        # Deleting the newest rows leaves a shorter chain that is still whole: this line, kept
+        # somewhere else, is what --expect checks next time.
         click.echo(f"链尾哈希：{check.last_hash or '（空日志）'}")
+        if not expected:
+            return
+        if anchor is None:
+            click.echo(
+                f"记下的哈希 {expected} 已不在链上：此后的记录被删除，或整条链被改写后重算。"
+            )
+            sys.exit(1)
+        click.echo(f"记下的哈希仍在链上（第 {anchor} 条记录），截至该条的记录未被改动。")
         return
     broken = check.broken
     click.echo(

@@ -173,6 +173,12 @@ def _row_with_hash(session: Session, value: str | None) -> int | None:
     return session.scalar(select(func.min(AuditEntry.id)).where(AuditEntry.hash == value))
 
 
+def find_hash(session: Session, value: str) -> int | None:
+    """The id of the entry whose hash is `value` (a chain end noted earlier), or None."""
+    current_user(session).require("audit.read", "核对审计日志")
+    return _row_with_hash(session, value.strip().lower())
+
+
 def count_entries(session: Session) -> int:
     current_user(session).require("audit.read", "核对审计日志")
     return session.scalar(select(func.count()).select_from(AuditEntry)) or 0
