@@ -19,9 +19,9 @@ from sqlalchemy import insert, inspect
 from sqlalchemy.orm import Session
 
 from crm.core.models import Audited, AuditEntry, utcnow
-from crm.core.security import User
+from crm.core.security import SYSTEM_NAME, User
 
-SYSTEM_USER = User("system", "admin")
+SYSTEM_USER = User(SYSTEM_NAME, "admin")
 
 # The chain's formula, version 1: this tag, then each part as "<length>:<text>" (length in
 # characters) or "-" for NULL. Lengths make the text unambiguous whatever the fields hold; the

@@ -88,7 +88,8 @@ class User:
 
 
 # The name crm.core.audit writes for work no person started; no user may take it.
-RESERVED_NAMES = {"system", "系统"}
+SYSTEM_NAME = "system"
+RESERVED_NAMES = {SYSTEM_NAME, "系统"}
 # Longest actor name the audit log keeps (audit_log.actor).
 NAME_LENGTH = 100
 

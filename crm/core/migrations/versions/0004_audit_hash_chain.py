@@ -10,7 +10,9 @@ are chained once, in id order. From then on the database chains every insert, wh
   above the last row's: ids follow the chain order even when transactions commit out of order.
   This relies on read committed (crm's isolation level), where the trigger's query sees the
   previous holder's commit. SECURITY DEFINER, so a role that may insert but not read audit_log
-  still chains.
+  still chains. The price of one chain: a transaction that has written an entry holds the lock
+  until it ends, so one that then waits for a row another transaction locked before writing its
+  own entry is a lock cycle, which PostgreSQL breaks by cancelling one (deadlock_detected).
 - SQLite: an AFTER INSERT trigger of the same name sets both columns through crm_audit_hash(),
   a Python function each connection of crm's engine registers (crm.core.audit). A tool that
   does not register it cannot insert into audit_log, which is what we want. SQLite writes are
