@@ -161,7 +161,9 @@ def test_a_login_cannot_claim_another_role(logins, pg_db):
         cli, ["--db", url_as(pg_db, login), "--as", "王经理:admin", "audit", "list"]
     )
     assert claimed.exit_code != 0 and "身份和角色由数据库登录决定" in claimed.output
-    same = runner.invoke(cli, ["--db", url_as(pg_db, login), "--as", "x:sales", "household", "list"])
+    same = runner.invoke(
+        cli, ["--db", url_as(pg_db, login), "--as", "x:sales", "household", "list"]
+    )
     assert same.exit_code == 0, same.output
 
 

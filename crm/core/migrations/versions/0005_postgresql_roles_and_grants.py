@@ -30,6 +30,7 @@ depends_on = None
 CRM_ROLES = ("crm_sales", "crm_agent", "crm_manager", "crm_analyst", "crm_admin")
 # The highest role first: a login that is (wrongly) in two CRM roles acts as the higher one.
 ROLE_ORDER = ("admin", "manager", "analyst", "agent", "sales")
+DEFAULTS = "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} "
 
 FUNCTIONS = """
 -- The login that owns this schema (or a superuser): the maintenance login that runs
@@ -89,9 +90,8 @@ def upgrade() -> None:
         "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO crm_staff",
         "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO crm_staff",
         # Tables the plugins' migrations create later in the same schema get the same grants.
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} "
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO crm_staff",
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO crm_staff",
+        DEFAULTS + "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO crm_staff",
+        DEFAULTS + "GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO crm_staff",
         # The audit log is append-only for everyone but the owner.
         "REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM crm_staff",
     ]
@@ -113,9 +113,8 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS crm_role_of(name)")
     op.execute("DROP FUNCTION IF EXISTS crm_is_owner()")
     for statement in (
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} "
-        "REVOKE SELECT, INSERT, UPDATE, DELETE ON TABLES FROM crm_staff",
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} REVOKE USAGE, SELECT, UPDATE ON SEQUENCES FROM crm_staff",
+        DEFAULTS + "REVOKE SELECT, INSERT, UPDATE, DELETE ON TABLES FROM crm_staff",
+        DEFAULTS + "REVOKE USAGE, SELECT, UPDATE ON SEQUENCES FROM crm_staff",
         "REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM crm_staff",
         "REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM crm_staff",
         "REVOKE USAGE ON SCHEMA {s} FROM crm_staff",
