@@ -14,7 +14,8 @@ from sqlalchemy.exc import ProgrammingError
 
 from crm.cli import cli
 from crm.core.logins import create_login
-from crm.core.models import Household
+from crm.core.models import Household, Member
+from crm.core.privacy import seal_member_fields
 from crm.core.security import ROLES
 
 ROLE_CODES = list(ROLES)
@@ -129,13 +130,20 @@ MATRIX = [
         {"sales", "agent", "manager", "admin"},
     ),
     (("staff", "logins"), {"sales", "agent", "manager", "analyst", "admin"}),
+    (("coordinate", "run"), {"sales", "agent", "manager", "admin"}),
+    (("profitability", "settings", "set", "discount_rate", "0.05"), {"manager", "admin"}),
     (("staff", "role", "nobody_here", "agent"), set()),  # admin may; the login does not exist
 ]
 
 
 def test_role_by_command_matrix_with_real_logins(logins, pg_db, pg_app):
     with pg_app.session() as session, session.begin():
-        session.add(Household(code="H1", name="李家", status="existing"))
+        household = Household(code="H1", name="李家", status="existing")
+        vault = session.info["vault"]
+        household.members.append(
+            Member(name="李明", role="owner", **seal_member_fields(vault, phone="13812345678"))
+        )
+        session.add(household)
     runner = CliRunner()
     for args, allowed in MATRIX:
         for role, login in logins.items():
@@ -146,6 +154,21 @@ def test_role_by_command_matrix_with_real_logins(logins, pg_db, pg_app):
             else:
                 assert result.exit_code != 0, (args, role, result.output)
                 assert "无权" in result.output or "找不到" in result.output, result.output
+    # Every role may export members; only manager and admin see the numbers, and their
+    # full view is on record under their own login.
+    for role, login in logins.items():
+        exported = runner.invoke(cli, ["--db", url_as(pg_db, login), "export", "members"])
+        assert exported.exit_code == 0, exported.output
+        full = role in ("manager", "admin")
+        assert ("13812345678" in exported.output) is full
+        assert ("138****5678" in exported.output) is not full
+    with pg_app.session() as session:
+        exports = session.execute(
+            text("SELECT actor, detail FROM audit_log WHERE action = 'export' ORDER BY id")
+        ).all()
+    assert [actor for actor, _ in exports] == list(logins.values())
+    viewers = [actor for actor, detail in exports if "完整个人信息" in detail]
+    assert viewers == [logins["manager"], logins["admin"]]
     # Audit entries name the login that acted.
     listing = runner.invoke(
         cli, ["--db", url_as(pg_db, logins["manager"]), "audit", "list", "--format", "json"]
