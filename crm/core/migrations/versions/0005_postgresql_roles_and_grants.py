@@ -2,7 +2,7 @@
 the database login
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-03 08:10:00
 
 On PostgreSQL the database, not a flag, decides who someone is and what they may change:
@@ -23,7 +23,7 @@ On SQLite (the single-user embedded default) this migration does nothing.
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
