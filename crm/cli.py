@@ -32,7 +32,8 @@ class State:
             from crm.core.app import App
             from crm.core.security import parse_user
 
-            user = parse_user(self.user_spec or os.environ.get("CRM_USER"))
+            spec = self.user_spec or os.environ.get("CRM_USER")
+            user = parse_user(spec) if spec else None
             self._app = App(self.db, user=user, pm=plugin_manager())
         return self._app
 

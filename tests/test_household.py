@@ -24,6 +24,7 @@ from crm.core.models import (
     Purchase,
     Referral,
     ServiceRecord,
+    Setting,
     Unit,
 )
 from crm.core.privacy import seal_member_fields
@@ -331,6 +332,47 @@ def test_search_refuses_bad_input(seeded, run):
     assert phone.exit_code == 1 and "尾号" in phone.output
     wrong_id = run("household", "search", ZHANG_ID[:-1] + ("0" if ZHANG_ID[-1] != "0" else "1"))
     assert wrong_id.exit_code == 1 and "校验位" in wrong_id.output
+
+
+def test_a_search_by_personal_data_is_audited_and_limited_for_masked_roles(seeded, run):
+    with seeded.session() as session, transaction(session):
+        session.add(Setting(key="privacy.search_limit_per_hour", value="3"))
+    # Turning a masked 138****5678 back into the number takes many tail searches: a salesperson
+    # gets three an hour, then a refusal that managers see in the audit log.
+    for tail in ("5678", "1234", "2222"):
+        found = run("household", "search", "--phone", tail, as_="小王:sales")
+        assert found.exit_code == 0, found.output
+    refused = run("household", "search", "--phone", "0000", as_="小王:sales")
+    assert refused.exit_code == 1 and "已达上限（3 次）" in refused.output
+    assert run("household", "search", "--name", "张", as_="小王:sales").exit_code == 0
+    # Another user has an allowance of their own; a manager (who sees numbers in full) has none
+    # to exhaust, but is audited just the same.
+    assert run("household", "search", "5678", as_="小李:sales").exit_code == 0
+    for _ in range(4):
+        assert run("household", "search", ZHANG_ID, as_="王经理:manager").exit_code == 0
+    with seeded.session() as session:
+        searches = _audit(session, "members", "search_personal")
+        alerts = _audit(session, "members", "search_limit")
+    by_actor = [(entry.actor, entry.detail) for entry in searches]
+    assert by_actor[:4] == [
+        ("小王", "按手机尾号 5678查找"),
+        ("小王", "按手机尾号 1234查找"),
+        ("小王", "按手机尾号 2222查找"),
+        ("小李", "按手机尾号 5678查找"),
+    ]
+    assert [actor for actor, _ in by_actor[4:]] == ["王经理"] * 4
+    assert ZHANG_ID not in " ".join(detail for _, detail in by_actor)  # masked on record
+    assert [(entry.actor, entry.role) for entry in alerts] == [("小王", "sales")]
+    assert "手机尾号 0000" in alerts[0].detail
+    listed = run("audit", "list", "--action", "search_limit", as_="王经理:manager")
+    assert listed.exit_code == 0 and "小王" in listed.output
+
+
+def test_a_bad_search_limit_setting_is_one_sentence(seeded, run):
+    with seeded.session() as session, transaction(session):
+        session.add(Setting(key="privacy.search_limit_per_hour", value="many"))
+    result = run("household", "search", "5678", as_="小王:sales")
+    assert result.exit_code == 1 and "privacy.search_limit_per_hour" in result.output
 
 
 def test_search_treats_like_wildcards_literally(seeded):

@@ -124,10 +124,12 @@ def search(query, name, phone, id_number, unit, project, limit, offset, fmt) -> 
 
     同时给出多个条件时，须全部满足。
     """
+    from crm.core.db import transaction
     from crm.core.households import search_households
 
     app = get_app()
-    with app.session() as session:
+    # A search by phone or ID number writes its audit entry: commit it.
+    with app.session() as session, transaction(session):
         rows = search_households(
             session,
             query,

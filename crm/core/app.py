@@ -12,14 +12,14 @@ from collections.abc import Iterable
 from functools import cached_property
 
 import pluggy
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm.core import audit
 from crm.core.db import data_dir, make_engine, resolve_url, session_factory
 from crm.core.errors import CrmError
 from crm.core.plugins import make_plugin_manager
-from crm.core.security import User, Vault, load_vault, parse_user
+from crm.core.security import ROLES, User, Vault, load_vault, parse_user
 
 KEY_CHECK = "security.key_check"
 
@@ -33,7 +33,13 @@ class App:
         pm: pluggy.PluginManager | None = None,
     ):
         self.url = resolve_url(url)
+        # Who the caller says they are (--as, CRM_USER or the `user` argument). On SQLite that
+        # is the identity; on PostgreSQL the database login decides (see `_database_user`).
+        self.claimed = user is not None or bool(os.environ.get("CRM_USER"))
         self.user = user or parse_user(os.environ.get("CRM_USER"))
+        # On PostgreSQL, the CRM group role each transaction runs under when the schema's
+        # owner acts as a lower role, so the database applies that role's privileges.
+        self._acting_role: str | None = None
         self.pm = pm if pm is not None else make_plugin_manager(builtins)
         self._checked = False
 
@@ -63,7 +69,45 @@ class App:
             self._check_database()
         session = self.sessions()
         session.info.update(user=self.user, vault=self.vault, pm=self.pm)
+        if self._acting_role:
+            event.listen(session, "after_begin", self._set_role)
         return session
+
+    def _set_role(self, _session, _transaction, connection) -> None:
+        connection.exec_driver_sql(f"SET LOCAL ROLE crm_{self._acting_role}")
+
+    def _database_user(self) -> None:
+        """On PostgreSQL, the user is the database login and its CRM group role.
+
+        The schema's owner (the maintenance login that runs `crm init`) may act as any user
+        (--as): it can rewrite everything anyway, and its transactions then run under the
+        CRM role it acts as, so the database applies that role's privileges. Any other login
+        is who it logged in as; claiming another role is refused.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.connect() as connection:
+            if connection.scalar(text("SELECT to_regprocedure('crm_role_of(name)')")) is None:
+                return  # a schema from before the roles: the revision check says to upgrade
+            login, owner, role = connection.execute(
+                text("SELECT session_user, crm_is_owner(), crm_role_of(session_user)")
+            ).one()
+        if owner:
+            if not self.claimed:
+                self.user = User(login, "admin")
+            self._acting_role = None if self.user.role == "admin" else self.user.role
+            return
+        if role is None:
+            raise CrmError(
+                f"数据库登录“{login}”没有 CRM 角色：请管理员运行 crm staff role {login} <角色>。"
+            )
+        if self.claimed and self.user.role != role:
+            raise CrmError(
+                f"在 PostgreSQL 上，身份和角色由数据库登录决定：当前登录“{login}”的角色是"
+                f"“{ROLES[role]}”，不能以“{ROLES[self.user.role]}”的身份操作"
+                "（--as 与 CRM_USER 只用于内置的 SQLite 数据库）。"
+            )
+        self.user = User(login, role)
 
     def migration_chains(self):
         from crm.core.migrate import chains
@@ -98,6 +142,7 @@ class App:
 
         if not inspect(self.engine).has_table("alembic_version"):
             raise CrmError(f"数据库 {self.safe_url} 尚未初始化：请先运行 crm init。")
+        self._database_user()
         behind = outdated(self.engine, self.migration_chains())
         if behind:
             names = "、".join(

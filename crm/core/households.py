@@ -17,12 +17,13 @@ from marshmallow import RAISE, Schema, ValidationError
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from crm.core import vocab
+from crm.core import audit, vocab
 from crm.core.audit import current_user
 from crm.core.card import CardSection
 from crm.core.errors import CrmError, NotFound
 from crm.core.identity import halfwidth, normalize_id_number, normalize_phone
 from crm.core.models import (
+    AuditEntry,
     Building,
     Household,
     Member,
@@ -30,10 +31,13 @@ from crm.core.models import (
     Purchase,
     Referral,
     ServiceRecord,
+    Setting,
     Unit,
+    utcnow,
 )
 from crm.core.privacy import Disclosure, seal_member_fields
 from crm.core.schemas import HouseholdSchema, MemberSchema, Vocab
+from crm.core.security import mask_id_number, mask_phone
 
 FIELD_LABELS = {
     "code": "客户编号",
@@ -215,22 +219,25 @@ def _by_name(text: str) -> ColumnElement[bool]:
     )
 
 
-def _by_phone(session: Session, text: str) -> ColumnElement[bool]:
+def _by_phone(session: Session, text: str, personal: list[str]) -> ColumnElement[bool]:
     text = halfwidth(text).strip()
     if re.fullmatch(r"\d{4}", text):
+        personal.append(f"手机尾号 {text}")
         return _has_member(Member.phone_tail == text)
     try:
         phone = normalize_phone(text)
     except ValueError as exc:
         raise CrmError(f"电话号码“{text}”{exc}：按尾号查找请输入 4 位数字。") from None
+    personal.append(f"电话 {mask_phone(phone)}")
     return _has_member(Member.phone_hash == session.info["vault"].lookup_hash(phone))
 
 
-def _by_id_number(session: Session, text: str) -> ColumnElement[bool]:
+def _by_id_number(session: Session, text: str, personal: list[str]) -> ColumnElement[bool]:
     try:
         number = normalize_id_number(text)
     except ValueError as exc:
         raise CrmError(f"无法按身份证号查找：{exc}。") from None
+    personal.append(f"身份证号 {mask_id_number(number)}")
     return _has_member(Member.id_number_hash == session.info["vault"].lookup_hash(number))
 
 
@@ -258,22 +265,73 @@ def _by_project(text: str) -> ColumnElement[bool]:
     return or_(Household.project_id.in_(projects), Household.id.in_(bought_there))
 
 
-def _guess(session: Session, text: str) -> ColumnElement[bool]:
+def _guess(session: Session, text: str, personal: list[str]) -> ColumnElement[bool]:
     """What a free-text query most likely is: ID number, phone, tail or unit, name or project."""
     text = halfwidth(text).strip()
     if re.fullmatch(r"\d{17}[\dXx]", text):
-        return _by_id_number(session, text)
+        return _by_id_number(session, text, personal)
     if re.fullmatch(r"\d{4}", text):  # a phone tail (尾号) and a flat like 1903 look alike
-        return or_(_by_phone(session, text), _by_unit(text))
+        return or_(_by_phone(session, text, personal), _by_unit(text))
     try:
-        phone = normalize_phone(text)
+        normalize_phone(text)
     except ValueError:
         pass
     else:
-        return _has_member(Member.phone_hash == session.info["vault"].lookup_hash(phone))
+        return _by_phone(session, text, personal)
     if _UNIT_CODE.fullmatch(text.upper()) and any(ch.isdigit() for ch in text):
         return _by_unit(text)
     return or_(_by_name(text), _by_project(text))
+
+
+SEARCH_LIMIT_KEY = "privacy.search_limit_per_hour"
+# A salesperson dialling a list looks up a few dozen numbers an hour; turning a masked
+# 182****0355 back into the number takes thousands of tail searches.
+DEFAULT_SEARCH_LIMIT = 30
+
+
+def search_limit(session: Session) -> int:
+    """How many searches by phone, phone tail or ID number a user who sees personal data
+    masked may make in an hour (setting privacy.search_limit_per_hour)."""
+    text = session.scalar(select(Setting.value).where(Setting.key == SEARCH_LIMIT_KEY))
+    if text is None:
+        return DEFAULT_SEARCH_LIMIT
+    if not text.strip().isdigit() or int(text) < 1:
+        raise CrmError(f"设置 {SEARCH_LIMIT_KEY}={text!r} 须是正整数（每人每小时的查找次数）。")
+    return int(text)
+
+
+def _guard_personal_search(session: Session, personal: list[str]) -> None:
+    """Every search by personal data is audited; a user who sees it masked may make only
+    `search_limit` of them an hour, and reaching the limit is put on record for managers
+    (`crm audit list --action search_limit`).
+
+    The refusal is committed before it is raised: a refused search must stay on record even
+    though the command fails."""
+    user = current_user(session)
+    detail = "按" + "、".join(personal) + "查找"
+    if not user.can("personal.full"):
+        limit = search_limit(session)
+        since = utcnow() - dt.timedelta(hours=1)
+        done = session.scalar(
+            select(func.count(AuditEntry.id)).where(
+                AuditEntry.action == "search_personal",
+                AuditEntry.actor == user.name,
+                AuditEntry.at >= since,
+            )
+        )
+        if done >= limit:
+            audit.record(
+                session,
+                "search_limit",
+                "members",
+                detail=f"{user.label}一小时内按个人信息查找已达上限 {limit} 次；被拒绝的查找：{detail}",
+            )
+            session.commit()
+            raise CrmError(
+                f"一小时内按电话、尾号或身份证号查找已达上限（{limit} 次），本次未执行，"
+                "已通知经理；如确有需要，请联系经理。"
+            )
+    audit.record(session, "search_personal", "members", detail=detail)
 
 
 def search_households(
@@ -289,16 +347,18 @@ def search_households(
     offset: int = 0,
 ) -> list[dict]:
     """Households matching every key given; the free-text query is matched by what it looks
-    like. Phones and ID numbers are found by their keyed hash, never decrypted."""
-    conditions = []
+    like. Phones and ID numbers are found by their keyed hash, never decrypted; a search by
+    them is audited and limited (see `_guard_personal_search`), so the caller commits."""
+    conditions: list[ColumnElement[bool]] = []
+    personal: list[str] = []
     if query and query.strip():
-        conditions.append(_guess(session, query))
+        conditions.append(_guess(session, query, personal))
     if name:
         conditions.append(_by_name(name))
     if phone:
-        conditions.append(_by_phone(session, phone))
+        conditions.append(_by_phone(session, phone, personal))
     if id_number:
-        conditions.append(_by_id_number(session, id_number))
+        conditions.append(_by_id_number(session, id_number, personal))
     if unit:
         conditions.append(_by_unit(unit))
     if project:
@@ -307,6 +367,8 @@ def search_households(
         raise CrmError(
             "请给出要查找的内容：姓名、电话（完整号码或尾号 4 位）、身份证号、房号或项目名称。"
         )
+    if personal:
+        _guard_personal_search(session, personal)
     return _listing(session, conditions, limit, offset)
 
 

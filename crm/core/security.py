@@ -63,6 +63,8 @@ PERMISSIONS = {
     "scheduler.run": {"sales", "agent", "manager", "admin"},
     # Changing how often the periodic jobs run (settings scheduler.*).
     "scheduler.configure": {"manager", "admin"},
+    # Creating PostgreSQL logins for staff and putting them in a CRM role.
+    "staff.login": {"admin"},
 }
 DEFAULT_ROLE = "agent"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
+from crm.core.security import ROLES
 from crm.core.vocab import TEAM_KINDS
 from crm.plugins.service.rules import LEVELS, ORIGINS, WORK_KINDS, WORK_ORDER_STATUS
 
@@ -98,6 +99,7 @@ STAFF_LABELS = [
     ("title", "岗位"),
     ("level", "级别", LEVELS),
     ("skills", "技能"),
+    ("login", "数据库登录"),
 ]
 PERIOD_LABELS = [
     ("message", "结果"),
@@ -219,16 +221,50 @@ def staff_list(team_code: str | None, fmt: str) -> None:
     help="级别：1 一线、2 主管、3 经理、4 总经理。",
 )
 @click.option("--skills", default="", help="技能，逗号分隔，如 水电,木工。")
+@click.option(
+    "--login",
+    metavar="登录名",
+    help="同时为此人创建 PostgreSQL 数据库登录（仅 PostgreSQL，系统管理员操作）。",
+)
+@click.option(
+    "--role",
+    default="agent",
+    show_default=True,
+    help="登录的 CRM 角色：sales、agent、manager、analyst、admin。",
+)
+@click.option(
+    "--ask-password",
+    is_flag=True,
+    help="为登录设置密码（交互输入）；不设时按 pg_hba.conf 的方式认证（peer、证书）。",
+)
 @format_option
-def staff_add(name: str, team_code: str, title: str, level: int, skills: str, fmt: str) -> None:
-    """登记一名员工（经理、管理员可操作）。"""
+def staff_add(
+    name: str,
+    team_code: str,
+    title: str,
+    level: int,
+    skills: str,
+    login: str | None,
+    role: str,
+    ask_password: bool,
+    fmt: str,
+) -> None:
+    """登记一名员工（经理、管理员可操作）；给出 --login 时同时创建其数据库登录。"""
     from crm.core.db import transaction
+    from crm.core.logins import create_login
     from crm.plugins.service.dispatch import add_staff
 
+    password = None
+    if login and ask_password:
+        password = click.prompt("密码", hide_input=True, confirmation_prompt="再输入一次")
     with get_app().session() as session, transaction(session):
         created = add_staff(session, name, team_code, title, level, _split(skills))
+        if login:
+            create_login(session, login, role, password)
         record = {
-            "message": f"已登记员工 {created.name}（{created.team.name}，{created.title}）。",
+            "message": f"已登记员工 {created.name}（{created.team.name}，{created.title}）"
+            + (f"，数据库登录 {login}（{ROLES[role]}）。" if login else "。"),
+            "login": login,
             "name": created.name,
             "team": created.team.name,
             "title": created.title,
@@ -236,6 +272,48 @@ def staff_add(name: str, team_code: str, title: str, level: int, skills: str, fm
             "skills": list(created.skills),
         }
     emit_record(record, fmt, STAFF_LABELS)
+
+
+@staff.command("role")
+@click.argument("login")
+@click.argument("role")
+@format_option
+def staff_role(login: str, role: str, fmt: str) -> None:
+    """把数据库登录 LOGIN 放入 CRM 角色 ROLE（sales、agent、manager、analyst、admin），
+    并移出其他角色（仅 PostgreSQL，系统管理员操作）。"""
+    from crm.core.db import transaction
+    from crm.core.logins import set_login_role
+
+    with get_app().session() as session, transaction(session):
+        previous = set_login_role(session, login, role)
+    before = ROLES.get(previous, "无") if previous else "无"
+    record = {
+        "message": f"数据库登录 {login} 的角色：{before} → {ROLES[role]}。",
+        "login": login,
+        "previous_role": previous,
+        "role": role,
+    }
+    emit_record(
+        record,
+        fmt,
+        [
+            ("message", "结果"),
+            ("login", "登录名"),
+            ("previous_role", "原角色", ROLES),
+            ("role", "角色", ROLES),
+        ],
+    )
+
+
+@staff.command("logins")
+@format_option
+def staff_logins(fmt: str) -> None:
+    """列出有 CRM 角色的数据库登录（仅 PostgreSQL）。"""
+    from crm.core.logins import list_logins
+
+    with get_app().session() as session:
+        rows = list_logins(session)
+    emit(rows, fmt, [("login", "登录名"), ("role", "角色", ROLES)])
 
 
 @staff.command("project-manager")

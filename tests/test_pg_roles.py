@@ -1,0 +1,216 @@
+"""On PostgreSQL the database decides who someone is: each role logs in with its own login,
+and plain SQL shows what each can and cannot do; the CLI takes identity from the login."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ProgrammingError
+
+from crm.cli import cli
+from crm.core.logins import create_login
+from crm.core.models import Household, Member
+from crm.core.privacy import seal_member_fields
+from crm.core.security import ROLES
+
+ROLE_CODES = list(ROLES)
+
+
+@pytest.fixture
+def pg_db(db_url):
+    """This test's PostgreSQL schema (emptied after the test); the SQLite run is skipped."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("database logins are PostgreSQL's")
+    return db_url
+
+
+@pytest.fixture
+def pg_app(pg_db, app):
+    return app
+
+
+@pytest.fixture
+def logins(pg_app, pg_db):
+    """One login per CRM role, made by `create_login` as the owner; dropped afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    made = {role: f"crmt_{tag}_{role}" for role in ROLE_CODES}
+    with pg_app.session() as session, session.begin():
+        for role, login in made.items():
+            create_login(session, login, role, password=f"pw-{tag}")
+    yield made
+    owner = create_engine(pg_db)
+    with owner.begin() as conn:
+        for login in made.values():
+            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{login}"')
+    owner.dispose()
+
+
+def url_as(pg_db: str, login: str, password: str | None = None) -> str:
+    url = make_url(pg_db).set(username=login, password=password)
+    return url.render_as_string(hide_password=False)
+
+
+def sql_as(pg_db: str, login: str, statement: str):
+    """Run one statement as `login` in its own transaction; returns the rows or raises."""
+    engine = create_engine(url_as(pg_db, login))
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement))
+            return result.all() if result.returns_rows else None
+    finally:
+        engine.dispose()
+
+
+def test_each_role_logs_in_and_plain_sql_shows_what_it_may_do(logins, pg_db):
+    for role, login in logins.items():
+        assert sql_as(pg_db, login, "SELECT crm_role_of(session_user)") == [(role,)]
+        assert sql_as(pg_db, login, "SELECT count(*) FROM households")[0][0] >= 0
+        # Whatever the client writes, the audit row names the login that wrote it.
+        forged = sql_as(
+            pg_db,
+            login,
+            "INSERT INTO audit_log (at, actor, role, action, entity)"
+            " VALUES (now(), 'system', 'admin', 'forged', 'audit_log') RETURNING actor, role",
+        )
+        assert forged == [(login, role)]
+        for change in (
+            "UPDATE audit_log SET detail = 'changed'",
+            "DELETE FROM audit_log",
+            "TRUNCATE audit_log",
+        ):
+            with pytest.raises(ProgrammingError, match="permission denied"):
+                sql_as(pg_db, login, change)
+        if role != "admin":
+            with pytest.raises(ProgrammingError, match="permission denied"):
+                sql_as(pg_db, login, "SET ROLE crm_admin")
+    # The owner of the schema may rewrite the log (and nobody else may).
+    owner = create_engine(pg_db)
+    with owner.connect() as conn:
+        assert conn.execute(text("DELETE FROM audit_log WHERE action = 'forged'")).rowcount == 5
+        conn.rollback()
+    owner.dispose()
+
+
+def test_a_login_without_a_crm_role_is_refused(pg_app, pg_db):
+    login = f"crmt_{uuid.uuid4().hex[:8]}_none"
+    owner = create_engine(pg_db)
+    with owner.begin() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{login}" LOGIN')
+        conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA "{make_schema(pg_db)}" TO "{login}"')
+    try:
+        result = CliRunner().invoke(cli, ["--db", url_as(pg_db, login), "household", "list"])
+        assert result.exit_code != 0
+        assert f"数据库登录“{login}”没有 CRM 角色" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        with owner.begin() as conn:
+            conn.exec_driver_sql(f'REVOKE USAGE ON SCHEMA "{make_schema(pg_db)}" FROM "{login}"')
+            conn.exec_driver_sql(f'DROP ROLE "{login}"')
+        owner.dispose()
+
+
+def make_schema(pg_db: str) -> str:
+    options = make_url(pg_db).query["options"]
+    return options.split("search_path=", 1)[1].split()[0]
+
+
+# What each role may do through the CLI; the permission table of crm.core.security, checked
+# with the identity the database gives.
+MATRIX = [
+    (("household", "list"), {"sales", "agent", "manager", "analyst", "admin"}),
+    (("audit", "list"), {"manager", "admin"}),
+    (("scheduler", "set", "sla_check", "10m"), {"manager", "admin"}),
+    (
+        ("ticket", "open", "H1", "--type", "complaint", "--channel", "phone", "--summary", "漏水"),
+        {"sales", "agent", "manager", "admin"},
+    ),
+    (("staff", "logins"), {"sales", "agent", "manager", "analyst", "admin"}),
+    (("coordinate", "run"), {"sales", "agent", "manager", "admin"}),
+    (("profitability", "settings", "set", "discount_rate", "0.05"), {"manager", "admin"}),
+    (("staff", "role", "nobody_here", "agent"), set()),  # admin may; the login does not exist
+]
+
+
+def test_role_by_command_matrix_with_real_logins(logins, pg_db, pg_app):
+    with pg_app.session() as session, session.begin():
+        household = Household(code="H1", name="李家", status="existing")
+        vault = session.info["vault"]
+        household.members.append(
+            Member(name="李明", role="owner", **seal_member_fields(vault, phone="13812345678"))
+        )
+        session.add(household)
+    runner = CliRunner()
+    for args, allowed in MATRIX:
+        for role, login in logins.items():
+            result = runner.invoke(cli, ["--db", url_as(pg_db, login), *args])
+            assert "Traceback" not in result.output, (args, role, result.output)
+            if role in allowed:
+                assert result.exit_code == 0, (args, role, result.output)
+            else:
+                assert result.exit_code != 0, (args, role, result.output)
+                assert "无权" in result.output or "找不到" in result.output, result.output
+    # Every role may export members; only manager and admin see the numbers, and their
+    # full view is on record under their own login.
+    for role, login in logins.items():
+        exported = runner.invoke(cli, ["--db", url_as(pg_db, login), "export", "members"])
+        assert exported.exit_code == 0, exported.output
+        full = role in ("manager", "admin")
+        assert ("13812345678" in exported.output) is full
+        assert ("138****5678" in exported.output) is not full
+    with pg_app.session() as session:
+        exports = session.execute(
+            text("SELECT actor, detail FROM audit_log WHERE action = 'export' ORDER BY id")
+        ).all()
+    assert [actor for actor, _ in exports] == list(logins.values())
+    viewers = [actor for actor, detail in exports if "完整个人信息" in detail]
+    assert viewers == [logins["manager"], logins["admin"]]
+    # Audit entries name the login that acted.
+    listing = runner.invoke(
+        cli, ["--db", url_as(pg_db, logins["manager"]), "audit", "list", "--format", "json"]
+    )
+    actors = {entry["actor"] for entry in json.loads(listing.output)}
+    assert logins["sales"] in actors and "system" not in actors
+
+
+def test_a_login_cannot_claim_another_role(logins, pg_db):
+    runner = CliRunner()
+    login = logins["sales"]
+    claimed = runner.invoke(
+        cli, ["--db", url_as(pg_db, login), "--as", "王经理:admin", "audit", "list"]
+    )
+    assert claimed.exit_code != 0 and "身份和角色由数据库登录决定" in claimed.output
+    same = runner.invoke(
+        cli, ["--db", url_as(pg_db, login), "--as", "x:sales", "household", "list"]
+    )
+    assert same.exit_code == 0, same.output
+
+
+def test_staff_role_moves_a_login_and_is_audited(logins, pg_db, pg_app):
+    runner = CliRunner()
+    login = logins["agent"]
+    moved = runner.invoke(cli, ["--db", pg_db, "staff", "role", login, "manager"])
+    assert moved.exit_code == 0 and "客服专员 → 经理" in moved.output, moved.output
+    assert sql_as(pg_db, login, "SELECT crm_role_of(session_user)") == [("manager",)]
+    listed = runner.invoke(cli, ["--db", pg_db, "staff", "logins", "--format", "json"])
+    assert {"login": login, "role": "manager"} in json.loads(listed.output)
+    with pg_app.session() as session:
+        changes = session.scalar(
+            text("SELECT changes FROM audit_log WHERE action = 'set_login_role'")
+        )
+    assert changes == {"role": ["agent", "manager"]}
+
+
+def test_logins_are_for_postgresql_only(run, db_url):
+    result = run("staff", "role", "zhang", "agent")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    if db_url.startswith("sqlite"):
+        assert "数据库登录只用于 PostgreSQL" in result.output
+    else:
+        assert "找不到数据库登录“zhang”" in result.output
+    added = run("staff", "add", "张三", "--team", "nope", "--login", "Bad-Name")
+    assert added.exit_code != 0 and "Traceback" not in added.output
