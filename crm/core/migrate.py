@@ -120,11 +120,30 @@ def head_revision(chain: Chain = CORE) -> str | None:
     return ScriptDirectory.from_config(_config(chain)).get_current_head()
 
 
+def known_revisions(chain: Chain = CORE) -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    script_directory = ScriptDirectory.from_config(_config(chain))
+    return {script.revision for script in script_directory.walk_revisions()}
+
+
 def outdated(engine: Engine, all_chains: list[Chain]) -> list[tuple[Chain, str | None, str | None]]:
-    """Chains whose database revision is not their head: (chain, current, head)."""
+    """Chains whose database revision is behind their head: (chain, current, head). A revision
+    this crm does not know (written by a newer crm) is not "behind": see `newer`."""
     found = []
     for chain in all_chains:
         current, head = current_revision(engine, chain), head_revision(chain)
-        if current != head:
+        if current != head and (current is None or current in known_revisions(chain)):
             found.append((chain, current, head))
+    return found
+
+
+def newer(engine: Engine, all_chains: list[Chain]) -> list[tuple[Chain, str]]:
+    """Chains whose database revision this crm's migrations do not contain: the database was
+    upgraded by a newer crm, and neither reading nor "upgrading" it with this one is safe."""
+    found = []
+    for chain in all_chains:
+        current = current_revision(engine, chain)
+        if current is not None and current not in known_revisions(chain):
+            found.append((chain, current))
     return found
