@@ -73,6 +73,10 @@ def make_engine(url: str, create: bool = False) -> Engine:
         return engine
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+    authority = url.partition("://")[2].partition("/")[0]
+    if authority.count("@") > 1:
+        # The driver would take the rest of the password for the host name and print it.
+        raise CrmError(f"数据库地址 {safe_url(url)} 的用户名或密码里有未转义的“@”：请写成 %40。")
     try:
         return create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:  # say which part

@@ -76,7 +76,7 @@ def database_message(exc: Exception) -> str | None:
     else:
         lowered = first.lower()
         hint = next((text for needle, text in _SQLITE_HINTS if needle in lowered), None)
-        if hint is None and "connection" in lowered:
+        if hint is None and ("connection" in lowered or "resolve host" in lowered):
             hint = _CONNECT
         if hint is None:
             hint = "请检查数据库的状态与地址。"

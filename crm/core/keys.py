@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import bindparam, func, or_, select, update
@@ -144,8 +144,9 @@ class Rotation:
     new: Vault
     remaining: int
     resumed: bool
+    # The database already pins the new key (killed before the key file was replaced).
+    switched: bool = False
     done: int = 0
-    batches: int = field(default=0)
 
     def _session(self) -> Session:
         session = self.app.sessions()
@@ -154,15 +155,15 @@ class Rotation:
 
     def run(self, batch_size: int = 500, progress: Callable[[int], None] | None = None) -> int:
         """Re-encrypt the remaining members, `batch_size` per transaction; returns how many."""
-        while True:
+        while not self.switched:
             with self._session() as session, session.begin():
                 count = rotate_batch(session, self.old, self.new, batch_size)
             if not count:
-                return self.done
+                break
             self.done += count
-            self.batches += 1
             if progress is not None:
                 progress(count)
+        return self.done
 
     def finish(self) -> None:
         """Pin the new key (one transaction), then put it in place of the key file."""
@@ -209,7 +210,8 @@ def start_rotation(app) -> Rotation:
     if state is None and stored != old.key_check():
         # Killed after the database was switched, before the key file was replaced.
         if new_file.exists() and load_vault(new_file).key_check() == stored:
-            return Rotation(app, key_file, old, load_vault(new_file), 0, resumed=True)
+            new = load_vault(new_file)
+            return Rotation(app, key_file, old, new, 0, resumed=True, switched=True)
         raise wrong_key(old, stored)
     if stored != old.key_check():
         raise wrong_key(old, stored)
