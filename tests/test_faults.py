@@ -123,7 +123,7 @@ def test_a_garbage_sqlite_file_is_one_sentence_for_every_command(tmp_path, conte
     assert path.read_bytes() == content
 
 
-def test_init_refuses_a_foreign_database(empty_url, run):
+def test_init_refuses_a_foreign_database(empty_url):
     engine = create_engine(empty_url)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER)"))

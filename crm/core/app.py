@@ -157,15 +157,16 @@ class App:
             "本系统的数据库上建表，请换一个数据库地址。"
         )
 
-    def _refuse_newer(self, tables: set[str]) -> None:
-        from crm.core.migrate import newer
+    def _refuse_newer(self, tables: set[str], found=None) -> None:
+        from crm.core.migrate import states
 
-        ahead = newer(self.engine, self.migration_chains())
+        found = found if found is not None else states(self.engine, self.migration_chains())
+        ahead = [state for state in found if not state.known]
         if not ahead:
             return
         if "settings" not in tables:  # another program's alembic history, not a newer crm's
             raise self._foreign(tables)
-        names = "、".join(f"{chain.name} {revision}" for chain, revision in ahead)
+        names = "、".join(f"{state.chain.name} {state.current}" for state in ahead)
         raise CrmError(
             f"数据库 {self.safe_url} 的结构比当前 crm 新（{names}）：请升级 crm 后再使用，"
             "不要用旧版本升级或写入它。"
@@ -173,18 +174,19 @@ class App:
 
     def check_schema(self) -> None:
         """The database exists, is ours, and its schema is the one this crm expects."""
-        from crm.core.migrate import outdated
+        from crm.core.migrate import states
 
         tables = self._tables()
         if "alembic_version" not in tables:
             if tables:
                 raise self._foreign(tables)
             raise CrmError(f"数据库 {self.safe_url} 尚未初始化：请先运行 crm init。")
-        self._refuse_newer(tables)
-        behind = outdated(self.engine, self.migration_chains())
+        found = states(self.engine, self.migration_chains())
+        self._refuse_newer(tables, found)
+        behind = [state for state in found if state.behind]
         if behind:
             names = "、".join(
-                f"{chain.name}（{current or '无'} → {head}）" for chain, current, head in behind
+                f"{state.chain.name}（{state.current or '无'} → {state.head}）" for state in behind
             )
             raise CrmError(f"数据库结构需要升级：{names}；请运行 crm db upgrade。")
 
