@@ -95,6 +95,8 @@ class App:
         elif tables:
             raise self._foreign(tables)
         vault = self._vault_for_init(stored, sealed)
+        if stored is not None and stored != vault.key_check():
+            raise keys.wrong_key(vault, stored)  # before any migration touches the database
         self.__dict__["vault"] = vault
         revisions = upgrade(self.engine, self.migration_chains())
         with self.sessions() as session, session.begin():
