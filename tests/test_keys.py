@@ -386,3 +386,40 @@ def test_rotation_killed_with_sigkill_resumes(app, db_url, key_file):
     new = key_in(key_file)
     assert_intact(db_url, new, people)
     assert settings(db_url)[keys.KEY_CHECK] == new.key_check()
+
+
+def test_two_rotations_at_once_lose_nothing(app, db_url, key_file):
+    """Two `crm key rotate` started together: each either finishes (sharing the one new key)
+    or stops with a sentence; either way one more run leaves everything under the key file."""
+    from threading import Barrier, Thread
+
+    from sqlalchemy.exc import OperationalError
+
+    from crm.core.errors import CrmError
+
+    people = seed(app, 40)
+    barrier = Barrier(2)
+    outcomes = []
+
+    def rotate():
+        barrier.wait()
+        try:
+            keys.rotate(fresh_app(db_url), batch_size=3)
+        except (CrmError, OperationalError) as exc:
+            outcomes.append(type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - anything else is the failure under test
+            outcomes.append(repr(exc))
+        else:
+            outcomes.append("done")
+
+    threads = [Thread(target=rotate) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert set(outcomes) <= {"done", "CrmError", "OperationalError"}, outcomes
+    assert "done" in outcomes or keys.KEY_ROTATION in settings(db_url)
+    keys.rotate(fresh_app(db_url), batch_size=50)
+    new = key_in(key_file)
+    assert_intact(db_url, new, people)
+    assert settings(db_url)[keys.KEY_CHECK] == new.key_check()

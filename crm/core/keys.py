@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crm.core import audit
@@ -168,8 +169,9 @@ class Rotation:
     def finish(self) -> None:
         """Pin the new key (one transaction), then put it in place of the key file."""
         with self._session() as session, session.begin():
-            _stored, state = pinned(session)
-            if state is not None:
+            # Locked: of two runs finishing at once, one switches and the other finds it done.
+            mark = _locked_mark(session)
+            if mark is not None:
                 # Members another process added since the last batch: rotate them here too.
                 while rotate_batch(session, self.old, self.new, 500):
                     pass
@@ -178,7 +180,7 @@ class Rotation:
                     .where(Setting.key == KEY_CHECK)
                     .values(value=self.new.key_check())
                 )
-                session.delete(session.get(Setting, KEY_ROTATION))
+                session.delete(mark)
                 audit.record(
                     session,
                     "key_rotate",
@@ -217,19 +219,25 @@ def start_rotation(app) -> Rotation:
         raise wrong_key(old, stored)
     if state is None:
         # A .new file without a rotation mark was never used: reuse it rather than pile up keys.
-        if not new_file.exists():
+        try:
             write_key_file(new_file, new_key())
+        except CrmError:
+            if not new_file.exists():
+                raise
         new = load_vault(new_file)
-        with app.sessions() as session, session.begin():
-            session.info.update(user=app.user, vault=old, pm=app.pm)
-            session.add(Setting(key=KEY_ROTATION, value=_mark(new, 0)))
-            audit.record(
-                session,
-                "key_rotate_start",
-                "settings",
-                KEY_CHECK,
-                detail=f"开始轮换个人信息密钥：指纹 {old.fingerprint} → {new.fingerprint}",
-            )
+        try:
+            with app.sessions() as session, session.begin():
+                session.info.update(user=app.user, vault=old, pm=app.pm)
+                session.add(Setting(key=KEY_ROTATION, value=_mark(new, 0)))
+                audit.record(
+                    session,
+                    "key_rotate_start",
+                    "settings",
+                    KEY_CHECK,
+                    detail=f"开始轮换个人信息密钥：指纹 {old.fingerprint} → {new.fingerprint}",
+                )
+        except IntegrityError:
+            raise CrmError("另一个 crm key rotate 刚刚开始了轮换：请等它结束。") from None
         resumed = False
         state = {"next": new.key_check(), "last_id": 0}
     else:
@@ -262,6 +270,16 @@ def rotate(app, batch_size: int = 500, progress: Callable[[int], None] | None = 
     return rotation
 
 
+def _locked_mark(session: Session) -> Setting | None:
+    """The rotation mark, locked for this transaction, or None once a rotation is done.
+
+    A no-op UPDATE takes the lock on both backends: the row lock on PostgreSQL, the write lock
+    on SQLite (whose SELECT ... FOR UPDATE does nothing), so two runs never read the same mark.
+    """
+    session.execute(update(Setting).where(Setting.key == KEY_ROTATION).values(value=Setting.value))
+    return session.scalar(select(Setting).where(Setting.key == KEY_ROTATION))
+
+
 def _mark(new: Vault, last_id: int) -> str:
     return json.dumps({"next": new.key_check(), "last_id": last_id})
 
@@ -269,9 +287,9 @@ def _mark(new: Vault, last_id: int) -> str:
 def rotate_batch(session: Session, old: Vault, new: Vault, batch_size: int) -> int:
     """Re-encrypt the next `batch_size` members after the mark and move the mark, in the
     caller's transaction; returns how many rows (0: none left)."""
-    mark = session.get(Setting, KEY_ROTATION, with_for_update=True)  # one rotation at a time
-    if mark is None:
-        raise interrupted()
+    mark = _locked_mark(session)
+    if mark is None:  # another `crm key rotate` finished this rotation meanwhile
+        return 0
     state = json.loads(mark.value)
     rows = session.execute(
         select(_members.c.id, _members.c.updated_at, *(_members.c[column] for column in SEALED))
@@ -313,7 +331,8 @@ def _open(row, column: str, old: Vault, new: Vault) -> str | None:
 
 def install_new_key(key_file: Path) -> None:
     """Put the pinned new key in place of the key file (atomic rename, then fsync)."""
-    new_file = pending_key_file(key_file)
-    if new_file.exists():
-        os.replace(new_file, key_file)
-        sync_folder(key_file.parent)
+    try:
+        os.replace(pending_key_file(key_file), key_file)
+    except FileNotFoundError:  # already in place (another run, or nothing left to install)
+        return
+    sync_folder(key_file.parent)
