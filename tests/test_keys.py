@@ -213,6 +213,8 @@ def test_key_backup_writes_a_private_file_once_and_is_audited(app, key_file, run
     assert target.read_text() == "kept\n"
     assert "无权" in one_sentence(run("key", "backup", "-o", str(tmp_path / "x"), as_="m:manager"))
     assert not (tmp_path / "x").exists()
+    (tmp_path / "plain").write_text("")  # a file where a folder should be: nothing to audit
+    assert "无法创建" in one_sentence(run("key", "backup", "-o", str(tmp_path / "plain" / "k")))
     with app.session() as session:
         entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "key_backup")).all()
     assert len(entries) == 1 and str(target) in entries[0].detail

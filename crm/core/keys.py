@@ -38,6 +38,7 @@ from crm.core.models import Member, Setting
 from crm.core.security import (
     ROLES,
     Vault,
+    create_private_file,
     decode_key,
     key_source,
     load_vault,
@@ -118,20 +119,25 @@ def require_admin(user) -> None:
 def backup(app, target: Path) -> str:
     """Write the key in use to a new 0600 file, audited first; returns its fingerprint."""
     require_admin(app.user)
-    if target.exists():
-        raise CrmError(f"文件 {target} 已存在：不会覆盖，请换一个文件名或先移走它。")
     key_text = read_key_text(Path(app.key_file))
     fingerprint = Vault(decode_key(key_text)).fingerprint
-    # app.session() checks the key against the database's pin: no backup of a wrong key.
-    with app.session() as session, session.begin():
-        audit.record(
-            session,
-            "key_backup",
-            "settings",
-            KEY_CHECK,
-            detail=f"个人信息密钥（指纹 {fingerprint}）备份到 {target.resolve()}",
-        )
-    write_key_file(target, key_text)
+    session = app.session()  # checks the key against the database's pin: no wrong key saved
+    # The file first (refusing to overwrite), then the audit entry, then the key's bytes.
+    fd = create_private_file(target)
+    try:
+        with session, session.begin():
+            audit.record(
+                session,
+                "key_backup",
+                "settings",
+                KEY_CHECK,
+                detail=f"个人信息密钥（指纹 {fingerprint}）备份到 {target.resolve()}",
+            )
+    except BaseException:
+        os.close(fd)
+        target.unlink()
+        raise
+    write_key_file(target, key_text, fd)
     return fingerprint
 
 

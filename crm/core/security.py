@@ -208,19 +208,28 @@ def read_key_text(key_file: Path) -> str:
     return text.strip()
 
 
-def write_key_file(path: Path, key_text: str) -> None:
-    """Write a key to a new file readable only by its owner (folder 0700 when made here).
+def create_private_file(path: Path) -> int:
+    """A new, empty file only its owner can read (folder 0700 when made here); its descriptor.
 
-    O_EXCL: an existing key is never overwritten, also not by a second process initialising
-    at the same moment; the data is on disk (fsync) before this returns, because data will be
-    encrypted with it next."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    O_EXCL: an existing file (a key!) is never overwritten, also not by a second process
+    initialising at the same moment."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:  # FileExistsError here: a file where the folder should be
+        raise CrmError(f"无法创建文件夹 {path.parent}（{exc.strerror}）。") from None
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise CrmError(f"文件 {path} 已存在：不会覆盖，请换一个文件名或先移走它。") from None
     except OSError as exc:
         raise CrmError(f"无法创建密钥文件 {path}（{exc.strerror}）。") from None
+
+
+def write_key_file(path: Path, key_text: str, fd: int | None = None) -> None:
+    """Write a key to a new private file (or to `fd` from `create_private_file`), on disk
+    (fsync) before this returns, because data may be encrypted with it next."""
+    if fd is None:
+        fd = create_private_file(path)
     with os.fdopen(fd, "w") as handle:
         handle.write(key_text.strip() + "\n")
         handle.flush()
