@@ -96,7 +96,7 @@ class App:
             raise self._foreign(tables)
         vault = self._vault_for_init(stored, sealed)
         if stored is not None and stored != vault.key_check():
-            raise keys.wrong_key(vault, stored)  # before any migration touches the database
+            raise self._wrong_key(vault, stored)  # before any migration touches the database
         self.__dict__["vault"] = vault
         revisions = upgrade(self.engine, self.migration_chains())
         with self.sessions() as session, session.begin():
@@ -120,7 +120,7 @@ class App:
                     )
                 session.add(Setting(key=KEY_CHECK, value=vault.key_check()))
             elif pin.value != vault.key_check():
-                raise keys.wrong_key(vault, pin.value)
+                raise self._wrong_key(vault, pin.value)
             self.pm.hook.prepare_database(session=session)
         self._checked = True
         return revisions
@@ -207,13 +207,18 @@ class App:
                 "是否正确；请运行 crm init，它会先核对当前密钥能否解开已有数据再重新登记。"
             )
         if stored is not None and stored != self.vault.key_check():
-            pending = keys.pending_key_file(self.key_file)
-            if not key_source() and pending.exists() and load_vault(pending).key_check() == stored:
-                raise CrmError(
-                    "密钥轮换已写入数据库，但密钥文件尚未替换（上次被中断）：请运行 crm key rotate 完成。"
-                )
-            raise keys.wrong_key(self.vault, stored)
+            raise self._wrong_key(self.vault, stored)
         self._checked = True
+
+    def _wrong_key(self, vault: Vault, stored: str) -> CrmError:
+        from crm.core import keys
+
+        pending = keys.pending_key_file(self.key_file)
+        if not key_source() and pending.exists() and load_vault(pending).key_check() == stored:
+            return CrmError(
+                "密钥轮换已写入数据库，但密钥文件尚未替换（上次被中断）：请运行 crm key rotate 完成。"
+            )
+        return keys.wrong_key(vault, stored)
 
     @property
     def safe_url(self) -> str:
