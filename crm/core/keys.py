@@ -121,22 +121,23 @@ def backup(app, target: Path) -> str:
     require_admin(app.user)
     key_text = read_key_text(Path(app.key_file))
     fingerprint = Vault(decode_key(key_text)).fingerprint
-    session = app.session()  # checks the key against the database's pin: no wrong key saved
-    # The file first (refusing to overwrite), then the audit entry, then the key's bytes.
-    fd = create_private_file(target)
-    try:
-        with session, session.begin():
-            audit.record(
-                session,
-                "key_backup",
-                "settings",
-                KEY_CHECK,
-                detail=f"个人信息密钥（指纹 {fingerprint}）备份到 {target.resolve()}",
-            )
-    except BaseException:
-        os.close(fd)
-        target.unlink()
-        raise
+    # app.session() checks the key against the database's pin: no backup of a wrong key.
+    with app.session() as session:
+        # The file first (never over another), then the audit entry, then the key's bytes.
+        fd = create_private_file(target)
+        try:
+            with session.begin():
+                audit.record(
+                    session,
+                    "key_backup",
+                    "settings",
+                    KEY_CHECK,
+                    detail=f"个人信息密钥（指纹 {fingerprint}）备份到 {target.resolve()}",
+                )
+        except BaseException:
+            os.close(fd)
+            target.unlink()
+            raise
     write_key_file(target, key_text, fd)
     return fingerprint
 
@@ -215,13 +216,11 @@ def start_rotation(app) -> Rotation:
     if stored is None:
         raise CrmError("数据库尚未登记个人信息密钥：请先运行 crm init。")
     old = load_vault(key_file)
-    if state is None and stored != old.key_check():
-        # Killed after the database was switched, before the key file was replaced.
-        if new_file.exists() and load_vault(new_file).key_check() == stored:
-            new = load_vault(new_file)
-            return Rotation(app, key_file, old, new, 0, resumed=True, switched=True)
-        raise wrong_key(old, stored)
     if stored != old.key_check():
+        # Killed after the database was switched, before the key file was replaced?
+        new = load_vault(new_file) if state is None and new_file.exists() else None
+        if new is not None and new.key_check() == stored:
+            return Rotation(app, key_file, old, new, 0, resumed=True, switched=True)
         raise wrong_key(old, stored)
     if state is None:
         # A .new file without a rotation mark was never used: reuse it rather than pile up keys.
