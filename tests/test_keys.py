@@ -126,7 +126,7 @@ def test_an_unreadable_key_file_is_a_sentence(app, key_file, run, monkeypatch):
         (b"not a key at all\n", "格式不对"),
         (b"\xff\xfe\x00garbage", "格式不对"),
         (b"", "格式不对"),
-        (new_key()[:20].encode(), "格式不对"),
+        (TEST_KEY[:20].encode(), "格式不对"),
     ],
 )
 def test_a_key_file_in_the_wrong_format_is_a_sentence(app, key_file, run, content, expected):
