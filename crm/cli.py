@@ -68,14 +68,9 @@ class CrmGroup(click.Group):
 
 
 def _database_message(exc: Exception) -> str | None:
-    try:
-        from sqlalchemy.exc import OperationalError, ProgrammingError
-    except ImportError:  # pragma: no cover
-        return None
-    if isinstance(exc, (OperationalError, ProgrammingError)):
-        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        return f"数据库操作失败（{first}）：请检查数据库地址，或运行 crm db upgrade。"
-    return None
+    from crm.core.errors import database_message
+
+    return database_message(exc)
 
 
 class ChineseHelpFormatter(click.HelpFormatter):
@@ -145,9 +140,9 @@ def cli(ctx: click.Context, db: str | None, user: str | None) -> None:
 
 
 def _add_core_commands() -> None:
-    from crm.commands import admin, demo, household, scheduler, simulate, transfer
+    from crm.commands import admin, demo, household, key, scheduler, simulate, transfer
 
-    for module in (admin, household, transfer, demo, scheduler, simulate):
+    for module in (admin, household, transfer, demo, scheduler, simulate, key):
         module.register(cli)
     plugin_manager().hook.register_commands(cli=cli)
     _localise(cli)

@@ -13,7 +13,8 @@ def init() -> None:
     app = get_app()
     revisions = app.init()
     click.echo(f"数据库已就绪：{app.safe_url}（结构版本 {_versions(revisions)}）")
-    click.echo(f"个人信息密钥：{'环境变量 CRM_SECRET_KEY' if _env_key() else app.key_file}")
+    source = "环境变量 CRM_SECRET_KEY" if _env_key() else app.key_file
+    click.echo(f"个人信息密钥：{source}（指纹 {app.vault.fingerprint}）")
 
 
 def _env_key() -> bool:

@@ -120,11 +120,54 @@ def head_revision(chain: Chain = CORE) -> str | None:
     return ScriptDirectory.from_config(_config(chain)).get_current_head()
 
 
-def outdated(engine: Engine, all_chains: list[Chain]) -> list[tuple[Chain, str | None, str | None]]:
-    """Chains whose database revision is not their head: (chain, current, head)."""
+@dataclass(frozen=True)
+class ChainState:
+    chain: Chain
+    current: str | None
+    head: str | None
+    # False when the database's revision is not in this crm's migrations: a newer crm wrote it.
+    known: bool
+
+    @property
+    def behind(self) -> bool:
+        return self.known and self.current != self.head
+
+
+def states(engine: Engine, all_chains: list[Chain]) -> list[ChainState]:
+    """Each chain's revision in the database beside this crm's head, in one connection."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     found = []
-    for chain in all_chains:
-        current, head = current_revision(engine, chain), head_revision(chain)
-        if current != head:
-            found.append((chain, current, head))
+    with engine.connect() as connection:
+        for chain in all_chains:
+            context = MigrationContext.configure(
+                connection, opts={"version_table": chain.version_table}
+            )
+            current = context.get_current_revision()
+            script = ScriptDirectory.from_config(_config(chain))
+            known = current is None or _known(script, current)
+            found.append(ChainState(chain, current, script.get_current_head(), known))
     return found
+
+
+def _known(script, revision: str) -> bool:
+    from alembic.util import CommandError
+
+    try:
+        found = script.get_revision(revision)
+    except CommandError:
+        return False
+    return found is not None and found.revision == revision  # not a mere prefix of one
+
+
+def outdated(engine: Engine, all_chains: list[Chain]) -> list[tuple[Chain, str | None, str | None]]:
+    """Chains whose database revision is behind their head: (chain, current, head). A revision
+    this crm does not know (written by a newer crm) is not "behind": see `newer`."""
+    return [(s.chain, s.current, s.head) for s in states(engine, all_chains) if s.behind]
+
+
+def newer(engine: Engine, all_chains: list[Chain]) -> list[tuple[Chain, str]]:
+    """Chains whose database revision this crm's migrations do not contain: the database was
+    upgraded by a newer crm, and neither reading nor "upgrading" it with this one is safe."""
+    return [(s.chain, s.current) for s in states(engine, all_chains) if not s.known]

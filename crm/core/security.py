@@ -170,6 +170,15 @@ class Vault:
         """A fingerprint stored in the database so a wrong key is caught before any write."""
         return self.lookup_hash("crm key check") or ""
 
+    @property
+    def fingerprint(self) -> str:
+        """The short form of `key_check` people compare (it reveals nothing about the key)."""
+        return short_fingerprint(self.key_check())
+
+
+def short_fingerprint(key_check: str) -> str:
+    return key_check[:12]
+
 
 def _derive(master: bytes, purpose: bytes) -> bytes:
     return hmac.new(master, purpose, hashlib.sha256).digest()
@@ -179,38 +188,100 @@ def new_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
-def decode_key(text: str) -> bytes:
+def decode_key(text: str, source: str = "CRM_SECRET_KEY") -> bytes:
     try:
         key = base64.urlsafe_b64decode(text.strip().encode())
     except ValueError:
         key = b""
     if len(key) != 32:
-        raise CrmError("密钥格式不对：应为 32 字节的 urlsafe base64 编码（可用 crm init 生成）。")
+        raise CrmError(
+            f"{source} 中的密钥格式不对：应为 32 字节的 urlsafe base64 编码（可用 crm init 生成）。"
+        )
     return key
 
 
-def load_vault(key_file: Path, create: bool = False) -> Vault:
-    """The vault from CRM_SECRET_KEY, else from the key file (created with 0600 if asked)."""
+def key_source() -> str | None:
+    """The name CRM_SECRET_KEY when the key comes from the environment, else None."""
+    return "CRM_SECRET_KEY" if os.environ.get("CRM_SECRET_KEY") else None
+
+
+def read_key_text(key_file: Path) -> str:
+    """The key as text: CRM_SECRET_KEY, else the key file. Every failure is one sentence."""
     env_key = os.environ.get("CRM_SECRET_KEY")
     if env_key:
-        return Vault(decode_key(env_key))
-    if not key_file.exists():
-        if not create:
-            raise CrmError(
-                f"找不到密钥文件 {key_file}：请先运行 crm init，或设置环境变量 CRM_SECRET_KEY。"
-            )
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: two processes initialising at once must not overwrite each other's key.
+        decode_key(env_key)
+        return env_key.strip()
+    try:
+        mode = key_file.stat().st_mode
+        if mode & 0o077:
+            raise CrmError(f"密钥文件 {key_file} 的权限过宽：请执行 chmod 600 {key_file}。")
+        raw = key_file.read_bytes()
+    except FileNotFoundError:
+        raise CrmError(
+            f"找不到密钥文件 {key_file}：请先运行 crm init，或设置环境变量 CRM_SECRET_KEY。"
+        ) from None
+    except PermissionError:
+        raise CrmError(f"无权读取密钥文件 {key_file}：请以密钥文件的所有者运行 crm。") from None
+    except IsADirectoryError:
+        raise CrmError(f"密钥文件 {key_file} 是一个文件夹：请指向密钥文件本身。") from None
+    except OSError as exc:
+        raise CrmError(f"无法读取密钥文件 {key_file}（{exc.strerror}）。") from None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        text = ""
+    decode_key(text, f"密钥文件 {key_file}")
+    return text.strip()
+
+
+def create_private_file(path: Path) -> int:
+    """A new, empty file only its owner can read (folder 0700 when made here); its descriptor.
+
+    O_EXCL: an existing file (a key!) is never overwritten, also not by a second process
+    initialising at the same moment."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:  # FileExistsError here: a file where the folder should be
+        raise CrmError(f"无法创建文件夹 {path.parent}（{exc.strerror}）。") from None
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CrmError(f"文件 {path} 已存在：不会覆盖，请换一个文件名或先移走它。") from None
+    except OSError as exc:
+        raise CrmError(f"无法创建密钥文件 {path}（{exc.strerror}）。") from None
+
+
+def write_key_file(path: Path, key_text: str, fd: int | None = None) -> None:
+    """Write a key to a new private file (or to `fd` from `create_private_file`), on disk
+    (fsync) before this returns, because data may be encrypted with it next."""
+    if fd is None:
+        fd = create_private_file(path)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key_text.strip() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so a file created or renamed in it survives a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_vault(key_file: Path, create: bool = False) -> Vault:
+    """The vault from CRM_SECRET_KEY, else from the key file (created 0600 if asked)."""
+    if create and not key_source() and not key_file.exists():
         try:
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(new_key() + "\n")
-    if key_file.stat().st_mode & 0o077:
-        raise CrmError(f"密钥文件 {key_file} 的权限过宽：请执行 chmod 600 {key_file}。")
-    return Vault(decode_key(key_file.read_text()))
+            write_key_file(key_file, new_key())
+        except CrmError:
+            if not key_file.exists():
+                raise
+            # Another process initialising at the same moment wrote it first: use theirs.
+    return Vault(decode_key(read_key_text(key_file)))
 
 
 def mask_phone(phone: str | None) -> str | None:
