@@ -260,9 +260,10 @@ def open_source(
             ) from None
         try:
             yield (_csv_source if fmt == "csv" else _jsonl_source)(text, raw.tell)
-        except _Undecodable as exc:
+        except _Undecodable:
             raise CrmError(
-                f"文件 {path.name} 第 {exc.line} 行附近含有不是 {encoding} 编码的字节："
+                f"文件 {path.name} 第 {_undecodable_line(path, encoding)} 行附近含有不是 "
+                f"{encoding} 编码的字节："
                 "请用 --encoding 指定正确的编码（如 gbk、utf-8）。"
             ) from None
         finally:
@@ -270,10 +271,22 @@ def open_source(
 
 
 class _Undecodable(Exception):
-    """A text file's bytes stopped decoding near `line`."""
+    """A text file's bytes stopped decoding."""
 
-    def __init__(self, line: int):
-        self.line = line
+
+def _undecodable_line(path: Path, encoding: str) -> int:
+    """The line of the first byte that does not decode (the reader decodes ahead in blocks,
+    so it cannot tell)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with path.open("rb") as handle:
+        while block := handle.read(_READ_BLOCK):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                return line + block.count(b"\n", 0, max(exc.start, 0))
+            line += block.count(b"\n")
+    return line
 
 
 _CSV_REASONS = {
@@ -300,7 +313,7 @@ def _csv_source(text: io.TextIOWrapper, position: Callable[[], int]) -> Source:
     except csv.Error as exc:
         raise CrmError(f"第 1 行（列名）无法读取：{_csv_reason(exc)}。") from None
     except UnicodeDecodeError:
-        raise _Undecodable(1) from None
+        raise _Undecodable from None
     if header is None:
         raise CrmError("文件是空的：第 1 行应为列名。")
 
@@ -321,7 +334,7 @@ def _csv_source(text: io.TextIOWrapper, position: Callable[[], int]) -> Source:
                 start, last = last + 1, reader.line_num
                 yield start, BadRecord(_csv_reason(exc))
             except UnicodeDecodeError:
-                raise _Undecodable(reader.line_num + 1) from None
+                raise _Undecodable from None
 
     return Source(header, records(), position)
 
@@ -364,12 +377,10 @@ def _jsonl_source(text: io.TextIOWrapper, position: Callable[[], int]) -> Source
 
 
 def _decoded(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
-    number = 0
     try:
-        for number, line in lines:
-            yield number, line
+        yield from lines
     except UnicodeDecodeError:
-        raise _Undecodable(number + 1) from None
+        raise _Undecodable from None
 
 
 def _xlsx_errors() -> tuple[type[BaseException], ...]:
