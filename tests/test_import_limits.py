@@ -374,3 +374,17 @@ def test_concurrent_imports_of_the_same_keys_wait_for_each_other(app, tmp_path):
     assert results["first"].inserted == 4
     assert (results["second"].inserted, results["second"].unchanged) == (0, 4)
     assert sorted(codes(app)) == ["H1", "H2", "H3", "H4"]
+
+
+def test_import_limits_command_lists_and_changes_them(app, run):
+    listed = run("import", "limits", "--format", "json")
+    assert listed.exit_code == 0, listed.output
+    assert '"key": "import.xlsx_max_rows"' in listed.stdout and '"value": 200000' in listed.stdout
+    refused = run("import", "limits", XLSX_MAX_ROWS_KEY, "5", as_="李娜:sales")
+    assert refused.exit_code != 0 and "修改导入上限" in refused.stderr
+    changed = run("import", "limits", XLSX_MAX_ROWS_KEY, "5", as_="王芳:manager")
+    assert changed.exit_code == 0, changed.output
+    with app.session() as session:
+        assert import_limits(session).xlsx_max_rows == 5
+    half = run("import", "limits", XLSX_MAX_ROWS_KEY)
+    assert half.exit_code == 1 and "请同时给出设置项和新值" in half.stderr

@@ -216,8 +216,19 @@ def import_limits(session: Session) -> Limits:
     return Limits(values[XLSX_MAX_MB_KEY], values[XLSX_MAX_ROWS_KEY])
 
 
+def list_import_limits(session: Session) -> list[dict[str, Any]]:
+    """Each import limit: key, value in force, default."""
+    limits = import_limits(session)
+    values = {XLSX_MAX_MB_KEY: limits.xlsx_max_mb, XLSX_MAX_ROWS_KEY: limits.xlsx_max_rows}
+    return [
+        {"key": key, "value": values[key], "default": default}
+        for key, default in LIMIT_DEFAULTS.items()
+    ]
+
+
 def set_import_limit(session: Session, key: str, value: str) -> tuple[str | None, str]:
     """Change one import limit; returns (old, new). Audited like every settings change."""
+    audit.current_user(session).require("import.configure", "修改导入上限")
     if key not in LIMIT_DEFAULTS:
         raise CrmError(f"没有导入设置“{key}”：可用 {'、'.join(LIMIT_DEFAULTS)}。")
     new = str(_positive_int(key, value))
