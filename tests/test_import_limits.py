@@ -388,3 +388,61 @@ def test_import_limits_command_lists_and_changes_them(app, run):
         assert import_limits(session).xlsx_max_rows == 5
     half = run("import", "limits", XLSX_MAX_ROWS_KEY)
     assert half.exit_code == 1 and "请同时给出设置项和新值" in half.stderr
+
+
+def _raw_xlsx(path, rows: list[list[str]], dimension: str | None) -> None:
+    """A minimal XLSX written by hand: inline strings, and a <dimension> only if given (a
+    missing one made openpyxl parse the whole sheet before the first row)."""
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    rels = "http://schemas.openxmlformats.org/package/2006/relationships"
+    office = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    types = "http://schemas.openxmlformats.org/package/2006/content-types"
+    sheet_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+    book_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
+    cells = "".join(
+        f'<row r="{r}">'
+        + "".join(
+            f'<c r="{chr(65 + c)}{r}" t="inlineStr"><is><t>{text}</t></is></c>'
+            for c, text in enumerate(row)
+        )
+        + "</row>"
+        for r, row in enumerate(rows, 1)
+    )
+    size = f'<dimension ref="{dimension}"/>' if dimension else ""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "[Content_Types].xml",
+            f'<Types xmlns="{types}"><Default Extension="rels" ContentType="application/'
+            'vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" '
+            'ContentType="application/xml"/><Override PartName="/xl/workbook.xml" '
+            f'ContentType="{book_type}"/><Override PartName="/xl/worksheets/sheet1.xml" '
+            f'ContentType="{sheet_type}"/></Types>',
+        )
+        archive.writestr(
+            "_rels/.rels",
+            f'<Relationships xmlns="{rels}"><Relationship Id="rId1" '
+            f'Type="{office}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        )
+        archive.writestr(
+            "xl/workbook.xml",
+            f'<workbook xmlns="{main}" xmlns:r="{office}"><sheets><sheet name="S" '
+            'sheetId="1" r:id="rId1"/></sheets></workbook>',
+        )
+        archive.writestr(
+            "xl/_rels/workbook.xml.rels",
+            f'<Relationships xmlns="{rels}"><Relationship Id="rId1" '
+            f'Type="{office}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>',
+        )
+        archive.writestr(
+            "xl/worksheets/sheet1.xml",
+            f'<worksheet xmlns="{main}">{size}<sheetData>{cells}</sheetData></worksheet>',
+        )
+
+
+@pytest.mark.parametrize("dimension", [None, "A1:XFD1048576"])
+def test_xlsx_without_or_with_a_forged_dimension(app, tmp_path, dimension):
+    path = tmp_path / "hand.xlsx"
+    _raw_xlsx(path, [["code", "name"], ["H1", "甲"], ["H2", "乙"]], dimension)
+    result = import_ok(app, "households", path)
+    assert (result.inserted, result.rejected) == (2, 0)
+    assert sorted(codes(app)) == ["H1", "H2"]

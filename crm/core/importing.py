@@ -23,6 +23,8 @@ import gc
 import hashlib
 import io
 import json
+import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -434,15 +436,47 @@ def _check_xlsx_size(path: Path, limits: Limits) -> None:
         )
 
 
+_DIMENSION = re.compile(
+    rb"<(?:\w+:)?dimension\s+ref=\"([A-Z]{1,3}[0-9]{1,7}(?::[A-Z]{1,3}[0-9]{1,7})?)\""
+)
+_OPENING = threading.Lock()
+
+
+def _load_workbook(path: Path):
+    """openpyxl's read-only workbook, but a sheet's size is read from the head of its XML
+    only: openpyxl parses the whole sheet at opening when the sheet has no <dimension>
+    element (as a forged or hand-made file may not), which took half a minute for 134 MB.
+    The size only sizes the progress bar here; rows are read up to the header's width."""
+    import openpyxl
+    from openpyxl.reader import excel
+    from openpyxl.utils.cell import range_boundaries
+    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+    class HeadSized(ReadOnlyWorksheet):
+        def _get_size(self) -> None:
+            with self._get_source() as source:
+                found = _DIMENSION.search(source.read(1 << 16))
+            if found is not None:
+                bounds = range_boundaries(found.group(1).decode())
+                self._min_column, self._min_row, self._max_column, self._max_row = bounds
+
+    # Swapped only while this workbook opens, under a lock: other users of openpyxl in the
+    # process keep its own class.
+    with _OPENING:
+        excel.ReadOnlyWorksheet = HeadSized
+        try:
+            return openpyxl.load_workbook(path, read_only=True, data_only=True)
+        finally:
+            excel.ReadOnlyWorksheet = ReadOnlyWorksheet
+
+
 @contextmanager
 def _xlsx_source(path: Path, limits: Limits) -> Iterator[Source]:
-    import openpyxl
-
     _check_xlsx_size(path, limits)
     errors = _xlsx_errors()
     damaged = f"无法读取 {path.name}：XLSX 文件已损坏（请用 Excel 打开后另存为 .xlsx）。"
     try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        book = _load_workbook(path)
     except errors:
         raise CrmError(
             f"无法读取 {path.name}：不是有效的 XLSX 文件（请用 Excel 另存为 .xlsx）。"
