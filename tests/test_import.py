@@ -177,12 +177,14 @@ def test_duplicates_inside_the_file_across_chunks(app, tmp_path):
     )
     with app.session() as session, transaction(session):
         result = import_file(session, "households", source, chunk_size=2)
-    assert (result.inserted, result.rejected) == (4, 3)
-    assert households(app)["H1"].name == "甲"
+    # Which of two rows with one key is right is for a person to say: all of them are out.
+    assert (result.inserted, result.rejected) == (1, 6)
+    assert list(households(app)) == ["H3"]
     lines = rejects(result.rejects_path)
-    assert [line[0] for line in lines] == ["5", "7", "8"]
-    assert lines[0][1] == "code" and "与第 2 行重复" in lines[0][2]
-    assert "与第 3 行重复" in lines[1][2] and "与第 6 行重复" in lines[2][2]
+    assert [line[0] for line in lines] == ["2", "3", "5", "6", "7", "8"]
+    assert {line[1] for line in lines} == {"code"}
+    firsts = [line[2].split("首次在第 ")[1].split(" 行")[0] for line in lines]
+    assert firsts == ["2", "3", "2", "6", "3", "6"]
 
 
 def test_jsonl_service_records(app, run, tmp_path):

@@ -114,6 +114,21 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def begin_write(session: Session) -> None:
+    """Start the session's transaction as a writer: on SQLite, BEGIN IMMEDIATE takes the write
+    lock now, waiting up to busy_timeout for another writer. pysqlite otherwise begins a
+    deferred transaction at the first write; one that has read by then gets "database is
+    locked" at once when another connection wrote meanwhile (its snapshot is stale), whatever
+    the timeout. A transaction already begun is left as it is; other databases need nothing.
+    Readers are not held up: WAL lets them read while the lock is held."""
+    connection = session.connection()
+    if (
+        connection.dialect.name == "sqlite"
+        and not connection.connection.dbapi_connection.in_transaction
+    ):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

@@ -1,13 +1,17 @@
 """Bulk import of households, members, purchases and service records from CSV, JSON lines and
 XLSX files.
 
-The file is read as a stream, in chunks: each chunk is converted with the compiled schema
-(`crm.core.schemas`), checked for duplicates against a temporary table of the keys already seen
-in this run, resolved against the database with one query per referenced table, compared with
-the stored rows, and written with one executemany for inserts and one for updates. Memory
+The file is read twice, as a stream. The first pass writes nothing: it checks that the whole
+file can be read (encoding, CSV quoting, XLSX limits) and puts every row's key with its line
+into a temporary table, so a key the file holds more than once is known before any row is
+written. The second pass works in chunks: each chunk is converted with the compiled schema
+(`crm.core.schemas`, which refuses any value the database could not hold), its duplicated
+keys rejected, resolved against the database with one query per referenced table, compared
+with the stored rows, and written with one executemany for inserts and one for updates. Memory
 stays flat whatever the file size. Unchanged rows are not written, so importing the same file
 twice changes nothing. Bad rows go to a reject file (line, column, reason) and the good rows
-land, unless `strict` asks for all or nothing.
+land, unless `strict` asks for all or nothing. Imports run one at a time: the second waits
+for the first to commit (SQLite's write lock, a PostgreSQL advisory lock).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import gc
 import hashlib
 import io
 import json
+import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +41,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    func,
     insert,
     select,
     tuple_,
@@ -44,6 +51,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crm.core import audit
+from crm.core.db import begin_write
 from crm.core.errors import CrmError
 from crm.core.models import (
     AuditEntry,
@@ -54,6 +62,7 @@ from crm.core.models import (
     Purchase,
     Referral,
     ServiceRecord,
+    Setting,
     Unit,
     utcnow,
 )
@@ -65,7 +74,17 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx"
 KINDS = tuple(SCHEMAS)
 CHUNK_SIZE = 5000
 REJECT_HEADER = ("行号", "列", "原因")
-_SNIFF_BYTES = 1 << 16
+_READ_BLOCK = 1 << 20
+# One import at a time on PostgreSQL (SQLite's write lock does the same there): two imports of
+# the same keys would otherwise both insert them, and the later commit fails.
+IMPORT_LOCK = 0x5E7C_0002
+# XLSX limits (settings table; a zip of 10 MB can hold a sheet of hundreds of MB).
+XLSX_MAX_MB_KEY = "import.xlsx_max_mb"
+XLSX_MAX_ROWS_KEY = "import.xlsx_max_rows"
+LIMIT_DEFAULTS = {XLSX_MAX_MB_KEY: 100, XLSX_MAX_ROWS_KEY: 200_000}
+# Headers beyond this column are not read: a forged sheet dimension would otherwise make
+# openpyxl pad every row to 16,384 cells.
+XLSX_MAX_COLUMNS = 200
 
 Progress = Callable[[int], None]
 
@@ -147,63 +166,194 @@ def detect_format(path: Path, fmt: str | None = None) -> str:
         ) from None
 
 
-def detect_encoding(head: bytes) -> str:
-    """BOM -> utf-8-sig; else UTF-8 if the first chunk decodes; else GB18030 (a superset of
-    the GBK that Chinese Excel writes)."""
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
+def scan_file(path: Path, text: bool = True) -> tuple[str, bool]:
+    """The file's SHA-256 and, for a text file, whether all of it is UTF-8: one pass in
+    blocks, so memory stays flat. The whole file counts, since a legacy GBK file often starts
+    with pages of ASCII before its first Chinese character."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")() if text else None
+    with path.open("rb") as handle:
+        while block := handle.read(_READ_BLOCK):
+            digest.update(block)
+            if decoder is not None:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError:
+                    decoder = None
+    utf8 = decoder is not None
+    if decoder is not None:
+        try:
+            decoder.decode(b"", final=True)  # a file cut inside a character
+        except UnicodeDecodeError:
+            utf8 = False
+    return digest.hexdigest(), utf8
+
+
+def detect_encoding(path: Path, utf8: bool) -> str:
+    """BOM -> utf-8-sig; else UTF-8 if the whole file decodes (`scan_file`); else GB18030 (a
+    superset of the GBK that Chinese Excel writes)."""
+    if not utf8:
         return "gb18030"
-    return "utf-8"
+    with path.open("rb") as handle:
+        return "utf-8-sig" if handle.read(3) == codecs.BOM_UTF8 else "utf-8"
+
+
+@dataclass(frozen=True)
+class Limits:
+    xlsx_max_mb: int
+    xlsx_max_rows: int
+
+
+def import_limits(session: Session) -> Limits:
+    """The import limits from the settings table (LIMIT_DEFAULTS where not set)."""
+    stored = dict(
+        session.execute(
+            select(Setting.key, Setting.value).where(Setting.key.in_(list(LIMIT_DEFAULTS)))
+        ).all()
+    )
+    values = {}
+    for key, default in LIMIT_DEFAULTS.items():
+        text = stored.get(key)
+        values[key] = default if text is None else _positive_int(key, text)
+    return Limits(values[XLSX_MAX_MB_KEY], values[XLSX_MAX_ROWS_KEY])
+
+
+def list_import_limits(session: Session) -> list[dict[str, Any]]:
+    """Each import limit: key, value in force, default."""
+    limits = import_limits(session)
+    values = {XLSX_MAX_MB_KEY: limits.xlsx_max_mb, XLSX_MAX_ROWS_KEY: limits.xlsx_max_rows}
+    return [
+        {"key": key, "value": values[key], "default": default}
+        for key, default in LIMIT_DEFAULTS.items()
+    ]
+
+
+def set_import_limit(session: Session, key: str, value: str) -> tuple[str | None, str]:
+    """Change one import limit; returns (old, new). Audited like every settings change."""
+    audit.current_user(session).require("import.configure", "修改导入上限")
+    if key not in LIMIT_DEFAULTS:
+        raise CrmError(f"没有导入设置“{key}”：可用 {'、'.join(LIMIT_DEFAULTS)}。")
+    new = str(_positive_int(key, value))
+    row = session.get(Setting, key)
+    old = None if row is None else row.value
+    if row is None:
+        session.add(Setting(key=key, value=new))
+    else:
+        row.value = new
+    audit.record(session, "update", "settings", key, {"value": [old, new]})
+    return old, new
+
+
+def _positive_int(key: str, text: str) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise CrmError(f"设置 {key}={text!r} 看不懂：应为正整数。")
+    return value
 
 
 @contextmanager
-def open_source(path: Path, fmt: str, encoding: str | None = None) -> Iterator[Source]:
+def open_source(
+    path: Path, fmt: str, encoding: str = "utf-8", limits: Limits | None = None
+) -> Iterator[Source]:
+    """The file's header and records. `encoding` is that of a text file, already chosen
+    (see `detect_encoding`); `limits` bound an XLSX file."""
     if fmt == "xlsx":
-        with _xlsx_source(path) as source:
+        with _xlsx_source(path, limits or Limits(*LIMIT_DEFAULTS.values())) as source:
             yield source
         return
     with path.open("rb") as raw:
-        enc = encoding or detect_encoding(raw.read(_SNIFF_BYTES))
-        raw.seek(0)
         try:
-            text = io.TextIOWrapper(raw, encoding=enc, newline="")
+            text = io.TextIOWrapper(raw, encoding=encoding, newline="")
         except LookupError:
             raise CrmError(
                 f"不认识的编码“{encoding}”：可用 utf-8、utf-8-sig、gbk、gb18030。"
             ) from None
         try:
             yield (_csv_source if fmt == "csv" else _jsonl_source)(text, raw.tell)
-        except UnicodeDecodeError:
+        except _Undecodable:
             raise CrmError(
-                f"文件 {path.name} 含有不是 {enc} 编码的字节：请用 --encoding 指定正确的编码"
-                "（如 gbk、utf-8）。"
+                f"文件 {path.name} 第 {_undecodable_line(path, encoding)} 行附近含有不是 "
+                f"{encoding} 编码的字节："
+                "请用 --encoding 指定正确的编码（如 gbk、utf-8）。"
             ) from None
         finally:
             text.detach()
 
 
+class _Undecodable(Exception):
+    """A text file's bytes stopped decoding."""
+
+
+def _undecodable_line(path: Path, encoding: str) -> int:
+    """The line of the first byte that does not decode (the reader decodes ahead in blocks,
+    so it cannot tell)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with path.open("rb") as handle:
+        while block := handle.read(_READ_BLOCK):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                return line + block.count(b"\n", 0, max(exc.start, 0))
+            line += block.count(b"\n")
+    return line
+
+
+_CSV_REASONS = {
+    "unexpected end of data": "文件在引号内结束：最后一行不完整（引号没有闭合），文件可能被截断",
+    "field larger than field limit": f"有单元格超过 {csv.field_size_limit():,} 个字符",
+}
+
+
+def _csv_reason(error: csv.Error) -> str:
+    text = str(error)
+    for start, reason in _CSV_REASONS.items():
+        if text.startswith(start):
+            return reason
+    if "expected after" in text:
+        return "引号用法有误：带引号的单元格在结束引号后应紧跟逗号（单元格内的引号应写成两个）"
+    return "该行无法按 CSV 格式读取"
+
+
 def _csv_source(text: io.TextIOWrapper, position: Callable[[], int]) -> Source:
-    reader = csv.reader(text)
-    header = next(reader, None)
+    # strict: a quote left open at the end of the file is an error, not a quietly closed cell
+    reader = csv.reader(text, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise CrmError(f"第 1 行（列名）无法读取：{_csv_reason(exc)}。") from None
+    except UnicodeDecodeError:
+        raise _Undecodable from None
     if header is None:
         raise CrmError("文件是空的：第 1 行应为列名。")
 
-    def records() -> Iterator[tuple[int, Sequence[Any]]]:
+    def records() -> Iterator[tuple[int, Sequence[Any] | BadRecord]]:
         last = reader.line_num
-        for record in reader:
-            start, last = last + 1, reader.line_num
-            # Excel leaves rows of empty cells; they are not data (first cell: the cheap test)
-            if record and (record[0] or any(record)):
-                yield start, record
+        while True:
+            # The for loop is the fast path; a bad record leaves it, and reading resumes on
+            # the next line.
+            try:
+                for record in reader:
+                    start, last = last + 1, reader.line_num
+                    # Excel leaves rows of empty cells; they are not data (first cell: the
+                    # cheap test)
+                    if record and (record[0] or any(record)):
+                        yield start, record
+                return
+            except csv.Error as exc:
+                start, last = last + 1, reader.line_num
+                yield start, BadRecord(_csv_reason(exc))
+            except UnicodeDecodeError:
+                raise _Undecodable from None
 
     return Source(header, records(), position)
 
 
 def _jsonl_source(text: io.TextIOWrapper, position: Callable[[], int]) -> Source:
-    lines = enumerate(text, 1)
+    lines = _decoded(enumerate(text, 1))
     first: dict | None = None
     for number, line in lines:
         if line.strip():
@@ -239,47 +389,145 @@ def _jsonl_source(text: io.TextIOWrapper, position: Callable[[], int]) -> Source
     return Source(headers, records(), position)
 
 
-@contextmanager
-def _xlsx_source(path: Path) -> Iterator[Source]:
+def _decoded(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    try:
+        yield from lines
+    except UnicodeDecodeError:
+        raise _Undecodable from None
+
+
+def _xlsx_errors() -> tuple[type[BaseException], ...]:
+    """What openpyxl raises on a damaged file: the zip, the XML or a value inside it."""
+    import zlib
+    from xml.etree.ElementTree import ParseError
     from zipfile import BadZipFile
 
-    import openpyxl
+    return (
+        BadZipFile,
+        zlib.error,
+        ParseError,
+        EOFError,
+        KeyError,
+        IndexError,
+        OSError,
+        OverflowError,
+        TypeError,
+        ValueError,
+    )
+
+
+def _check_xlsx_size(path: Path, limits: Limits) -> None:
+    """Refuse a workbook that unpacks to more than the limit, before openpyxl unpacks it
+    (it keeps all shared strings in memory). The sizes the zip declares bound what it
+    yields: Python's zipfile stops at the declared size and checks the CRC."""
+    import zipfile
 
     try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (BadZipFile, KeyError, OSError, ValueError):
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise CrmError(
+            f"无法读取 {path.name}：不是有效的 XLSX 文件（请用 Excel 另存为 .xlsx）。"
+        ) from None
+    if unpacked > limits.xlsx_max_mb * 1_000_000:
+        raise CrmError(
+            f"{path.name} 解压后有 {unpacked / 1_000_000:,.0f} MB，超过导入上限 "
+            f"{limits.xlsx_max_mb} MB（设置 {XLSX_MAX_MB_KEY}）：请拆分文件或改用 CSV。"
+        )
+
+
+_DIMENSION = re.compile(
+    rb"<(?:\w+:)?dimension\s+ref=\"([A-Z]{1,3}[0-9]{1,7}(?::[A-Z]{1,3}[0-9]{1,7})?)\""
+)
+_OPENING = threading.Lock()
+
+
+def _load_workbook(path: Path):
+    """openpyxl's read-only workbook, but a sheet's size is read from the head of its XML
+    only: openpyxl parses the whole sheet at opening when the sheet has no <dimension>
+    element (as a forged or hand-made file may not), which took half a minute for 134 MB.
+    The size only sizes the progress bar here; rows are read up to the header's width."""
+    import openpyxl
+    from openpyxl.reader import excel
+    from openpyxl.utils.cell import range_boundaries
+    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+    class HeadSized(ReadOnlyWorksheet):
+        def _get_size(self) -> None:
+            with self._get_source() as source:
+                found = _DIMENSION.search(source.read(1 << 16))
+            if found is not None:
+                bounds = range_boundaries(found.group(1).decode())
+                self._min_column, self._min_row, self._max_column, self._max_row = bounds
+
+    # Swapped only while this workbook opens, under a lock: other users of openpyxl in the
+    # process keep its own class.
+    with _OPENING:
+        excel.ReadOnlyWorksheet = HeadSized
+        try:
+            return openpyxl.load_workbook(path, read_only=True, data_only=True)
+        finally:
+            excel.ReadOnlyWorksheet = ReadOnlyWorksheet
+
+
+@contextmanager
+def _xlsx_source(path: Path, limits: Limits) -> Iterator[Source]:
+    _check_xlsx_size(path, limits)
+    errors = _xlsx_errors()
+    damaged = f"无法读取 {path.name}：XLSX 文件已损坏（请用 Excel 打开后另存为 .xlsx）。"
+    try:
+        book = _load_workbook(path)
+    except errors:
         raise CrmError(
             f"无法读取 {path.name}：不是有效的 XLSX 文件（请用 Excel 另存为 .xlsx）。"
         ) from None
     try:
-        sheet = book.worksheets[0]
-        rows = sheet.iter_rows(values_only=True)
-        header = next(rows, None)
+        try:
+            sheet = book.worksheets[0]
+            header = next(
+                sheet.iter_rows(max_row=1, max_col=XLSX_MAX_COLUMNS, values_only=True), None
+            )
+        except errors:
+            raise CrmError(damaged) from None
         if header is None:
             raise CrmError("工作表是空的：第 1 行应为列名。")
         headers = ["" if h is None else str(h) for h in header]
+        while headers and not headers[-1]:
+            headers.pop()
+        if not headers:
+            raise CrmError("工作表是空的：第 1 行应为列名。")
         size = path.stat().st_size
         total = max(sheet.max_row or 1, 1)
         done = [1]
+        last_row = limits.xlsx_max_rows + 1  # the header row is not data
 
         def records() -> Iterator[tuple[int, Sequence[Any]]]:
-            for number, values in enumerate(rows, 2):
-                done[0] = number
-                if any(v is not None and v != "" for v in values):
-                    yield number, values
+            # Only the header's columns are read: a cell far to the right belongs to no column.
+            rows = sheet.iter_rows(min_row=2, max_col=len(headers), values_only=True)
+            number = 1
+            try:
+                for number, values in enumerate(rows, 2):
+                    if number > last_row:
+                        break
+                    done[0] = number
+                    if any(v is not None and v != "" for v in values):
+                        yield number, values
+                else:
+                    return
+            except errors:
+                raise CrmError(
+                    f"无法读取 {path.name} 第 {number + 1} 行：XLSX 文件已损坏"
+                    "（请用 Excel 打开后另存为 .xlsx）。"
+                ) from None
+            raise CrmError(
+                f"{path.name} 超过 {limits.xlsx_max_rows:,} 行（设置 {XLSX_MAX_ROWS_KEY}）："
+                "请拆分文件或改用 CSV。"
+            )
 
         # openpyxl hides the byte offset; the row count gives a good enough estimate.
         yield Source(headers, records(), lambda: min(size, size * done[0] // total))
     finally:
         book.close()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,16 +618,27 @@ def _key_table(name: str) -> Table:
     )
 
 
-# Keys of this run (key -> first line), on the import's own connection: duplicates inside a
-# file are found without holding every key in memory.
+# Keys of this run, on the import's own connection: duplicates inside a file are found
+# without holding every key in memory. The first pass puts every row's key in ALL; the keys
+# found more than once go to REPEATED with their first line.
 _TEMP = MetaData()
-_SEEN = _key_table("crm_import_seen")
+_ALL = Table(
+    "crm_import_all",
+    _TEMP,
+    Column("key", String(200), nullable=False),
+    Column("line", Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+_REPEATED = _key_table("crm_import_repeated")
 _CHUNK = _key_table("crm_import_chunk")
+_FIND_REPEATED = insert(_REPEATED).from_select(
+    ["key", "line"],
+    select(_ALL.c.key, func.min(_ALL.c.line)).group_by(_ALL.c.key).having(func.count() > 1),
+)
 # "key IN (SELECT ...)" rather than a join: SQLite then walks the chunk and seeks the index
-# of the growing table instead of scanning it (no statistics on temporary tables).
+# of the other table instead of scanning it (no statistics on temporary tables).
 _CHUNK_KEYS = select(_CHUNK.c.key).scalar_subquery()
-_EARLIER = select(_SEEN.c.key, _SEEN.c.line).where(_SEEN.c.key.in_(_CHUNK_KEYS))
-_REMEMBER = insert(_SEEN).from_select(["key", "line"], select(_CHUNK.c.key, _CHUNK.c.line))
+_REPEATED_HERE = select(_REPEATED.c.key, _REPEATED.c.line).where(_REPEATED.c.key.in_(_CHUNK_KEYS))
 
 
 class Run:
@@ -406,7 +665,7 @@ class Run:
         index = header_index(self.columns)
         unknown = []
         for position, header in enumerate(headers):
-            written = header.replace("\ufeff", "").strip()
+            written = _visible(header.replace("\ufeff", "").strip())
             if not written:
                 continue
             name = index.get(header_key(written))
@@ -429,6 +688,38 @@ class Run:
     def column(self, name: str) -> str:
         """The header as written in the file, for the reject file."""
         return self.header_of.get(name) or self.columns[name].zh[0]
+
+    # -- the first pass -----------------------------------------------------------------------
+    def survey(self, records: Iterator[tuple[int, Sequence[Any] | BadRecord]]) -> None:
+        """Read the whole file once before anything is written: every key that converts goes
+        to the temporary table ALL with its line, and the keys found more than once to
+        REPEATED. A row whose other cells are bad still counts: its key is taken, so a later
+        row with that key must not land either. Reading to the end first also refuses a file
+        that cannot be read (encoding, XLSX limits) before the first write."""
+        by_name = {name: (position, convert) for position, name, convert in self.plan}
+        key_fields = self.handler.key_fields
+        picks = [by_name[name] for name in key_fields]
+        width = max(position for position, _ in picks) + 1
+        key = self.handler.key
+        insert_all = BulkInsert(self.conn, _ALL, ("key", "line"))
+        for batch in _batches(records, CHUNK_SIZE):
+            keys = []
+            for line, cells in batch:
+                if cells.__class__ is BadRecord:
+                    continue
+                if len(cells) < width:
+                    cells = [*cells, *(None,) * (width - len(cells))]
+                try:
+                    values = {
+                        name: convert(cells[position])
+                        for name, (position, convert) in zip(key_fields, picks)
+                    }
+                except ValueError:
+                    continue  # the second pass rejects the row for its bad key cell
+                keys.append({"key": key(values), "line": line})
+            insert_all.execute(self.conn, keys)
+        self.conn.execute(_FIND_REPEATED)
+        self.conn.execute(_ALL.delete())
 
     def reject(self, line: int, name: str | None, reason: str) -> None:
         self.pending.append((line, self.column(name) if name else "", reason))
@@ -482,39 +773,37 @@ class Run:
                 self.reject(line, name, str(exc))
 
     def _drop_duplicates(self, rows: list[Row]) -> list[Row]:
-        """Reject keys seen earlier in this file; the chunk's keys go to the temporary table
-        CHUNK (for the look-ups of this chunk) and SEEN (for the chunks after it)."""
+        """Reject every row whose key the file holds more than once (REPEATED, from the
+        first pass): which of them is right is for a person to say. The chunk's other keys
+        go to the temporary table CHUNK for the look-ups of this chunk."""
         conn = self.conn
         conn.execute(_CHUNK.delete())
-        first: dict[str, int] = {}
-        unique = []
+        # Keys twice in this chunk are in REPEATED too; CHUNK takes each key once.
+        lines = {row.key: row.line for row in reversed(rows)}
+        if not lines:
+            return rows
+        self.chunk_insert.execute(conn, [{"key": k, "line": n} for k, n in lines.items()])
+        repeated = dict(conn.execute(_REPEATED_HERE).all())
+        if not repeated:
+            return rows
         key_fields = self.handler.key_fields
+        kept = []
         for row in rows:
-            seen = first.get(row.key)
-            if seen is None:
-                first[row.key] = row.line
-                unique.append(row)
+            first = repeated.get(row.key)
+            if first is None:
+                kept.append(row)
             else:
-                self._duplicate(row, key_fields, seen)
-        if not unique:
-            return unique
-        self.chunk_insert.execute(conn, [{"key": r.key, "line": r.line} for r in unique])
-        earlier = dict(conn.execute(_EARLIER).all())
-        if earlier:
-            kept = []
-            for row in unique:
-                if row.key in earlier:
-                    self._duplicate(row, key_fields, earlier[row.key])
-                else:
-                    kept.append(row)
-            unique = kept
-            conn.execute(_CHUNK.delete().where(_CHUNK.c.key.in_(list(earlier))))
-        conn.execute(_REMEMBER)
-        return unique
+                self._duplicate(row, key_fields, first)
+        conn.execute(_CHUNK.delete().where(_CHUNK.c.key.in_(list(repeated))))
+        return kept
 
     def _duplicate(self, row: Row, key_fields: tuple[str, ...], first_line: int) -> None:
         columns = "+".join(self.column(name) for name in key_fields)
-        self.pending.append((row.line, columns, f"与第 {first_line} 行重复（同一{columns}）"))
+        reason = (
+            f"同一{columns}在文件中出现多次（首次在第 {first_line} 行）：这些行都不导入，"
+            "请保留正确的一行后重新导入"
+        )
+        self.pending.append((row.line, columns, reason))
 
     def _write(self, rows: list[Row]) -> None:
         handler = self.handler
@@ -649,6 +938,14 @@ class Run:
             self.created(table.name, len(missing))
             found = existing()
         return found
+
+
+def _visible(text: str) -> str:
+    """A header as it may be shown in a message: control characters written as escapes, so
+    a forged header cannot send terminal sequences."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _plain(value: Any) -> Any:
@@ -1037,6 +1334,18 @@ HANDLERS: dict[str, type[Handler]] = {
 # The entry point
 
 
+def _lock_imports(session: Session) -> None:
+    """Make this import wait for any other one to commit. SQLite: take the write lock now
+    (BEGIN IMMEDIATE), so the wait honours the busy timeout; a transaction that had read
+    first would get "database is locked" at once when it came to write. PostgreSQL: an
+    advisory lock, so the second import finds the first one's rows instead of inserting them
+    again."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(IMPORT_LOCK)))
+    else:
+        begin_write(session)
+
+
 @contextmanager
 def _collector_paused(collect: bool) -> Iterator[None]:
     """Pause Python's cycle collector while a chunk is built: the chunk's thousands of live
@@ -1084,15 +1393,22 @@ def import_file(
         raise CrmError(f"找不到文件 {path}：请检查路径。")
     fmt = detect_format(path, fmt)
     rejects_path = Path(rejects) if rejects else Path(f"{path}.rejects.csv")
-    result = ImportResult(kind=kind, path=path, sha256=file_sha256(path))
-    out = _Rejects(rejects_path)
-    run = Run(session, kind, result, out)
-    run.detail = f"导入 {path.name} "
-    with open_source(path, fmt, encoding) as source:
+    sha256, utf8 = scan_file(path, text=fmt != "xlsx")
+    encoding = encoding or detect_encoding(path, utf8)
+    limits = import_limits(session)
+    result = ImportResult(kind=kind, path=path, sha256=sha256)
+    with open_source(path, fmt, encoding, limits) as source:
+        out = _Rejects(rejects_path)
+        run = Run(session, kind, result, out)
+        run.detail = f"导入 {path.name} "
         run.map_headers(source.headers)
+        # Before the first statement that reads or writes: imports wait for each other here.
+        _lock_imports(session)
         conn = run.conn
         _TEMP.drop_all(conn)
         _TEMP.create_all(conn)
+        run.survey(source.records)
+    with open_source(path, fmt, encoding, limits) as source:
         done = 0
         try:
             batches = _batches(source.records, chunk_size)

@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, DecimalException
 from typing import Any, ClassVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -24,6 +24,27 @@ from crm.core.clock import as_local
 from crm.core.identity import halfwidth, normalize_id_number, normalize_phone
 
 EMPTY = "不能为空"
+# Free text (备注, 摘要, 处理结果) is an unbounded TEXT column; a cell longer than this is a
+# mistake or an attack, not a note.
+MAX_TEXT = 10_000
+# C0 and C1 control characters, DEL and lone surrogates: NUL makes PostgreSQL refuse the whole
+# statement, ESC sequences reach the terminal of whoever views the value later, and a lone
+# surrogate cannot be stored as UTF-8. Multi-line text keeps tab, line feed and carriage return.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def check_characters(text: str, multiline: bool = False) -> None:
+    """ValueError(reason) if `text` holds a control character (see _CONTROL). Callers test
+    `text.isprintable()` first: it is true for almost every cell and costs far less."""
+    found = (_CONTROL_MULTILINE if multiline else _CONTROL).search(text)
+    if found is not None:
+        raise ValueError(f"含有控制字符或无效字符 U+{ord(found.group()):04X}，请删去后重新导入")
+
+
+def shown(text: str) -> str:
+    """A cell quoted in a reject reason: long ones cut, so the reject file stays readable."""
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def cell_text(value: Any) -> str:
@@ -41,6 +62,8 @@ class CellField(fields.Field):
     """A field that reads one cell. `parse_text` takes trimmed, non-empty text; `parse` any
     other non-empty value (a number or date from XLSX/JSON). Both return the value or raise
     ValueError(reason)."""
+
+    multiline = False
 
     def __init__(self, *, zh: tuple[str, ...] = (), personal: bool = False, **kwargs):
         metadata = {"zh": zh, "personal": personal} | dict(kwargs.pop("metadata", {}))
@@ -72,7 +95,11 @@ class CellField(fields.Field):
                 raise ValidationError(EMPTY)
             return None
         try:
-            return self.parse_text(value) if isinstance(value, str) else self.parse(value)
+            if isinstance(value, str):
+                if not value.isprintable():
+                    check_characters(value, self.multiline)
+                return self.parse_text(value)
+            return self.parse(value)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
 
@@ -81,7 +108,13 @@ class CellField(fields.Field):
 
 
 class Text(CellField):
-    """Free text (names, notes): only trimmed, written as typed."""
+    """Free text on one line (names): only trimmed, written as typed."""
+
+
+class Note(Text):
+    """Free text that may run over several lines (备注, 摘要, 处理结果)."""
+
+    multiline = True
 
 
 class Code(CellField):
@@ -92,7 +125,7 @@ class Code(CellField):
 
     def fast_converter(self, general, check):
         def convert(raw: Any) -> Any:
-            if raw.__class__ is str and raw.isascii():
+            if raw.__class__ is str and raw.isascii() and raw.isprintable():
                 text = raw.strip()
                 if text:
                     if check is not None:
@@ -103,16 +136,30 @@ class Code(CellField):
         return convert
 
 
+# What every integer column holds (INTEGER is 32 bits on PostgreSQL).
+_INT_LOW, _INT_HIGH = -(2**31), 2**31 - 1
+
+
+def _int_in_range(value: int) -> int:
+    if not _INT_LOW <= value <= _INT_HIGH:
+        raise ValueError(f"整数超出范围（{_INT_LOW} 到 {_INT_HIGH}）")
+    return value
+
+
 class Int(CellField):
     def parse_text(self, text: str) -> int:
+        if len(text) > 30:  # int() refuses over 4,300 digits, with an English message
+            raise ValueError(f"“{shown(text)}”不是整数")
         try:
-            return int(text)  # int() reads full-width digits too
+            value = int(text)  # int() reads full-width digits too
         except ValueError:
-            raise ValueError(f"“{text}”不是整数") from None
+            raise ValueError(f"“{shown(text)}”不是整数") from None
+        return _int_in_range(value)
 
     def fast_converter(self, general, check):
         def convert(raw: Any) -> Any:
-            if raw.__class__ is str and raw.isdecimal():
+            # Up to 9 digits always fits the column; longer text takes the checked way.
+            if raw.__class__ is str and raw.isdecimal() and len(raw) < 10:
                 value = int(raw)
                 if check is not None:
                     check(value)
@@ -123,9 +170,9 @@ class Int(CellField):
 
     def parse(self, value: Any) -> int:
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            return _int_in_range(int(value))
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return _int_in_range(value)
         return super().parse(value)
 
 
@@ -150,7 +197,7 @@ class Flag(CellField):
         if value is None:
             value = self.WORDS.get(halfwidth(text).casefold())
         if value is None:
-            raise ValueError(f"“{text}”不是是/否（可写 是/否、Y/N、true/false、1/0）")
+            raise ValueError(f"“{shown(text)}”不是是/否（可写 是/否、Y/N、true/false、1/0）")
         return value
 
     def parse(self, value: Any) -> bool:
@@ -183,7 +230,7 @@ class Vocab(CellField):
             code = self.table.get(folded) or self.table.get(folded.replace(" ", ""))
         if code is None:
             choices = "、".join(f"{zh}（{code}）" for code, zh in self.vocabulary.items())
-            raise ValueError(f"不认识的取值“{text}”；可用：{choices}")
+            raise ValueError(f"不认识的取值“{shown(text)}”；可用：{choices}")
         return code
 
     def fast_converter(self, general, check):
@@ -236,7 +283,9 @@ def _parse_moment(value: Any) -> tuple[dt.date, dt.time | None, dt.tzinfo | None
     text = halfwidth(cell_text(value)).strip()
     match = _DATE.fullmatch(text) or _COMPACT.fullmatch(text)
     if match is None:
-        raise ValueError(f"“{text}”不是日期（如 2024-03-05、2024/3/5、2024年3月5日、20240305）")
+        raise ValueError(
+            f"“{shown(text)}”不是日期（如 2024-03-05、2024/3/5、2024年3月5日、20240305）"
+        )
     parts = match.groups() + (None,) * (8 - len(match.groups()))
     year, month, day, hour, minute, second, fraction, zone = parts
     try:
@@ -246,18 +295,25 @@ def _parse_moment(value: Any) -> tuple[dt.date, dt.time | None, dt.tzinfo | None
             micro = int((fraction or "0").ljust(6, "0"))
             time = dt.time(int(hour), int(minute), int(second or 0), micro)
     except ValueError:
-        raise ValueError(f"“{text}”不是有效的日期") from None
+        raise ValueError(f"“{shown(text)}”不是有效的日期") from None
     tz = None
-    if zone:
-        tz = (
-            dt.UTC
-            if zone == "Z"
-            else dt.timezone(
-                (1 if zone[0] == "+" else -1)
-                * dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[-2:]))
-            )
-        )
+    if zone == "Z":
+        tz = dt.UTC
+    elif zone:
+        hours, minutes = int(zone[1:3]), int(zone[-2:])
+        if hours > 14 or minutes > 59:
+            raise ValueError(f"“{shown(text)}”的时区偏移无效（应在 -14:00 到 +14:00 之间）")
+        tz = dt.timezone((1 if zone[0] == "+" else -1) * dt.timedelta(hours=hours, minutes=minutes))
     return date, time, tz
+
+
+_FIRST_DAY, _LAST_DAY = dt.date(1900, 1, 1), dt.date(2200, 12, 31)
+
+
+def _check_day(date: dt.date) -> dt.date:
+    if not _FIRST_DAY <= date <= _LAST_DAY:
+        raise ValueError(f"日期 {date} 超出合理范围（1900 到 2200 年）")
+    return date
 
 
 class Day(CellField):
@@ -266,16 +322,14 @@ class Day(CellField):
     def parse_text(self, text: str) -> dt.date:
         if len(text) == 10:
             try:
-                return dt.date.fromisoformat(text)
+                return _check_day(dt.date.fromisoformat(text))
             except ValueError:
                 pass
         return self.parse(text)
 
     def parse(self, value: Any) -> dt.date:
         date, _time, _tz = _parse_moment(value)
-        if not dt.date(1900, 1, 1) <= date <= dt.date(2200, 12, 31):
-            raise ValueError(f"日期 {date} 超出合理范围")
-        return date
+        return _check_day(date)
 
 
 class Moment(CellField):
@@ -286,6 +340,8 @@ class Moment(CellField):
 
     def parse(self, value: Any) -> dt.datetime:
         date, time, tz = _parse_moment(value)
+        # Also keeps the conversion to UTC away from year 1 and year 9999.
+        _check_day(date)
         moment = dt.datetime.combine(date, (time or dt.time()).replace(tzinfo=None))
         if tz is None:
             tz = time.tzinfo if time is not None and time.tzinfo else None
@@ -297,11 +353,16 @@ _TEN_THOUSAND = Decimal(10000)
 
 
 class Money(CellField):
-    """An amount in yuan: '¥1,234,567.00', '123.5万', '1234567元'."""
+    """An amount in yuan: '¥1,234,567.00', '123.5万', '1234567元'. `digits` is the precision
+    of the column (NUMERIC(digits, 2)): a larger value would overflow it on PostgreSQL."""
 
     STRIP = str.maketrans("", "", "¥￥,，元 ")
     UNIT = "万"
     WHAT = "金额"
+
+    def __init__(self, *, digits: int = 14, **kwargs):
+        super().__init__(**kwargs)
+        self.limit = Decimal(10) ** (digits - 2)  # two of the digits are the cents
 
     def parse_text(self, text: str) -> Decimal:
         return self.parse(text)
@@ -323,11 +384,14 @@ class Money(CellField):
                     break
             try:
                 number = Decimal(text) * scale
-            except InvalidOperation:
-                raise ValueError(f"“{cell_text(value)}”不是有效的{self.WHAT}") from None
+            except DecimalException:  # not a number, or an exponent past the context's range
+                raise ValueError(f"“{shown(cell_text(value))}”不是有效的{self.WHAT}") from None
         if not number.is_finite() or number < 0:
             raise ValueError(f"{self.WHAT}应为非负数")
-        return number.quantize(_CENT, rounding=ROUND_HALF_UP)
+        # Compared before rounding: quantize() itself fails past 28 digits (1e30).
+        if number >= self.limit or (rounded := number.quantize(_CENT, ROUND_HALF_UP)) >= self.limit:
+            raise ValueError(f"{self.WHAT}过大：应小于 {self.limit:,}")
+        return rounded
 
     def suffixes(self) -> tuple[str, ...]:
         return ("万",)
@@ -376,7 +440,7 @@ class HouseholdSchema(ImportSchema):
     member_tier = Vocab(vocab.MEMBER_TIERS, zh=("会员等级", "会员级别"))
     consent_contact = Flag(zh=("同意联系", "允许联系"))
     consent_marketing = Flag(zh=("同意营销", "接受营销"))
-    note = Text(zh=("备注",))
+    note = Note(validate=_length(MAX_TEXT), zh=("备注",))
 
 
 class MemberSchema(ImportSchema):
@@ -395,8 +459,8 @@ class PurchaseSchema(ImportSchema):
     building = Code(validate=_length(50), zh=("楼栋", "栋", "楼号"))
     unit = Code(validate=_length(30), zh=("房号", "房间号", "单元号"))
     purchase_date = Day(required=True, zh=("购房日期", "成交日期", "签约日期"))
-    floor_area = Area(zh=("面积", "建筑面积"))
-    amount = Money(required=True, zh=("成交金额", "金额", "成交价", "总价"))
+    floor_area = Area(digits=10, zh=("面积", "建筑面积"))
+    amount = Money(digits=14, required=True, zh=("成交金额", "金额", "成交价", "总价"))
     channel = Vocab(vocab.PURCHASE_CHANNELS, zh=("渠道", "成交渠道", "来源渠道"))
     referrer_code = Code(validate=_length(40), zh=("推荐人户号", "推荐人编号", "推荐人"))
     promotions_attended = Int(validate=_range(0, 1000), zh=("参加推介次数", "参加活动次数"))
@@ -411,8 +475,10 @@ class ServiceSchema(ImportSchema):
     status = Vocab(vocab.SERVICE_STATUS, zh=("状态", "处理状态"))
     opened_at = Moment(required=True, zh=("登记时间", "受理时间"))
     closed_at = Moment(zh=("关闭时间", "结案时间"))
-    summary = Text(required=True, zh=("摘要", "内容", "问题描述", "事由"))
-    result = Text(zh=("处理结果", "结果"))
+    summary = Note(
+        required=True, validate=_length(MAX_TEXT), zh=("摘要", "内容", "问题描述", "事由")
+    )
+    result = Note(validate=_length(MAX_TEXT), zh=("处理结果", "结果"))
     project = Text(validate=_length(100), zh=("项目", "小区", "楼盘"))
     building = Code(validate=_length(50), zh=("楼栋", "栋", "楼号"))
     unit = Code(validate=_length(30), zh=("房号", "房间号", "单元号"))
@@ -506,11 +572,14 @@ def _converter(field: fields.Field) -> Callable[[Any], Any]:
         parse_text = parse
     check = _all(tuple(_fast_check(v) for v in field.validators))
     required = field.required
+    multiline = getattr(field, "multiline", False)
 
     def convert(raw: Any) -> Any:
         if raw.__class__ is str:
             value = raw.strip()
             if value:
+                if not value.isprintable():
+                    check_characters(value, multiline)
                 if parse_text is not None:
                     value = parse_text(value)
             else:

@@ -36,6 +36,8 @@ PERMISSIONS = {
     "personal.full": {"manager", "admin"},
     "household.write": {"sales", "agent", "manager", "admin"},
     "import": {"sales", "agent", "manager", "admin"},
+    # Changing the import limits (settings import.*: XLSX size and rows).
+    "import.configure": {"manager", "admin"},
     "export": {"sales", "agent", "manager", "analyst", "admin"},
     "audit.read": {"manager", "admin"},
     # Training or replacing analysis models and segments (what campaigns then target).
