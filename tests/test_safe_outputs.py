@@ -42,7 +42,7 @@ FILES = {
     + "".join(
         f'{code},"{name.replace(chr(34), chr(34) * 2)}",prospective,万科城,=1+1\n'
         for code, name in PAYLOADS.items()
-    ),  # fmt: skip
+    ),
     "members": "household_code,name,role,phone\n"
     "H001,张伟,owner,13812345678\nH002,李娜,owner,13900001111\n"
     "H003,王强,owner,13700002222\nH004,赵敏,owner,13600003333\n",
@@ -144,17 +144,22 @@ def test_every_csv_and_xlsx_is_written_through_the_safe_writers():
         if path.name == "outfiles.py" and path.parent.name == "core":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Attribute) and node.attr in ("writer", "DictWriter"):
-                if isinstance(node.value, ast.Name) and node.value.id == "csv":
-                    offenders.append(f"{path.name}:{node.lineno}")
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("writer", "DictWriter")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "csv"
+            ):
+                offenders.append(f"{path.name}:{node.lineno}")
             if isinstance(node, ast.Name | ast.Attribute) and "Workbook" in (
                 getattr(node, "id", None),
                 getattr(node, "attr", None),
             ):
                 offenders.append(f"{path.name}:{node.lineno}")
-            if isinstance(node, ast.ImportFrom) and node.module == "openpyxl":
-                if any(alias.name == "Workbook" for alias in node.names):
-                    offenders.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.ImportFrom) and any(
+                alias.name == "Workbook" for alias in node.names
+            ):
+                offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
 
 
@@ -197,9 +202,8 @@ def test_no_export_or_list_holds_a_formula_cell(loaded, run, tmp_path):
         assert result.exit_code == 0, result.output
         outputs[" ".join(args)] = read_csv(result.stdout)
 
-    assert {name: formula_cells(rows) for name, rows in outputs.items()} == dict.fromkeys(
-        outputs, []
-    )
+    found = {name: formula_cells(rows) for name, rows in outputs.items()}
+    assert {name: cells for name, cells in found.items() if cells} == {}
     # The planted texts are all there, as text a person reads; the phones beside them in full.
     households = outputs["households-zh.xlsx"]
     assert households[1][1] == "'" + PAYLOADS["H001"]
@@ -230,7 +234,7 @@ def test_control_characters_never_reach_the_terminal_and_xlsx_takes_them(
                 role="agent",
                 action="x",
                 entity="households",
-            )  # fmt: skip
+            )
         )
     outputs = [
         run("household", "show", "H002", as_=MANAGER).stdout,
@@ -265,8 +269,8 @@ class _CutShort(io.StringIO):
     def write(self, text: str) -> int:
         if self.seen is None:
             with self.app.session() as other:
-                entries = other.scalars(select(AuditEntry).where(
-                    AuditEntry.action.in_(("export", "view_personal"))))  # fmt: skip
+                wanted = AuditEntry.action.in_(("export", "view_personal"))
+                entries = other.scalars(select(AuditEntry).where(wanted).order_by(AuditEntry.id))
                 self.seen = [(entry.action, entry.detail) for entry in entries]
             super().write(text)
             return len(text)
