@@ -26,7 +26,7 @@ from crm.core.privacy import AUDIT_REFUSED
 from crm.core.render import printable, to_json
 from crm.core.security import User
 from crm.plugins import BUILTIN_PLUGINS
-from crm.plugins.campaigns.models import CampaignRun
+from crm.plugins.campaigns.models import CampaignContact, CampaignRun
 
 CRM = Path(__file__).resolve().parent.parent / "crm"
 MANAGER = "王经理:manager"
@@ -38,9 +38,9 @@ PAYLOADS = {
     "H004": "@SUM(1,1)",
 }
 FILES = {
-    "households": "code,name,status,project,note\n"
+    "households": "code,name,status,project,consent_marketing,note\n"
     + "".join(
-        f'{code},"{name.replace(chr(34), chr(34) * 2)}",prospective,万科城,=1+1\n'
+        f'{code},"{name.replace(chr(34), chr(34) * 2)}",prospective,万科城,true,=1+1\n'
         for code, name in PAYLOADS.items()
     ),
     "members": "household_code,name,role,phone\n"
@@ -76,6 +76,7 @@ def loaded(app, run, tmp_path):
     assert run("campaign", "run", "W1", as_="管理员:admin").exit_code == 0
     with app.session() as session:
         run_id = session.scalar(select(func.max(CampaignRun.id)))
+        assert session.scalar(select(func.count()).where(CampaignContact.run_id == run_id)) >= 3
     return run_id
 
 
@@ -211,6 +212,8 @@ def test_no_export_or_list_holds_a_formula_cell(loaded, run, tmp_path):
     assert outputs["households-en-stdout"][4][-1] == "'\t=1+1"  # note of H004
     assert ["H001", "'" + PAYLOADS["H001"]] == outputs["revisit.xlsx"][1][3:5]
     assert "13812345678" in outputs["revisit.csv"][1]
+    assert len(outputs["contacts.xlsx"]) >= 4 and len(outputs[f"campaign contacts {run_id}"]) >= 4
+    assert "'" + PAYLOADS["H002"] in outputs["contacts.csv"][1]
     # Real numbers stay numbers: a negative age in XLSX, and the CSV reads it as -1.
     header = outputs["households-en.xlsx"][0]
     assert outputs["households-en.xlsx"][4][header.index("age")] == -1
@@ -321,6 +324,7 @@ def read_only(db_url: str) -> str:
         (["revisit", "due", "--month", MONTH], None),
         (["revisit", "due", "--month", MONTH, "-o", "{tmp}/r.xlsx"], "r.xlsx"),
         (["campaign", "contacts", "{run}", "-o", "{tmp}/c.csv"], "c.csv"),
+        (["campaign", "contacts", "{run}", "--format", "csv"], None),
     ],
 )
 def test_a_read_only_connection_outputs_nothing_and_says_so(
