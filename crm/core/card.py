@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crm.core.render import cell_text, display_width, table
+from crm.core.render import cell_text, display_width, printable, table
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -28,12 +28,12 @@ class CardSection:
         return {"title": self.title, "lines": dict(self.lines), "rows": self.rows}
 
     def render(self) -> str:
-        out = [f"【{self.title}】\n"]
+        out = [f"【{printable(self.title)}】\n"]
         if self.lines:
             width = max(display_width(label) for label, _ in self.lines)
             for label, value in self.lines:
                 pad = " " * (width - display_width(label))
-                out.append(f"  {label}：{pad}{cell_text(value)}\n")
+                out.append(f"  {printable(label)}：{pad}{cell_text(value)}\n")
         columns = self.columns or list(self.rows[0] if self.rows else [])
         if columns and (self.rows or not self.lines):
             text = table(self.rows, [(c, c) for c in columns])
@@ -57,7 +57,8 @@ class TrackingCard:
         }
 
     def render(self) -> str:
-        head = f"客户资料跟踪卡  {self.code}  {self.name}\n"
+        # The name is stored data: one line, with no escape sequence reaching the terminal.
+        head = f"客户资料跟踪卡  {cell_text(self.code)}  {cell_text(self.name)}\n"
         rule = "=" * max(display_width(head.strip()), 40) + "\n"
         return head + rule + "\n".join(section.render() for section in self.sections)
 

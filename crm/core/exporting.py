@@ -5,7 +5,6 @@ English headers by a user who sees personal data in full imports again unchanged
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
@@ -14,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit, vocab
@@ -29,8 +28,8 @@ from crm.core.models import (
     ServiceRecord,
     Unit,
 )
-from crm.core.outfiles import output_file
-from crm.core.privacy import Disclosure
+from crm.core.outfiles import csv_writer, output_file, write_xlsx
+from crm.core.privacy import Disclosure, audit_guard, commit_audit
 from crm.core.schemas import KIND_LABELS, SCHEMAS, Vocab, compile_schema
 
 EXPORT_FORMATS = ("csv", "jsonl", "xlsx")
@@ -169,8 +168,13 @@ def export(
     headers: str = "zh",
 ) -> ExportResult:
     """Write all rows of `kind` to `out` (a text stream for csv/jsonl, a path for xlsx and
-    optionally for the others). One `export` audit entry records the run, including how many
-    members were shown in full. The caller commits."""
+    optionally for the others).
+
+    Before the first byte is written, one `export` audit entry (and, for members shown in
+    full, a `view_personal` entry naming them) is committed: an export cut short (`| head`,
+    a full disk) is on record all the same, and where the audit log cannot be written (a
+    read-only connection) nothing is written and the error is one sentence. This is why the
+    function commits; the caller commits what follows (nothing, normally)."""
     user = audit.current_user(session)
     user.require("export", "导出数据")
     if kind not in QUERIES:
@@ -179,44 +183,70 @@ def export(
         raise CrmError(f"不支持的导出格式“{fmt}”：可用 csv、jsonl、xlsx。")
     if headers not in ("zh", "en"):
         raise CrmError("表头语言只能是 zh（中文）或 en（英文）。")
+    if fmt == "xlsx" and not isinstance(out, Path):
+        raise CrmError("导出 XLSX 需要用 -o 指定输出文件。")
     pairs = columns(kind, headers)
     names = [name for name, _ in pairs]
     cell = _cell_writer(kind, headers)
     disclosure = Disclosure(session, f"导出{KIND_LABELS[kind]}") if kind == "members" else None
-    counts = {"rows": 0, "full": 0}
+    total = session.scalar(
+        select(func.count()).select_from(QUERIES[kind]().order_by(None).subquery())
+    )
+    detail = f"导出{KIND_LABELS[kind]} {total} 行（{fmt}，表头 {headers}）"
+    if disclosure is not None and disclosure.full:
+        planned = _members_with_personal_data(session)
+        if planned:
+            detail += f"；含完整个人信息 {len(planned)} 人"
+        # Only these members are shown in full: one added meanwhile is masked, not unaudited.
+        disclosure.plan(planned)
+    with audit_guard():
+        audit.record(session, "export", _entity(kind), detail=detail)
+    if disclosure is not None:
+        disclosure.record_now()
+    else:
+        commit_audit(session)
+    written = 0
 
     def rows() -> Iterator[list[Any]]:
+        nonlocal written
         result = session.execute(
             QUERIES[kind]().execution_options(yield_per=BATCH, stream_results=True)
         )
         for record in result:
             mapping = record._mapping
             if disclosure is not None:
-                personal = disclosure.member(record)
-                if disclosure.disclosed:
-                    counts["full"] += 1
-                    disclosure.disclosed.clear()  # counted here; the list would grow with N
-                mapping = {**mapping, **personal}
-            counts["rows"] += 1
+                mapping = {**mapping, **disclosure.member(record)}
+            written += 1
             yield [cell(name, mapping[name]) for name in names]
 
     header_row = [header for _, header in pairs]
     if fmt == "xlsx":
-        if not isinstance(out, Path):
-            raise CrmError("导出 XLSX 需要用 -o 指定输出文件。")
         with output_file(out) as part:
-            _write_xlsx(part, header_row, rows())
+            write_xlsx(part, header_row, (_xlsx_row(row) for row in rows()))
     elif isinstance(out, Path):
         encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
         with output_file(out) as part, part.open("w", encoding=encoding, newline="") as fh:
             _write_text(fh, fmt, header_row, rows())
     else:
         _write_text(out, fmt, header_row, rows())
-    detail = f"导出{KIND_LABELS[kind]} {counts['rows']} 行（{fmt}，表头 {headers}）"
-    if counts["full"]:
-        detail += f"；含完整个人信息 {counts['full']} 人"
-    audit.record(session, "export", _entity(kind), detail=detail)
-    return ExportResult(kind, counts["rows"], counts["full"])
+    return ExportResult(kind, written, disclosure.shown if disclosure is not None else 0)
+
+
+def _members_with_personal_data(session: Session) -> list[int]:
+    """Ids of the members a full export shows a phone, alternative phone or ID number of."""
+    return list(
+        session.scalars(
+            select(Member.id)
+            .where(
+                or_(
+                    Member.phone_enc.is_not(None),
+                    Member.alt_phone_enc.is_not(None),
+                    Member.id_number_enc.is_not(None),
+                )
+            )
+            .order_by(Member.id)
+        )
+    )
 
 
 def _entity(kind: str) -> str:
@@ -241,29 +271,17 @@ def _json_value(value: Any) -> Any:
 
 def _write_text(out: IO[str], fmt: str, header: list[str], rows: Iterator[list]) -> None:
     if fmt == "csv":
-        writer = csv.writer(out)
+        writer = csv_writer(out)
         writer.writerow(header)
         for row in rows:
-            writer.writerow([_text(v) for v in row])
+            # Numbers stay numbers: the writer neutralises text only (-5 is no formula).
+            writer.writerow([v if isinstance(v, int | float | Decimal) else _text(v) for v in row])
         return
     for row in rows:
         record = {h: _json_value(v) for h, v in zip(header, row)}
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _xlsx_value(value: Any) -> Any:
+def _xlsx_row(row: list) -> list:
     # Excel has no time zones: datetimes go in as business-zone wall time, as import reads them.
-    if isinstance(value, dt.datetime):
-        return to_local(value).replace(tzinfo=None)
-    return value
-
-
-def _write_xlsx(path: Path, header: list[str], rows: Iterator[list]) -> None:
-    import openpyxl
-
-    book = openpyxl.Workbook(write_only=True)
-    sheet = book.create_sheet()
-    sheet.append(header)
-    for row in rows:
-        sheet.append([_xlsx_value(v) for v in row])
-    book.save(path)
+    return [to_local(v).replace(tzinfo=None) if isinstance(v, dt.datetime) else v for v in row]

@@ -66,7 +66,7 @@ from crm.core.models import (
     Unit,
     utcnow,
 )
-from crm.core.outfiles import make_folder
+from crm.core.outfiles import csv_writer, make_folder
 from crm.core.privacy import seal_member_fields
 from crm.core.schemas import KIND_LABELS, SCHEMAS, compile_schema, header_index, header_key
 
@@ -558,7 +558,8 @@ class _Rejects:
         if self._writer is None:
             make_folder(self.path.parent)
             self._handle = self.path.open("w", encoding="utf-8-sig", newline="")
-            self._writer = csv.writer(self._handle)
+            # The reasons quote the bad cells: neutralised like every CSV we write.
+            self._writer = csv_writer(self._handle)
             self._writer.writerow(REJECT_HEADER)
         rejects.sort(key=lambda item: item[0])
         self._writer.writerows(rejects)

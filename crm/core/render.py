@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
+import re
 import sys
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +14,28 @@ from typing import IO, Any
 from crm.core.clock import to_local
 
 FORMATS = ("table", "json", "csv")
+
+
+# What a stored value must not send to a terminal as it is: C0 and C1 control characters (ESC
+# starts the sequences that move the cursor, recolour or retitle the window, or forge lines)
+# and the bidirectional overrides and isolates that make text read in a different order.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control characters shown as visible escapes (ESC as
+    `\\x1b`, a tab as `\\t`), everything else unchanged. Every table cell, record line and
+    card line goes through here."""
+    return _UNPRINTABLE.sub(_escape, text)
 
 
 def display_width(text: str) -> int:
@@ -32,7 +54,7 @@ def cell_text(value: Any) -> str:
     if isinstance(value, Decimal):
         return f"{value:,.2f}"
     # A cell is one line: a note or description written on several reads on, joined.
-    return " ".join(str(value).splitlines())
+    return printable(" ".join(str(value).splitlines()))
 
 
 def percent(value: float | None, digits: int = 1, missing: str | None = None) -> str | None:
@@ -48,8 +70,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+# json.dumps escapes C0 controls itself; these it leaves as they are.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def to_json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, default=_json_default, indent=2)
+    """JSON for people and programs; no control character reaches the terminal raw (outside
+    strings JSON is ASCII, so a \\uXXXX escape can stand for any of them)."""
+    text = json.dumps(data, ensure_ascii=False, default=_json_default, indent=2)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def labelled(value: Any, vocabulary: Mapping[str, str] | None) -> Any:
@@ -96,12 +125,23 @@ def render(
         return
     rows = shown_rows(rows, columns)
     if fmt == "csv":
-        writer = csv.writer(out)
+        from crm.core.outfiles import csv_writer
+
+        writer = csv_writer(out)
         writer.writerow(keys)
         for row in rows:
-            writer.writerow([cell_text(row.get(key)) for key in keys])
+            writer.writerow([_csv_value(row.get(key)) for key in keys])
     else:
         out.write(table(rows, columns))
+
+
+def _csv_value(value: Any) -> Any:
+    # Numbers stay numbers, without thousands separators a spreadsheet would read as text (a
+    # negative one is no formula); text reads as in the table, and the CSV writer neutralises
+    # what a spreadsheet would take for a formula.
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return value
+    return cell_text(value)
 
 
 def table(rows: list[dict], columns: Sequence[Column]) -> str:
@@ -109,7 +149,7 @@ def table(rows: list[dict], columns: Sequence[Column]) -> str:
         return "（无记录）\n"
     rows = shown_rows(rows, columns)
     cells = [[cell_text(row.get(column[0])) for column in columns] for row in rows]
-    headers = [column[1] for column in columns]
+    headers = [printable(column[1]) for column in columns]
     widths = [
         max([display_width(headers[i])] + [display_width(line[i]) for line in cells])
         for i in range(len(columns))

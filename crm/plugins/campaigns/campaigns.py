@@ -38,8 +38,8 @@ from crm.core.models import (
     Unit,
     utcnow,
 )
-from crm.core.outfiles import output_file
-from crm.core.privacy import Disclosure
+from crm.core.outfiles import csv_writer, output_file, write_xlsx
+from crm.core.privacy import Disclosure, audit_guard, commit_audit
 from crm.core.schedule import Schedule, parse_every
 from crm.core.vocab import code_of, label
 from crm.plugins.campaigns.models import (
@@ -801,31 +801,26 @@ def export_contacts(session: Session, run_id: int, path: Path, outcome: str | No
     audit.current_user(session).require("export", "导出活动外呼名单")
     rows = run_contacts(session, run_id, outcome)
     headers = [title for _, title in CONTACT_COLUMNS]
+    # The list's full views and the export are on record before the file gets a byte.
+    with audit_guard():
+        audit.record(
+            session,
+            "export",
+            "camp_contacts",
+            run_id,
+            detail=f"营销活动外呼名单 执行 {run_id}：{len(rows)} 行",
+        )
+    commit_audit(session)
+    table = [[row[key] for key, _ in CONTACT_COLUMNS] for row in rows]
     with output_file(path) as part:
         if suffix == ".csv":
-            import csv
-
             # utf-8-sig: Excel opens the Chinese text correctly only with the BOM.
             with part.open("w", encoding="utf-8-sig", newline="") as handle:
-                writer = csv.writer(handle)
+                writer = csv_writer(handle)
                 writer.writerow(headers)
-                writer.writerows([row[key] for key, _ in CONTACT_COLUMNS] for row in rows)
+                writer.writerows(table)
         else:
-            from openpyxl import Workbook
-
-            book = Workbook(write_only=True)
-            sheet = book.create_sheet(f"外呼名单{run_id}")
-            sheet.append(headers)
-            for row in rows:
-                sheet.append([row[key] for key, _ in CONTACT_COLUMNS])
-            book.save(part)
-    audit.record(
-        session,
-        "export",
-        "camp_contacts",
-        run_id,
-        detail=f"营销活动外呼名单 执行 {run_id}：{len(rows)} 行",
-    )
+            write_xlsx(part, headers, table, f"外呼名单{run_id}")
     return len(rows)
 
 

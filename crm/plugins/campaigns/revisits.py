@@ -29,8 +29,8 @@ from crm.core.clock import local_today
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import Building, Household, Member, Project, Purchase, Unit, utcnow
-from crm.core.outfiles import output_file
-from crm.core.privacy import Disclosure
+from crm.core.outfiles import csv_writer, output_file, write_xlsx
+from crm.core.privacy import Disclosure, audit_guard, commit_audit
 from crm.plugins.campaigns.models import Rectification, Visit
 
 YEARS_BETWEEN_VISITS = 4
@@ -163,27 +163,24 @@ def export_due_list(session: Session, month: str, path: Path) -> int:
             ("是" if row[key] else "否") if key == "visited" else row[key] for key, _ in DUE_COLUMNS
         ]
 
+    # The list's full views and the export are on record before the file gets a byte.
+    with audit_guard():
+        audit.record(
+            session,
+            "export",
+            "camp_visits",
+            detail=f"四年之约走访名单 {month.strip()}：{len(rows)} 行",
+        )
+    commit_audit(session)
     with output_file(path) as part:
         if suffix == ".csv":
-            import csv
-
             # utf-8-sig: Excel opens the Chinese text correctly only with the BOM.
             with part.open("w", encoding="utf-8-sig", newline="") as handle:
-                writer = csv.writer(handle)
+                writer = csv_writer(handle)
                 writer.writerow(headers)
                 writer.writerows(values(row) for row in rows)
         else:
-            from openpyxl import Workbook
-
-            book = Workbook(write_only=True)
-            sheet = book.create_sheet(f"四年之约{month.strip()}")
-            sheet.append(headers)
-            for row in rows:
-                sheet.append(values(row))
-            book.save(part)
-    audit.record(
-        session, "export", "camp_visits", detail=f"四年之约走访名单 {month.strip()}：{len(rows)} 行"
-    )
+            write_xlsx(part, headers, (values(row) for row in rows), f"四年之约{month.strip()}")
     return len(rows)
 
 
