@@ -75,6 +75,9 @@ PLACEHOLDERS = {
     "活动": "活动名称",
 }
 DEFAULT_BATCH = 500
+# Starts of one campaign less than this apart are one start (two schedulers, a scheduler and a
+# person, a command typed twice, processes slow to load): the later joins the earlier's run.
+JOIN_WINDOW = dt.timedelta(minutes=1)
 CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 CAMPAIGN_COLUMNS = [
@@ -605,8 +608,9 @@ def run_campaign(
     the same run) skips the households already listed. `progress(listed, total)` is called
     after each committed batch.
 
-    Starts of one campaign at the same moment make one run: under the campaign's start lock,
-    a start joins a run opened since it began (finished or not) instead of opening another.
+    Starts of one campaign made together make one run: under the campaign's start lock, a
+    start joins the run another start opened since it began, or less than JOIN_WINDOW before
+    its own moment (finished or not), instead of opening another.
     """
     user = audit.current_user(session)
     user.require("campaign.manage", "执行营销活动")
@@ -623,18 +627,20 @@ def run_campaign(
     target = target_households(session, campaign, clock)
     session.commit()  # the start lock opens a transaction of its own
     _lock_campaign(session, campaign.id)
+    # An unfinished run is always the newest: no run can be opened beside it.
     run = session.scalar(
         select(CampaignRun)
-        .where(
-            CampaignRun.campaign_id == campaign.id,
-            or_(CampaignRun.open_for_campaign == campaign.id, CampaignRun.id > (known or 0)),
-        )
+        .where(CampaignRun.campaign_id == campaign.id)
         .order_by(CampaignRun.id.desc())
         .limit(1)
         .execution_options(populate_existing=True)
     )
     if run is not None and run.finished_at is not None:
-        # A start that began together with this one has already written the whole list.
+        together = run.id > (known or 0) or abs(run.started_at - clock) < JOIN_WINDOW
+        if not together:
+            run = None
+    if run is not None and run.finished_at is not None:
+        # A start made together with this one has already written the whole list.
         audit.record(
             session,
             "campaign_run",
