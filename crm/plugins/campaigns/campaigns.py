@@ -635,10 +635,11 @@ def run_campaign(
         .limit(1)
         .execution_options(populate_existing=True)
     )
-    if run is not None and run.finished_at is not None:
-        together = run.id > (known or 0) or abs(run.started_at - clock) < JOIN_WINDOW
-        if not together:
-            run = None
+    together = run is not None and (
+        run.id > (known or 0) or abs(run.started_at - clock) < JOIN_WINDOW
+    )
+    if run is not None and run.finished_at is not None and not together:
+        run = None  # the last run finished before this start: this is a run of its own
     if run is not None and run.finished_at is not None:
         # A start made together with this one has already written the whole list.
         audit.record(
