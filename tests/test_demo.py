@@ -190,6 +190,64 @@ def test_refuses_a_database_with_other_households(run, app):
         assert session.scalars(select(Household.code)).all() == ["C001"]
 
 
+def _household_count(app) -> int:
+    with app.session() as session:
+        return session.scalar(select(func.count()).select_from(Household))
+
+
+def test_a_demo_with_imported_households_is_never_replaced(demo, run, app, tmp_path):
+    """The demo became a real database: households imported later are not wiped, by
+    anyone, with or without --replace."""
+    demo()
+    source = tmp_path / "households.csv"
+    source.write_text("户号,姓名,客户状态\nR001,张伟,准客户\nR002,李娜,准客户\n", encoding="utf-8")
+    assert run("import", "households", str(source)).exit_code == 0
+    for extra in ((), ("--replace",)):
+        result = run("demo", "--households", "50", *extra)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "生成之后又新增或导入了数据（客户家庭 2 户" in result.output, result.output
+        assert "--db" in result.output
+        assert _household_count(app) == N + 2
+    # A member added to a demo household counts too.
+    with app.session() as session, transaction(session):
+        session.execute(text("DELETE FROM households WHERE code IN ('R001', 'R002')"))
+        session.add(Member(household_id=1, name="新成员"))
+    result = run("demo", "--households", "50", "--replace")
+    assert result.exit_code == 1 and "家庭成员 1 人" in result.output, result.output
+
+
+def test_replacing_a_demo_needs_replace_and_an_administrator(demo, run, app, db_url):
+    from click.testing import CliRunner
+
+    from crm.cli import cli
+
+    demo()
+    # The default role (no --as): a service agent.
+    plain = CliRunner().invoke(cli, ["--db", db_url, "demo", "--households", "50"])
+    assert plain.exit_code == 1 and "Traceback" not in plain.output
+    assert "已有演示数据（楼盘 8 个" in plain.output and "--replace" in plain.output
+    forced = CliRunner().invoke(cli, ["--db", db_url, "demo", "--households", "50", "--replace"])
+    assert forced.exit_code == 3 and "系统管理员" in forced.output, forced.output
+    manager = run("demo", "--households", "50", "--replace", as_="王经理:manager")
+    assert manager.exit_code == 3
+    assert _household_count(app) == N
+    replaced = demo("--replace")
+    assert "已重建" in replaced.stdout and _household_count(app) == N
+
+
+def test_a_demo_built_before_its_rows_were_recorded_is_checked_by_its_audit_entry(demo, run, app):
+    demo()
+    with app.session() as session, transaction(session):
+        session.execute(text("DELETE FROM settings WHERE key = 'demo.rows'"))
+    assert demo("--replace").exit_code == 0  # the counts match the demo's audit entry
+    with app.session() as session, transaction(session):
+        session.execute(text("DELETE FROM settings WHERE key = 'demo.rows'"))
+        session.add(Household(code="C001", name="李小姐家", status="existing"))
+    result = run("demo", "--households", "50", "--replace")
+    assert result.exit_code == 1 and "客户家庭 1 户" in result.output, result.output
+    assert _household_count(app) == N + 1
+
+
 def test_records_can_be_added_after_the_demo(app, fixed_now):
     with app.session() as session, transaction(session):
         summary = build_demo(session, households=40, seed=1, now=fixed_now)
@@ -266,7 +324,7 @@ def _purchase_dates(app) -> list[dt.date]:
 
 def test_a_rebuild_with_the_same_seed_and_now_gives_the_same_data(run, app):
     def build(seed: str, now: str) -> str:
-        result = run("demo", "--households", "60", "--seed", seed, "--now", now)
+        result = run("demo", "--households", "60", "--seed", seed, "--now", now, "--replace")
         assert result.exit_code == 0, result.output
         return result.stdout
 

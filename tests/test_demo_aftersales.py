@@ -159,7 +159,7 @@ def test_rebuilding_replaces_the_after_sales_data(app):
 
     def build(seed: int) -> tuple[list[tuple], Counter, list[str]]:
         with app.session() as session, transaction(session):
-            summary = build_demo(session, households=60, seed=seed, now=now)
+            summary = build_demo(session, households=60, seed=seed, now=now, replace=True)
         with app.session() as session:
             tickets = session.execute(
                 select(Ticket.number, Ticket.status, Ticket.household_id).order_by(Ticket.number)

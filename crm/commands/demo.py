@@ -34,12 +34,18 @@ from crm.commands import get_app
         "相同的种子与时刻生成相同的数据。"
     ),
 )
-def demo(households: int, seed: int, now_text: str | None) -> None:
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="删除数据库中现有的演示数据后重建（仅系统管理员）；演示之外的数据在则仍拒绝。",
+)
+def demo(households: int, seed: int, now_text: str | None, replace: bool) -> None:
     """生成演示用的样例客户数据库（楼盘、客户家庭、成交、老带新、服务记录）。
 
     在全新的机器上也可直接运行：会先初始化数据库与密钥。
 
-    数据库若由 crm demo 生成，则清空后重建；若已有其他客户数据，则拒绝运行，不会覆盖。
+    数据库中已有演示数据时，须由系统管理员加 --replace 才会清空重建；数据库中若有不是
+    crm demo 生成的客户数据（包括演示之后新增或导入的），则拒绝运行，不会覆盖。
     """
     from crm.core.cliutil import parse_local_moment
     from crm.core.db import transaction
@@ -55,7 +61,12 @@ def demo(households: int, seed: int, now_text: str | None) -> None:
         transaction(session),
     ):
         summary = build_demo(
-            session, households=households, seed=seed, progress=bar.update, now=now
+            session,
+            households=households,
+            seed=seed,
+            progress=bar.update,
+            now=now,
+            replace=replace,
         )
 
     counts = summary.counts

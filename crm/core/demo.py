@@ -45,6 +45,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import itertools
+import json
 import random
 import time
 from collections import Counter
@@ -58,9 +59,10 @@ from sqlalchemy.orm import Session
 
 from crm.core import audit
 from crm.core.clock import add_months, local_today, local_zone
-from crm.core.errors import CrmError
+from crm.core.errors import CrmError, PermissionDenied
 from crm.core.identity import id_check_digit
 from crm.core.models import (
+    AuditEntry,
     Building,
     Household,
     Member,
@@ -76,6 +78,9 @@ from crm.core.privacy import seal_member_fields
 from crm.core.security import Vault
 
 MARKER = "demo.generated_at"
+# What the demo left in each of its tables, {table: [rows, highest id]}: a row added or
+# imported later (a higher id, or more rows) shows the database holds more than the demo.
+ROWS = "demo.rows"
 BATCH = 1000
 # Insert order: every row's foreign keys point to rows inserted before it.
 TABLES: tuple[Table, ...] = tuple(
@@ -305,12 +310,14 @@ def build_demo(
     seed: int = 2026,
     progress: Callable[[int], None] | None = None,
     now: dt.datetime | None = None,
+    replace: bool = False,
 ) -> DemoSummary:
     """Fill the database with a sample portfolio of `households` households.
 
-    Refuses a database holding customer data not made by the demo; a demo database is
-    emptied and built again. `progress` is called with the number of households done per
-    batch. Does not commit.
+    Refuses a database holding customer data not made by the demo, including a demo
+    database to which customers were added or imported since; a database holding only the
+    demo is emptied and built again when `replace` is set, by an administrator. `progress`
+    is called with the number of households done per batch. Does not commit.
     """
     started = time.perf_counter()
     if households < 1:
@@ -323,7 +330,7 @@ def build_demo(
         cache_size = int(session.scalar(text("PRAGMA cache_size")))
         session.execute(text("PRAGMA cache_size=-262144"))
     try:
-        before = _clear_previous_demo(session)
+        before = _clear_previous_demo(session, replace)
         generator = _Generator(session.info["vault"], households, seed, now or utcnow())
         _insert(session, generator, progress)
     finally:
@@ -336,9 +343,9 @@ def build_demo(
     if pm is not None:
         for lines in pm.hook.build_demo_data(session=session, seed=seed, now=generator.now):
             summary.plugin_lines.extend(lines or [])
-    marker = session.get(Setting, MARKER) or Setting(key=MARKER)
-    marker.value = generator.now.isoformat()
-    session.add(marker)
+    session.flush()
+    _set(session, MARKER, generator.now.isoformat())
+    _set(session, ROWS, json.dumps(_fingerprint(session)))
     audit.record(
         session,
         "demo",
@@ -368,20 +375,101 @@ def _insert(
             progress(done)
 
 
-def _clear_previous_demo(session: Session) -> dict[str, int] | None:
-    """Pass a fresh database (None), empty a demo database (returns its rows per table),
-    refuse anything else."""
+def _clear_previous_demo(session: Session, replace: bool) -> dict[str, int] | None:
+    """Pass a fresh database (None), empty a database holding only a demo when asked to
+    replace it (returns its rows per table), refuse anything else."""
     counts = table_counts(session)
     if not any(counts.values()):
         return None
+    elsewhere = "请用 --db 指定一个新的数据库，例如 crm --db sqlite:///crm-demo.db demo"
     if session.get(Setting, MARKER) is None:
         raise CrmError(
-            "当前数据库中已有不是由 crm demo 生成的客户数据，演示数据不会覆盖它："
-            "请用 --db 指定一个新的数据库，例如 crm --db sqlite:///crm-demo.db demo。"
+            f"当前数据库中已有不是由 crm demo 生成的客户数据（{_describe(counts)}），"
+            f"演示数据不会覆盖它：{elsewhere}。"
+        )
+    added = _added_since_demo(session, counts)
+    if added:
+        raise CrmError(
+            f"这个演示数据库在生成之后又新增或导入了数据（{_describe(added)}），"
+            f"重建会把它们一起删除，所以不会重建：{elsewhere}。"
+        )
+    if not replace:
+        raise CrmError(
+            f"当前数据库已有演示数据（{_describe(counts)}）：要删除后重建，"
+            f"请由系统管理员加 --replace 运行，或{elsewhere.removeprefix('请')}。"
+        )
+    if audit.current_user(session).role != "admin":
+        raise PermissionDenied(
+            "重建演示数据会删除现有的全部演示数据，只有系统管理员可以加 --replace 运行："
+            "请以系统管理员身份运行，例如 crm --as 姓名:admin demo --replace。"
         )
     for table in _tables_to_clear(session):
         session.execute(delete(table))
     return counts
+
+
+# Table -> (what a person calls its rows, the measure word), for the refusals.
+ROW_NAMES = {
+    "projects": ("楼盘", "个"),
+    "buildings": ("楼栋", "栋"),
+    "units": ("房号", "套"),
+    "households": ("客户家庭", "户"),
+    "members": ("家庭成员", "人"),
+    "purchases": ("成交", "笔"),
+    "referrals": ("老带新", "条"),
+    "service_records": ("服务记录", "条"),
+}
+
+
+def _describe(counts: dict[str, int]) -> str:
+    return "、".join(
+        f"{ROW_NAMES[name][0]} {n:,} {ROW_NAMES[name][1]}" for name, n in counts.items() if n
+    )
+
+
+def _fingerprint(session: Session) -> dict[str, list[int]]:
+    """[rows, highest id] per demo table, as the database has them."""
+    found = {}
+    for table in TABLES:
+        rows, top = session.execute(select(func.count(), func.max(table.c.id))).one()
+        found[table.name] = [rows or 0, top or 0]
+    return found
+
+
+def _added_since_demo(session: Session, counts: dict[str, int]) -> dict[str, int]:
+    """Rows per table added since the demo was built: those above its highest id, or the
+    rows beyond its count (an id reused after a delete). A demo built before its rows were
+    recorded is compared with the row counts its audit entry holds (service records
+    excepted)."""
+    stored = session.get(Setting, ROWS)
+    if stored is not None:
+        left = json.loads(stored.value)
+    else:
+        entry = session.scalar(
+            select(AuditEntry.changes)
+            .where(AuditEntry.action == "demo")
+            .order_by(AuditEntry.id.desc())
+            .limit(1)
+        )
+        # No record of what the demo wrote: everything counts as added. The entry counts
+        # what the generator wrote, before the plugins added their tickets' service records.
+        left = {name: [after, None] for name, (_before, after) in (entry or {}).items()}
+        if entry:
+            left["service_records"] = [counts["service_records"], None]
+    added = {}
+    for table in TABLES:
+        rows, top = left.get(table.name, [0, 0])
+        above = 0
+        if top is not None:
+            above = session.scalar(select(func.count()).select_from(table).where(table.c.id > top))
+        added[table.name] = max(above or 0, counts[table.name] - rows)
+    return {name: n for name, n in added.items() if n > 0}
+
+
+def _set(session: Session, key: str, value: str) -> None:
+    setting = session.get(Setting, key) or Setting(key=key)
+    setting.value = value
+    session.add(setting)
 
 
 def _tables_to_clear(session: Session) -> list[Table]:

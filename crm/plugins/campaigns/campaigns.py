@@ -21,7 +21,6 @@ from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import and_, exists, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
@@ -76,6 +75,9 @@ PLACEHOLDERS = {
     "活动": "活动名称",
 }
 DEFAULT_BATCH = 500
+# Starts of one campaign less than this apart are one start (two schedulers, a scheduler and a
+# person, a command typed twice, processes slow to load): the later joins the earlier's run.
+JOIN_WINDOW = dt.timedelta(minutes=1)
 CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 CAMPAIGN_COLUMNS = [
@@ -605,19 +607,54 @@ def run_campaign(
     then the finish mark, so a crash loses at most one batch and the restart (which resumes
     the same run) skips the households already listed. `progress(listed, total)` is called
     after each committed batch.
+
+    Starts of one campaign made together make one run: under the campaign's start lock, a
+    start joins the run another start opened since it began, or less than JOIN_WINDOW before
+    its own moment (finished or not), instead of opening another.
     """
     user = audit.current_user(session)
     user.require("campaign.manage", "执行营销活动")
     if batch_size < 1:
         raise CrmError("每批户数至少为 1：请把 --batch-size 设为正整数。")
     campaign = get_campaign(session, code)
+    # The newest run this start can know of: a run opened after it, by a start racing this
+    # one, is joined rather than doubled, even when that run has already finished.
+    known = session.scalar(
+        select(func.max(CampaignRun.id)).where(CampaignRun.campaign_id == campaign.id)
+    )
     clock = now or utcnow()
-    open_run = select(CampaignRun).where(CampaignRun.open_for_campaign == campaign.id)
-    run = session.scalar(open_run)
     # Target before writing anything, so a refused rule (no segments yet …) leaves no run.
     target = target_households(session, campaign, clock)
+    session.commit()  # the start lock opens a transaction of its own
+    _lock_campaign(session, campaign.id)
+    # An unfinished run is always the newest: no run can be opened beside it.
+    run = session.scalar(
+        select(CampaignRun)
+        .where(CampaignRun.campaign_id == campaign.id)
+        .order_by(CampaignRun.id.desc())
+        .limit(1)
+        .execution_options(populate_existing=True)
+    )
+    together = run is not None and (
+        run.id > (known or 0) or abs(run.started_at - clock) < JOIN_WINDOW
+    )
+    if run is not None and run.finished_at is not None and not together:
+        run = None  # the last run finished before this start: this is a run of its own
+    if run is not None and run.finished_at is not None:
+        # A start made together with this one has already written the whole list.
+        audit.record(
+            session,
+            "campaign_run",
+            "camp_runs",
+            run.id,
+            detail=f"营销活动 {campaign.code} 同时有另一次启动，本次并入其执行（名单 {run.audience} 户）",
+        )
+        session.commit()
+        return RunResult(run.id, campaign.code, True, run.audience or 0, 0, run.finished_at)
     resumed = run is not None
     if run is None:
+        # Under the start lock no other start can open one now; the unique open_for_campaign
+        # would refuse it anyway.
         run = CampaignRun(
             campaign_id=campaign.id,
             started_at=clock,
@@ -625,13 +662,7 @@ def run_campaign(
             trigger=trigger,
             open_for_campaign=campaign.id,
         )
-        try:
-            with session.begin_nested():
-                session.add(run)
-        except IntegrityError:
-            # Another process opened a run of this campaign a moment ago: join that run
-            # instead, its list and this one are the same list.
-            run, resumed = session.scalars(open_run).one(), True
+        session.add(run)
     if resumed:
         run.resumed += 1
     session.flush()
@@ -690,6 +721,16 @@ def run_campaign(
     )
     session.commit()
     return RunResult(run.id, campaign.code, resumed, audience, added, run.finished_at)
+
+
+def _lock_campaign(session: Session, campaign_id: int) -> None:
+    """Start a transaction holding the campaign's start lock, so the starts of one campaign
+    decide one after another whether to open a run: the campaign row's lock on PostgreSQL,
+    the write lock on SQLite (pysqlite would otherwise read before it locks)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        session.execute(select(Campaign.id).where(Campaign.id == campaign_id).with_for_update())
 
 
 def _run(session: Session, run_id: int) -> CampaignRun:

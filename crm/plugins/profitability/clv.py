@@ -54,6 +54,10 @@ PARTS = (
     "after_sales_cost",
     "other_cost",
 )
+# PostgreSQL advisory lock held by a scoring until its transaction ends: two scorings at once
+# (two coordination cycles assessing their first feedback) take turns instead of both
+# inserting the values of every household.
+SCORING_LOCK = 0x5E7C_0101
 NO_SERVICE_COSTS = "没有插件提供工单成本（服务处理插件未启用）：工单、维修、补偿与礼品成本按零计。"
 
 
@@ -443,11 +447,28 @@ def compute(
     return scores, bg_fit, gg_fit
 
 
+def _scoring_lock(session: Session) -> None:
+    """Wait for any other scoring to commit (PostgreSQL; on SQLite the write lock makes
+    writers take turns)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(SCORING_LOCK)))
+
+
+def score_if_never_scored(session: Session, now: dt.datetime | None = None) -> None:
+    """Score every household once, unless a scoring is already stored: the check is made
+    under the scoring lock, so of several processes asking at once one scores and the
+    others use its values."""
+    _scoring_lock(session)
+    if latest_run(session) is None:
+        score(session, now=now)
+
+
 def score(session: Session, now: dt.datetime | None = None) -> tuple[ScoringRun, list[str]]:
     """Score every household and store the values as the latest run (replacing the last
     run's values); returns the run and notes for the user."""
     user = audit.current_user(session)
     user.require("profitability.run", "评估客户终身价值")
+    _scoring_lock(session)
     now = now or utcnow()
     settings = load(session)
     scores, bg_fit, gg_fit = compute(session, now, settings=settings)

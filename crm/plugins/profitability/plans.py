@@ -167,7 +167,7 @@ def assess_batch(
     if not settings.plans:
         return []
     if clv_module.latest_run(session) is None:
-        clv_module.score(session, now=now)
+        clv_module.score_if_never_scored(session, now=now)
     ids = sorted({f.household_id for f in feedback if f.household_id is not None})
     stored = _household_values(session, ids)
     missing = [hid for hid, value in stored.items() if value is None]
