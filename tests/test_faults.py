@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from crm.cli import cli
 from crm.core.errors import database_message
@@ -173,8 +173,7 @@ def test_init_makes_private_files(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("CRM_HOME", str(home))
     monkeypatch.delenv("CRM_SECRET_KEY")
-    monkeypatch.setattr(os, "umask", os.umask)  # restored below
-    old = os.umask(0o022)
+    old = os.umask(0o022)  # the usual umask would give 0644 files and 0755 folders
     try:
         result = crm("init")
         assert result.exit_code == 0, result.output
@@ -237,14 +236,10 @@ def test_a_lock_error_says_busy_not_upgrade(app, db_url):
 
 def test_a_missing_table_says_upgrade(app, db_url):
     engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT * FROM no_such_table_here"))
-    except Exception as exc:  # noqa: BLE001 - the driver's own error is what is under test
-        message = database_message(exc)
-    finally:
-        engine.dispose()
-    assert "crm db upgrade" in message
+    with pytest.raises((OperationalError, ProgrammingError)) as raised, engine.connect() as conn:
+        conn.execute(text("SELECT * FROM no_such_table_here"))
+    engine.dispose()
+    assert "crm db upgrade" in database_message(raised.value)
 
 
 # --- no password in any message ----------------------------------------------------------------
