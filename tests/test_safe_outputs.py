@@ -244,6 +244,7 @@ def test_control_characters_never_reach_the_terminal_and_xlsx_takes_them(
         run("household", "list", as_=MANAGER).stdout,
         run("household", "show", "H002", "--format", "json", as_=MANAGER).stdout,
         run("audit", "list", as_=MANAGER).stdout,
+        run("export", "households", "--format", "jsonl", as_=MANAGER).stdout,
     ]
     for text in outputs:
         assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", text)

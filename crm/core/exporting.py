@@ -6,7 +6,6 @@ English headers by a user who sees personal data in full imports again unchanged
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,6 +29,7 @@ from crm.core.models import (
 )
 from crm.core.outfiles import csv_writer, output_file, write_xlsx
 from crm.core.privacy import Disclosure, audit_guard, commit_audit
+from crm.core.render import to_json
 from crm.core.schemas import KIND_LABELS, SCHEMAS, Vocab, compile_schema
 
 EXPORT_FORMATS = ("csv", "jsonl", "xlsx")
@@ -279,7 +279,7 @@ def _write_text(out: IO[str], fmt: str, header: list[str], rows: Iterator[list])
         return
     for row in rows:
         record = {h: _json_value(v) for h, v in zip(header, row)}
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.write(to_json(record, indent=None) + "\n")
 
 
 def _xlsx_row(row: list) -> list:

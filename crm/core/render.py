@@ -74,10 +74,11 @@ def _json_default(value: Any) -> Any:
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-def to_json(data: Any) -> str:
-    """JSON for people and programs; no control character reaches the terminal raw (outside
-    strings JSON is ASCII, so a \\uXXXX escape can stand for any of them)."""
-    text = json.dumps(data, ensure_ascii=False, default=_json_default, indent=2)
+def to_json(data: Any, indent: int | None = 2) -> str:
+    """JSON for people and programs (`indent=None`: one line, as JSON lines); no control
+    character reaches the terminal raw (outside strings JSON is ASCII, so a \\uXXXX escape
+    can stand for any of them)."""
+    text = json.dumps(data, ensure_ascii=False, default=_json_default, indent=indent)
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
