@@ -51,7 +51,9 @@ def failures(outcomes: list[tuple[int, str]]) -> tuple[int, int, str]:
     """(tracebacks, failed exits, the first traceback's last line)."""
     tracebacks = [err for _, err in outcomes if "Traceback" in err]
     failed = sum(1 for code, _ in outcomes if code != 0)
-    last = tracebacks[0].strip().splitlines()[-1][:160] if tracebacks else ""
+    # The exception's own line: the last that names an error (SQLAlchemy adds a link after it).
+    named = [line for line in "".join(tracebacks).splitlines() if "Error" in line]
+    last = named[-1].strip()[:160] if named else ""
     return len(tracebacks), failed, last
 
 
