@@ -585,6 +585,7 @@ class BulkInsert:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         self.positional = bool(compiled.positional)
+        self.names = list(names)
         self.order = list(compiled.positiontup) if self.positional else list(names)
         self.pick = itemgetter(*self.order)
         self.processors = {}
@@ -592,6 +593,17 @@ class BulkInsert:
             process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 self.processors[index] = process
+
+    def execute_tuples(self, conn: Connection, rows: list[tuple]) -> None:
+        """Rows as tuples in the order of `names`, for a table whose columns need no bind
+        processing (the temporary key tables): no dict per row where the driver takes
+        positions."""
+        if not rows:
+            return
+        if self.positional and self.order == self.names:
+            conn.exec_driver_sql(self.sql, rows)
+        else:
+            self.execute(conn, [dict(zip(self.names, row)) for row in rows])
 
     def execute(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -709,35 +721,31 @@ class Run:
         by_name = {name: (position, convert) for position, name, convert in self.plan}
         key_fields = self.handler.key_fields
         picks = [by_name[name] for name in key_fields]
-        if len(picks) == 1:  # one key cell: no dict per row (this pass reads every row)
-            [(position, convert)] = picks
-
-            def key_of(cells: Sequence[Any]) -> str:
-                return convert(cells[position] if position < len(cells) else None)
-        else:
-            key = self.handler.key
-
-            def key_of(cells: Sequence[Any]) -> str:
-                return key(
-                    {
-                        name: convert(cells[position] if position < len(cells) else None)
-                        for name, (position, convert) in zip(key_fields, picks)
-                    }
-                )
-
+        key = self.handler.key
         count_keys = BulkInsert(
             self.conn, _SEEN, ("key", "line"), _count_keys(self.conn.dialect.name)
         )
+        single = len(picks) == 1
+        position, convert = picks[0]
+        # A missing key cell (a short row) raises IndexError: the row is rejected later.
+        skip = (ValueError, IndexError)
         for batch in _batches(records, CHUNK_SIZE):
             keys = []
             for line, cells in batch:
                 if cells.__class__ is BadRecord:
                     continue
                 try:
-                    keys.append({"key": key_of(cells), "line": line})
-                except ValueError:
+                    if single:  # the common case, kept tight: this pass reads every row
+                        keys.append((convert(cells[position]), line))
+                    else:
+                        values = {
+                            name: convert_one(cells[at])
+                            for name, (at, convert_one) in zip(key_fields, picks)
+                        }
+                        keys.append((key(values), line))
+                except skip:
                     continue  # the second pass rejects the row for its bad key cell
-            count_keys.execute(self.conn, keys)
+            count_keys.execute_tuples(self.conn, keys)
 
     def reject(self, line: int, name: str | None, reason: str) -> None:
         self.pending.append((line, self.column(name) if name else "", reason))
