@@ -642,6 +642,7 @@ _CHUNK = _key_table("crm_import_chunk")
 # "key IN (SELECT ...)" rather than a join: SQLite then walks the chunk and seeks the index
 # of the other table instead of scanning it (no statistics on temporary tables).
 _CHUNK_KEYS = select(_CHUNK.c.key).scalar_subquery()
+_ANY_REPEATED = select(_SEEN.c.key).where(_SEEN.c.times > 1).limit(1)
 _REPEATED_HERE = select(_SEEN.c.key, _SEEN.c.line).where(
     _SEEN.c.key.in_(_CHUNK_KEYS), _SEEN.c.times > 1
 )
@@ -681,6 +682,7 @@ class Run:
         self.now = utcnow()
         self.detail = ""
         self.chunk_insert = BulkInsert(self.conn, _CHUNK, ("key", "line"))
+        self.any_repeated = True  # until the first pass has counted the keys
 
     # -- headers ------------------------------------------------------------------------------
     def map_headers(self, headers: list[str]) -> None:
@@ -746,6 +748,8 @@ class Run:
                 except skip:
                     continue  # the second pass rejects the row for its bad key cell
             count_keys.execute_tuples(self.conn, keys)
+        # Most files repeat no key: their chunks then need not look.
+        self.any_repeated = self.conn.execute(_ANY_REPEATED).first() is not None
 
     def reject(self, line: int, name: str | None, reason: str) -> None:
         self.pending.append((line, self.column(name) if name else "", reason))
@@ -808,7 +812,9 @@ class Run:
         lines = {row.key: row.line for row in reversed(rows)}
         if not lines:
             return rows
-        self.chunk_insert.execute(conn, [{"key": k, "line": n} for k, n in lines.items()])
+        self.chunk_insert.execute_tuples(conn, list(lines.items()))
+        if not self.any_repeated:
+            return rows
         repeated = dict(conn.execute(_REPEATED_HERE).all())
         if not repeated:
             return rows
