@@ -43,6 +43,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     select,
     tuple_,
     update,
@@ -578,12 +579,14 @@ class BulkInsert:
     value (a chunk's timestamps, booleans and codes repeat), with C-level loops elsewhere.
     """
 
-    def __init__(self, conn: Connection, table: Table, names: Sequence[str]):
+    def __init__(self, conn: Connection, table: Table, names: Sequence[str], statement=None):
         dialect = conn.dialect
-        statement = insert(table).values({name: bindparam(name) for name in names})
+        if statement is None:
+            statement = insert(table).values({name: bindparam(name) for name in names})
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         self.positional = bool(compiled.positional)
+        self.names = list(names)
         self.order = list(compiled.positiontup) if self.positional else list(names)
         self.pick = itemgetter(*self.order)
         self.processors = {}
@@ -591,6 +594,17 @@ class BulkInsert:
             process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 self.processors[index] = process
+
+    def execute_tuples(self, conn: Connection, rows: list[tuple]) -> None:
+        """Rows as tuples in the order of `names`, for a table whose columns need no bind
+        processing (the temporary key tables): no dict per row where the driver takes
+        positions."""
+        if not rows:
+            return
+        if self.positional and self.order == self.names:
+            conn.exec_driver_sql(self.sql, rows)
+        else:
+            self.execute(conn, [dict(zip(self.names, row)) for row in rows])
 
     def execute(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -608,38 +622,47 @@ class BulkInsert:
         conn.exec_driver_sql(self.sql, params)
 
 
-def _key_table(name: str) -> Table:
+def _key_table(name: str, *extra: Column) -> Table:
     return Table(
         name,
         _TEMP,
         Column("key", String(200), primary_key=True),
         Column("line", Integer, nullable=False),
+        *extra,
         prefixes=["TEMPORARY"],
         sqlite_with_rowid=False,  # one B-tree per table instead of a table plus its key index
     )
 
 
 # Keys of this run, on the import's own connection: duplicates inside a file are found
-# without holding every key in memory. The first pass puts every row's key in ALL; the keys
-# found more than once go to REPEATED with their first line.
+# without holding every key in memory. The first pass counts every row's key in SEEN, with
+# the line it first appears on.
 _TEMP = MetaData()
-_ALL = Table(
-    "crm_import_all",
-    _TEMP,
-    Column("key", String(200), nullable=False),
-    Column("line", Integer, nullable=False),
-    prefixes=["TEMPORARY"],
-)
-_REPEATED = _key_table("crm_import_repeated")
+_SEEN = _key_table("crm_import_seen", Column("times", Integer, nullable=False))
 _CHUNK = _key_table("crm_import_chunk")
-_FIND_REPEATED = insert(_REPEATED).from_select(
-    ["key", "line"],
-    select(_ALL.c.key, func.min(_ALL.c.line)).group_by(_ALL.c.key).having(func.count() > 1),
-)
 # "key IN (SELECT ...)" rather than a join: SQLite then walks the chunk and seeks the index
 # of the other table instead of scanning it (no statistics on temporary tables).
 _CHUNK_KEYS = select(_CHUNK.c.key).scalar_subquery()
-_REPEATED_HERE = select(_REPEATED.c.key, _REPEATED.c.line).where(_REPEATED.c.key.in_(_CHUNK_KEYS))
+_ANY_REPEATED = select(_SEEN.c.key).where(_SEEN.c.times > 1).limit(1)
+_REPEATED_HERE = select(_SEEN.c.key, _SEEN.c.line).where(
+    _SEEN.c.key.in_(_CHUNK_KEYS), _SEEN.c.times > 1
+)
+
+
+def _count_keys(dialect_name: str):
+    """INSERT a key with its line, or count it once more if it is there (the first line
+    stays): the same ON CONFLICT on SQLite and PostgreSQL."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    one = literal_column("1")  # in the SQL, not a parameter: only key and line are bound
+    statement = dialect_insert(_SEEN).values(
+        key=bindparam("key"), line=bindparam("line"), times=one
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[_SEEN.c.key], set_={"times": _SEEN.c.times + one}
+    )
 
 
 class Run:
@@ -660,6 +683,7 @@ class Run:
         self.now = utcnow()
         self.detail = ""
         self.chunk_insert = BulkInsert(self.conn, _CHUNK, ("key", "line"))
+        self.any_repeated = True  # until the first pass has counted the keys
 
     # -- headers ------------------------------------------------------------------------------
     def map_headers(self, headers: list[str]) -> None:
@@ -692,35 +716,41 @@ class Run:
 
     # -- the first pass -----------------------------------------------------------------------
     def survey(self, records: Iterator[tuple[int, Sequence[Any] | BadRecord]]) -> None:
-        """Read the whole file once before anything is written: every key that converts goes
-        to the temporary table ALL with its line, and the keys found more than once to
-        REPEATED. A row whose other cells are bad still counts: its key is taken, so a later
-        row with that key must not land either. Reading to the end first also refuses a file
-        that cannot be read (encoding, XLSX limits) before the first write."""
+        """Read the whole file once before anything is written: every key that converts is
+        counted in the temporary table SEEN, with the line it first appears on. A row whose
+        other cells are bad still counts: its key is taken, so a later row with that key must
+        not land either. Reading to the end first also refuses a file that cannot be read
+        (encoding, XLSX limits) before the first write."""
         by_name = {name: (position, convert) for position, name, convert in self.plan}
         key_fields = self.handler.key_fields
         picks = [by_name[name] for name in key_fields]
-        width = max(position for position, _ in picks) + 1
         key = self.handler.key
-        insert_all = BulkInsert(self.conn, _ALL, ("key", "line"))
+        count_keys = BulkInsert(
+            self.conn, _SEEN, ("key", "line"), _count_keys(self.conn.dialect.name)
+        )
+        single = len(picks) == 1
+        position, convert = picks[0]
+        # A missing key cell (a short row) raises IndexError: the row is rejected later.
+        skip = (ValueError, IndexError)
         for batch in _batches(records, CHUNK_SIZE):
             keys = []
             for line, cells in batch:
                 if cells.__class__ is BadRecord:
                     continue
-                if len(cells) < width:
-                    cells = [*cells, *(None,) * (width - len(cells))]
                 try:
-                    values = {
-                        name: convert(cells[position])
-                        for name, (position, convert) in zip(key_fields, picks)
-                    }
-                except ValueError:
+                    if single:  # the common case, kept tight: this pass reads every row
+                        keys.append((convert(cells[position]), line))
+                    else:
+                        values = {
+                            name: convert_one(cells[at])
+                            for name, (at, convert_one) in zip(key_fields, picks)
+                        }
+                        keys.append((key(values), line))
+                except skip:
                     continue  # the second pass rejects the row for its bad key cell
-                keys.append({"key": key(values), "line": line})
-            insert_all.execute(self.conn, keys)
-        self.conn.execute(_FIND_REPEATED)
-        self.conn.execute(_ALL.delete())
+            count_keys.execute_tuples(self.conn, keys)
+        # Most files repeat no key: their chunks then need not look.
+        self.any_repeated = self.conn.execute(_ANY_REPEATED).first() is not None
 
     def reject(self, line: int, name: str | None, reason: str) -> None:
         self.pending.append((line, self.column(name) if name else "", reason))
@@ -774,16 +804,18 @@ class Run:
                 self.reject(line, name, str(exc))
 
     def _drop_duplicates(self, rows: list[Row]) -> list[Row]:
-        """Reject every row whose key the file holds more than once (REPEATED, from the
+        """Reject every row whose key the file holds more than once (counted in SEEN by the
         first pass): which of them is right is for a person to say. The chunk's other keys
         go to the temporary table CHUNK for the look-ups of this chunk."""
         conn = self.conn
         conn.execute(_CHUNK.delete())
-        # Keys twice in this chunk are in REPEATED too; CHUNK takes each key once.
+        # Keys twice in this chunk are counted twice in SEEN too; CHUNK takes each key once.
         lines = {row.key: row.line for row in reversed(rows)}
         if not lines:
             return rows
-        self.chunk_insert.execute(conn, [{"key": k, "line": n} for k, n in lines.items()])
+        self.chunk_insert.execute_tuples(conn, list(lines.items()))
+        if not self.any_repeated:
+            return rows
         repeated = dict(conn.execute(_REPEATED_HERE).all())
         if not repeated:
             return rows
