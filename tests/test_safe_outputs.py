@@ -363,3 +363,21 @@ def test_the_library_refuses_a_full_view_it_cannot_record(loaded, db_url, tmp_pa
         export(session, "members", out)
     assert out.getvalue() == ""
     manager.dispose()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_an_export_imports_back_without_its_quotes(loaded, run, tmp_path, app, fmt):
+    """The quote that keeps a cell from running as a formula comes off on the way back in: an
+    export with English headers imports unchanged."""
+    path = tmp_path / f"households.{fmt}"
+    assert (
+        run("export", "households", "--headers", "en", "-o", str(path), as_=MANAGER).exit_code == 0
+    )
+    with app.session() as session:
+        before = dict(session.execute(select(Household.code, Household.name)).all())
+    result = run("import", "households", str(path), as_=MANAGER)
+    # H004's age of -1 was written past the import's checks by the fixture; it is refused.
+    assert result.exit_code == 0 and "更新 0，未变 3，拒绝 1" in result.stderr, result.output
+    with app.session() as session:
+        after = dict(session.execute(select(Household.code, Household.name)).all())
+    assert after == before and after["H003"] == "-2+3"

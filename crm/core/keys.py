@@ -33,10 +33,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crm.core import audit
-from crm.core.errors import CrmError, PermissionDenied
+from crm.core.errors import CrmError
 from crm.core.models import Member, Setting
 from crm.core.security import (
-    ROLES,
     Vault,
     create_private_file,
     decode_key,
@@ -108,17 +107,16 @@ def interrupted() -> CrmError:
     )
 
 
-def require_admin(user) -> None:
-    # Whoever holds the key can read every phone and ID number: only an administrator.
-    if user.role != "admin":
-        raise PermissionDenied(
-            f"角色“{ROLES[user.role]}”无权备份或轮换个人信息密钥；需要以下角色之一：系统管理员。"
-        )
+def require_admin(app) -> None:
+    """Whoever holds the key can read every phone and ID number: only an administrator.
+    The schema check first, so on PostgreSQL the user is the one the database login says."""
+    app.check_schema()
+    app.user.require("key.manage", "备份或轮换个人信息密钥")
 
 
 def backup(app, target: Path) -> str:
     """Write the key in use to a new 0600 file, audited first; returns its fingerprint."""
-    require_admin(app.user)
+    require_admin(app)
     key_text = read_key_text(Path(app.key_file))
     fingerprint = Vault(decode_key(key_text)).fingerprint
     # app.session() checks the key against the database's pin: no backup of a wrong key.
@@ -202,7 +200,7 @@ class Rotation:
 
 def start_rotation(app) -> Rotation:
     """Start a rotation, or pick up the one a crash interrupted."""
-    require_admin(app.user)
+    require_admin(app)
     if key_source():
         raise CrmError(
             "密钥来自环境变量 CRM_SECRET_KEY：轮换要写入新的密钥文件，"

@@ -22,6 +22,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from crm.core import vocab
 from crm.core.clock import as_local
 from crm.core.identity import halfwidth, normalize_id_number, normalize_phone
+from crm.core.outfiles import FORMULA_STARTS
 
 EMPTY = "不能为空"
 # Free text (备注, 摘要, 处理结果) is an unbounded TEXT column; a cell longer than this is a
@@ -40,6 +41,14 @@ def check_characters(text: str, multiline: bool = False) -> None:
     found = (_CONTROL_MULTILINE if multiline else _CONTROL).search(text)
     if found is not None:
         raise ValueError(f"含有控制字符或无效字符 U+{ord(found.group()):04X}，请删去后重新导入")
+
+
+def unquoted(text: str) -> str:
+    """Our own exports put a quote before a cell that could run as a formula
+    (crm.core.outfiles.neutralised); reading it back takes the quote off again."""
+    if text[:1] == "'" and text[1:2] and text[1:2] in FORMULA_STARTS:
+        return text[1:]
+    return text
 
 
 def shown(text: str) -> str:
@@ -96,6 +105,7 @@ class CellField(fields.Field):
             return None
         try:
             if isinstance(value, str):
+                value = unquoted(value)
                 if not value.isprintable():
                     check_characters(value, self.multiline)
                 return self.parse_text(value)
@@ -127,7 +137,7 @@ class Code(CellField):
         def convert(raw: Any) -> Any:
             if raw.__class__ is str and raw.isascii() and raw.isprintable():
                 text = raw.strip()
-                if text:
+                if text and text[0] != "'":
                     if check is not None:
                         check(text)
                     return text
@@ -578,6 +588,8 @@ def _converter(field: fields.Field) -> Callable[[Any], Any]:
         if raw.__class__ is str:
             value = raw.strip()
             if value:
+                if value[0] == "'":
+                    value = unquoted(value)
                 if not value.isprintable():
                     check_characters(value, multiline)
                 if parse_text is not None:

@@ -67,6 +67,8 @@ PERMISSIONS = {
     "scheduler.configure": {"manager", "admin"},
     # Creating PostgreSQL logins for staff and putting them in a CRM role.
     "staff.login": {"admin"},
+    # Backing up and rotating the personal-data key (whoever holds it can read everything).
+    "key.manage": {"admin"},
 }
 DEFAULT_ROLE = "agent"
 
