@@ -249,7 +249,7 @@ def test_control_characters_never_reach_the_terminal_and_xlsx_takes_them(
     for text in outputs:
         assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", text)
     assert "张\\x1b[2J\\x1b]0;owned\\x07伟" in outputs[0]
-    assert "假 2026-12-02 10:00  admin\\x1b[1A" in outputs[3]  # one line, no forged entry
+    assert "假\\n2026-12-02 10:00  admin\\x1b[1A" in outputs[3]  # one line, no forged entry
 
     out = tmp_path / "households.xlsx"
     result = run("export", "households", "-o", str(out), as_=MANAGER)
