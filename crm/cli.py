@@ -57,14 +57,22 @@ class CrmGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CrmError as exc:
-            click.echo(f"错误：{exc}", err=True)
+            # Messages quote what the user or a file gave (codes, names): escape it.
+            click.echo(f"错误：{_printable(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except Exception as exc:
             message = _database_message(exc)
             if message is None:
                 raise
-            click.echo(f"错误：{message}", err=True)
+            click.echo(f"错误：{_printable(message)}", err=True)
             ctx.exit(2)
+
+
+def _printable(text: str) -> str:
+    """Escape control characters line by line (a message may list things on lines)."""
+    from crm.core.render import printable
+
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def _database_message(exc: Exception) -> str | None:

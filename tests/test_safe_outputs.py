@@ -381,3 +381,9 @@ def test_an_export_imports_back_without_its_quotes(loaded, run, tmp_path, app, f
     with app.session() as session:
         after = dict(session.execute(select(Household.code, Household.name)).all())
     assert after == before and after["H003"] == "-2+3"
+
+
+def test_an_error_message_never_sends_control_characters_to_the_terminal(run):
+    result = run("household", "show", "H\x1b[2J\x07X")
+    assert result.exit_code != 0
+    assert "\x1b" not in result.output and "H\\x1b[2J\\x07X" in result.output
