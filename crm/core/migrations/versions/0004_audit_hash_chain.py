@@ -14,8 +14,11 @@ chains every insert, whoever inserts:
   therefore commit order, not id order: ids are drawn at insert and stay as drawn, and verify
   walks by chain_seq. A transaction's own rows are sealed in the order it inserted them.
   Until its commit a transaction holds no chain lock, so a long import does not hold up
-  other writers, and no lock cycle goes through the chain (an earlier version took the lock
-  at the first insert, which serialised every writer and could deadlock with row locks).
+  other writers, and no lock cycle goes through the chain (taking the lock at the first
+  insert serialised every writer until commit and could deadlock with row locks). The lock
+  is held for as long as sealing the committing transaction's rows takes (20,000 rows: about
+  1.3 s on a 2-core test machine). SET CONSTRAINTS ... IMMEDIATE would seal at the end of
+  each statement and so hold the lock until commit again; crm never does that.
   The seal reads the last row with a new snapshot (read committed, crm's isolation level);
   under repeatable read it could not see the previous holder's commit and the unique
   chain_seq would refuse the commit instead of forking the chain. The seal fills only a row
