@@ -194,6 +194,25 @@ def test_an_edited_row_whose_hash_was_cleared_is_not_chained_again(app, run, db_
     assert result.exit_code == 1 and "没有哈希" in result.stdout
 
 
+def test_an_entry_changed_before_its_commit_fails_as_edited(app):
+    """The chain covers an entry as it was inserted: on PostgreSQL it is hashed at commit,
+    but from the row as inserted, so a change in the same transaction is still found."""
+    _record(app, 2)
+    with app.engine.begin() as connection:
+        row_id = connection.execute(
+            text(
+                "INSERT INTO audit_log (at, actor, role, action, entity, detail)"
+                " VALUES (:at, '甲', 'admin', 'note', 'households', '原文') RETURNING id"
+            ),
+            {"at": "2026-12-01 08:00:00"},
+        ).scalar_one()
+        connection.execute(
+            text("UPDATE audit_log SET detail = '改过' WHERE id = :id"), {"id": row_id}
+        )
+    check = _check(app)
+    assert check.broken.id == row_id and check.broken.problem == EDITED
+
+
 def test_an_inserter_cannot_choose_its_place_or_hash(app):
     _record(app, 2)
     before = len(_ids(app))

@@ -17,7 +17,7 @@ chains every insert, whoever inserts:
   other writers, and no lock cycle goes through the chain (taking the lock at the first
   insert serialised every writer until commit and could deadlock with row locks). The lock
   is held for as long as sealing the committing transaction's rows takes (20,000 rows: about
-  1.3 s on a 2-core test machine). SET CONSTRAINTS ... IMMEDIATE would seal at the end of
+  1.5 s on a 2-core test machine). SET CONSTRAINTS ... IMMEDIATE would seal at the end of
   each statement and so hold the lock until commit again; crm never does that.
   The seal reads the last row with a new snapshot (read committed, crm's isolation level);
   under repeatable read it could not see the previous holder's commit and the unique
@@ -26,7 +26,8 @@ chains every insert, whoever inserts:
   cleared is never hashed again. SECURITY DEFINER with a fixed search_path, so a role that
   may insert but not update or read audit_log still gets its rows sealed. Another BEFORE
   INSERT trigger (one that sets actor and role) may run in any order with audit_log_zz_chain:
-  the seal hashes the row as stored at commit.
+  the seal hashes the row as inserted, after every BEFORE INSERT trigger (a row changed
+  before its commit then fails verify as edited).
 - SQLite chains at insert (writers are serialised already): an AFTER INSERT trigger of the
   same name sets the three columns through crm_audit_hash(), a Python function each
   connection of crm's engine registers (crm.core.audit). A tool that does not register it
@@ -68,7 +69,6 @@ PG_SEAL = f"""
 CREATE OR REPLACE FUNCTION audit_log_seal() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    entry record;
     last_seq bigint;
     prev text;
     parts text[];
@@ -77,25 +77,22 @@ DECLARE
 BEGIN
     -- This runs at commit: the lock is held from here to the end of the commit.
     PERFORM pg_advisory_xact_lock({CHAIN_LOCK}, TG_RELID::integer);
-    -- The row as stored now, if it still waits for its seal (not deleted, never sealed).
-    EXECUTE format('SELECT at, actor, role, action, entity, entity_id, changes::text AS changes,'
-                   ' detail FROM %I.%I WHERE id = $1 AND hash IS NULL AND chain_seq IS NULL',
-                   TG_TABLE_SCHEMA, TG_TABLE_NAME) INTO entry USING NEW.id;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
     -- A new snapshot (read committed): the previous holder of the lock has committed.
     EXECUTE format('SELECT chain_seq, hash FROM %I.%I WHERE chain_seq IS NOT NULL'
                    ' ORDER BY chain_seq DESC LIMIT 1',
                    TG_TABLE_SCHEMA, TG_TABLE_NAME) INTO last_seq, prev;
-    parts := ARRAY[prev, ((extract(epoch FROM entry.at) * 1000000)::bigint)::text,
-                   entry.actor, entry.role, entry.action, entry.entity, entry.entity_id,
-                   entry.changes, entry.detail];
+    -- NEW is the row as inserted, after every BEFORE INSERT trigger.
+    parts := ARRAY[prev, ((extract(epoch FROM NEW.at) * 1000000)::bigint)::text,
+                   NEW.actor, NEW.role, NEW.action, NEW.entity, NEW.entity_id,
+                   NEW.changes::text, NEW.detail];
     FOREACH part IN ARRAY parts LOOP
         payload := payload || CASE WHEN part IS NULL THEN '-'
                                    ELSE length(part)::text || ':' || part END;
     END LOOP;
-    EXECUTE format('UPDATE %I.%I SET chain_seq = $1, prev_hash = $2, hash = $3 WHERE id = $4',
+    -- Only a row still waiting for its seal: one deleted since is gone, and one whose chain
+    -- columns were cleared after an edit is not this insert's to seal.
+    EXECUTE format('UPDATE %I.%I SET chain_seq = $1, prev_hash = $2, hash = $3'
+                   ' WHERE id = $4 AND hash IS NULL AND chain_seq IS NULL',
                    TG_TABLE_SCHEMA, TG_TABLE_NAME)
         USING coalesce(last_seq, 0) + 1, prev,
               encode(sha256(convert_to(payload, 'UTF8')), 'hex'), NEW.id;
