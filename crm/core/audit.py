@@ -1,11 +1,13 @@
 """The audit log: every ORM change to an `Audited` row, plus explicit entries for imports,
 exports and each full view of personal data.
 
-Entries are hash-chained: each row holds `prev_hash` (the `hash` of the row before it, by id)
-and `hash`, the SHA-256 of `chain_text()` over its own fields and `prev_hash`. The database
-computes both on every insert, whoever inserts (migration 0004): PostgreSQL in a plpgsql
-trigger, SQLite in a trigger calling `sqlite_chain_hash` below, which `sqlite_functions`
-registers on each connection. `crm.core.auditlog.verify_chain` recomputes the chain.
+Entries are hash-chained: each row holds `chain_seq` (its place in the chain), `prev_hash`
+(the `hash` of the row before it in the chain) and `hash`, the SHA-256 of `chain_text()` over
+its own fields and `prev_hash`. The database fills them, whoever inserts (migration 0004):
+PostgreSQL when the writing transaction commits, in a plpgsql constraint trigger, so the chain
+follows commit order; SQLite on insert, in a trigger calling `sqlite_chain_hash` below, which
+`sqlite_functions` registers on each connection. `crm.core.auditlog.verify_chain` recomputes
+the chain in chain_seq order, the same way for both.
 """
 
 from __future__ import annotations

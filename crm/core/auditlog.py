@@ -99,7 +99,7 @@ def _escaped(ch: str) -> str:
 
 
 # What is wrong with the first broken link of the chain (the CLI labels them).
-UNCHAINED = "unchained"  # the row has no hash: it was written past the chain trigger
+UNCHAINED = "unchained"  # the row has no hash or no place in the chain: written past the trigger
 EDITED = "edited"  # the row's fields no longer give its hash
 MISSING = "missing"  # it links to a row that is gone (deleted, or rewritten with a new hash)
 REORDERED = "reordered"  # it links to another row that is still there, or to none
@@ -110,7 +110,7 @@ class ChainBreak:
     id: int
     at: dt.datetime
     problem: str
-    # The row before it by id (None for the first row).
+    # The row before it in the chain (None for the first row).
     previous_id: int | None
     # REORDERED: the row its link names (None when it claims to be the first of the chain).
     linked_id: int | None = None
@@ -126,8 +126,11 @@ class ChainCheck:
 def verify_chain(
     session: Session, batch: int = 2000, progress: Callable[[int], None] | None = None
 ) -> ChainCheck:
-    """Walk the audit log in id order and recompute its hash chain; stop at the first broken
-    link. `progress` is called with the number of rows checked per batch."""
+    """Walk the audit log in chain order (chain_seq: commit order on PostgreSQL, id order on
+    SQLite) and recompute its hash chain; stop at the first broken link. A whole chain is then
+    checked for rows left out of it. `progress` is called with the number of rows checked per
+    batch. On PostgreSQL a transaction's own entries are chained only when it commits: verify
+    in a session that has written nothing."""
     current_user(session).require("audit.read", "核对审计日志")
     fields = (
         AuditEntry.at,
@@ -140,16 +143,18 @@ def verify_chain(
         cast(AuditEntry.changes, Text),
         AuditEntry.detail,
     )
-    query = select(AuditEntry.id, AuditEntry.prev_hash, AuditEntry.hash, *fields)
-    checked, previous_id, previous_hash = 0, None, None
+    query = select(AuditEntry.chain_seq, AuditEntry.id, AuditEntry.prev_hash, AuditEntry.hash)
+    query = query.add_columns(*fields).order_by(AuditEntry.chain_seq).limit(batch)
+    checked, previous_seq, previous_id, previous_hash = 0, None, None, None
     while True:
-        after = previous_id if previous_id is not None else -1
-        rows = session.execute(
-            query.where(AuditEntry.id > after).order_by(AuditEntry.id).limit(batch)
-        ).all()
+        # No lower bound at first: a place below 1 is no way out of the chain either.
+        after = (
+            AuditEntry.chain_seq > previous_seq if checked else AuditEntry.chain_seq.is_not(None)
+        )
+        rows = session.execute(query.where(after)).all()
         if not rows:
-            return ChainCheck(checked, previous_hash)
-        for row_id, prev_hash, row_hash, *values in rows:
+            break
+        for seq, row_id, prev_hash, row_hash, *values in rows:
             checked += 1
             problem, linked_id = None, None
             if row_hash is None:
@@ -162,9 +167,19 @@ def verify_chain(
             if problem:
                 broken = ChainBreak(row_id, values[0], problem, previous_id, linked_id)
                 return ChainCheck(checked, previous_hash, broken)
-            previous_id, previous_hash = row_id, row_hash
+            previous_seq, previous_id, previous_hash = seq, row_id, row_hash
         if progress:
             progress(len(rows))
+    outside = session.execute(
+        select(AuditEntry.id, AuditEntry.at)
+        .where(AuditEntry.chain_seq.is_(None))
+        .order_by(AuditEntry.id)
+        .limit(1)
+    ).first()
+    if outside is None:
+        return ChainCheck(checked, previous_hash)
+    broken = ChainBreak(outside.id, outside.at, UNCHAINED, previous_id)
+    return ChainCheck(checked + 1, previous_hash, broken)
 
 
 def _row_with_hash(session: Session, value: str | None) -> int | None:

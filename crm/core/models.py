@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -256,8 +257,10 @@ class ServiceRecord(Audited, TimestampMixin, Base):
 class AuditEntry(Base):
     """Who did what, when, with old -> new values. Never updated or deleted.
 
-    `prev_hash` and `hash` chain the rows in id order; the database fills them on insert
-    (see crm.core.audit), so a changed, removed or moved row breaks the chain."""
+    `chain_seq` is the row's place in the hash chain, `prev_hash` the hash of the row before
+    it there and `hash` its own; the database fills all three (see crm.core.audit), so a
+    changed, removed or moved row breaks the chain. On PostgreSQL they are filled when the
+    writing transaction commits: chain order is commit order, and ids are only labels."""
 
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_entity", "entity", "entity_id"),)
@@ -270,6 +273,7 @@ class AuditEntry(Base):
     entity_id: Mapped[str | None] = mapped_column(String(50))
     changes: Mapped[dict | None] = mapped_column(JSON)
     detail: Mapped[str | None] = mapped_column(Text)
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 
