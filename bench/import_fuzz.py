@@ -30,53 +30,10 @@ from pathlib import Path
 
 import support
 
-KINDS = {
-    "households": (
-        "code",
-        "name",
-        "status",
-        "project",
-        "age",
-        "income_band",
-        "housing",
-        "education",
-        "occupation",
-        "club_activities",
-        "member_tier",
-        "consent_contact",
-        "consent_marketing",
-        "note",
-    ),
-    "members": ("household_code", "name", "role", "phone", "alt_phone", "id_number"),
-    "purchases": (
-        "contract_no",
-        "household_code",
-        "project",
-        "building",
-        "unit",
-        "purchase_date",
-        "floor_area",
-        "amount",
-        "channel",
-        "referrer_code",
-        "promotions_attended",
-        "handover_date",
-    ),
-    "service": (
-        "record_no",
-        "household_code",
-        "kind",
-        "channel",
-        "status",
-        "opened_at",
-        "closed_at",
-        "summary",
-        "result",
-        "project",
-        "building",
-        "unit",
-    ),
-}
+from crm.core.schemas import SCHEMAS, compile_schema
+
+# The columns of each kind, as the import reads them.
+KINDS = {kind: tuple(compile_schema(schema)) for kind, schema in SCHEMAS.items()}
 # Of every 10 rows: households 4, then 2 of each other kind.
 SHARE = {"households": 0.4, "members": 0.2, "purchases": 0.2, "service": 0.2}
 FORMATS = ("utf-8", "utf-8-sig", "gb18030", "jsonl", "xlsx")

@@ -4,7 +4,6 @@ every row is imported or rejected with its line, column and a reason; nothing ra
 
 from __future__ import annotations
 
-import csv
 import threading
 import zipfile
 from decimal import Decimal
@@ -23,18 +22,7 @@ from crm.core.importing import (
     set_import_limit,
 )
 from crm.core.models import AuditEntry, Household, Purchase, ServiceRecord
-
-
-def write(path, text: str, encoding: str = "utf-8"):
-    path.write_bytes(text.encode(encoding))
-    return path
-
-
-def rejects(path) -> list[list[str]]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.reader(handle))
-    assert rows[0] == ["行号", "列", "原因"]
-    return rows[1:]
+from tests.test_import import rejects, write
 
 
 def import_ok(app, kind: str, path, **options):
