@@ -6,6 +6,7 @@ without touching the others.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,12 +96,15 @@ def make_revision(engine: Engine, chain: Chain, message: str, rev_id: str, owns)
 
 
 def upgrade(engine: Engine, all_chains: list[Chain]) -> dict[str, str | None]:
-    """Bring every chain to its head; returns chain name -> revision now in force."""
+    """Bring every chain to its head; returns chain name -> revision now in force. A chain
+    already at its head is left alone (alembic would only load its scripts to find that out)."""
     from alembic import command
 
-    for chain in all_chains:
+    for state in states(engine, all_chains):
+        if state.current == state.head:
+            continue
         with engine.begin() as connection:
-            command.upgrade(_config(chain, connection), "head")
+            command.upgrade(_config(state.chain, connection), "head")
     return {chain.name: current_revision(engine, chain) for chain in all_chains}
 
 
@@ -114,10 +118,17 @@ def current_revision(engine: Engine, chain: Chain = CORE) -> str | None:
         return context.get_current_revision()
 
 
-def head_revision(chain: Chain = CORE) -> str | None:
+@functools.cache
+def _script(location: Path):
+    """A chain's migration scripts, read once per process: they do not change while it runs,
+    and reading them is most of what checking a database's schema costs."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_config(chain)).get_current_head()
+    return ScriptDirectory.from_config(_config(Chain("", location)))
+
+
+def head_revision(chain: Chain = CORE) -> str | None:
+    return _script(chain.location).get_current_head()
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,6 @@ class ChainState:
 def states(engine: Engine, all_chains: list[Chain]) -> list[ChainState]:
     """Each chain's revision in the database beside this crm's head, in one connection."""
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     found = []
     with engine.connect() as connection:
@@ -145,7 +155,7 @@ def states(engine: Engine, all_chains: list[Chain]) -> list[ChainState]:
                 connection, opts={"version_table": chain.version_table}
             )
             current = context.get_current_revision()
-            script = ScriptDirectory.from_config(_config(chain))
+            script = _script(chain.location)
             known = current is None or _known(script, current)
             found.append(ChainState(chain, current, script.get_current_head(), known))
     return found
