@@ -24,7 +24,12 @@ def list_entries(
     limit: int = 50,
 ) -> list[dict]:
     current_user(session).require("audit.read", "查看审计日志")
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    # Newest first in the chain's order (on PostgreSQL the order entries were committed in).
+    query = (
+        select(AuditEntry)
+        .order_by(AuditEntry.chain_seq.desc().nulls_first(), AuditEntry.id.desc())
+        .limit(limit)
+    )
     for column, value in (
         (AuditEntry.entity, entity),
         (AuditEntry.entity_id, entity_id),

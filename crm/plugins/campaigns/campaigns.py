@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
 from crm.core.clock import add_months, as_local, local_today, to_local, when_done
+from crm.core.db import begin_write
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import (
@@ -728,7 +729,7 @@ def _lock_campaign(session: Session, campaign_id: int) -> None:
     decide one after another whether to open a run: the campaign row's lock on PostgreSQL,
     the write lock on SQLite (pysqlite would otherwise read before it locks)."""
     if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        begin_write(session)
     else:
         session.execute(select(Campaign.id).where(Campaign.id == campaign_id).with_for_update())
 

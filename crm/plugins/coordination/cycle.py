@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from crm.core import audit
 from crm.core.chain import Feedback, Instruction, Plan
-from crm.core.db import transaction
+from crm.core.db import begin_write, transaction
 from crm.core.errors import CrmError
 from crm.core.models import utcnow
 from crm.core.vocab import code_of
@@ -116,11 +116,9 @@ def require_chain(pm) -> None:
 
 
 def _write_lock(session: Session) -> None:
-    """Start the step's transaction holding the write lock on SQLite: pysqlite reads outside
-    a transaction until the first write, so two cycles could otherwise read the same pending
-    rows. PostgreSQL claims rows with SKIP LOCKED instead."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    """Start the step's transaction holding the write lock on SQLite (`begin_write`), so two
+    cycles never read the same pending rows. PostgreSQL claims rows with SKIP LOCKED instead."""
+    begin_write(session)
 
 
 CLAIMED = (
