@@ -95,7 +95,8 @@ def audit() -> None:
 @format_option
 def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
     """按时间倒序列出审计日志（经理、管理员可查看）。"""
-    from crm.core.auditlog import escape_controls, list_entries
+    from crm.core.auditlog import list_entries
+    from crm.core.render import printable
 
     app = get_app()
     with app.session() as session:
@@ -105,8 +106,7 @@ def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
     # Old rows may hold newlines or terminal codes (names were not checked before): shown
     # escaped, they cannot forge a line or recolour the screen.
     rows = [
-        {key: escape_controls(v) if isinstance(v, str) else v for key, v in row.items()}
-        for row in rows
+        {key: printable(v) if isinstance(v, str) else v for key, v in row.items()} for row in rows
     ]
     emit(
         rows,

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from crm.core.audit import chain_hash, current_user
 from crm.core.models import AuditEntry
-from crm.core.security import is_control
 
 
 def list_entries(
@@ -84,23 +83,6 @@ def _value_text(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + "，".join(f"{k}: {_value_text(v)}" for k, v in value.items()) + "}"
     return str(value)
-
-
-def escape_controls(text: str) -> str:
-    """`text` with each control, format or line-separator character written as an escape
-    (\\n, \\x1b, \\u202e), so a stored value cannot move the cursor, colour the terminal, turn
-    text around or start a line that looks like another entry."""
-    return "".join(_escaped(ch) if is_control(ch) else ch for ch in text)
-
-
-def _escaped(ch: str) -> str:
-    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-    if ch in named:
-        return named[ch]
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 # What is wrong with the first broken link of the chain (the CLI labels them).

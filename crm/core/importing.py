@@ -69,6 +69,7 @@ from crm.core.models import (
 )
 from crm.core.outfiles import csv_writer, make_folder
 from crm.core.privacy import seal_member_fields
+from crm.core.render import printable
 from crm.core.schemas import KIND_LABELS, SCHEMAS, compile_schema, header_index, header_key
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx"}
@@ -690,7 +691,7 @@ class Run:
         index = header_index(self.columns)
         unknown = []
         for position, header in enumerate(headers):
-            written = _visible(header.replace("\ufeff", "").strip())
+            written = printable(header.replace("\ufeff", "").strip())
             if not written:
                 continue
             name = index.get(header_key(written))
@@ -971,14 +972,6 @@ class Run:
             self.created(table.name, len(missing))
             found = existing()
         return found
-
-
-def _visible(text: str) -> str:
-    """A header as it may be shown in a message: control characters written as escapes, so
-    a forged header cannot send terminal sequences."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _plain(value: Any) -> Any:

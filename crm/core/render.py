@@ -12,30 +12,32 @@ from decimal import Decimal
 from typing import IO, Any
 
 from crm.core.clock import to_local
+from crm.core.security import is_control
 
 FORMATS = ("table", "json", "csv")
 
 
-# What a stored value must not send to a terminal as it is: C0 and C1 control characters (ESC
-# starts the sequences that move the cursor, recolour or retitle the window, or forge lines)
-# and the bidirectional overrides and isolates that make text read in a different order.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
-def _escape(match: re.Match) -> str:
-    char = match.group()
+def _escape(char: str) -> str:
     if char in _NAMED:
         return _NAMED[char]
     code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def printable(text: str) -> str:
-    """`text` safe for a terminal: control characters shown as visible escapes (ESC as
-    `\\x1b`, a tab as `\\t`), everything else unchanged. Every table cell, record line and
-    card line goes through here."""
-    return _UNPRINTABLE.sub(_escape, text)
+    """`text` safe for a terminal: each character that can forge or hide text there
+    (`crm.core.security.is_control`: C0/C1 controls such as ESC, bidi overrides and other
+    format characters, line separators) shown as a visible escape (ESC as `\\x1b`, a tab as
+    `\\t`), everything else unchanged. Every table cell, record line, card line, audit entry
+    and error message goes through here."""
+    if text.isprintable():  # almost every value: no character to look at one by one
+        return text
+    return "".join(_escape(ch) if is_control(ch) else ch for ch in text)
 
 
 def display_width(text: str) -> int:
