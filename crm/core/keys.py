@@ -117,7 +117,7 @@ def require_admin(app) -> None:
 def backup(app, target: Path) -> str:
     """Write the key in use to a new 0600 file, audited first; returns its fingerprint."""
     require_admin(app)
-    key_text = read_key_text(Path(app.key_file))
+    key_text = read_key_text(app.key_file)
     fingerprint = Vault(decode_key(key_text)).fingerprint
     # app.session() checks the key against the database's pin: no backup of a wrong key.
     with app.session() as session:
@@ -206,8 +206,7 @@ def start_rotation(app) -> Rotation:
             "密钥来自环境变量 CRM_SECRET_KEY：轮换要写入新的密钥文件，"
             "请去掉该变量、用 CRM_KEY_FILE 指向密钥文件后再运行。"
         )
-    app.check_schema()
-    key_file = Path(app.key_file)
+    key_file = app.key_file
     new_file = pending_key_file(key_file)
     with app.sessions() as session:
         stored, state = pinned(session)
