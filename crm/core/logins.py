@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from crm.core import audit
 from crm.core.errors import CrmError
-from crm.core.security import ROLES
+from crm.core.security import ROLES, role_code
 
 # Plain identifiers only: a login name is typed into psql, pg_hba.conf and connection URLs.
 LOGIN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -29,14 +29,13 @@ def _require_postgresql(session: Session) -> None:
         )
 
 
-def _check(login: str, role: str) -> None:
+def _check(login: str, role: str) -> str:
+    """The login checked; returns the role's code (`crm.core.security.role_code`)."""
     if not LOGIN_NAME.fullmatch(login):
         raise CrmError(
             f"登录名“{login}”不可用：请用小写字母、数字和下划线，以字母或下划线开头，最长 63 个字符。"
         )
-    if role not in ROLES:
-        choices = "、".join(f"{code}（{zh}）" for code, zh in ROLES.items())
-        raise CrmError(f"不认识的角色“{role}”；可用角色：{choices}。")
+    return role_code(role)
 
 
 def _execute(session: Session, statement) -> None:
@@ -60,15 +59,15 @@ def _exists(session: Session, login: str) -> bool:
     return bool(session.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": login}))
 
 
-def create_login(session: Session, login: str, role: str, password: str | None = None) -> None:
-    """Create the PostgreSQL login `login` in CRM role `role`. Without a password the login
-    authenticates the way pg_hba.conf says (peer or certificate); the password is never
-    written to the audit log."""
+def create_login(session: Session, login: str, role: str, password: str | None = None) -> str:
+    """Create the PostgreSQL login `login` in CRM role `role` (code or Chinese name); returns
+    the role's code. Without a password the login authenticates the way pg_hba.conf says
+    (peer or certificate); the password is never written to the audit log."""
     from psycopg import sql
 
     audit.current_user(session).require("staff.login", "创建数据库登录")
     _require_postgresql(session)
-    _check(login, role)
+    role = _check(login, role)
     if _exists(session, login):
         raise CrmError(f"数据库登录“{login}”已存在：改角色请用 crm staff role {login} <角色>。")
     statement = sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
@@ -78,20 +77,22 @@ def create_login(session: Session, login: str, role: str, password: str | None =
         statement = sql.SQL("{} PASSWORD {}").format(statement, sql.Literal(password))
     _execute(session, statement)
     audit.record(session, "create_login", "logins", login, {"role": [None, role]})
+    return role
 
 
-def set_login_role(session: Session, login: str, role: str) -> str | None:
-    """Put `login` in CRM role `role` (and out of any other); returns the role it had."""
+def set_login_role(session: Session, login: str, role: str) -> tuple[str | None, str]:
+    """Put `login` in CRM role `role` (code or Chinese name) and out of any other; returns the
+    role it had and the role's code."""
     from psycopg import sql
 
     audit.current_user(session).require("staff.login", "调整数据库登录的角色")
     _require_postgresql(session)
-    _check(login, role)
+    role = _check(login, role)
     if not _exists(session, login):
         raise CrmError(f"找不到数据库登录“{login}”：请先用 crm staff add … --login {login} 创建。")
     previous = session.scalar(text("SELECT crm_role_of(:n)"), {"n": login})
     if previous == role:
-        return previous
+        return previous, role
     for other in ROLES:
         if other != role and _member_of(session, login, other):
             revoke = sql.SQL("REVOKE {} FROM {}")
@@ -99,7 +100,7 @@ def set_login_role(session: Session, login: str, role: str) -> str | None:
     grant = sql.SQL("GRANT {} TO {}")
     _execute(session, grant.format(sql.Identifier(f"crm_{role}"), sql.Identifier(login)))
     audit.record(session, "set_login_role", "logins", login, {"role": [previous, role]})
-    return previous
+    return previous, role
 
 
 def _member_of(session: Session, login: str, role: str) -> bool:

@@ -106,6 +106,16 @@ def is_control(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")
 
 
+def role_code(text: str) -> str:
+    """The role code of `text`: a code (any case) or a Chinese name; CrmError if neither."""
+    role = text.strip()
+    role = ROLE_ALIASES.get(role, role.lower())
+    if role not in ROLES:
+        choices = "、".join(f"{code}（{zh}）" for code, zh in ROLES.items())
+        raise CrmError(f"不认识的角色“{role}”；可用角色：{choices}。")
+    return role
+
+
 def parse_user(spec: str | None) -> User:
     """Read `name:role`, or just `role`, as given by --as or CRM_USER.
 
@@ -119,11 +129,7 @@ def parse_user(spec: str | None) -> User:
             "操作人名字或角色中含有控制字符（如换行、ESC、双向文字控制符）：请去掉后再试。"
         )
     name, _, role = spec.rpartition(":")
-    role = role.strip()
-    role = ROLE_ALIASES.get(role, role.lower())
-    if role not in ROLES:
-        choices = "、".join(f"{code}（{zh}）" for code, zh in ROLES.items())
-        raise CrmError(f"不认识的角色“{role}”；可用角色：{choices}。")
+    role = role_code(role)
     name = name.strip() or getpass.getuser()
     # NFKC and casefold: full-width or capital letters must not make "system" look new.
     if unicodedata.normalize("NFKC", name).casefold() in RESERVED_NAMES:

@@ -260,7 +260,7 @@ def staff_add(
     with get_app().session() as session, transaction(session):
         created = add_staff(session, name, team_code, title, level, _split(skills))
         if login:
-            create_login(session, login, role, password)
+            role = create_login(session, login, role, password)
         record = {
             "message": f"已登记员工 {created.name}（{created.team.name}，{created.title}）"
             + (f"，数据库登录 {login}（{ROLES[role]}）。" if login else "。"),
@@ -285,7 +285,7 @@ def staff_role(login: str, role: str, fmt: str) -> None:
     from crm.core.logins import set_login_role
 
     with get_app().session() as session, transaction(session):
-        previous = set_login_role(session, login, role)
+        previous, role = set_login_role(session, login, role)
     before = ROLES.get(previous, "无") if previous else "无"
     record = {
         "message": f"数据库登录 {login} 的角色：{before} → {ROLES[role]}。",
