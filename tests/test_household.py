@@ -366,6 +366,13 @@ def test_a_search_by_personal_data_is_audited_and_limited_for_masked_roles(seede
     assert "手机尾号 0000" in alerts[0].detail
     listed = run("audit", "list", "--action", "search_limit", as_="王经理:manager")
     assert listed.exit_code == 0 and "小王" in listed.output
+    # The managers' check: who hit the limit, how often, and what was refused last.
+    alerts_shown = run("audit", "alerts", "--format", "json", as_="王经理:manager")
+    assert alerts_shown.exit_code == 0, alerts_shown.output
+    [alert] = json.loads(alerts_shown.output)
+    assert (alert["actor"], alert["role"], alert["refusals"]) == ("小王", "销售", 1)
+    assert "手机尾号 0000" in alert["detail"]
+    assert run("audit", "alerts", as_="小王:sales").exit_code != 0
 
 
 def test_a_bad_search_limit_setting_is_one_sentence(seeded, run):

@@ -128,3 +128,40 @@ def test_an_upgrade_carries_the_campaign_schedulers_jobs_over_to_the_core(app):
     finally:
         with app.engine.begin() as connection:
             connection.execute(text(f"DROP TABLE {OLD_JOBS}"))
+
+
+def test_an_upgrade_gives_members_written_before_their_masked_columns(app):
+    """Migration 0006 adds the masked columns; a migration has no key, so `crm init` and
+    `crm db upgrade` (App.init) fill them for the members already there."""
+    from sqlalchemy import select, text
+
+    from crm.core.db import transaction
+    from crm.core.models import Household, Member
+    from crm.core.privacy import seal_member_fields
+
+    with app.session() as session, transaction(session):
+        household = Household(code="H1", name="李家", status="existing")
+        household.members.append(
+            Member(
+                name="李明",
+                **seal_member_fields(
+                    app.vault,
+                    phone="13812345678",
+                    alt_phone="02188886666",
+                    id_number="110105199001011234",
+                ),
+            )
+        )
+        session.add(household)
+    _migrate(app, "core", "0005")
+    with app.engine.connect() as connection:
+        assert connection.execute(text("SELECT phone_enc FROM members")).scalar() is not None
+    app.init()
+    with app.session() as session:
+        member = session.execute(select(Member.__table__)).mappings().one()
+    assert (member["phone_masked"], member["alt_phone_masked"], member["id_number_masked"]) == (
+        "138****5678",
+        "021****6666",
+        "110105********1234",
+    )
+    assert member["alt_phone_hash"] == app.vault.lookup_hash("02188886666")

@@ -14,7 +14,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from crm.cli import cli
 from crm.core.logins import create_login
-from crm.core.models import Household, Member
+from crm.core.models import Household, Member, Setting
 from crm.core.privacy import seal_member_fields
 from crm.core.security import ROLES
 
@@ -214,3 +214,130 @@ def test_logins_are_for_postgresql_only(run, db_url):
         assert "找不到数据库登录“zhang”" in result.output
     added = run("staff", "add", "张三", "--team", "nope", "--login", "Bad-Name")
     assert added.exit_code != 0 and "Traceback" not in added.output
+
+
+def _seed_li(pg_app, phone="13812345678", id_number="110105199001011234"):
+    with pg_app.session() as session, session.begin():
+        household = Household(code="H1", name="李家", status="existing")
+        vault = session.info["vault"]
+        household.members.append(
+            Member(
+                name="李明",
+                role="owner",
+                **seal_member_fields(vault, phone=phone, id_number=id_number),
+            )
+        )
+        session.add(household)
+        session.flush()
+        return household.members[0].id, vault.lookup_hash(phone)
+
+
+def test_no_login_but_the_owner_reads_ciphertext_or_hashes(logins, pg_db, pg_app):
+    _member_id, digest = _seed_li(pg_app)
+    for role, login in logins.items():
+        for column in (
+            "phone_enc",
+            "phone_hash",
+            "alt_phone_enc",
+            "id_number_enc",
+            "id_number_hash",
+        ):
+            with pytest.raises(ProgrammingError, match="permission denied"):
+                sql_as(pg_db, login, f"SELECT {column} FROM members")
+        with pytest.raises(ProgrammingError, match="permission denied"):
+            sql_as(pg_db, login, f"SELECT id FROM members WHERE phone_hash = '{digest}'")
+        # What every role is shown: the masked forms.
+        assert sql_as(
+            pg_db, login, "SELECT phone_masked, phone_tail, id_number_masked FROM members"
+        ) == [("138****5678", "5678", "110105********1234")], role
+
+
+def test_full_values_come_only_through_the_function_that_audits_them(logins, pg_db, pg_app):
+    member_id, _ = _seed_li(pg_app)
+    reveal = f"SELECT member_id, phone_token FROM crm_reveal_members(ARRAY[{member_id}], '核对')"
+    for role in ("sales", "agent", "analyst"):
+        with pytest.raises(ProgrammingError, match="只有经理和管理员"):
+            sql_as(pg_db, logins[role], reveal)
+    login = logins["manager"]
+    engine = create_engine(url_as(pg_db, login))
+    try:
+        with engine.begin() as conn:
+            ((found_id, token),) = conn.execute(text(reveal)).all()
+            # The entry is in the same transaction, written before the values came back.
+            entry = conn.execute(
+                text("SELECT actor, role, detail FROM audit_log WHERE action = 'view_personal'")
+            ).one()
+        assert found_id == member_id and entry == (
+            login,
+            "manager",
+            f"核对；完整显示 1 人：{member_id}",
+        )
+        assert pg_app.vault.decrypt(token) == "13812345678"
+        # A transaction that cannot write the entry gets nothing.
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            with pytest.raises(Exception, match="read-only transaction"):
+                conn.execute(text(reveal)).all()
+    finally:
+        engine.dispose()
+
+
+def test_the_database_limits_searches_by_personal_data(logins, pg_db, pg_app):
+    member_id, digest = _seed_li(pg_app)
+    with pg_app.session() as session, session.begin():
+        session.add(Setting(key="privacy.search_limit_per_hour", value="3"))
+    search = f"SELECT crm_find_members('phone', '{digest}', '按电话查找')"
+    sales = logins["sales"]
+    assert [sql_as(pg_db, sales, search) for _ in range(3)] == [[([member_id],)]] * 3
+    # The fourth is refused; the refusal is on record although the caller got nothing.
+    assert sql_as(pg_db, sales, search) == [(None,)]
+    with pg_app.session() as session:
+        counts = dict(
+            session.execute(
+                text("SELECT action, count(*) FROM audit_log WHERE actor = :login GROUP BY action"),
+                {"login": sales},
+            ).all()
+        )
+    assert counts == {"search_personal": 3, "search_limit": 1}
+    # A manager, who may see the numbers anyway, is audited but not limited.
+    manager = logins["manager"]
+    assert [sql_as(pg_db, manager, search) for _ in range(5)] == [[([member_id],)]] * 5
+
+
+def test_the_cli_of_each_role_searches_shows_and_imports_through_the_database(
+    logins, pg_db, pg_app, tmp_path
+):
+    member_id, _ = _seed_li(pg_app)
+    runner = CliRunner()
+
+    def crm(login, *args):
+        result = runner.invoke(cli, ["--db", url_as(pg_db, login), *args])
+        assert "Traceback" not in result.output, result.output
+        return result
+
+    for role, login in logins.items():
+        found = crm(login, "household", "search", "13812345678")
+        assert found.exit_code == 0 and "H1" in found.output, (role, found.output)
+        card = crm(login, "household", "show", "H1")
+        assert card.exit_code == 0, card.output
+        assert ("13812345678" in card.output) is (role in ("manager", "admin")), role
+        assert "138****5678" in card.output or role in ("manager", "admin")
+    # A salesperson's import of a new number is written by the database, which says what
+    # changed; the same file again changes nothing.
+    members = tmp_path / "members.csv"
+    members.write_text("客户编号,姓名,手机\nH1,李明,13900001111\n", encoding="utf-8")
+    first = crm(logins["sales"], "import", "members", str(members))
+    assert first.exit_code == 0 and "更新 1" in first.output, first.output
+    again = crm(logins["sales"], "import", "members", str(members))
+    assert again.exit_code == 0 and "未变 1" in again.output, again.output
+    with pg_app.session() as session:
+        stored = session.execute(
+            text("SELECT phone_enc, phone_masked, phone_tail FROM members WHERE id = :id"),
+            {"id": member_id},
+        ).one()
+        changes = session.scalar(
+            text("SELECT changes FROM audit_log WHERE action = 'update' AND entity = 'members'")
+        )
+    assert pg_app.vault.decrypt(stored[0]) == "13900001111"
+    assert stored[1:] == ("139****1111", "1111")
+    assert changes == {"phone": ["***", "***（已更改）"]}

@@ -124,6 +124,45 @@ def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
     )
 
 
+@audit.command("alerts")
+@click.option(
+    "--days", type=click.IntRange(1, 3650), default=7, show_default=True, help="查看最近几天。"
+)
+@format_option
+def audit_alerts(days, fmt) -> None:
+    """按个人信息（电话、尾号、身份证号）查找超过每小时上限的员工（经理、管理员可查看）。
+
+    有人反复撞上限，往往是在把打码的号码逐个试成完整号码：请找本人核实。"""
+    import datetime as dt
+
+    from crm.core.auditlog import search_alerts
+    from crm.core.models import utcnow
+    from crm.core.render import printable
+    from crm.core.security import ROLES
+
+    app = get_app()
+    with app.session() as session:
+        rows = search_alerts(session, utcnow() - dt.timedelta(days=days))
+    if not rows and fmt == "table":
+        click.echo(f"最近 {days} 天没有人超过按个人信息查找的上限。")
+        return
+    rows = [{k: printable(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+    for row in rows:
+        row["role"] = ROLES.get(row["role"], row["role"])
+    emit(
+        rows,
+        fmt,
+        [
+            ("actor", "员工"),
+            ("role", "角色"),
+            ("refusals", "被拒次数"),
+            ("first", "首次"),
+            ("last", "最近"),
+            ("detail", "最近一次"),
+        ],
+    )
+
+
 @audit.command("verify")
 @click.option(
     "--expect",

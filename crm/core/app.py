@@ -41,6 +41,8 @@ class App:
         # On PostgreSQL, the CRM group role each transaction runs under when the schema's
         # owner acts as a lower role, so the database applies that role's privileges.
         self._acting_role: str | None = None
+        # Whether sessions read members' ciphertext themselves (crm.core.privacy.reads_sealed).
+        self.reads_sealed = True
         self.pm = pm if pm is not None else make_plugin_manager(builtins)
         self._checked = False
         # Only init (crm init, crm demo) may create a SQLite file; read commands never do.
@@ -69,7 +71,9 @@ class App:
         if not self._checked:
             self._check_database()
         session = self.sessions()
-        session.info.update(user=self.user, vault=self.vault, pm=self.pm)
+        session.info.update(
+            user=self.user, vault=self.vault, pm=self.pm, reads_sealed=self.reads_sealed
+        )
         if self._acting_role:
             event.listen(session, "after_begin", self._set_role)
         return session
@@ -85,6 +89,7 @@ class App:
         CRM role it acts as, so the database applies that role's privileges. Any other login
         is who it logged in as; claiming another role is refused.
         """
+        self.reads_sealed = True
         if self.engine.dialect.name != "postgresql":
             return
         with self.engine.connect() as connection:
@@ -97,6 +102,9 @@ class App:
             if not self.claimed:
                 self.user = User(login, "admin")
             self._acting_role = None if self.user.role == "admin" else self.user.role
+            # Acting as a lower role, the owner's transactions run under that role's
+            # privileges, which do not reach members' ciphertext (migration 0006).
+            self.reads_sealed = self._acting_role is None
             return
         if role is None:
             raise CrmError(
@@ -109,6 +117,7 @@ class App:
                 "（--as 与 CRM_USER 只用于内置的 SQLite 数据库）。"
             )
         self.user = User(login, role)
+        self.reads_sealed = False
 
     def migration_chains(self):
         from crm.core.migrate import chains
@@ -124,6 +133,7 @@ class App:
         from crm.core import keys
         from crm.core.migrate import upgrade
         from crm.core.models import Setting
+        from crm.core.privacy import fill_masks
 
         if "engine" not in self.__dict__ and sqlite_path(self.url) is not None:
             self._create = True
@@ -165,6 +175,7 @@ class App:
                 session.add(Setting(key=KEY_CHECK, value=vault.key_check()))
             elif pin.value != vault.key_check():
                 raise self._wrong_key(vault, pin.value)
+            fill_masks(session, vault)
             self.pm.hook.prepare_database(session=session)
         self._checked = True
         return revisions

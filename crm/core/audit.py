@@ -125,6 +125,10 @@ def _changes(obj: Audited, mode: str) -> dict:
         key = attr.key
         if key in ("created_at", "updated_at"):
             continue
+        if key in state.unloaded and mode != "update":
+            # A deferred column never read (a member's ciphertext, which on PostgreSQL most
+            # roles may not read): loading it to log "***" would be refused or wasted.
+            continue
         if mode == "update":
             history = state.attrs[key].history
             if not history.has_changes():

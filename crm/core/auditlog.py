@@ -52,6 +52,42 @@ def list_entries(
     ]
 
 
+def search_alerts(session: Session, since: dt.datetime) -> list[dict]:
+    """Users who hit the hourly limit of searches by personal data since `since`, the most
+    refused first: per user how many refusals, the first and the last, what was refused last.
+    A user turning masked numbers back into full ones looks like this; the managers' check."""
+    current_user(session).require("audit.read", "查看个人信息查找超限提醒")
+    refused = (
+        select(
+            AuditEntry.actor,
+            AuditEntry.role,
+            func.count().label("refusals"),
+            func.min(AuditEntry.at).label("first"),
+            func.max(AuditEntry.at).label("last"),
+            func.max(AuditEntry.id).label("last_id"),
+        )
+        .where(AuditEntry.action == "search_limit", AuditEntry.at >= since)
+        .group_by(AuditEntry.actor, AuditEntry.role)
+        .subquery()
+    )
+    query = (
+        select(refused, AuditEntry.detail)
+        .join(AuditEntry, AuditEntry.id == refused.c.last_id)
+        .order_by(refused.c.refusals.desc(), refused.c.last.desc())
+    )
+    return [
+        {
+            "actor": row.actor,
+            "role": row.role,
+            "refusals": row.refusals,
+            "first": row.first,
+            "last": row.last,
+            "detail": row.detail,
+        }
+        for row in session.execute(query)
+    ]
+
+
 # A list longer than this shows its first items and how many there are.
 LIST_SHOWN = 5
 

@@ -73,9 +73,9 @@ def _members() -> Select:
             Household.code.label("household_code"),
             Member.name,
             Member.role,
-            Member.phone_enc,
-            Member.alt_phone_enc,
-            Member.id_number_enc,
+            Member.phone_masked,
+            Member.alt_phone_masked,
+            Member.id_number_masked,
         )
         .join(Household, Household.id == Member.household_id)
         .order_by(Member.id)
@@ -193,15 +193,17 @@ def export(
         select(func.count()).select_from(QUERIES[kind]().order_by(None).subquery())
     )
     detail = f"导出{KIND_LABELS[kind]} {total} 行（{fmt}，表头 {headers}）"
+    planned = None
     if disclosure is not None and disclosure.full:
         planned = _members_with_personal_data(session)
         if planned:
             detail += f"；含完整个人信息 {len(planned)} 人"
-        # Only these members are shown in full: one added meanwhile is masked, not unaudited.
-        disclosure.plan(planned)
     with audit_guard():
         audit.record(session, "export", _entity(kind), detail=detail)
     if disclosure is not None:
+        if planned is not None:
+            # Only these are shown in full: one added meanwhile is masked, not unaudited.
+            disclosure.plan(planned)
         disclosure.record_now()
     else:
         commit_audit(session)
@@ -239,9 +241,9 @@ def _members_with_personal_data(session: Session) -> list[int]:
             select(Member.id)
             .where(
                 or_(
-                    Member.phone_enc.is_not(None),
-                    Member.alt_phone_enc.is_not(None),
-                    Member.id_number_enc.is_not(None),
+                    Member.phone_masked.is_not(None),
+                    Member.alt_phone_masked.is_not(None),
+                    Member.id_number_masked.is_not(None),
                 )
             )
             .order_by(Member.id)

@@ -45,6 +45,7 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
+    text,
     tuple_,
     update,
 )
@@ -68,7 +69,7 @@ from crm.core.models import (
     utcnow,
 )
 from crm.core.outfiles import csv_writer, make_folder
-from crm.core.privacy import seal_member_fields
+from crm.core.privacy import reads_sealed, seal_member_fields
 from crm.core.render import printable
 from crm.core.schemas import KIND_LABELS, SCHEMAS, compile_schema, header_index, header_key
 
@@ -1134,18 +1135,71 @@ class Members(Handler):
             row.target = target
         return rows
 
+    def __init__(self, run: Run):
+        super().__init__(run)
+        # On PostgreSQL most logins may not read members' hashes: the database compares the
+        # new numbers with the stored ones and writes those that differ (migration 0006).
+        self.reads_sealed = reads_sealed(run.session)
+        self.resealed: dict[int, list[str]] = {}
+
     def preload(self, rows: list[Row]) -> dict[str, Any]:
         members, households = self.table, Household.__table__
         pairs = [(row.target["household_id"], row.target["name"]) for row in rows]
+        columns = [c for c in members.c if self.reads_sealed or c.name not in Member.SEALED]
         query = (
-            select(members, households.c.code.label("household_code"))
+            select(*columns, households.c.code.label("household_code"))
             .join(households, households.c.id == members.c.household_id)
             .where(tuple_(members.c.household_id, members.c.name).in_(pairs))
         )
-        return {
-            f"{stored['household_code']}\x1f{stored['name']}": stored
-            for stored in self.run.conn.execute(query).mappings()
+        stored = {
+            f"{found['household_code']}\x1f{found['name']}": found
+            for found in self.run.conn.execute(query).mappings()
         }
+        if not self.reads_sealed:
+            self.resealed = self._reseal_in_database(rows, stored)
+        return stored
+
+    def _reseal_in_database(self, rows: list[Row], stored) -> dict[int, list[str]]:
+        """Write the new personal data of stored members where it differs; member id ->
+        which of phone, alt_phone and id_number changed."""
+        given = []
+        for row in rows:
+            old = stored.get(row.key)
+            personal = {k: row.target.get(k) for k in self.PERSONAL}
+            if old is None or not any(personal.values()):
+                continue
+            sealed = seal_member_fields(self.run.vault, **personal)
+            given.append({"id": old["id"]} | {k: v for k, v in sealed.items() if v is not None})
+        if not given:
+            return {}
+        found = self.run.conn.execute(
+            text("SELECT member_id, changed FROM crm_update_member_seals(CAST(:rows AS jsonb))"),
+            {"rows": json.dumps(given)},
+        )
+        return {member_id: list(changed) for member_id, changed in found}
+
+    def full_update(self, stored, values: dict[str, Any]) -> dict[str, Any]:
+        if self.reads_sealed:
+            return super().full_update(stored, values)
+        row = {f"new_{name}": stored[name] for name in self._updated_columns()}
+        row.update({f"new_{name}": value for name, value in values.items()})
+        row["old_id"] = stored["id"]
+        return row
+
+    def update_statement(self):
+        if self.reads_sealed:
+            return super().update_statement()
+        if self._update is None:
+            self._update = (
+                update(self.table)
+                .where(self.table.c.id == bindparam("old_id"))
+                .values({name: bindparam(f"new_{name}") for name in self._updated_columns()})
+            )
+        return self._update
+
+    def _updated_columns(self) -> list[str]:
+        # What an update writes itself; the sealed columns the database wrote already.
+        return [n for n in self.blank if n not in ("created_at", *Member.SEALED)]
 
     def new_row(self, row: Row) -> dict[str, Any]:
         target = row.target
@@ -1167,16 +1221,38 @@ class Members(Handler):
         plain = _with_target(row, {k: v for k, v in target.items() if k not in self.PERSONAL})
         values, changes = super().diff(stored, plain)
         phone, alt, id_number = (target.get(k) for k in self.PERSONAL)
+        if not self.reads_sealed:
+            changed = self.resealed.get(stored["id"], [])
+            for name in changed:
+                changes[name] = ["***", "***（已更改）"]
+            sealed = seal_member_fields(vault, phone=phone, alt_phone=alt, id_number=id_number)
+            # Already written by the database; the visible ones are named again so the row
+            # counts as updated and the update below writes them, not the stored ones, back.
+            for name, shown in (
+                ("phone", ("phone_masked", "phone_tail")),
+                ("alt_phone", ("alt_phone_masked",)),
+                ("id_number", ("id_number_masked",)),
+            ):
+                if name in changed:
+                    values.update({column: sealed[column] for column in shown})
+            return values, changes
         if phone and vault.lookup_hash(phone) != stored["phone_hash"]:
             sealed = seal_member_fields(vault, phone=phone)
-            values.update({k: sealed[k] for k in ("phone_enc", "phone_hash", "phone_tail")})
+            values.update(
+                {k: sealed[k] for k in ("phone_enc", "phone_hash", "phone_tail", "phone_masked")}
+            )
             changes["phone"] = ["***", "***（已更改）"]
-        if alt and vault.decrypt(stored["alt_phone_enc"]) != alt:
-            values["alt_phone_enc"] = vault.encrypt(alt)
+        if alt and vault.lookup_hash(alt) != stored["alt_phone_hash"]:
+            sealed = seal_member_fields(vault, alt_phone=alt)
+            values.update(
+                {k: sealed[k] for k in ("alt_phone_enc", "alt_phone_hash", "alt_phone_masked")}
+            )
             changes["alt_phone"] = ["***", "***（已更改）"]
         if id_number and vault.lookup_hash(id_number) != stored["id_number_hash"]:
             sealed = seal_member_fields(vault, id_number=id_number)
-            values.update({k: sealed[k] for k in ("id_number_enc", "id_number_hash")})
+            values.update(
+                {k: sealed[k] for k in ("id_number_enc", "id_number_hash", "id_number_masked")}
+            )
             changes["id_number"] = ["***", "***（已更改）"]
         return values, changes
 

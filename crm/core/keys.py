@@ -51,7 +51,11 @@ from crm.core.security import (
 KEY_CHECK = "security.key_check"
 KEY_ROTATION = "security.key_rotation"
 # Encrypted column -> the look-up hash made from the same value (None: no look-up by it).
-SEALED = {"phone_enc": "phone_hash", "alt_phone_enc": None, "id_number_enc": "id_number_hash"}
+SEALED = {
+    "phone_enc": "phone_hash",
+    "alt_phone_enc": "alt_phone_hash",
+    "id_number_enc": "id_number_hash",
+}
 _members = Member.__table__
 _any_sealed = or_(*(_members.c[column].is_not(None) for column in SEALED))
 
@@ -201,6 +205,11 @@ class Rotation:
 def start_rotation(app) -> Rotation:
     """Start a rotation, or pick up the one a crash interrupted."""
     require_admin(app)
+    if not app.reads_sealed:
+        raise CrmError(
+            "在 PostgreSQL 上只有数据库所有者（运行 crm init 的维护登录）能读取加密的个人信息："
+            "请以该登录运行 crm key rotate。"
+        )
     if key_source():
         raise CrmError(
             "密钥来自环境变量 CRM_SECRET_KEY：轮换要写入新的密钥文件，"

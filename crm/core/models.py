@@ -2,7 +2,9 @@
 service records, the audit log, settings and the scheduler's job store.
 
 Personal data columns (`*_enc`) hold ciphertext from `crm.core.security.Vault`; the `*_hash`
-columns hold keyed hashes for exact look-up. Code columns store vocabulary codes
+columns hold keyed hashes for exact look-up; the `*_masked` columns the masked form every role
+may see. On PostgreSQL only the schema's owner may read `*_enc` and `*_hash` (migration 0006):
+the others get full values through `crm.core.privacy`, which the database audits. Code columns store vocabulary codes
 (`crm.core.vocab`), never display labels.
 """
 
@@ -159,6 +161,17 @@ class Member(Audited, TimestampMixin, Base):
         "phone_hash",
         "phone_tail",
         "alt_phone_enc",
+        "alt_phone_hash",
+        "id_number_enc",
+        "id_number_hash",
+    )
+    # The columns only the owner may read on PostgreSQL; deferred, so loading a Member never
+    # asks for them (see crm.core.privacy for how full values are read).
+    SEALED = (
+        "phone_enc",
+        "phone_hash",
+        "alt_phone_enc",
+        "alt_phone_hash",
         "id_number_enc",
         "id_number_hash",
     )
@@ -166,13 +179,18 @@ class Member(Audited, TimestampMixin, Base):
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     role: Mapped[str] = mapped_column(String(20), default="owner")
-    phone_enc: Mapped[str | None] = mapped_column(String(120))
-    phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    phone_enc: Mapped[str | None] = mapped_column(String(120), deferred=True)
+    phone_hash: Mapped[str | None] = mapped_column(String(64), index=True, deferred=True)
     # The last four digits are shown in the masked form anyway; kept for "尾号" search.
     phone_tail: Mapped[str | None] = mapped_column(String(4), index=True)
-    alt_phone_enc: Mapped[str | None] = mapped_column(String(120))
-    id_number_enc: Mapped[str | None] = mapped_column(String(120))
-    id_number_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    alt_phone_enc: Mapped[str | None] = mapped_column(String(120), deferred=True)
+    # Only to tell whether an import changes the number (the import compares hashes).
+    alt_phone_hash: Mapped[str | None] = mapped_column(String(64), deferred=True)
+    id_number_enc: Mapped[str | None] = mapped_column(String(120), deferred=True)
+    id_number_hash: Mapped[str | None] = mapped_column(String(64), index=True, deferred=True)
+    phone_masked: Mapped[str | None] = mapped_column(String(20))
+    alt_phone_masked: Mapped[str | None] = mapped_column(String(20))
+    id_number_masked: Mapped[str | None] = mapped_column(String(30))
 
     household: Mapped[Household] = relationship(back_populates="members")
 

@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Self
 
+from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -48,14 +49,66 @@ def commit_audit(session: Session) -> None:
             raise
 
 
-class Disclosure:
-    """Decrypts members' phones and ID numbers for one output.
+def reads_sealed(session: Session) -> bool:
+    """Whether this session may read members' ciphertext and hashes itself: on SQLite, and on
+    PostgreSQL for the schema's owner not acting as a lower role. Any other session reads
+    them only through the database's functions (migration 0006), which audit each read."""
+    return session.info.get("reads_sealed", True)
 
-    Use as a context manager: on exit, if anything was shown in full and not yet recorded,
-    one audit entry names the purpose and the member ids disclosed, in the caller's
-    transaction, which the caller commits before printing. A function that writes the output
-    itself calls `record_now()` before writing; a streamed output, which cannot gather its
-    rows first, names them with `plan()` before `record_now()`.
+
+def reveal(session: Session, member_ids: Collection[int], purpose: str) -> dict[int, tuple]:
+    """member id -> (phone, alt_phone, id_number) ciphertext of those that have any, with
+    one `view_personal` entry for them in the session's transaction (none when none has).
+
+    A session that reads the ciphertext itself writes the entry; any other asks the
+    database, which writes it before it returns anything and refuses a role that may not."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return {}
+    if reads_sealed(session):
+        table = Member.__table__
+        found = {}
+        for start in range(0, len(ids), 5000):
+            part = ids[start : start + 5000]
+            query = select(
+                table.c.id, table.c.phone_enc, table.c.alt_phone_enc, table.c.id_number_enc
+            ).where(
+                table.c.id.in_(part),
+                or_(
+                    table.c.phone_enc.is_not(None),
+                    table.c.alt_phone_enc.is_not(None),
+                    table.c.id_number_enc.is_not(None),
+                ),
+            )
+            found.update({row[0]: tuple(row[1:]) for row in session.execute(query)})
+        if found:
+            disclosed = sorted(found)
+            audit.record(
+                session,
+                "view_personal",
+                "members",
+                disclosed[0] if len(disclosed) == 1 else None,
+                detail=f"{purpose}；完整显示 {len(disclosed)} 人："
+                + ",".join(map(str, disclosed[:200]))
+                + ("…" if len(disclosed) > 200 else ""),
+            )
+        return found
+    user = audit.current_user(session)
+    rows = session.execute(
+        text("SELECT * FROM crm_reveal_members(:ids, :purpose, :actor, :role)"),
+        {"ids": ids, "purpose": purpose, "actor": user.name, "role": user.role},
+    )
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+class Disclosure:
+    """Members' phones and ID numbers as the current user may see them, for one output.
+
+    Masked values come from the masked columns. Full values (managers and administrators)
+    are read through `reveal`, which writes the audit entry naming the members in the
+    caller's transaction; the caller commits it before printing, or, writing a file or a
+    stream itself, calls `record_now()` first. Read the members of one output together
+    (`members`, or `plan` for a stream): one entry, one read.
     """
 
     def __init__(self, session: Session, purpose: str):
@@ -63,62 +116,58 @@ class Disclosure:
         self.purpose = purpose
         self.vault: Vault = session.info["vault"]
         self.full = audit.current_user(session).can("personal.full")
-        self.disclosed: list[int] = []  # shown in full, not yet in the audit log
         self.shown = 0  # members shown in full through this disclosure
         self._planned: Collection[int] | None = None
+        self._tokens: dict[int, tuple] = {}
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type, *_exc) -> None:
-        if exc_type is None:
-            self._record()
+    def __exit__(self, *_exc) -> None:
+        pass
 
     def plan(self, member_ids: Collection[int]) -> None:
-        """Name the members about to be shown in full (before `record_now()`); any other
+        """Read the full values of these members now (the audit entry with them); any other
         member is then shown masked, as no entry covers it."""
         self._planned = frozenset(member_ids)
         if self.full:
-            self.disclosed.extend(member_ids)
+            with audit_guard():
+                self._tokens.update(reveal(self.session, member_ids, self.purpose))
 
     def record_now(self) -> None:
-        """Write the entry for the full views so far (or planned) and commit it, before any
-        of them is output. One sentence, and nothing may be output, when that fails."""
-        self._record()
+        """Commit the audit entry of the full views read so far, before any of them is
+        output. One sentence, and nothing may be output, when that fails."""
         commit_audit(self.session)
 
-    def _record(self) -> None:
-        if not self.disclosed:
-            return
-        with audit_guard():
-            audit.record(
-                self.session,
-                "view_personal",
-                "members",
-                self.disclosed[0] if len(self.disclosed) == 1 else None,
-                detail=f"{self.purpose}；完整显示 {len(self.disclosed)} 人："
-                + ",".join(map(str, self.disclosed[:200]))
-                + ("…" if len(self.disclosed) > 200 else ""),
-            )
-        self.disclosed = []
+    def members(self, members: list) -> list[dict[str, str | None]]:
+        """`member` for each of `members` (Member rows or rows with their id and masked
+        columns), their full values read at once."""
+        if self.full and self._planned is None:
+            wanted = [m.id for m in members if m is not None and m.id not in self._tokens]
+            with audit_guard():
+                self._tokens.update(reveal(self.session, wanted, self.purpose))
+        return [self.member(m) if m is not None else _NOTHING for m in members]
 
-    def member(self, member: Member) -> dict[str, str | None]:
+    def member(self, member) -> dict[str, str | None]:
         """phone, alt_phone and id_number as this user may see them."""
-        phone = self.vault.decrypt(member.phone_enc)
-        alt = self.vault.decrypt(member.alt_phone_enc)
-        id_number = self.vault.decrypt(member.id_number_enc)
-        planned = self._planned is None or member.id in self._planned
-        if self.full and planned:
-            if phone or alt or id_number:
+        if self.full:
+            planned = self._planned is None or member.id in self._planned
+            if planned and member.id not in self._tokens and self._planned is None:
+                with audit_guard():
+                    self._tokens.update(reveal(self.session, [member.id], self.purpose))
+            tokens = self._tokens.get(member.id) if planned else None
+            if tokens is not None:
                 self.shown += 1
-                if self._planned is None:
-                    self.disclosed.append(member.id)
-            return {"phone": phone, "alt_phone": alt, "id_number": id_number}
+                phone, alt, id_number = (self.vault.decrypt(token) for token in tokens)
+                return {"phone": phone, "alt_phone": alt, "id_number": id_number}
         return {
-            "phone": mask_phone(phone),
-            "alt_phone": mask_phone(alt),
-            "id_number": mask_id_number(id_number),
+            "phone": member.phone_masked,
+            "alt_phone": member.alt_phone_masked,
+            "id_number": member.id_number_masked,
         }
+
+
+_NOTHING: dict[str, str | None] = {"phone": None, "alt_phone": None, "id_number": None}
 
 
 def seal_member_fields(
@@ -135,7 +184,47 @@ def seal_member_fields(
         "phone_enc": vault.encrypt(phone),
         "phone_hash": vault.lookup_hash(phone),
         "phone_tail": phone[-4:] if phone else None,
+        "phone_masked": mask_phone(phone),
         "alt_phone_enc": vault.encrypt(alt_phone),
+        "alt_phone_hash": vault.lookup_hash(alt_phone),
+        "alt_phone_masked": mask_phone(alt_phone),
         "id_number_enc": vault.encrypt(id_number),
         "id_number_hash": vault.lookup_hash(id_number),
+        "id_number_masked": mask_id_number(id_number),
     }
+
+
+def fill_masks(session: Session, vault: Vault, batch: int = 2000) -> int:
+    """Give members written before migration 0006 their masked columns and alternative
+    phone hash (a migration has no key, so `crm init` and `crm db upgrade` do it); returns
+    how many. Core UPDATE: deriving columns is not a change to anyone's data."""
+    table = Member.__table__
+    pending = or_(
+        and_(table.c.phone_enc.is_not(None), table.c.phone_masked.is_(None)),
+        and_(table.c.alt_phone_enc.is_not(None), table.c.alt_phone_masked.is_(None)),
+        and_(table.c.id_number_enc.is_not(None), table.c.id_number_masked.is_(None)),
+    )
+    done, last = 0, 0
+    while True:
+        rows = session.execute(
+            select(table.c.id, table.c.phone_enc, table.c.alt_phone_enc, table.c.id_number_enc)
+            .where(pending, table.c.id > last)
+            .order_by(table.c.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return done
+        values = []
+        for row in rows:
+            phone, alt, id_number = (vault.decrypt(token) for token in row[1:])
+            values.append(
+                {
+                    "row_id": row.id,
+                    "phone_masked": mask_phone(phone),
+                    "alt_phone_hash": vault.lookup_hash(alt),
+                    "alt_phone_masked": mask_phone(alt),
+                    "id_number_masked": mask_id_number(id_number),
+                }
+            )
+        session.execute(update(table).where(table.c.id == bindparam("row_id")), values)
+        done, last = done + len(rows), rows[-1].id

@@ -813,10 +813,10 @@ def run_contacts(session: Session, run_id: int, outcome: str | None = None) -> l
     found = session.execute(query).all()
     details = _household_details(session, [c.household_id for c, *_ in found]) if found else {}
     with Disclosure(session, f"营销活动外呼名单 执行 {run.id}") as disclosure:
-        for contact, code, name, member in found:
+        kept = [f for f in found if not wanted or latest.get(f[0].id, (None, 0))[0] == wanted]
+        phones = disclosure.members([member for *_, member in kept])
+        for (contact, code, name, member), shown in zip(kept, phones, strict=True):
             result, attempts = latest.get(contact.id, (None, 0))
-            if wanted and result != wanted:
-                continue
             rows.append(
                 {
                     "run": run.id,
@@ -824,7 +824,7 @@ def run_contacts(session: Session, run_id: int, outcome: str | None = None) -> l
                     "name": name,
                     "project": details[contact.household_id][2],
                     "owner": member.name if member else None,
-                    "phone": disclosure.member(member)["phone"] if member else None,
+                    "phone": shown["phone"],
                     "segment": contact.segment,
                     "score": round(contact.score, 3) if contact.score is not None else None,
                     "message": contact.message,

@@ -290,7 +290,9 @@ def list_touchpoints(
         query = query.where(Touchpoint.done_at.is_(None))
     rows = []
     with Disclosure(session, "生命周期触点名单") as disclosure:
-        for point, code, name, project_name, member in session.execute(query):
+        found = session.execute(query).all()
+        phones = disclosure.members([member for *_, member in found])
+        for (point, code, name, project_name, member), shown in zip(found, phones, strict=True):
             rows.append(
                 {
                     "id": point.id,
@@ -300,7 +302,7 @@ def list_touchpoints(
                     "name": name,
                     "project": project_name,
                     "owner": member.name if member else None,
-                    "phone": disclosure.member(member)["phone"] if member else None,
+                    "phone": shown["phone"],
                     "channel": label(CHANNELS, point.channel),
                     "script": point.script,
                     "overdue_days": max((today - point.due_on).days, 0),

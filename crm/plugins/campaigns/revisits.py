@@ -121,7 +121,9 @@ def due_list(session: Session, month: str) -> list[dict]:
         return []
     rows = []
     with Disclosure(session, f"四年之约走访名单 {year:04d}-{number:02d}") as disclosure:
-        for found in session.execute(query):
+        found_rows = session.execute(query).all()
+        phones = disclosure.members([found[8] for found in found_rows])
+        for found, shown in zip(found_rows, phones, strict=True):
             _pid, code, name, project, building, unit, handover, nth, member, visited = found
             rows.append(
                 {
@@ -133,7 +135,7 @@ def due_list(session: Session, month: str) -> list[dict]:
                     "handover_date": handover,
                     "anniversary": int(nth),
                     "owner": member.name if member else None,
-                    "phone": disclosure.member(member)["phone"] if member else None,
+                    "phone": shown["phone"],
                     "visited": bool(visited),
                 }
             )
