@@ -375,6 +375,20 @@ def test_a_search_by_personal_data_is_audited_and_limited_for_masked_roles(seede
     assert run("audit", "alerts", as_="小王:sales").exit_code != 0
 
 
+def test_the_search_limit_is_a_setting_managers_change(seeded, run):
+    assert "上限：30 次" in run("audit", "search-limit", as_="小王:sales").output
+    refused = run("audit", "search-limit", "1000", as_="小王:sales")
+    assert refused.exit_code != 0 and "无权" in refused.output
+    bad = run("audit", "search-limit", "0", as_="王经理:manager")
+    assert bad.exit_code != 0 and "应为 1 到" in bad.output
+    changed = run("audit", "search-limit", "5", as_="王经理:manager")
+    assert changed.exit_code == 0 and "默认 30 → 5" in changed.output, changed.output
+    assert "上限：5 次" in run("audit", "search-limit", as_="小王:sales").output
+    with seeded.session() as session:
+        [entry] = _audit(session, "settings", "update")
+    assert (entry.actor, entry.changes) == ("王经理", {"value": [None, "5"]})
+
+
 def test_a_bad_search_limit_setting_is_one_sentence(seeded, run):
     with seeded.session() as session, transaction(session):
         session.add(Setting(key="privacy.search_limit_per_hour", value="many"))

@@ -302,7 +302,7 @@ def test_xlsx_past_the_row_limit_is_refused_before_any_write(app, run, tmp_path)
 
 def test_import_limits_must_be_positive_integers(app):
     with app.session() as session:
-        with pytest.raises(CrmError, match="应为正整数"):
+        with pytest.raises(CrmError, match="应为 1 到"):
             set_import_limit(session, XLSX_MAX_ROWS_KEY, "lots")
         with pytest.raises(CrmError, match="没有导入设置"):
             set_import_limit(session, "import.anything", "1")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -166,7 +167,11 @@ def test_every_csv_and_xlsx_is_written_through_the_safe_writers():
 
 def test_terminal_text_shows_control_characters_as_escapes():
     assert printable("张\x1b[31m伟\x9b2J\u202e\x00\t") == "张\\x1b[31m伟\\x9b2J\\u202e\\x00\\t"
-    assert "\x9b" not in to_json({"name": "a\x9b\u202eb"})
+    # JSON escapes the same characters, and stays JSON: zero-width and separators included.
+    data = {"name": "a\x9b\u202eb\u200b\u2028\x1b", "n": [1]}
+    shown = to_json(data)
+    assert not any(ch in shown for ch in "\x9b\u202e\u200b\u2028\x1b")
+    assert json.loads(shown) == data and json.loads(to_json(data, indent=None)) == data
 
 
 # --- every file and listing on a database with planted formulas ---------------------------------

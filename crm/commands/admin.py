@@ -163,6 +163,24 @@ def audit_alerts(days, fmt) -> None:
     )
 
 
+@audit.command("search-limit")
+@click.argument("value", required=False)
+def audit_search_limit(value) -> None:
+    """查看或修改每人每小时按电话、尾号、身份证号查找的上限（修改：经理、管理员）。
+
+    只限制看到的是打码号码的角色（销售、客服专员、分析员）；经理、管理员的查找照样记入审计日志。"""
+    from crm.core.db import transaction
+    from crm.core.households import SEARCH_LIMIT, search_limit, set_search_limit
+
+    with get_app().session() as session, transaction(session):
+        if value is not None:
+            old, new = set_search_limit(session, value)
+            click.echo(f"{SEARCH_LIMIT.key}：{old or f'默认 {SEARCH_LIMIT.default}'} → {new}")
+            return
+        limit = search_limit(session)
+    click.echo(f"每人每小时按个人信息查找的上限：{limit} 次（默认 {SEARCH_LIMIT.default}）")
+
+
 @audit.command("verify")
 @click.option(
     "--expect",

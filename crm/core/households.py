@@ -31,13 +31,13 @@ from crm.core.models import (
     Purchase,
     Referral,
     ServiceRecord,
-    Setting,
     Unit,
     utcnow,
 )
 from crm.core.privacy import Disclosure, reads_sealed, seal_member_fields
 from crm.core.schemas import HouseholdSchema, MemberSchema, Vocab
 from crm.core.security import mask_id_number, mask_phone
+from crm.core.settings import IntSetting
 
 FIELD_LABELS = {
     "code": "客户编号",
@@ -313,21 +313,22 @@ def _guess(session: Session, text: str, personal: list[str]) -> ColumnElement[bo
     return or_(_by_name(text), _by_project(text))
 
 
-SEARCH_LIMIT_KEY = "privacy.search_limit_per_hour"
 # A salesperson dialling a list looks up a few dozen numbers an hour; turning a masked
-# 182****0355 back into the number takes thousands of tail searches.
-DEFAULT_SEARCH_LIMIT = 30
+# 182****0355 back into the number takes thousands of tail searches. On PostgreSQL the database
+# reads the same setting (migration 0006).
+SEARCH_LIMIT = IntSetting("privacy.search_limit_per_hour", 30, "每人每小时按个人信息查找的次数")
 
 
 def search_limit(session: Session) -> int:
     """How many searches by phone, phone tail or ID number a user who sees personal data
     masked may make in an hour (setting privacy.search_limit_per_hour)."""
-    text = session.scalar(select(Setting.value).where(Setting.key == SEARCH_LIMIT_KEY))
-    if text is None:
-        return DEFAULT_SEARCH_LIMIT
-    if not text.strip().isdigit() or int(text) < 1:
-        raise CrmError(f"设置 {SEARCH_LIMIT_KEY}={text!r} 须是正整数（每人每小时的查找次数）。")
-    return int(text)
+    return SEARCH_LIMIT.read(session)
+
+
+def set_search_limit(session: Session, value: str) -> tuple[str | None, str]:
+    """Change the hourly limit of searches by personal data; returns (old, new), audited."""
+    current_user(session).require("privacy.configure", "修改按个人信息查找的上限")
+    return SEARCH_LIMIT.write(session, value)
 
 
 def _guard_personal_search(session: Session, personal: list[str]) -> None:

@@ -64,7 +64,6 @@ from crm.core.models import (
     Purchase,
     Referral,
     ServiceRecord,
-    Setting,
     Unit,
     utcnow,
 )
@@ -72,6 +71,7 @@ from crm.core.outfiles import csv_writer, make_folder
 from crm.core.privacy import reads_sealed, seal_member_fields
 from crm.core.render import printable
 from crm.core.schemas import KIND_LABELS, SCHEMAS, compile_schema, header_index, header_key
+from crm.core.settings import IntSetting
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx"}
 KINDS = tuple(SCHEMAS)
@@ -84,7 +84,11 @@ IMPORT_LOCK = 0x5E7C_0002
 # XLSX limits (settings table; a zip of 10 MB can hold a sheet of hundreds of MB).
 XLSX_MAX_MB_KEY = "import.xlsx_max_mb"
 XLSX_MAX_ROWS_KEY = "import.xlsx_max_rows"
-LIMIT_DEFAULTS = {XLSX_MAX_MB_KEY: 100, XLSX_MAX_ROWS_KEY: 200_000}
+# In the order of Limits' fields.
+LIMIT_SETTINGS = {
+    XLSX_MAX_MB_KEY: IntSetting(XLSX_MAX_MB_KEY, 100, "XLSX 文件的兆字节数"),
+    XLSX_MAX_ROWS_KEY: IntSetting(XLSX_MAX_ROWS_KEY, 200_000, "XLSX 工作表的行数"),
+}
 # Headers beyond this column are not read: a forged sheet dimension would otherwise make
 # openpyxl pad every row to 16,384 cells.
 XLSX_MAX_COLUMNS = 200
@@ -208,53 +212,24 @@ class Limits:
 
 
 def import_limits(session: Session) -> Limits:
-    """The import limits from the settings table (LIMIT_DEFAULTS where not set)."""
-    stored = dict(
-        session.execute(
-            select(Setting.key, Setting.value).where(Setting.key.in_(list(LIMIT_DEFAULTS)))
-        ).all()
-    )
-    values = {}
-    for key, default in LIMIT_DEFAULTS.items():
-        text = stored.get(key)
-        values[key] = default if text is None else _positive_int(key, text)
-    return Limits(values[XLSX_MAX_MB_KEY], values[XLSX_MAX_ROWS_KEY])
+    """The import limits from the settings table (their defaults where not set)."""
+    return Limits(*(setting.read(session) for setting in LIMIT_SETTINGS.values()))
 
 
 def list_import_limits(session: Session) -> list[dict[str, Any]]:
     """Each import limit: key, value in force, default."""
-    limits = import_limits(session)
-    values = {XLSX_MAX_MB_KEY: limits.xlsx_max_mb, XLSX_MAX_ROWS_KEY: limits.xlsx_max_rows}
     return [
-        {"key": key, "value": values[key], "default": default}
-        for key, default in LIMIT_DEFAULTS.items()
+        {"key": key, "value": setting.read(session), "default": setting.default}
+        for key, setting in LIMIT_SETTINGS.items()
     ]
 
 
 def set_import_limit(session: Session, key: str, value: str) -> tuple[str | None, str]:
     """Change one import limit; returns (old, new). Audited like every settings change."""
     audit.current_user(session).require("import.configure", "修改导入上限")
-    if key not in LIMIT_DEFAULTS:
-        raise CrmError(f"没有导入设置“{key}”：可用 {'、'.join(LIMIT_DEFAULTS)}。")
-    new = str(_positive_int(key, value))
-    row = session.get(Setting, key)
-    old = None if row is None else row.value
-    if row is None:
-        session.add(Setting(key=key, value=new))
-    else:
-        row.value = new
-    audit.record(session, "update", "settings", key, {"value": [old, new]})
-    return old, new
-
-
-def _positive_int(key: str, text: str) -> int:
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise CrmError(f"设置 {key}={text!r} 看不懂：应为正整数。")
-    return value
+    if key not in LIMIT_SETTINGS:
+        raise CrmError(f"没有导入设置“{key}”：可用 {'、'.join(LIMIT_SETTINGS)}。")
+    return LIMIT_SETTINGS[key].write(session, value)
 
 
 @contextmanager
@@ -264,7 +239,9 @@ def open_source(
     """The file's header and records. `encoding` is that of a text file, already chosen
     (see `detect_encoding`); `limits` bound an XLSX file."""
     if fmt == "xlsx":
-        with _xlsx_source(path, limits or Limits(*LIMIT_DEFAULTS.values())) as source:
+        with _xlsx_source(
+            path, limits or Limits(*(s.default for s in LIMIT_SETTINGS.values()))
+        ) as source:
             yield source
         return
     with path.open("rb") as raw:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import sys
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -72,16 +71,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-# json.dumps escapes C0 controls itself; these it leaves as they are.
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
 def to_json(data: Any, indent: int | None = 2) -> str:
-    """JSON for people and programs (`indent=None`: one line, as JSON lines); no control
-    character reaches the terminal raw (outside strings JSON is ASCII, so a \\uXXXX escape
-    can stand for any of them)."""
+    """JSON for people and programs (`indent=None`: one line, as JSON lines); no character
+    `is_control` counts reaches the terminal raw: json.dumps escapes the C0 controls inside
+    strings, and every other one is written here as its \\uXXXX escape (outside strings the
+    text is ASCII and its only control is the newline of the indentation)."""
     text = json.dumps(data, ensure_ascii=False, default=_json_default, indent=indent)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return "".join(_json_escape(ch) for ch in text)
+
+
+def _json_escape(ch: str) -> str:
+    return f"\\u{ord(ch):04x}" if ch != "\n" and is_control(ch) else ch
 
 
 def labelled(value: Any, vocabulary: Mapping[str, str] | None) -> Any:

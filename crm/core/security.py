@@ -38,6 +38,8 @@ PERMISSIONS = {
     "import": {"sales", "agent", "manager", "admin"},
     # Changing the import limits (settings import.*: XLSX size and rows).
     "import.configure": {"manager", "admin"},
+    # Changing the hourly limit of searches by phone, phone tail or ID number.
+    "privacy.configure": {"manager", "admin"},
     "export": {"sales", "agent", "manager", "analyst", "admin"},
     "audit.read": {"manager", "admin"},
     # Training or replacing analysis models and segments (what campaigns then target).

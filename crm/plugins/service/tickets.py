@@ -32,10 +32,10 @@ from crm.core.models import (
     Project,
     Purchase,
     ServiceRecord,
-    Setting,
     Unit,
     utcnow,
 )
+from crm.core.settings import IntSetting
 from crm.core.vocab import code_of
 from crm.plugins.service import register, rules, sla
 from crm.plugins.service.models import (
@@ -67,6 +67,9 @@ from crm.plugins.service.rules import (
 )
 
 DISSATISFIED_KEY = "service.dissatisfied_csat"
+DISSATISFIED = IntSetting(
+    DISSATISFIED_KEY, rules.DISSATISFIED_CSAT, "回访满意度不超过几分算不满意", low=1, high=4
+)
 # A promise names a person ("I will …"), never a collective.
 COLLECTIVE_WORDS = ("我们", "公司", "中心", "部门", "团队", "物业", "大家", "we", "us", "team")
 # Serialises register-number allocation on PostgreSQL (SQLite serialises writers itself).
@@ -111,16 +114,7 @@ def facts(ticket: Ticket) -> TicketFacts:
 def dissatisfied_csat(session: Session) -> int:
     """The CSAT at or below which a revisit means the customer is not satisfied (setting
     service.dissatisfied_csat, default rules.DISSATISFIED_CSAT)."""
-    text = session.scalar(select(Setting.value).where(Setting.key == DISSATISFIED_KEY))
-    if text is None:
-        return rules.DISSATISFIED_CSAT
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 4:
-        raise CrmError(f"设置 {DISSATISFIED_KEY}={text!r} 须是 1 到 4 之间的整数。")
-    return value
+    return DISSATISFIED.read(session)
 
 
 # --- when things happened ---------------------------------------------------------------------
