@@ -341,3 +341,21 @@ def test_the_cli_of_each_role_searches_shows_and_imports_through_the_database(
     assert pg_app.vault.decrypt(stored[0]) == "13900001111"
     assert stored[1:] == ("139****1111", "1111")
     assert changes == {"phone": ["***", "***（已更改）"]}
+
+
+def test_only_managers_and_administrators_change_settings(logins, pg_db):
+    raise_limit = (
+        "INSERT INTO settings (key, value, updated_at)"
+        " VALUES ('privacy.search_limit_per_hour', '100000', now())"
+    )
+    for role in ("sales", "agent", "analyst"):
+        with pytest.raises(ProgrammingError, match="permission denied"):
+            sql_as(pg_db, logins[role], raise_limit)
+        assert sql_as(pg_db, logins[role], "SELECT count(*) FROM settings")[0][0] >= 1
+    sql_as(pg_db, logins["manager"], raise_limit)
+    runner = CliRunner()
+    refused = runner.invoke(
+        cli, ["--db", url_as(pg_db, logins["sales"]), "audit", "search-limit", "5"]
+    )
+    assert refused.exit_code != 0 and "无权" in refused.output
+    assert "Traceback" not in refused.output

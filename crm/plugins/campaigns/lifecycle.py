@@ -19,8 +19,9 @@ from crm.core import audit
 from crm.core.clock import add_months, day_start, local_today, to_local, when_done
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
-from crm.core.models import Building, Household, Member, Project, Purchase, Setting, Unit, utcnow
+from crm.core.models import Building, Household, Member, Project, Purchase, Unit, utcnow
 from crm.core.privacy import Disclosure
+from crm.core.settings import IntSetting
 from crm.core.vocab import code_of, label
 from crm.plugins.campaigns.campaigns import CHANNELS, OUTCOMES, _insert_ignore
 from crm.plugins.campaigns.models import Touchpoint
@@ -88,32 +89,32 @@ TOUCHPOINT_COLUMNS = [
 ]
 
 
+WARRANTY_MONTHS = IntSetting(
+    WARRANTY_MONTHS_KEY, DEFAULT_WARRANTY_MONTHS, "保修期的月数", low=1, high=120
+)
+NOTICE_DAYS = IntSetting(
+    NOTICE_DAYS_KEY, DEFAULT_NOTICE_DAYS, "保修到期前提前通知的天数", low=0, high=365
+)
+
+
 def warranty_settings(session: Session) -> tuple[int, int]:
     """(warranty months, notice days) stored in the database, else the defaults."""
-    stored = dict(
-        session.execute(
-            select(Setting.key, Setting.value).where(
-                Setting.key.in_((WARRANTY_MONTHS_KEY, NOTICE_DAYS_KEY))
-            )
-        ).all()
-    )
-    return (
-        int(stored.get(WARRANTY_MONTHS_KEY, DEFAULT_WARRANTY_MONTHS)),
-        int(stored.get(NOTICE_DAYS_KEY, DEFAULT_NOTICE_DAYS)),
-    )
+    return WARRANTY_MONTHS.read(session), NOTICE_DAYS.read(session)
 
 
 def set_warranty_settings(session: Session, months: int | None, notice_days: int | None) -> None:
-    """Keep the warranty period and notice in the database, so the daily job plans alike."""
-    if months is not None and not 1 <= months <= 120:
-        raise CrmError(f"保修期 {months} 个月无效：请给出 1 到 120 之间的月数。")
-    if notice_days is not None and not 0 <= notice_days <= 365:
-        raise CrmError(f"提前通知 {notice_days} 天无效：请给出 0 到 365 之间的天数。")
-    for key, value in ((WARRANTY_MONTHS_KEY, months), (NOTICE_DAYS_KEY, notice_days)):
-        if value is not None:
-            setting = session.get(Setting, key) or Setting(key=key)
-            setting.value = str(value)
-            session.add(setting)
+    """Keep the warranty period and notice in the database, so the daily job plans alike: a
+    manager's setting, audited (each given value checked before either is stored)."""
+    given = [
+        (s, v) for s, v in ((WARRANTY_MONTHS, months), (NOTICE_DAYS, notice_days)) if v is not None
+    ]
+    if not given:
+        return
+    audit.current_user(session).require("service.configure", "修改保修期与提前通知天数")
+    for setting, value in given:
+        setting.parse(value)
+    for setting, value in given:
+        setting.write(session, value)
     session.flush()
 
 

@@ -27,6 +27,9 @@ back, gets nothing:
 - `crm_update_member_seals(rows)`: an import's new phones and ID numbers, written only where
   the hash differs; returns which changed. It answers only by writing, so it is no oracle.
 
+Settings hold a rule the database applies (the search limit) and managers' decisions, so only
+managers and administrators may change them (`crm_manager`, `crm_admin`).
+
 `actor`, `role` and `label` count only for the owner acting as someone (`crm --as`): for any
 other login the audit trigger of 0005 writes the login and its CRM role.
 """
@@ -193,6 +196,10 @@ def upgrade() -> None:
     for statement in (
         "REVOKE SELECT ON members FROM crm_staff",
         f"GRANT SELECT ({visible}) ON members TO crm_staff",
+        # Settings hold the rules the database applies (the search limit) and the managers'
+        # decisions (rates, schedules, warranty periods): theirs to change, not everyone's.
+        "REVOKE INSERT, UPDATE, DELETE ON settings FROM crm_staff",
+        "GRANT INSERT, UPDATE, DELETE ON settings TO crm_manager, crm_admin",
     ):
         op.execute(statement)
     op.execute(FUNCTIONS.format(schema=schema, full=FULL_ROLES))
@@ -207,6 +214,8 @@ def downgrade() -> None:
         for signature in SIGNATURES:
             op.execute(f"DROP FUNCTION IF EXISTS {signature}")
         op.execute("GRANT SELECT ON members TO crm_staff")
+        op.execute("REVOKE INSERT, UPDATE, DELETE ON settings FROM crm_manager, crm_admin")
+        op.execute("GRANT INSERT, UPDATE, DELETE ON settings TO crm_staff")
     with op.batch_alter_table("members", schema=None) as batch_op:
         batch_op.drop_column("id_number_masked")
         batch_op.drop_column("alt_phone_masked")
