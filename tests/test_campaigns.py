@@ -16,7 +16,16 @@ from crm import hookimpl
 from crm.core.db import transaction
 from crm.core.demo import build_demo
 from crm.core.errors import CrmError, PermissionDenied
-from crm.core.models import Building, Household, Member, Project, Purchase, ServiceRecord, Unit
+from crm.core.models import (
+    AuditEntry,
+    Building,
+    Household,
+    Member,
+    Project,
+    Purchase,
+    ServiceRecord,
+    Unit,
+)
 from crm.core.privacy import seal_member_fields
 from crm.core.security import User
 from crm.plugins.campaigns.campaigns import (
@@ -463,3 +472,103 @@ def test_contacts_are_recorded_by_agents_and_exported_masked(app, planted, fake,
         session.info["user"] = User("钱", "agent")
         with pytest.raises(PermissionDenied):
             _campaign(session, "NOPE")
+
+
+# --- outreach lists a caller can use -------------------------------------------------------
+
+
+def test_callers_see_the_phones_of_their_own_contacts_only_in_score_order(app, planted, fake, run):
+    fake.scores = {"refer": {"OLD": 0.7, "OWN": 0.2, "SIGNED": 0.5, "NEW": 0.4}}
+    with app.session() as session, transaction(session):
+        _campaign(session, min_propensity=0.1)
+    with app.session() as session:  # the scores come through the hook: the library, not the CLI
+        run_id = run_campaign(session, "REF", now=NOW).run_id
+    # A salesperson may not hand the list to themselves; a manager shares it out.
+    refused = run("campaign", "assign", str(run_id), "李", as_="李:sales")
+    assert refused.exit_code == 3 and "无权" in refused.output
+    given = run("campaign", "assign", str(run_id), "李", "张", "--format", "json", as_="王:manager")
+    assert given.exit_code == 0, given.output
+    assert json.loads(given.stdout) == [{"caller": "李", "given": 2}, {"caller": "张", "given": 2}]
+    rows = json.loads(
+        run("campaign", "contacts", str(run_id), "--format", "json", as_="李:sales").stdout
+    )
+    # The most promising first, shared in turn: 李 gets the 1st and 3rd.
+    assert [(r["household"], r["score"], r["caller"]) for r in rows] == [
+        ("OLD", 0.7, "李"),
+        ("SIGNED", 0.5, "张"),
+        ("NEW", 0.4, "李"),
+        ("OWN", 0.2, "张"),
+    ]
+    assert {r["household"]: r["phone"] for r in rows} == {
+        "OLD": PHONE,
+        "SIGNED": "139****5678",
+        "NEW": PHONE,
+        "OWN": "139****5678",
+    }
+    mine = json.loads(
+        run(
+            "campaign", "contacts", str(run_id), "--mine", "--format", "json", as_="张:sales"
+        ).stdout
+    )
+    assert [(r["household"], r["phone"]) for r in mine] == [("SIGNED", PHONE), ("OWN", PHONE)]
+    others = json.loads(
+        run("campaign", "contacts", str(run_id), "--format", "json", as_="赵:agent").stdout
+    )
+    assert {r["phone"] for r in others} == {"139****5678"}
+    with app.session() as session:
+        views = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "view_personal").order_by(AuditEntry.id)
+        ).all()
+    assert [(v.actor, "本人负责的联系人" in v.detail, v.detail.count(",") + 1) for v in views] == [
+        ("李", True, 2),
+        ("张", True, 2),
+    ]
+    # Already assigned contacts keep their caller unless told to reassign.
+    again = run("campaign", "assign", str(run_id), "孙", "--format", "json", as_="王:manager")
+    assert json.loads(again.stdout) == [{"caller": "孙", "given": 0}]
+    moved = run(
+        "campaign", "assign", str(run_id), "孙", "--reassign", "--format", "json", as_="王:manager"
+    )
+    assert json.loads(moved.stdout) == [{"caller": "孙", "given": 4}]
+
+
+def test_an_empty_list_says_which_rule_emptied_it_and_how_the_scores_look(app, planted, fake, run):
+    fake.scores = {"refer": {"OLD": 0.14, "OWN": 0.05, "SIGNED": 0.09, "NEW": 0.02}}
+    with app.session() as session, transaction(session):
+        _campaign(session, min_propensity=0.3)
+    with app.session() as session:
+        result = run_campaign(session, "REF", now=NOW).as_dict()
+    assert result["audience"] == 0
+    assert result["why_empty"].startswith("名单为空：“倾向（推荐新客）≥ 0.3”之后剩 0 户（之前 5 户）")
+    assert "最高 0.14" in result["why_empty"] and "--min-propensity" in result["why_empty"]
+    with app.session() as session, transaction(session):
+        _campaign(session, "GONE", projects=["阳光"], stages=["老业主"])
+    table = run("campaign", "run", "GONE", as_="李:sales")
+    assert "“阶段：老业主”之后剩 0 户（之前 3 户）" in table.output, table.output
+
+
+def test_the_message_names_the_campaigns_project(app, planted, fake, run):
+    # OLD bought in 翠湖 and later in 阳光: a 翠湖 campaign still speaks of 翠湖.
+    with app.session() as session, transaction(session):
+        old = session.scalar(select(Household).where(Household.code == "OLD"))
+        building = session.scalar(select(Building).join(Project).where(Project.name == "阳光"))
+        old.purchases.append(
+            Purchase(
+                contract_no="C-LATER",
+                unit=Unit(building=building, code="9901"),
+                purchase_date=dt.date(2025, 6, 1),
+                amount=900_000,
+            )
+        )
+        _campaign(session, "CUIHU", projects=["翠湖"])
+        _campaign(session, "ALL")
+    for code, project in (("CUIHU", "翠湖"), ("ALL", "阳光")):
+        run_id = json.loads(
+            run("campaign", "run", code, "--format", "json", as_="李:sales").stdout
+        )["run"]
+        rows = json.loads(
+            run("campaign", "contacts", str(run_id), "--format", "json", as_="李:sales").stdout
+        )
+        old_row = next(r for r in rows if r["household"] == "OLD")
+        assert old_row["message"] == f"OLD家您好，{project}老业主推荐有礼"
+        assert old_row["project"] == project

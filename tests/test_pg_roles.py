@@ -359,3 +359,69 @@ def test_only_managers_and_administrators_change_settings(logins, pg_db):
     )
     assert refused.exit_code != 0 and "无权" in refused.output
     assert "Traceback" not in refused.output
+
+
+def test_a_caller_login_sees_the_phones_of_its_own_contacts_and_cannot_take_others(
+    logins, pg_db, pg_app
+):
+    with pg_app.session() as session, session.begin():
+        vault = session.info["vault"]
+        for number in range(4):
+            household = Household(
+                code=f"H{number}",
+                name=f"{number}号家",
+                status="existing",
+                consent_contact=True,
+                consent_marketing=True,
+            )
+            phone = f"1381234000{number}"
+            household.members.append(
+                Member(name=f"业主{number}", role="owner", **seal_member_fields(vault, phone=phone))
+            )
+            session.add(household)
+    runner = CliRunner()
+
+    def crm(login, *args):
+        result = runner.invoke(cli, ["--db", url_as(pg_db, login), *args])
+        assert "Traceback" not in result.output, result.output
+        return result
+
+    created = crm(
+        logins["manager"], "campaign", "create", "REF", "--name", "老带新", "--kind", "老带新",
+        "--channel", "电话", "--template", "{家庭}您好",
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    run_id = json.loads(crm(logins["sales"], "campaign", "run", "REF", "--format", "json").stdout)[
+        "run"
+    ]
+    sales, agent = logins["sales"], logins["agent"]
+    assert crm(logins["manager"], "campaign", "assign", str(run_id), "nobody").exit_code != 0
+    given = crm(logins["manager"], "campaign", "assign", str(run_id), sales, agent)
+    assert given.exit_code == 0, given.output
+    for login in (sales, agent):
+        rows = json.loads(
+            crm(login, "campaign", "contacts", str(run_id), "--format", "json").stdout
+        )
+        assert len(rows) == 4
+        for row in rows:
+            full = row["phone"].startswith("1381234000")
+            assert full is (row["caller"] == login), (login, row)
+    # Plain SQL: the database shows each caller only its own, and nobody takes another's list.
+    own = sql_as(pg_db, sales, f"SELECT member_id FROM camp_reveal_assigned({run_id}, '核对')")
+    assert len(own) == 2
+    assert (
+        sql_as(pg_db, logins["analyst"], f"SELECT * FROM camp_reveal_assigned({run_id}, 'x')") == []
+    )
+    with pytest.raises(ProgrammingError, match="permission denied"):
+        sql_as(pg_db, sales, "UPDATE camp_contacts SET caller = session_user")
+    with pg_app.session() as session:
+        viewers = (
+            session.execute(
+                text(
+                    "SELECT actor FROM audit_log WHERE action = 'view_personal' ORDER BY chain_seq"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert viewers == [sales, agent, sales]

@@ -119,6 +119,7 @@ class Disclosure:
         self.shown = 0  # members shown in full through this disclosure
         self._planned: Collection[int] | None = None
         self._tokens: dict[int, tuple] = {}
+        self._granted: set[int] = set()
 
     def __enter__(self) -> Self:
         return self
@@ -133,6 +134,13 @@ class Disclosure:
         if self.full:
             with audit_guard():
                 self._tokens.update(reveal(self.session, member_ids, self.purpose))
+
+    def grant(self, tokens: dict[int, tuple]) -> None:
+        """Show these members in full although this user sees others masked: their tokens
+        were read through a path that checked the user may see them and audited it (a
+        caller's own contacts: see the campaigns plugin)."""
+        self._tokens.update(tokens)
+        self._granted.update(tokens)
 
     def record_now(self) -> None:
         """Commit the audit entry of the full views read so far, before any of them is
@@ -150,6 +158,8 @@ class Disclosure:
 
     def member(self, member) -> dict[str, str | None]:
         """phone, alt_phone and id_number as this user may see them."""
+        if member.id in self._granted:
+            return self._shown(member, self._tokens[member.id])
         if self.full:
             planned = self._planned is None or member.id in self._planned
             if planned and member.id not in self._tokens and self._planned is None:
@@ -157,14 +167,26 @@ class Disclosure:
                     self._tokens.update(reveal(self.session, [member.id], self.purpose))
             tokens = self._tokens.get(member.id) if planned else None
             if tokens is not None:
-                self.shown += 1
-                phone, alt, id_number = (self.vault.decrypt(token) for token in tokens)
-                return {"phone": phone, "alt_phone": alt, "id_number": id_number}
+                return self._shown(member, tokens)
+        return _masked(member)
+
+    def _shown(self, member, tokens: tuple) -> dict[str, str | None]:
+        """Full values where a token was read; masked where not (a grant may cover only the
+        phone)."""
+        self.shown += 1
+        masked = _masked(member)
         return {
-            "phone": member.phone_masked,
-            "alt_phone": member.alt_phone_masked,
-            "id_number": member.id_number_masked,
+            name: self.vault.decrypt(token) if token is not None else masked[name]
+            for name, token in zip(("phone", "alt_phone", "id_number"), tokens, strict=True)
         }
+
+
+def _masked(member) -> dict[str, str | None]:
+    return {
+        "phone": member.phone_masked,
+        "alt_phone": member.alt_phone_masked,
+        "id_number": member.id_number_masked,
+    }
 
 
 _NOTHING: dict[str, str | None] = {"phone": None, "alt_phone": None, "id_number": None}

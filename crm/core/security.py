@@ -46,6 +46,8 @@ PERMISSIONS = {
     "analysis.train": {"analyst", "manager", "admin"},
     # Creating, scheduling and running campaigns; recording contacts is household.write.
     "campaign.manage": {"sales", "manager", "admin"},
+    # Sharing an outreach list among callers, each of whom then sees their contacts' phones.
+    "campaign.assign": {"manager", "admin"},
     # Handling tickets, work orders and repairs: open, step, assess, close, revisit, commit.
     "ticket.handle": {"sales", "agent", "manager", "admin"},
     # Closing a revisit the customer was not satisfied with, without reopening the ticket: a

@@ -173,9 +173,15 @@ def campaign_report(code: str, fmt: str) -> None:
     type=click.Path(dir_okay=False),
     help="导出外呼名单（.csv 或 .xlsx）；不写则输出到屏幕。",
 )
+@click.option("--mine", is_flag=True, help="只看分配给我的联系人。")
 @format_option
-def campaign_contacts(run_id: int, outcome: str | None, output: str | None, fmt: str) -> None:
-    """一次执行的外呼名单：话术、联系次数和最新结果；电话按角色脱敏。"""
+def campaign_contacts(
+    run_id: int, outcome: str | None, output: str | None, mine: bool, fmt: str
+) -> None:
+    """一次执行的外呼名单，倾向评分高的在前：负责人、话术、联系次数和最新结果。
+
+    经理、管理员看到完整电话；外呼负责人看到分配给自己的客户的完整电话（记入审计日志），
+    其余一律打码。"""
     from pathlib import Path
 
     from crm.core.db import transaction
@@ -183,11 +189,32 @@ def campaign_contacts(run_id: int, outcome: str | None, output: str | None, fmt:
 
     with get_app().session() as session, transaction(session):
         if output:
-            count = export_contacts(session, run_id, Path(output), outcome)
+            count = export_contacts(session, run_id, Path(output), outcome, mine)
             click.echo(f"已导出 {count} 户到 {output}。", err=True)
             return
-        rows = run_contacts(session, run_id, outcome)
+        rows = run_contacts(session, run_id, outcome, mine)
     emit(rows, fmt, CONTACT_COLUMNS)
+
+
+@campaign.command("assign")
+@click.argument("run_id", type=int)
+@click.argument("callers", nargs=-1, required=True)
+@click.option(
+    "--reassign", is_flag=True, help="已分配的联系人也重新分配（默认只分配尚无负责人的）。"
+)
+@format_option
+def campaign_assign(run_id: int, callers: tuple[str, ...], reassign: bool, fmt: str) -> None:
+    """把一次执行的外呼名单分给外呼负责人（经理、管理员）：按倾向评分从高到低轮流分配，
+    每人户数相同、好坏相当。负责人随后能看到自己客户的完整电话。
+
+    在 PostgreSQL 上负责人须是员工的数据库登录名，如 crm campaign assign 12 zhangsan lisi。"""
+    from crm.core.db import transaction
+    from crm.plugins.campaigns.campaigns import assign_callers
+
+    with get_app().session() as session, transaction(session):
+        given = assign_callers(session, run_id, callers, reassign)
+    rows = [{"caller": name, "given": count} for name, count in given.items()]
+    emit(rows, fmt, [("caller", "外呼负责人"), ("given", "本次分配户数")])
 
 
 @campaign.command("contact")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
@@ -39,7 +39,7 @@ from crm.core.models import (
     utcnow,
 )
 from crm.core.outfiles import csv_writer, output_file, write_xlsx
-from crm.core.privacy import Disclosure, audit_guard, commit_audit
+from crm.core.privacy import Disclosure, audit_guard, commit_audit, reads_sealed, reveal
 from crm.core.schedule import Schedule, parse_every
 from crm.core.vocab import code_of, label
 from crm.plugins.campaigns.models import (
@@ -112,6 +112,7 @@ RUN_LABELS = [
     ("audience", "名单户数"),
     ("added", "本次新增"),
     ("finished_at", "完成时间"),
+    ("why_empty", "名单为空的原因"),
 ]
 REPORT_COLUMNS = [
     ("run", "执行编号"),
@@ -133,6 +134,7 @@ CONTACT_COLUMNS = [
     ("project", "项目"),
     ("owner", "业主"),
     ("phone", "联系电话"),
+    ("caller", "外呼负责人"),
     ("segment", "客户分群"),
     ("score", "倾向评分"),
     ("message", "话术"),
@@ -294,6 +296,31 @@ class Target:
     household_ids: list[int]
     segments: dict[int, str] = field(default_factory=dict)
     scores: dict[int, float] = field(default_factory=dict)
+    # (rule, households left after it), in the order the rule is applied: says which part of
+    # the rule emptied a list.
+    funnel: list[tuple[str, int]] = field(default_factory=list)
+    # The propensity scores of the households the score floor was applied to.
+    score_range: dict[str, float] | None = None
+
+    def why_empty(self) -> str | None:
+        """Why nobody is on the list, in one Chinese sentence (None when somebody is)."""
+        if self.household_ids or not self.funnel:
+            return None
+        before = None
+        for rule, left in self.funnel:
+            if left == 0:
+                text = f"名单为空：“{rule}”之后剩 0 户"
+                if before is not None:
+                    text += f"（之前 {before} 户）"
+                if rule.startswith("倾向") and self.score_range:
+                    r = self.score_range
+                    text += (
+                        f"；这些客户的倾向评分最高 {r['max']:.2f}，90% 分位 {r['p90']:.2f}，"
+                        f"中位数 {r['median']:.2f}：请降低 --min-propensity"
+                    )
+                return text + "。"
+            before = left
+        return None
 
 
 def target_households(session: Session, campaign: Campaign, now: dt.datetime) -> Target:
@@ -301,13 +328,21 @@ def target_households(session: Session, campaign: Campaign, now: dt.datetime) ->
     no open complaint, then projects and stages in SQL, then segments and scores from hooks."""
     rule = campaign.target or {}
     today = local_today(now)
+    funnel: list[tuple[str, int]] = []
+
+    def count(label: str, query) -> None:
+        funnel.append((label, session.scalar(select(func.count()).select_from(query.subquery()))))
+
     query = select(Household.id).where(
         Household.consent_contact.is_(True), Household.consent_marketing.is_(True)
     )
+    count("同意联系与营销", query)
     if rule.get("projects"):
         query = query.where(_project_condition(rule["projects"]))
+        count("项目：" + "、".join(rule["projects"]), query)
     if rule.get("stages"):
         query = query.where(or_(*(_stage_condition(s, today) for s in rule["stages"])))
+        count("阶段：" + "、".join(rule["stages"]), query)
     if rule.get("quiet_days"):
         # Not to be disturbed again so soon: listed by a finished run of this campaign within
         # the quiet days. An unfinished run's own list is left to the resume.
@@ -321,10 +356,13 @@ def target_households(session: Session, campaign: Campaign, now: dt.datetime) ->
             )
         )
         query = query.where(Household.id.not_in(recent))
+        count(f"{rule['quiet_days']} 天内未列入本活动名单", query)
     excluded = open_complaint_households(session)
     ids = [hid for hid in session.scalars(query.order_by(Household.id)) if hid not in excluded]
+    funnel.append(("没有未结投诉", len(ids)))
     segments: dict[int, str] = {}
     scores: dict[int, float] = {}
+    score_range = None
     if rule.get("segments"):
         known = _segments(session)
         wanted = set(rule["segments"])
@@ -336,16 +374,26 @@ def target_households(session: Session, campaign: Campaign, now: dt.datetime) ->
             )
         segments = {hid: known[hid] for hid in ids if known.get(hid) in wanted}
         ids = [hid for hid in ids if hid in segments]
+        funnel.append(("分群：" + "、".join(rule["segments"]), len(ids)))
     if rule.get("propensity"):
-        known_scores = _scores(session, rule["propensity"]["target"])
+        target = rule["propensity"]["target"]
+        known_scores = _scores(session, target)
         floor = rule["propensity"]["min"]
+        present = sorted(float(known_scores[h]) for h in ids if known_scores.get(h) is not None)
+        if present:
+            score_range = {
+                "max": present[-1],
+                "p90": present[int(0.9 * (len(present) - 1))],
+                "median": present[(len(present) - 1) // 2],
+            }
         scores = {
             hid: float(known_scores[hid])
             for hid in ids
             if known_scores.get(hid) is not None and known_scores[hid] >= floor
         }
         ids = [hid for hid in ids if hid in scores]
-    return Target(ids, segments, scores)
+        funnel.append((f"倾向（{PROPENSITY_TARGETS[target]}）≥ {floor:g}", len(ids)))
+    return Target(ids, segments, scores, funnel, score_range)
 
 
 # --- templates and schedules ---------------------------------------------------------------
@@ -530,6 +578,7 @@ class RunResult:
     audience: int
     added: int
     finished_at: dt.datetime
+    why_empty: str | None = None  # when the list is empty: which rule emptied it
 
     def as_dict(self) -> dict:
         return {
@@ -539,6 +588,7 @@ class RunResult:
             "audience": self.audience,
             "added": self.added,
             "finished_at": self.finished_at,
+            "why_empty": self.why_empty,
         }
 
 
@@ -553,22 +603,34 @@ def _insert_ignore(session: Session, table, rows: list[dict], keys: list[str]) -
     session.execute(insert(table).on_conflict_do_nothing(index_elements=keys), rows)
 
 
-def _household_details(session: Session, ids: list[int]) -> dict[int, tuple[str, str, str, str]]:
-    """id -> (code, name, project, owner name) for rendering messages and listings."""
+def _household_details(
+    session: Session, ids: list[int], projects: list[str] | None = None
+) -> dict[int, tuple[str, str, str, str]]:
+    """id -> (code, name, project, owner name) for rendering messages and listings. The
+    project is that of the household's latest purchase, or where it registered; in a campaign
+    for some projects, the latest purchase in one of them (a campaign for 滨江壹号 names
+    滨江壹号 to an owner who has since also bought elsewhere)."""
     found: dict[int, tuple[str, str, str, str]] = {}
     # Chunks keep the IN lists under SQLite's bound-parameter limit on long outreach lists.
     for start in range(0, len(ids), 5000):
-        found.update(_details_chunk(session, ids[start : start + 5000]))
+        found.update(_details_chunk(session, ids[start : start + 5000], projects))
     return found
 
 
-def _details_chunk(session: Session, ids: list[int]) -> dict[int, tuple[str, str, str, str]]:
-    latest = (
-        select(Purchase.household_id, func.max(Purchase.id).label("purchase_id"))
-        .where(Purchase.household_id.in_(ids))
-        .group_by(Purchase.household_id)
-        .subquery()
+def _details_chunk(
+    session: Session, ids: list[int], projects: list[str] | None
+) -> dict[int, tuple[str, str, str, str]]:
+    purchases = select(Purchase.household_id, func.max(Purchase.id).label("purchase_id")).where(
+        Purchase.household_id.in_(ids)
     )
+    if projects:
+        purchases = (
+            purchases.join(Unit, Unit.id == Purchase.unit_id)
+            .join(Building, Building.id == Unit.building_id)
+            .join(Project, Project.id == Building.project_id)
+            .where(Project.name.in_(projects))
+        )
+    latest = purchases.group_by(Purchase.household_id).subquery()
     bought = aliased(Project)
     registered = aliased(Project)
     rows = session.execute(
@@ -588,6 +650,8 @@ def _details_chunk(session: Session, ids: list[int]) -> dict[int, tuple[str, str
         .order_by(Member.id.desc())
     ):
         owners[household_id] = name  # descending ids: the first owner is written last
+    if projects:  # where it registered counts only if the campaign is for that project
+        rows = [(h, c, n, p, home if home in projects else None) for h, c, n, p, home in rows]
     return {
         hid: (code, name, project or home or "", owners.get(hid, name))
         for hid, code, name, project, home in rows
@@ -684,7 +748,7 @@ def run_campaign(
     added = 0
     for start in range(0, len(remaining), batch_size):
         batch = remaining[start : start + batch_size]
-        details = _household_details(session, batch)
+        details = _household_details(session, batch, (campaign.target or {}).get("projects"))
         listed_at = clock
         rows = []
         for hid in batch:
@@ -721,7 +785,8 @@ def run_campaign(
         detail=f"营销活动 {campaign.code} 执行完成：名单 {audience} 户",
     )
     session.commit()
-    return RunResult(run.id, campaign.code, resumed, audience, added, run.finished_at)
+    why = target.why_empty() if audience == 0 else None
+    return RunResult(run.id, campaign.code, resumed, audience, added, run.finished_at, why)
 
 
 def _lock_campaign(session: Session, campaign_id: int) -> None:
@@ -787,10 +852,81 @@ def attempt_dict(attempt: ContactAttempt, run_id: int, household_code: str) -> d
     }
 
 
-def run_contacts(session: Session, run_id: int, outcome: str | None = None) -> list[dict]:
-    """A run's outreach list with each household's attempts and latest outcome; the owner's
-    phone as the current user may see it (full views audited)."""
+def assign_callers(
+    session: Session, run_id: int, callers: Iterable[str], reassign: bool = False
+) -> dict[str, int]:
+    """Share a run's contacts among named callers, a manager's decision: in score order,
+    one each in turn, so each caller gets as many and as good; contacts already assigned keep
+    their caller unless `reassign`. Returns caller -> contacts given now. On PostgreSQL a
+    caller is a database login with a CRM role (whom the database lets see those numbers)."""
+    user = audit.current_user(session)
+    user.require("campaign.assign", "分配外呼名单")
     run = _run(session, run_id)
+    names = list(dict.fromkeys(name.strip() for name in callers if name.strip()))
+    if not names:
+        raise CrmError("请给出至少一位外呼负责人。")
+    if session.get_bind().dialect.name == "postgresql":
+        # The schema's owner, acting as users (--as), names them as it likes.
+        known = text("SELECT crm_is_owner() OR crm_role_of(:name) IS NOT NULL")
+        for name in names:
+            if not session.scalar(known, {"name": name}):
+                raise CrmError(
+                    f"“{name}”不是有 CRM 角色的数据库登录：在 PostgreSQL 上外呼负责人须是员工的"
+                    "登录名（crm staff logins）。"
+                )
+    query = select(CampaignContact).where(CampaignContact.run_id == run.id)
+    if not reassign:
+        query = query.where(CampaignContact.caller.is_(None))
+    contacts = session.scalars(
+        query.order_by(CampaignContact.score.desc().nulls_last(), CampaignContact.id)
+    ).all()
+    given = dict.fromkeys(names, 0)
+    for number, contact in enumerate(contacts):
+        contact.caller = names[number % len(names)]
+        given[contact.caller] += 1
+    audit.record(
+        session,
+        "assign",
+        "camp_runs",
+        run.id,
+        detail=f"分配外呼名单 执行 {run.id}："
+        + "、".join(f"{name} {count} 户" for name, count in given.items()),
+    )
+    session.flush()
+    return given
+
+
+def _assigned_tokens(session: Session, run_id: int, purpose: str) -> dict[int, tuple]:
+    """The phone ciphertext of the first owners of the current user's own contacts in a run,
+    with the audit entry for them; on PostgreSQL the database checks the assignment."""
+    user = audit.current_user(session)
+    if not reads_sealed(session):
+        rows = session.execute(
+            text("SELECT * FROM camp_reveal_assigned(:run, :purpose, :actor, :role)"),
+            {"run": run_id, "purpose": purpose, "actor": user.name, "role": user.role},
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+    owners = session.scalars(
+        select(first_owner_id())
+        .select_from(CampaignContact)
+        .join(Household, Household.id == CampaignContact.household_id)
+        .where(CampaignContact.run_id == run_id, CampaignContact.caller == user.name)
+    ).all()
+    found = reveal(
+        session, [o for o in owners if o is not None], f"{purpose}（本人负责的联系人，仅电话）"
+    )
+    return {member_id: (tokens[0], None, None) for member_id, tokens in found.items()}
+
+
+def run_contacts(
+    session: Session, run_id: int, outcome: str | None = None, mine: bool = False
+) -> list[dict]:
+    """A run's outreach list, the most promising first (by score), with each household's
+    caller, attempts and latest outcome; `mine`: only the current user's contacts. The owner's
+    phone as the current user may see it: in full for managers, and for a caller on their own
+    contacts; masked otherwise (full views audited)."""
+    run = _run(session, run_id)
+    user = audit.current_user(session)
     wanted = code_of(OUTCOMES, outcome, "联系结果") if outcome else None
     latest: dict[int, tuple[str, int]] = {}
     for contact_id, result in session.execute(
@@ -807,13 +943,21 @@ def run_contacts(session: Session, run_id: int, outcome: str | None = None) -> l
         .join(Household, Household.id == CampaignContact.household_id)
         .outerjoin(owner, owner.id == first_owner)
         .where(CampaignContact.run_id == run.id)
-        .order_by(Household.code)
+        .order_by(CampaignContact.score.desc().nulls_last(), Household.code)
     )
+    if mine:
+        query = query.where(CampaignContact.caller == user.name)
     rows = []
     found = session.execute(query).all()
-    details = _household_details(session, [c.household_id for c, *_ in found]) if found else {}
-    with Disclosure(session, f"营销活动外呼名单 执行 {run.id}") as disclosure:
+    projects = (session.get(Campaign, run.campaign_id).target or {}).get("projects")
+    ids = [c.household_id for c, *_ in found]
+    details = _household_details(session, ids, projects) if found else {}
+    purpose = f"营销活动外呼名单 执行 {run.id}"
+    with Disclosure(session, purpose) as disclosure:
         kept = [f for f in found if not wanted or latest.get(f[0].id, (None, 0))[0] == wanted]
+        if not disclosure.full and any(contact.caller == user.name for contact, *_ in kept):
+            with audit_guard():
+                disclosure.grant(_assigned_tokens(session, run.id, purpose))
         phones = disclosure.members([member for *_, member in kept])
         for (contact, code, name, member), shown in zip(kept, phones, strict=True):
             result, attempts = latest.get(contact.id, (None, 0))
@@ -825,6 +969,7 @@ def run_contacts(session: Session, run_id: int, outcome: str | None = None) -> l
                     "project": details[contact.household_id][2],
                     "owner": member.name if member else None,
                     "phone": shown["phone"],
+                    "caller": contact.caller,
                     "segment": contact.segment,
                     "score": round(contact.score, 3) if contact.score is not None else None,
                     "message": contact.message,
@@ -835,13 +980,16 @@ def run_contacts(session: Session, run_id: int, outcome: str | None = None) -> l
     return rows
 
 
-def export_contacts(session: Session, run_id: int, path: Path, outcome: str | None = None) -> int:
-    """Write a run's outreach list to .csv or .xlsx (phones masked by role); returns rows."""
+def export_contacts(
+    session: Session, run_id: int, path: Path, outcome: str | None = None, mine: bool = False
+) -> int:
+    """Write a run's outreach list to .csv or .xlsx (phones as in `run_contacts`); returns
+    rows."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".xlsx"):
         raise CrmError(f"不支持导出为“{path.name}”：文件名请以 .csv 或 .xlsx 结尾。")
     audit.current_user(session).require("export", "导出活动外呼名单")
-    rows = run_contacts(session, run_id, outcome)
+    rows = run_contacts(session, run_id, outcome, mine)
     headers = [title for _, title in CONTACT_COLUMNS]
     # The list's full views and the export are on record before the file gets a byte.
     with audit_guard():

@@ -143,6 +143,9 @@ class CampaignContact(Base):
     message: Mapped[str] = mapped_column(Text)
     segment: Mapped[str | None] = mapped_column(String(100))
     score: Mapped[float | None] = mapped_column(Double)
+    # Who calls this household (crm campaign assign): a user name, on PostgreSQL a login. A
+    # caller who sees personal data masked sees the phone of their own contacts in full.
+    caller: Mapped[str | None] = mapped_column(String(100), index=True)
 
     attempts: Mapped[list[ContactAttempt]] = relationship(
         back_populates="contact", order_by="ContactAttempt.at"
