@@ -71,7 +71,11 @@ def seeded(app):
                 role="owner",
                 **seal_member_fields(vault, phone="13812345678", id_number=ZHANG_ID),
             ),
-            Member(name="刘敏", role="co_owner", **seal_member_fields(vault, phone="13700002222")),
+            Member(
+                name="刘敏",
+                role="co_owner",
+                **seal_member_fields(vault, phone="13700002222", alt_phone="13655556666"),
+            ),
         ]
         li.members.append(
             Member(
@@ -319,6 +323,7 @@ def test_list_filters_and_pages(seeded, run):
         (["12-1A"], ["H001"]),
         (["城市花园"], ["H001", "H002"]),  # H002 bought 2A-1B there
         (["13600000000"], []),
+        (["13655556666"], ["H001"]),  # a member's second phone
     ],
 )
 def test_search_by_each_key(seeded, run, args, expected):

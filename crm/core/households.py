@@ -234,7 +234,7 @@ def _by_phone(session: Session, text: str, personal: list[str]) -> ColumnElement
     digest = session.info["vault"].lookup_hash(phone)
     if not reads_sealed(session):
         return _found_by_database(session, "phone", digest, personal[-1])
-    return _has_member(Member.phone_hash == digest)
+    return _has_member(or_(Member.phone_hash == digest, Member.alt_phone_hash == digest))
 
 
 def _by_id_number(session: Session, text: str, personal: list[str]) -> ColumnElement[bool]:

@@ -184,8 +184,8 @@ class Member(Audited, TimestampMixin, Base):
     # The last four digits are shown in the masked form anyway; kept for "尾号" search.
     phone_tail: Mapped[str | None] = mapped_column(String(4), index=True)
     alt_phone_enc: Mapped[str | None] = mapped_column(String(120), deferred=True)
-    # Only to tell whether an import changes the number (the import compares hashes).
-    alt_phone_hash: Mapped[str | None] = mapped_column(String(64), deferred=True)
+    # A search by phone finds the alternative phone too; an import compares hashes.
+    alt_phone_hash: Mapped[str | None] = mapped_column(String(64), index=True, deferred=True)
     id_number_enc: Mapped[str | None] = mapped_column(String(120), deferred=True)
     id_number_hash: Mapped[str | None] = mapped_column(String(64), index=True, deferred=True)
     phone_masked: Mapped[str | None] = mapped_column(String(20))

@@ -20,8 +20,8 @@ back, gets nothing:
 - `crm_reveal_members(ids, purpose, actor, role)`: the ciphertext of those members, for a
   manager or an administrator (anyone else: permission denied); one `view_personal` entry
   names them. The client decrypts with the key; without this function the key opens nothing.
-- `crm_find_members(kind, value, detail, actor, role, label)`: the members whose phone hash,
-  ID-number hash or phone tail is `value`; one `search_personal` entry. A role that sees
+- `crm_find_members(kind, value, detail, actor, role, label)`: the members whose phone hash
+  (main or alternative phone), ID-number hash or phone tail is `value`; one `search_personal` entry. A role that sees
   personal data masked may make `privacy.search_limit_per_hour` of them an hour (setting;
   30 when unset): past that it gets NULL and a `search_limit` entry, which stays on record.
 - `crm_update_member_seals(rows)`: an import's new phones and ID numbers, written only where
@@ -122,7 +122,7 @@ BEGIN
     INSERT INTO audit_log (at, actor, role, action, entity, detail)
     VALUES (now(), who, acting, 'search_personal', 'members', p_detail);
     SELECT COALESCE(array_agg(m.id ORDER BY m.id), '{{}}') INTO found FROM members m
-    WHERE CASE p_kind WHEN 'phone' THEN m.phone_hash = p_value
+    WHERE CASE p_kind WHEN 'phone' THEN m.phone_hash = p_value OR m.alt_phone_hash = p_value
                       WHEN 'id_number' THEN m.id_number_hash = p_value
                       ELSE m.phone_tail = p_value END;
     RETURN found;
@@ -187,6 +187,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("phone_masked", sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column("alt_phone_masked", sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column("id_number_masked", sa.String(length=30), nullable=True))
+        batch_op.create_index(batch_op.f("ix_members_alt_phone_hash"), ["alt_phone_hash"])
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
@@ -217,6 +218,7 @@ def downgrade() -> None:
         op.execute("REVOKE INSERT, UPDATE, DELETE ON settings FROM crm_manager, crm_admin")
         op.execute("GRANT INSERT, UPDATE, DELETE ON settings TO crm_staff")
     with op.batch_alter_table("members", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_members_alt_phone_hash"))
         batch_op.drop_column("id_number_masked")
         batch_op.drop_column("alt_phone_masked")
         batch_op.drop_column("phone_masked")
