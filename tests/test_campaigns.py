@@ -539,7 +539,9 @@ def test_an_empty_list_says_which_rule_emptied_it_and_how_the_scores_look(app, p
     with app.session() as session:
         result = run_campaign(session, "REF", now=NOW).as_dict()
     assert result["audience"] == 0
-    assert result["why_empty"].startswith("名单为空：“倾向（推荐新客）≥ 0.3”之后剩 0 户（之前 5 户）")
+    assert result["why_empty"].startswith(
+        "名单为空：“倾向（推荐新客）≥ 0.3”之后剩 0 户（之前 5 户）"
+    )
     assert "最高 0.14" in result["why_empty"] and "--min-propensity" in result["why_empty"]
     with app.session() as session, transaction(session):
         _campaign(session, "GONE", projects=["阳光"], stages=["老业主"])
