@@ -672,7 +672,8 @@ def forward_work_order(
         at,
         now,
     )
-    return create_work_order(
+    # The supervisor's judgment stands: the person chosen need not have the skill on file.
+    forwarded = create_work_order(
         session,
         order.ticket,
         order.kind,
@@ -683,8 +684,10 @@ def forward_work_order(
         now=now,
         parent=order,
         at=at,
-        skill=order.skill,
     )
+    forwarded.skill = order.skill
+    session.flush()
+    return forwarded
 
 
 def record_arrival(
