@@ -360,7 +360,10 @@ class Simulation:
                     tickets.revisit(s, number, 4, nps=8, now=now)
             elif status in ("closed", "revisited"):  # the feedback step
                 finish_work(s, ticket, now, ("remedial", "corrective"))
-                tickets.feedback(s, number, "积压工单复盘", "纳入作业指引", now=now)
+                tickets.feedback(
+                    s, number, "积压工单复盘", "纳入作业指引", now=now,
+                    causes=("not_heeded",) if ticket.ticket_type == "complaint" else (),
+                )  # fmt: skip
             later = (
                 self._next_office_time(now, hours=0.5)
                 if status == "replied"
@@ -674,7 +677,10 @@ class Simulation:
             moment += 7 * DAY  # after the corrective action is done
         self._step(
             plan, moment, "信息反馈",
-            lambda s, t: tickets.feedback(s, plan.number, "问题根源已查明", "纳入作业指引", now=t),
+            lambda s, t: tickets.feedback(
+                s, plan.number, "问题根源已查明", "纳入作业指引", now=t,
+                causes=("expectation_unmet", "work_error"),
+            ),
         )  # fmt: skip
 
     def _repair_steps(self, plan: _Request, when) -> None:

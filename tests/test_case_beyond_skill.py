@@ -22,6 +22,7 @@ from crm.core.errors import CrmError
 from crm.core.models import Building, Household, Project, Purchase, Unit
 from crm.plugins.service.dispatch import (
     add_staff,
+    complete_work_order,
     create_work_order,
     return_to_supervisor,
     show_work_order,
@@ -188,3 +189,55 @@ def test_without_a_team_supervisor_the_service_centre_supervisor_takes_it(app, r
     result = run("workorder", "return", order.number, "--reason", "需外包方专业消杀")
     assert result.exit_code == 0, result.output
     assert "TS20260509-0001-02 → 客服主管" in result.output
+
+
+def test_the_job_goes_to_the_carpenter_first_and_the_supervisor_closes_what_he_forwarded(
+    app, request_for_carpentry, run
+):
+    """Dispatched with the skill it needs, the job skips the idle technician who cannot do
+    carpentry and goes to 维修员二 though he is busier; a job no one has the skill for goes
+    to the supervisor, who forwards it and closes his own order once the forwarded work is
+    done, which finishes the repair."""
+    with app.session() as session, transaction(session):
+        check_warranty(session, NUMBER, "居家服务", now=NOW)
+        quote_repair(session, NUMBER, "人工费 80 元/小时", now=NOW)
+        first = start_repair(session, NUMBER, now=NOW, skill="木工")
+        assert first.assignee.name == "维修员二" and first.skill == "木工"
+        with pytest.raises(CrmError, match="没有登记“木工”技能"):
+            create_work_order(session, get_ticket(session, NUMBER), "repair", "拆装",
+                              assignee_name="维修员一", now=NOW, skill="木工")  # fmt: skip
+        nobody = create_work_order(session, get_ticket(session, NUMBER), "repair", "改装橱柜",
+                                   now=NOW, skill="橱柜改装")  # fmt: skip
+        assert nobody.assignee.name == "工程主管"
+    later = NOW + dt.timedelta(minutes=30)
+    forwarded = run(
+        "workorder", "forward", nobody.number, "--to", "维修员二", "--note", "有木工经验"
+    )
+    assert forwarded.exit_code == 0, forwarded.output
+    with app.session() as session:
+        child = session.scalar(select(WorkOrder).where(WorkOrder.parent_id == nobody.id))
+        assert child.assignee.name == "维修员二" and child.skill == "橱柜改装"
+        with pytest.raises(CrmError, match="由一线人员处理"):
+            from crm.plugins.service.dispatch import forward_work_order
+
+            forward_work_order(session, child.number, "工程主管", now=later)
+        session.rollback()
+        with pytest.raises(CrmError, match="转派的工作还未完成"):
+            complete_work_order(session, nobody.number, "完成", now=later)
+        child_no = child.number
+    # 维修员二 finishes the forwarded job first, then everything closes with the fee signed.
+    done_at = later + dt.timedelta(hours=2)
+    with app.session() as session, transaction(session):
+        status = complete_repair(
+            session, NUMBER, "衣柜拆装完成", fee_amount="160", signed_by="周女士", now=done_at
+        )
+        assert get_ticket(session, NUMBER).status == "closed"
+        assert status["revisit"] is not None
+        states = dict(
+            session.execute(
+                select(WorkOrder.number, WorkOrder.status).where(
+                    WorkOrder.number.like(f"{NUMBER}-%")
+                )
+            ).all()
+        )
+    assert states[first.number] == states[nobody.number] == states[child_no] == "done"

@@ -235,6 +235,7 @@ def test_a_complaint_walks_the_eight_steps(session, world, surveys):
             "雨前未检查阳台地漏",
             "雨季前逐户检查地漏，提醒装修户",
             now=at + dt.timedelta(days=2),
+            causes=["expectation_unmet", "not_heeded"],
         )
     ticket = tickets.get_ticket(session, number)
     assert ticket.status == "completed" and ticket.customer_confirmed
@@ -418,11 +419,15 @@ def test_no_ticket_reaches_its_last_step_with_its_work_open(session, world, surv
         tickets.close(session, number, True, now=T0 + minutes(20))
         tickets.revisit(session, number, csat=5, now=T0 + minutes(30))
     with pytest.raises(CrmError, match=f"还有未完成的派工单 {corrective.number}（纠正措施）"):
-        tickets.feedback(session, number, "地漏未检查", "逐户检查", now=T0 + minutes(40))
+        tickets.feedback(
+            session, number, "地漏未检查", "逐户检查", now=T0 + minutes(40), causes=["work_error"]
+        )
     session.rollback()
     with transaction(session):
         dispatch.complete_work_order(session, corrective.number, "已检查", now=T0 + minutes(50))
-        tickets.feedback(session, number, "地漏未检查", "逐户检查", now=T0 + minutes(55))
+        tickets.feedback(
+            session, number, "地漏未检查", "逐户检查", now=T0 + minutes(55), causes=["work_error"]
+        )
     assert tickets.get_ticket(session, number).status == "completed"
 
 

@@ -67,11 +67,16 @@ def tickets_revisited(session: Session, revisits: list[Revisit]) -> None:
     """Closed tickets were revisited: record each customer's answers as a survey taken at the revisit time."""
 
 
+@hookspec
+def ticket_causes_recorded(session: Session, causes: dict[str, list[str]]) -> None:
+    """Complaints reached their feedback step: register number -> why the customer complained (vocab.COMPLAINT_CAUSES codes)."""
+
+
 @hookspec(firstresult=True)
 def ticket_statistics(
     session: Session, group_by: str, since: dt.datetime | None, until: dt.datetime | None
 ) -> list[dict] | None:
-    """Ticket KPI inputs aggregated in SQL per project, team, category or month."""
+    """Ticket KPI inputs aggregated in SQL per project, team, category, month or cause (complaints only)."""
 
 
 @hookspec
@@ -136,7 +141,7 @@ def suggest_classification(session: Session, text: str, ticket_type: str) -> dic
 def complaint_counts(
     session: Session, since: dt.datetime, until: dt.datetime, grain: str
 ) -> list[dict] | None:
-    """Complaint tickets counted per project, building, category and period (grain: week or month)."""
+    """Complaint tickets counted per project, building, category and period (grain: week or month), with their recorded causes."""
 
 
 @hookspec(firstresult=True)

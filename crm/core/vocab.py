@@ -142,3 +142,22 @@ def code_of(vocabulary: dict[str, str], text: str, what: str) -> str:
         choices = "、".join(f"{code}（{zh}）" for code, zh in vocabulary.items())
         raise CrmError(f"不认识的{what}“{text}”：可选 {choices}。")
     return code
+
+
+# Why a customer complained, recorded at a complaint's feedback step (信息反馈, several may
+# apply), so reports show why people complain and not only what about. The first seven are the
+# reasons a complaint breaks out; the last five the sources of dissatisfaction behind them.
+COMPLAINT_CAUSES = {
+    "expectation_unmet": "期望未满足",
+    "old_grievance": "积怨爆发",
+    "not_heeded": "不闹不被重视",
+    "broken_promise": "承诺未兑现",
+    "rude_staff": "态度冷漠粗鲁",
+    "mixed_messages": "员工说法不一",
+    "unprofessional": "处理不专业",
+    "product_service": "产品与服务本身",
+    "work_error": "工作失误或服务缺陷",
+    "high_expectation": "预期过高与现实落差",
+    "high_price": "房价高、关乎日常生活",
+    "informed_customer": "客户专业、信息灵通",
+}

@@ -48,6 +48,7 @@ HOTSPOT_COLUMNS = [
     ("baseline", "以往平均"),
     ("ratio", "倍数"),
     ("p_value", "p 值"),
+    ("why", "投诉原因"),
     ("reason", "说明"),
 ]
 TARGET_NAMES = {"category": "类别", "severity": "严重程度"}
@@ -245,7 +246,13 @@ def hotspots(grain, period, history, min_count, alpha, fmt) -> None:
     if fmt == "table":
         rows = [{**row, "p_value": f"{row['p_value']:.1e}"} for row in rows]
     if fmt != "json":
-        rows = [{k: v for k, v in row.items() if k != "history"} for row in rows]
+        from crm.plugins.analysis.hotspots import cause_text
+
+        rows = [
+            {**{k: v for k, v in row.items() if k not in ("history", "causes")},
+             "why": cause_text(row["causes"]) or "（未记录）"}
+            for row in rows
+        ]  # fmt: skip
     emit(rows, fmt, HOTSPOT_COLUMNS)
     if not rows:
         click.echo("该期间没有发现投诉热点。", err=True)

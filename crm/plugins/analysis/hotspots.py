@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from crm.core.clock import add_months, day_start, local_today
 from crm.core.errors import CrmError
 from crm.core.models import utcnow
+from crm.core.vocab import COMPLAINT_CAUSES
 
 GRAINS = {"month": "个月", "week": "周"}
 PSEUDO_COUNT = 0.5  # added over the history window: the rate of a place with no complaints yet
@@ -79,7 +80,15 @@ def _reason(row: dict, unit: str, history: int) -> str:
         past = f"前 {history} {unit}没有此类投诉"
     else:
         past = f"前 {history} {unit}平均 {row['baseline']:.2f} 件（{row['ratio']:.1f} 倍）"
-    return f"{what}，{past}；按以往频率出现这么多的概率 p={row['p_value']:.1e}。"
+    text = f"{what}，{past}；按以往频率出现这么多的概率 p={row['p_value']:.1e}。"
+    if row["causes"]:
+        text += f"投诉原因：{cause_text(row['causes'])}。"
+    return text
+
+
+def cause_text(causes: dict[str, int]) -> str:
+    """'承诺未兑现 3 件、态度冷漠粗鲁 1 件': why they complained, most frequent first."""
+    return "、".join(f"{COMPLAINT_CAUSES.get(c, c)} {n} 件" for c, n in causes.items())
 
 
 def hot_spots(
@@ -125,6 +134,8 @@ def hot_spots(
         raise CrmError("没有插件提供投诉统计（需要售后服务插件）：无法找投诉热点。")
 
     series: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # Why they complained: causes counted per place and category in the target period.
+    why: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     names: dict[str | None, str] = {}
     buildings: dict[tuple, set] = defaultdict(set)
     for row in counted:
@@ -133,6 +144,10 @@ def hot_spots(
         series[(row["project"], row["building"], category)][row["period"]] += row["count"]
         series[(row["project"], WHOLE_PROJECT, category)][row["period"]] += row["count"]
         buildings[(row["project"], category)].add(row["building"])
+        if row["period"] == labels[-1]:
+            for place in (row["building"], WHOLE_PROJECT):
+                for cause, count in (row.get("causes") or {}).items():
+                    why[(row["project"], place, category)][cause] += count
 
     target_label, past = labels[-1], labels[:-1]
     found = []
@@ -162,6 +177,9 @@ def hot_spots(
             "ratio": round(count / mean, 2) if mean else None,
             "p_value": p_value,
             "history": dict(zip(past, before, strict=True)),
+            "causes": dict(
+                sorted(why[(project, building, category)].items(), key=lambda kv: (-kv[1], kv[0]))
+            ),
         }
         row["reason"] = _reason(row, unit, history)
         found.append(row)

@@ -26,6 +26,13 @@ def tickets_revisited(session, revisits):
 
 
 @hookimpl
+def ticket_causes_recorded(session, causes):
+    from crm.plugins.satisfaction.surveys import record_ticket_causes
+
+    record_ticket_causes(session, causes)
+
+
+@hookimpl
 def household_facts(session, until):
     from crm.plugins.satisfaction.surveys import satisfaction_gap_per_household
 

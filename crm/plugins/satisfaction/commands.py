@@ -128,17 +128,17 @@ def survey_list(household_code, kind, limit, fmt) -> None:
 
 @click.group()
 def satisfaction() -> None:
-    """满意度监测：按项目、班组、类别、月份的指标报表与客情预警。"""
+    """满意度监测：按项目、班组、类别、月份、投诉原因的指标报表与客情预警。"""
 
 
 @satisfaction.command("report")
 @click.option(
     "--by",
     "group_by",
-    type=click.Choice(["project", "team", "category", "month"]),
+    type=click.Choice(["project", "team", "category", "month", "cause"]),
     default="project",
     show_default=True,
-    help="分组方式：项目、班组、类别或月份。",
+    help="分组方式：项目、班组、类别、月份，或 cause 投诉原因（为什么投诉；一件投诉计入它的每个原因）。",
 )
 @click.option("--since", help="起始日期（含），如 2026-01-01；按工单受理与调查时间筛选。")
 @click.option("--until", help="截止日期（含），如 2026-04-30。")
@@ -150,7 +150,7 @@ def satisfaction() -> None:
 )
 @format_option
 def satisfaction_report(group_by, since, until, chart_dir, fmt) -> None:
-    """满意率、NPS、期望差距、及时率、关闭率、回访率与平均响应/关闭时长（数据库内汇总）。"""
+    """满意率、NPS、期望差距、及时率、关闭率、回访率与平均响应/到场/关闭时长（数据库内汇总）。"""
     from crm.plugins.satisfaction.kpis import COLUMNS, GROUPINGS, RATES, kpi_report
 
     start, end = day_bound(since, "起始日期"), day_bound(until, "截止日期", end=True)

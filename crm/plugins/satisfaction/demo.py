@@ -262,7 +262,7 @@ class _Surveys:
                 f"{(promoters - detractors) / max(recommending, 1) * 100:+.0f}"
             ),
             (
-                "试试：crm satisfaction report --by project、crm satisfaction report --by team、"
+                "试试：crm satisfaction report --by project、crm satisfaction report --by cause、"
                 "crm satisfaction warnings --detect"
             ),
         ]

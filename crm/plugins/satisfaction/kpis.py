@@ -1,4 +1,9 @@
-"""KPIs per project, team, category or month, computed by the database.
+"""KPIs per project, team, category, month or cause, computed by the database.
+
+By cause (why the customer complained, recorded at a complaint's feedback step): the surveys
+of the complaints with that cause and the complaints themselves, each under every cause it
+has; complaints with no cause yet go under （未归属）; legacy records and surveys of no
+complaint have no cause and stay out.
 
 From surveys: satisfaction rate (share of CSAT >= 4), NPS (% promoters 9-10 minus % detractors
 0-6) and the mean gap (experience − expectation, over every answered aspect). From the service
@@ -19,10 +24,17 @@ from sqlalchemy.orm import Session
 from crm.core.errors import CrmError
 from crm.core.models import Building, Household, Project, ServiceRecord, Unit
 from crm.core.sqltime import minutes_between, month_of
-from crm.plugins.satisfaction.models import Survey
+from crm.core.vocab import COMPLAINT_CAUSES
+from crm.plugins.satisfaction.models import Survey, TicketCause
 from crm.plugins.satisfaction.surveys import CATEGORIES
 
-GROUPINGS = {"project": "项目", "team": "班组", "category": "类别", "month": "月份"}
+GROUPINGS = {
+    "project": "项目",
+    "team": "班组",
+    "category": "类别",
+    "month": "月份",
+    "cause": "投诉原因",
+}
 UNGROUPED = "（未归属）"
 
 COLUMNS = [
@@ -38,6 +50,7 @@ COLUMNS = [
     ("closure_rate", "关闭率"),
     ("revisit_rate", "回访率"),
     ("mean_reply_minutes", "平均响应(分钟)"),
+    ("mean_arrive_minutes", "平均到场(分钟)"),
     ("mean_close_minutes", "平均关闭(分钟)"),
 ]
 RATES = ("satisfaction_rate", "timeliness_rate", "closure_rate", "revisit_rate")
@@ -46,6 +59,8 @@ RATES = ("satisfaction_rate", "timeliness_rate", "closure_rate", "revisit_rate")
 def _survey_key(session: Session, group_by: str) -> ColumnElement:
     if group_by == "month":
         return month_of(session, Survey.taken_at)
+    if group_by == "cause":
+        return TicketCause.cause
     return {"project": Survey.project_id, "team": Survey.team, "category": Survey.category}[
         group_by
     ]
@@ -87,6 +102,8 @@ def survey_statistics(
         since,
         until,
     )
+    if group_by == "cause":
+        query = query.join(TicketCause, TicketCause.ticket_number == Survey.ticket_number)
     return {
         row.key: {
             "surveys": int(row.surveys),
@@ -115,7 +132,10 @@ def legacy_statistics(
 ) -> dict:
     """Group key -> records, closed and minutes to close of the legacy records in the core
     service register (entries no plugin keeps), opened in [since, until). They have no team
-    nor category: those groupings put them under （未归属）."""
+    nor category: those groupings put them under （未归属）; nor a cause: that grouping
+    leaves them out."""
+    if group_by == "cause":
+        return {}
     closed = ServiceRecord.status == "closed"
     project = func.coalesce(Building.project_id, Household.project_id)
     # No team nor category: one group, under no key (PostgreSQL refuses GROUP BY a constant).
@@ -178,6 +198,7 @@ def _service_kpis(tickets: dict | None, legacy: dict | None) -> dict:
         "closure_rate": _ratio(closed, records),
         "revisit_rate": _ratio(t.get("revisited"), t.get("closed")),
         "mean_reply_minutes": _ratio(t.get("reply_minutes"), t.get("replied")),
+        "mean_arrive_minutes": _ratio(t.get("arrive_minutes"), t.get("arrived")),
         "mean_close_minutes": _ratio(
             _sum(t.get("close_minutes"), old.get("close_minutes")),
             t.get("closed_timed", 0) + old.get("closed_timed", 0),
@@ -233,6 +254,8 @@ def _labels(session: Session, group_by: str, keys: set, tickets: dict) -> dict:
         names = {key: row.get("label") for key, row in tickets.items()}
     elif group_by == "category":
         names = dict(CATEGORIES)
+    elif group_by == "cause":
+        names = dict(COMPLAINT_CAUSES)
     else:
         names = {}
     return {key: UNGROUPED if key is None else names.get(key) or str(key) for key in keys}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.core.models import Audited, Base, UTCDateTime, utcnow
@@ -79,3 +79,15 @@ class FeedbackRecord(Audited, Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     detected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     handed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class TicketCause(Base):
+    """Why the customer of a ticket complained (vocab.COMPLAINT_CAUSES), as service handling
+    reported it at the ticket's feedback step (ticket_causes_recorded hook): the KPIs join
+    the ticket's surveys to it by register number to group satisfaction by cause."""
+
+    __tablename__ = "sat_ticket_causes"
+    __table_args__ = (UniqueConstraint("ticket_number", "cause"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_number: Mapped[str] = mapped_column(String(40), index=True)
+    cause: Mapped[str] = mapped_column(String(30))

@@ -20,7 +20,7 @@ from crm.core.clock import when_done
 from crm.core.errors import CrmError
 from crm.core.households import get_household
 from crm.core.models import Household, Project, utcnow
-from crm.plugins.satisfaction.models import Survey, SurveyAspect
+from crm.plugins.satisfaction.models import Survey, SurveyAspect, TicketCause
 
 SURVEY_KINDS = {"revisit": "工单回访", "periodic": "定期调查", "visit": "走访问卷"}
 CATEGORIES = vocab.COMPLAINT_CATEGORIES
@@ -311,3 +311,26 @@ def satisfaction_gap_per_household(session: Session, until: dt.datetime) -> dict
         .group_by(Survey.household_id)
     )
     return {household_id: float(total) / count for household_id, total, count in rows if count}
+
+
+def record_ticket_causes(session: Session, causes: Mapping[str, Sequence[str]]) -> None:
+    """Keep why each complaint's customer complained (register number -> cause codes), so
+    the KPIs group the ticket's surveys by cause; a cause already kept is not added again."""
+    numbers = list(causes)
+    known: set[tuple[str, str]] = set()
+    for start in range(0, len(numbers), CHUNK):
+        known |= set(
+            session.execute(
+                select(TicketCause.ticket_number, TicketCause.cause).where(
+                    TicketCause.ticket_number.in_(numbers[start : start + CHUNK])
+                )
+            ).all()
+        )
+    rows = [
+        {"ticket_number": number, "cause": cause}
+        for number, codes in causes.items()
+        for cause in dict.fromkeys(codes)
+        if (number, cause) not in known and cause in vocab.COMPLAINT_CAUSES
+    ]
+    for start in range(0, len(rows), CHUNK):
+        session.execute(insert(TicketCause), rows[start : start + CHUNK])

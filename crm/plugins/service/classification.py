@@ -127,6 +127,7 @@ def complaint_counts(
     for row in session.execute(query):
         key = (row.project, row.building, row.category, _period(row.period, grain))
         totals[key] = totals.get(key, 0) + int(row.count)
+    causes = _cause_counts(session, since, until, grain)
     return [
         {
             "project": project,
@@ -135,11 +136,48 @@ def complaint_counts(
             "category_name": CATEGORIES.get(category) if category else "未评估",
             "period": period,
             "count": count,
+            "causes": causes.get((project, building, category, period), {}),
         }
         for (project, building, category, period), count in sorted(
             totals.items(), key=lambda item: (item[0][3], *(str(v or "") for v in item[0][:3]))
         )
     ]
+
+
+def _cause_counts(session: Session, since, until, grain: str) -> dict[tuple, dict[str, int]]:
+    """Per (project, building, category, period): complaints counted per recorded cause."""
+    from crm.plugins.service.models import TicketCause
+
+    period = (month_of if grain == "month" else day_of)(session, Ticket.opened_at)
+    counted = (
+        select(
+            Ticket.project_id,
+            Ticket.building_id,
+            Ticket.category,
+            period.label("period"),
+            TicketCause.cause,
+            func.count().label("count"),
+        )
+        .join(TicketCause, TicketCause.ticket_id == Ticket.id)
+        .where(
+            Ticket.ticket_type == "complaint",
+            Ticket.origin == CUSTOMER,
+            Ticket.opened_at >= since,
+            Ticket.opened_at < until,
+        )
+        .group_by(Ticket.project_id, Ticket.building_id, Ticket.category, period, TicketCause.cause)
+        .subquery()
+    )
+    query = select(counted, Project.name.label("project"), Building.name.label("building"))
+    query = query.outerjoin(Project, Project.id == counted.c.project_id).outerjoin(
+        Building, Building.id == counted.c.building_id
+    )
+    found: dict[tuple, dict[str, int]] = {}
+    for row in session.execute(query):
+        key = (row.project, row.building, row.category, _period(row.period, grain))
+        bucket = found.setdefault(key, {})
+        bucket[row.cause] = bucket.get(row.cause, 0) + int(row.count)
+    return found
 
 
 def _period(text: str, grain: str) -> str:

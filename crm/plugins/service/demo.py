@@ -59,6 +59,7 @@ from crm.core.models import (
     Setting,
     Unit,
 )
+from crm.core.vocab import COMPLAINT_CAUSES
 from crm.plugins.service import register, rules, sla
 from crm.plugins.service.models import (
     Commitment,
@@ -68,6 +69,7 @@ from crm.plugins.service.models import (
     Staff,
     Team,
     Ticket,
+    TicketCause,
     TicketEvent,
     WorkOrder,
 )
@@ -287,7 +289,15 @@ WRITTEN = (
     "svc_commitments",
     "svc_escalations",
     "svc_work_orders",
+    "svc_ticket_causes",
 )
+# Why the customer complained, by category (drawn at the feedback step; see _causes).
+CAUSES_BY_CATEGORY = {
+    "engineering": ("product_service", "expectation_unmet", "old_grievance", "work_error"),
+    "design": ("high_expectation", "high_price", "informed_customer", "expectation_unmet"),
+    "sales_management": ("mixed_messages", "high_expectation", "broken_promise", "high_price"),
+    "service": ("rude_staff", "unprofessional", "work_error", "not_heeded", "mixed_messages"),
+}
 
 
 class _Weighted:
@@ -396,6 +406,7 @@ class _Ticket:
     escalations: list = field(default_factory=list)
     group_at: tuple | None = None
     revisit_notes: list = field(default_factory=list)
+    arrived: dt.datetime | None = None
 
 
 class _Builder:
@@ -413,8 +424,11 @@ class _Builder:
         self.warranty = {code: warranty_months(session, code) for code in WARRANTY_ITEMS}
         self.tables: dict[str, Table] = {
             m.__table__.name: m.__table__
-            for m in (Staff, GroupComplaint, Ticket, TicketEvent, Commitment, Escalation, WorkOrder)
-        }
+            for m in (
+                Staff, GroupComplaint, Ticket, TicketEvent, Commitment, Escalation, WorkOrder,
+                TicketCause,
+            )
+        }  # fmt: skip
         # Ids continue after what the tables hold (nothing, unless staff were added by hand).
         self.ids: Counter[str] = Counter(
             {
@@ -425,6 +439,7 @@ class _Builder:
         self.rows: dict[str, list[dict]] = defaultdict(list)
         self.stats: Counter[str] = Counter()
         self.revisits: list[Revisit] = []
+        self.causes: dict[str, list[str]] = {}
         self.staff: dict[tuple[int, int], list[_Person]] = defaultdict(list)
         self.turn: Counter[int] = Counter()
         self.samples: dict[str, str] = {}
@@ -845,6 +860,9 @@ class _Builder:
             repair_item,
         )
 
+        if kind == "complaint" and completed_at is not None:
+            self._causes(ticket, resolve_breached)
+
         paid, signed = terms["paid"], False
         fee_rate = fee_amount = fee_stated_at = None
         if paid and assessed_at is not None:
@@ -914,6 +932,7 @@ class _Builder:
             "fee_signed_at": closed_at if signed else None,
             "warranty_until": terms["warranty_until"],
             "rework_of_id": None,
+            "arrived_at": ticket.arrived,
             "version": 1,
             "created_at": opened,
             "updated_at": log.close(
@@ -923,6 +942,33 @@ class _Builder:
         self.rows["svc_tickets"].append(row)
         self.rows["service_records"].append(register.entry(SimpleNamespace(**row), opened))
         return row
+
+    def _causes(self, ticket: _Ticket, late: bool) -> None:
+        """Why the customer complained, recorded at the feedback step: one or two causes of
+        the category, a broken promise when one was broken, "no one listens" when it ran
+        late. Drawn from a stream of its own per ticket, so the rest stays as it was."""
+        draw = random.Random(self.seed * 15_485_863 + ticket.id)
+        pool = CAUSES_BY_CATEGORY.get(ticket.category, ("expectation_unmet",))
+        causes = draw.sample(pool, 2 if draw.random() < 0.35 else 1)
+        # This ticket's promises are the last ones written.
+        mine = itertools.takewhile(
+            lambda c: c["ticket_id"] == ticket.id, reversed(self.rows["svc_commitments"])
+        )
+        if any(c["status"] == "broken" for c in mine):
+            causes.append("broken_promise")
+        if late and draw.random() < 0.5:
+            causes.append("not_heeded")
+        causes = list(dict.fromkeys(causes))
+        for cause in causes:
+            self.rows["svc_ticket_causes"].append(
+                {"id": self._next("svc_ticket_causes"), "ticket_id": ticket.id, "cause": cause}
+            )
+        labels = "、".join(COMPLAINT_CAUSES[c] for c in causes)
+        for event in reversed(ticket.log.events):
+            if event["action"] == "feedback":
+                event["note"] += f"；投诉原因：{labels}"
+                break
+        self.causes[ticket.number] = causes
 
     def _repair_terms(self, kind: str, item: str | None, home: _Home, opened) -> dict:
         """A repair's warranty verdict (as repairs.check_warranty words it), free or paid."""
@@ -1148,6 +1194,12 @@ class _Builder:
             number = f"{ticket.number}-{count:02d}"
             oid = self._next("svc_work_orders")
             finished = done is not None and done <= self.now and returned is None
+            arrived = None
+            if finished and kind in ("remedial", "repair"):
+                # On site a quarter of the way from dispatch to done (a fixed share, so the
+                # rest of the demo draws as before).
+                arrived = created + (done - created) / 4
+                ticket.arrived = min(ticket.arrived or arrived, arrived)
             self.rows["svc_work_orders"].append(
                 {
                     "id": oid,
@@ -1167,6 +1219,8 @@ class _Builder:
                     "returned_reason": returned[1] if returned else None,
                     "returned_at": returned[0] if returned else None,
                     "parent_id": parent,
+                    "skill": "木工" if returned and "木工" in returned[1] else None,
+                    "arrived_at": arrived,
                     "result": result if finished else None,
                     "created_at": created,
                     "updated_at": (returned[0] if returned else done if finished else created),
@@ -1179,6 +1233,8 @@ class _Builder:
                 "dispatch",
                 f"派工单 {number}（{label}）→ {self._team_name(to)}：{to.name}，时限 {self._hm(due)}",
             )
+            if arrived is not None:
+                ticket.log(arrived, to.name, "arrive", f"{to.name} 到场（派工单 {number}）")
             if finished:
                 ticket.log(done, to.name, "work_done", f"派工单 {number} 完成：{result}")
             if returned:
@@ -1340,6 +1396,7 @@ class _Builder:
             detail=f"演示数据：服务工单 {counts['svc_tickets']} 张，员工 {counts['svc_staff']} 人",
         )
         session.info["pm"].hook.tickets_revisited(session=session, revisits=self.revisits)
+        session.info["pm"].hook.ticket_causes_recorded(session=session, causes=self.causes)
         return self.summary(counts)
 
     def summary(self, counts: dict[str, int]) -> list[str]:

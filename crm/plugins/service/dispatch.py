@@ -269,6 +269,25 @@ def least_loaded(session: Session, team: Team, level: int = 1) -> Staff | None:
     ).first()
 
 
+def has_skill(staff: Staff, skill: str) -> bool:
+    return skill in (staff.skills or [])
+
+
+def skilled(session: Session, skill: str, team: Team | None = None) -> Staff | None:
+    """The least-loaded active front-line person with the skill: in the team when given,
+    else in any team (a colleague's carpentry experience counts wherever they work)."""
+    query = select(Staff).where(Staff.level == 1, Staff.active.is_(True))
+    if team is not None:
+        query = query.where(Staff.team_id == team.id)
+    able = [p.id for p in session.scalars(query) if has_skill(p, skill)]
+    if not able:
+        return None
+    load = open_load()
+    return session.scalars(
+        select(Staff).where(Staff.id.in_(able)).order_by(load, Staff.name).limit(1)
+    ).first()
+
+
 def team_for(session: Session, ticket: Ticket) -> Team | None:
     """The team that handles the ticket's repair item, else its category; the customer
     service centre (which takes every request first) when no team names either."""
@@ -333,10 +352,14 @@ def create_work_order(
     now: dt.datetime | None = None,
     parent: WorkOrder | None = None,
     at: dt.datetime | None = None,
+    skill: str | None = None,
 ) -> WorkOrder:
     """A dispatch notice under the ticket's number: to the given team or the ticket's team
-    by category, and to the given person or the least-loaded one of that team. The first
-    repair job takes a repair ticket from its assessment into the work (investigating)."""
+    by category, and to the given person or the least-loaded one of that team. A job that
+    needs a skill goes to someone who has it before load balancing: the team's front line,
+    else (no team named) any team's; when no one has it, to the team's supervisor, who finds
+    another way. The first repair job takes a repair ticket from its assessment into the
+    work (investigating)."""
     from crm.plugins.service import tickets
 
     current_user(session).require("ticket.handle", "派工")
@@ -359,6 +382,26 @@ def create_work_order(
         raise CrmError("还没有任何团队：请先用 crm team add 登记团队。")
     if assignee is not None and assignee.team_id != team.id:
         raise CrmError(f"{assignee.name} 不属于 {team.name}：请换人，或不指定团队。")
+    skill = (skill or "").strip() or None
+    if skill and assignee is not None and assignee.level == 1 and not has_skill(assignee, skill):
+        raise CrmError(
+            f"{assignee.name} 没有登记“{skill}”技能：请派给有此技能的人，或不指定处理人由系统挑选。"
+        )
+    if skill and assignee is None:
+        owner = ticket.owner
+        if (
+            owner is not None and owner.active and owner.level == 1
+            and owner.team_id == team.id and has_skill(owner, skill)
+        ):  # fmt: skip
+            assignee = owner
+        else:
+            assignee = skilled(session, skill, team)
+            if assignee is None and not team_code:
+                assignee = skilled(session, skill)
+            if assignee is None:
+                assignee = _supervisor_for(session, team)
+            if assignee is not None and assignee.team is not None:
+                team = assignee.team
     if assignee is None:
         # The person already answering for the ticket does its work, when in that team.
         owner = ticket.owner
@@ -377,12 +420,16 @@ def create_work_order(
         status="open",
         due_at=due_at,
         parent_id=parent.id if parent else None,
+        skill=skill,
         created_at=now,
         updated_at=now,
     )
     session.add(order)
     session.flush()
     who = assignee.name if assignee else "待指派"
+    if skill:
+        lacking = assignee is None or not has_skill(assignee, skill)
+        who += f"（需“{skill}”技能{'，无人具备，交主管安排' if lacking else ''}）"
     due = f"，时限 {to_local(due_at):%Y-%m-%d %H:%M}" if due_at else ""
     record_event(
         session,
@@ -456,6 +503,13 @@ def complete_work_order(
     if ticket is None:
         raise CrmError(f"{order.number} 是任务，不是派工单：请用 crm task done 登记客户的答复。")
     now, at = happened(session, ticket, now, at)
+    forwarded = session.scalars(
+        select(WorkOrder.number).where(WorkOrder.parent_id == order.id, WorkOrder.status == "open")
+    ).all()
+    if forwarded:
+        raise CrmError(
+            f"{order.number} 已转派给 {'、'.join(forwarded)}，转派的工作还未完成：完成后主管才能关闭本单。"
+        )
     if order.kind == "revisit" and ticket.status == "closed":
         if not revisit or revisit.get("csat") is None:
             raise CrmError(
@@ -576,7 +630,94 @@ def return_to_supervisor(
         now=now,
         parent=order,
         at=at,
+        skill=order.skill,
     )
+
+
+def forward_work_order(
+    session: Session,
+    number: str,
+    to_name: str,
+    note: str | None = None,
+    now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
+) -> WorkOrder:
+    """A supervisor passes a job they hold to someone who can do it (the colleague with the
+    skill): a new work order continues it under the same register number, and the
+    supervisor's own order stays open until the forwarded work is done, when the supervisor
+    closes it (nothing is lost between them). Returns the new order."""
+    current_user(session).require("ticket.handle", "转派派工单")
+    order = get_work_order(session, number)
+    if order.status != "open":
+        raise CrmError(
+            f"派工单 {order.number} 的状态是“{WORK_ORDER_STATUS[order.status]}”，只有处理中的才能转派。"
+        )
+    if order.ticket is None:
+        raise CrmError(f"{order.number} 是任务，不能转派：请另建任务。")
+    holder = order.assignee
+    if holder is None or holder.level < SUPERVISOR:
+        raise CrmError(
+            f"{order.number} 由一线人员处理：超出能力时请退回主管（crm workorder return），由主管转派。"
+        )
+    target = get_staff(session, to_name)
+    if target.id == holder.id:
+        raise CrmError("不能转派给自己。")
+    now, at = happened(session, order.ticket, now, at)
+    record_event(
+        session,
+        order.ticket,
+        "forward",
+        f"{holder.name} 将派工单 {order.number} 转派给 {target.name}"
+        + (f"：{note.strip()}" if note and note.strip() else ""),
+        at,
+        now,
+    )
+    # The supervisor's judgment stands: the person chosen need not have the skill on file.
+    forwarded = create_work_order(
+        session,
+        order.ticket,
+        order.kind,
+        f"{order.description}\n【主管转派】{(note or '').strip() or holder.name + '安排'}",
+        due_at=order.due_at if order.due_at and order.due_at > at else None,
+        team_code=target.team.code if target.team else None,
+        assignee_name=target.name,
+        now=now,
+        parent=order,
+        at=at,
+    )
+    forwarded.skill = order.skill
+    session.flush()
+    return forwarded
+
+
+def record_arrival(
+    session: Session, number: str, now: dt.datetime | None = None, at: dt.datetime | None = None
+) -> WorkOrder:
+    """到场: when the worker reached the site. The ticket keeps its first arrival, from which
+    the KPIs take the time to arrive."""
+    current_user(session).require("ticket.handle", "登记到场")
+    order = get_work_order(session, number)
+    if order.ticket is None:
+        raise CrmError(f"{order.number} 是任务：到场只登记在工单的派工单上。")
+    if order.status != "open":
+        raise CrmError(
+            f"派工单 {order.number} 的状态是“{WORK_ORDER_STATUS[order.status]}”，只能为处理中的派工单登记到场。"
+        )
+    if order.arrived_at is not None:
+        raise CrmError(
+            f"{order.number} 已于 {to_local(order.arrived_at):%Y-%m-%d %H:%M} 登记到场。"
+        )
+    now, at = happened(session, order.ticket, now, at)
+    if at < order.created_at:
+        raise CrmError(f"到场时间不能早于派工时间 {to_local(order.created_at):%Y-%m-%d %H:%M}。")
+    order.arrived_at = at
+    ticket = order.ticket
+    if ticket.arrived_at is None or at < ticket.arrived_at:
+        ticket.arrived_at = at
+    who = order.assignee.name if order.assignee else "处理人"
+    record_event(session, ticket, "arrive", f"{who} 到场（派工单 {order.number}）", at, now)
+    session.flush()
+    return order
 
 
 def work_order_row(order: WorkOrder, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -595,6 +736,8 @@ def work_order_row(order: WorkOrder, now: dt.datetime | None = None) -> dict[str
         "overdue": bool(order.status == "open" and order.due_at and order.due_at < now),
         "completed_at": order.completed_at,
         "description": order.description,
+        "skill": order.skill,
+        "arrived_at": order.arrived_at,
     }
 
 

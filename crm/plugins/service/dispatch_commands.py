@@ -54,7 +54,9 @@ SHOW_LABELS = [
     ("status", "状态", WORK_ORDER_STATUS),
     ("due_at", "时限"),
     ("overdue", "已超时"),
+    ("skill", "所需技能"),
     ("created_at", "派工时间"),
+    ("arrived_at", "到场时间"),
     ("completed_at", "完成时间"),
     ("completion_entered_at", "完成登记于"),
     ("result", "处理结果"),
@@ -414,9 +416,14 @@ def workorder_show(number: str, fmt: str) -> None:
 @click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
 @click.option("--team", "team_code", help="派给哪个团队（默认按工单类别）。")
 @click.option("--assignee", help="派给谁（默认该团队在办件数最少的一线人员）。")
+@click.option(
+    "--skill", help="所需技能（如 木工）：先派给有此技能的人，再看在办件数；无人具备时交主管。"
+)
 @at_option
 @format_option
-def workorder_create(ticket, kind, description, due, team_code, assignee, at_text, fmt) -> None:
+def workorder_create(
+    ticket, kind, description, due, team_code, assignee, skill, at_text, fmt
+) -> None:
     """为工单 TICKET（登记号）派发一张派工单。"""
     from crm.core.db import transaction
     from crm.plugins.service.dispatch import create_work_order
@@ -432,6 +439,7 @@ def workorder_create(ticket, kind, description, due, team_code, assignee, at_tex
             team_code=team_code,
             assignee_name=assignee,
             at=parse_at(at_text),
+            skill=skill,
         )
         who = order.assignee.name if order.assignee else "待指派"
         text = f"已派工 {order.number} → {order.team.name}：{who}。"
@@ -489,6 +497,39 @@ def workorder_return(number: str, reason: str, at_text, fmt: str) -> None:
         order = return_to_supervisor(session, number, reason, at=parse_at(at_text))
         text = f"{number} 已退回主管，新派工单 {order.number} → {order.assignee.name}。"
         record = _order_record(session, order.number, text)
+    emit_record(record, fmt, ORDER_LABELS)
+
+
+@workorder.command("forward")
+@click.argument("number")
+@click.option("--to", "to_name", required=True, help="转派给谁（如有木工经验的同事）。")
+@click.option("--note", help="转派说明：要做什么、业主的要求。")
+@at_option
+@format_option
+def workorder_forward(number: str, to_name: str, note, at_text, fmt: str) -> None:
+    """主管把手上的派工单转派给能做的人：另派一张接续单，本单待转派工作完成后由主管关闭。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.dispatch import forward_work_order
+
+    with get_app().session() as session, transaction(session):
+        order = forward_work_order(session, number, to_name, note, at=parse_at(at_text))
+        text = f"{number} 已转派，新派工单 {order.number} → {order.assignee.name}。"
+        record = _order_record(session, order.number, text)
+    emit_record(record, fmt, ORDER_LABELS)
+
+
+@workorder.command("arrive")
+@click.argument("number")
+@at_option
+@format_option
+def workorder_arrive(number: str, at_text, fmt: str) -> None:
+    """登记处理人到场的时间（指标中的平均到场时长由此计算）。"""
+    from crm.core.db import transaction
+    from crm.plugins.service.dispatch import record_arrival
+
+    with get_app().session() as session, transaction(session):
+        order = record_arrival(session, number, at=parse_at(at_text))
+        record = _order_record(session, order.number, f"{order.number} 已登记到场。")
     emit_record(record, fmt, ORDER_LABELS)
 
 
@@ -581,9 +622,12 @@ def repair_quote(ticket: str, rate: str, at_text, fmt: str) -> None:
 @click.option("--team", "team_code", help="派给哪个团队（默认按维修项目）。")
 @click.option("--assignee", help="派给谁（默认在办件数最少的一线人员）。")
 @click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
+@click.option(
+    "--skill", help="所需技能（如 木工）：先派给有此技能的人，再看在办件数；无人具备时交主管。"
+)
 @at_option
 @format_option
-def repair_start(ticket: str, team_code, assignee, due, at_text, fmt) -> None:
+def repair_start(ticket: str, team_code, assignee, due, skill, at_text, fmt) -> None:
     """派出维修派工单（报修单进入维修）；收费维修未登记收费标准时拒绝开工。"""
     from crm.core.db import transaction
     from crm.plugins.service.repairs import start_repair
@@ -596,6 +640,7 @@ def repair_start(ticket: str, team_code, assignee, due, at_text, fmt) -> None:
             assignee_name=assignee,
             due_at=_due(due),
             at=parse_at(at_text),
+            skill=skill,
         )
         who = order.assignee.name if order.assignee else "待指派"
         text = f"已派出维修 {order.number} → {order.team.name}：{who}。"

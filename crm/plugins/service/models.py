@@ -186,6 +186,8 @@ class Ticket(Audited, TimestampMixin, Base):
     warranty_until: Mapped[dt.date | None] = mapped_column(Date)
     # A repeat failure after a repair is a free rework of the earlier ticket (返修).
     rework_of_id: Mapped[int | None] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
+    # The first arrival on site of any of its work orders (到场), for the time to arrive.
+    arrived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Optimistic lock: two agents claiming at once, exactly one wins.
     version: Mapped[int] = mapped_column(Integer, default=1)
     __mapper_args__: ClassVar[dict] = {"version_id_col": version}
@@ -299,6 +301,10 @@ class WorkOrder(Audited, TimestampMixin, Base):
     # read by profitability assessment as the cost of serving the household.
     cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     cost_kind: Mapped[str | None] = mapped_column(String(20))  # repair/compensation/gift
+    # The skill the job needs (木工): it goes to someone who has it before load balancing.
+    skill: Mapped[str | None] = mapped_column(String(40))
+    # When the worker reached the site (到场): the KPIs' time to arrive.
+    arrived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     ticket: Mapped[Ticket | None] = relationship()
     household: Mapped[Household | None] = relationship()
     team: Mapped[Team | None] = relationship()
@@ -349,3 +355,56 @@ class ActivitySignup(Audited, TimestampMixin, Base):
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
     signed_up_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     attended: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class TicketCause(Base):
+    """Why the customer complained (vocab.COMPLAINT_CAUSES), recorded at the feedback step;
+    a complaint may have several causes, one row each."""
+
+    __tablename__ = "svc_ticket_causes"
+    __table_args__ = (UniqueConstraint("ticket_id", "cause"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
+    cause: Mapped[str] = mapped_column(String(30), index=True)
+
+
+class TicketOption(Base):
+    """An option offered to the customer (step 4 of the complaint method: several workable
+    options, offered one after another); `chosen` marks the one the customer took."""
+
+    __tablename__ = "svc_ticket_options"
+    __table_args__ = (UniqueConstraint("ticket_id", "seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    offered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    offered_by: Mapped[str] = mapped_column(String(100))
+    chosen: Mapped[bool] = mapped_column(Boolean, default=False)
+    chosen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ImprovementPlan(Audited, TimestampMixin, Base):
+    """持续改进: an improvement plan drawn from the periodic statistics, with its basis (the
+    period and what was counted), an owner and a due time; done with its outcome."""
+
+    __tablename__ = "svc_improvement_plans"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)  # GJ20260430-01
+    what: Mapped[str] = mapped_column(Text)
+    # What the statistics showed: period, team, category, cause and the complaints counted.
+    since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("svc_teams.id"))
+    category: Mapped[str | None] = mapped_column(String(30))
+    cause: Mapped[str | None] = mapped_column(String(30))
+    basis_count: Mapped[int | None] = mapped_column(Integer)
+    basis: Mapped[str | None] = mapped_column(Text)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("svc_staff.id"), index=True)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)  # open/done
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(100))
+    owner: Mapped[Staff] = relationship()
+    team: Mapped[Team | None] = relationship()

@@ -294,9 +294,11 @@ def start_repair(
     due_at: dt.datetime | None = None,
     now: dt.datetime | None = None,
     at: dt.datetime | None = None,
+    skill: str | None = None,
 ) -> WorkOrder:
-    """Dispatch the repair work order (the ticket goes into the work); refused while
-    free-or-paid is undecided or a paid job has no stated rate."""
+    """Dispatch the repair work order (the ticket goes into the work) to someone with the
+    skill it needs, when named; refused while free-or-paid is undecided or a paid job has no
+    stated rate."""
     ticket = _repair_ticket(session, number)
     label = WARRANTY_ITEMS[ticket.repair_item].label if ticket.repair_item else "维修"
     terms = f"收费：{ticket.fee_rate}" if ticket.paid else "免费"
@@ -312,6 +314,7 @@ def start_repair(
         assignee_name=assignee_name,
         now=now,
         at=at,
+        skill=skill,
     )
 
 
@@ -350,7 +353,8 @@ def complete_repair(
             WorkOrder.kind == "repair",
             WorkOrder.status == "open",
         )
-        .order_by(WorkOrder.id)
+        # Forwarded work first: a supervisor's order closes after the job it passed on.
+        .order_by(WorkOrder.id.desc())
     ).all()
     if not open_orders:
         raise CrmError(f"{ticket.number} 没有处理中的维修派工单：请先用 crm repair start 派工。")

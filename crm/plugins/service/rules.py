@@ -112,6 +112,10 @@ EVENT_LABELS = ACTIONS | {
     "fee_stated": "告知收费标准",
     "fee_signed": "业主签字确认收费",
     "override": "经理确认不再处理",
+    "options": "提供方案",
+    "option_chosen": "客户选定方案",
+    "arrive": "到场",
+    "forward": "主管转派",
 }
 
 COMMITMENT_STATUS = {"open": "待兑现", "kept": "已兑现", "broken": "未兑现"}

@@ -1,6 +1,10 @@
 """Ticket KPI inputs for satisfaction monitoring, aggregated in the database (never row by row
-in Python): per project, team, category or month, the counts and minute sums from which the
-timeliness, closure and revisit rates and the mean times to reply and to close follow."""
+in Python): per project, team, category, month or cause, the counts and minute sums from which
+the timeliness, closure and revisit rates and the mean times to reply, to arrive on site and
+to close follow.
+
+By cause only complaints count: each under every cause recorded at its feedback step (so the
+groups overlap), and those with no cause yet under no key."""
 
 from __future__ import annotations
 
@@ -12,10 +16,10 @@ from sqlalchemy.orm import Session
 from crm.core.errors import CrmError
 from crm.core.models import Project
 from crm.core.sqltime import minutes_between, month_of
-from crm.plugins.service.models import Team, Ticket
+from crm.plugins.service.models import Team, Ticket, TicketCause
 
 CLOSED_STATUSES = ("closed", "revisited", "completed")
-GROUPINGS = ("project", "team", "category", "month")
+GROUPINGS = ("project", "team", "category", "month", "cause")
 
 
 def ticket_statistics(
@@ -37,6 +41,7 @@ def ticket_statistics(
         "team": Ticket.team_id + literal_column("0") if sqlite else Ticket.team_id,
         "category": Ticket.category,
         "month": month_of(session, Ticket.opened_at) if group_by == "month" else None,
+        "cause": TicketCause.cause,
     }[group_by]
     closed = Ticket.status.in_(CLOSED_STATUSES)
     aggregate = select(
@@ -56,10 +61,22 @@ def ticket_statistics(
         ).label("close_minutes"),
         func.count(case((closed, Ticket.closed_at))).label("closed_timed"),
     ).group_by(key)
-    if since is not None:
-        aggregate = aggregate.where(Ticket.opened_at >= since)
-    if until is not None:
-        aggregate = aggregate.where(Ticket.opened_at < until)
+    aggregate = _scoped(aggregate, group_by, since, until)
+    arrivals = _scoped(
+        select(
+            key.label("key"),
+            func.sum(minutes_between(session, Ticket.opened_at, Ticket.arrived_at)).label(
+                "arrive_minutes"
+            ),
+            func.count().label("arrived"),
+        )
+        .where(Ticket.arrived_at.is_not(None))
+        .group_by(key),
+        group_by,
+        since,
+        until,
+    )
+    arrived = {row.key: (row.arrive_minutes, row.arrived) for row in session.execute(arrivals)}
     # Names are looked up after aggregating, so the join touches one row per group.
     groups = aggregate.subquery()
     if group_by == "project":
@@ -72,9 +89,43 @@ def ticket_statistics(
             Team.code.label("key"),
             Team.name.label("label"),
         ).outerjoin(Team, Team.id == groups.c.key)
+    elif group_by == "cause":
+        from crm.core.vocab import COMPLAINT_CAUSES
+
+        query = select(groups, groups.c.key.label("label"))
+        rows = [_plain(row._mapping) for row in session.execute(query)]
+        for row in rows:
+            row["label"] = COMPLAINT_CAUSES.get(row["key"], row["key"])
+            _arrival(row, arrived)
+        return rows
     else:
         query = select(groups, groups.c.key.label("label"))
-    return [_plain(row._mapping) for row in session.execute(query)]
+    rows = [_plain(row._mapping) for row in session.execute(query)]
+    if group_by == "team":
+        ids = dict(session.execute(select(Team.code, Team.id)).all())
+        arrived = {code: arrived.get(ids.get(code)) for code in ids} | {None: arrived.get(None)}
+    for row in rows:
+        _arrival(row, arrived)
+    return rows
+
+
+def _scoped(query, group_by: str, since, until):
+    """Tickets opened in [since, until); by cause, complaints with their causes."""
+    if group_by == "cause":
+        query = query.outerjoin(TicketCause, TicketCause.ticket_id == Ticket.id).where(
+            Ticket.ticket_type == "complaint"
+        )
+    if since is not None:
+        query = query.where(Ticket.opened_at >= since)
+    if until is not None:
+        query = query.where(Ticket.opened_at < until)
+    return query
+
+
+def _arrival(row: dict, arrived: dict) -> None:
+    minutes, count = arrived.get(row["key"]) or (None, 0)
+    row["arrive_minutes"] = float(minutes) if minutes is not None else None
+    row["arrived"] = int(count or 0)
 
 
 def _plain(row) -> dict:

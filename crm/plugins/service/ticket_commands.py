@@ -10,6 +10,7 @@ import click
 
 from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
 from crm.core.errors import CrmError
+from crm.core.vocab import COMPLAINT_CAUSES
 from crm.plugins.service.rules import (
     CATEGORIES,
     CHANNELS,
@@ -86,6 +87,15 @@ SHOW_LABELS = [
     ("reopen_count", "重新处理次数"),
     ("root_cause", "根本原因"),
     ("corrective_action", "纠正措施"),
+    ("causes", "投诉原因", COMPLAINT_CAUSES),
+    ("arrived_at", "首次到场"),
+]
+OPTION_COLUMNS = [
+    ("seq", "方案"),
+    ("text", "内容"),
+    ("offered_at", "提出时间"),
+    ("offered_by", "提出人"),
+    ("chosen", "客户选定"),
 ]
 BRIEF_KEYS = (
     "number",
@@ -129,6 +139,7 @@ WORK_ORDER_COLUMNS = [
     ("assignee", "处理人"),
     ("status", "状态", WORK_ORDER_STATUS),
     ("due_at", "时限"),
+    ("arrived_at", "到场"),
     ("result", "结果"),
 ]
 POLICY_COLUMNS = [
@@ -206,6 +217,21 @@ def _split(values: tuple[str, ...]) -> list[str]:
     for value in values:
         parts += [p.strip() for p in value.replace("，", ",").replace("、", ",").split(",")]
     return [p for p in parts if p]
+
+
+def _causes(values: tuple[str, ...]) -> list[str]:
+    """Causes given one per option or comma-separated; a label holding 、 stays whole."""
+    from crm.core.vocab import COMPLAINT_CAUSES
+
+    known = set(COMPLAINT_CAUSES) | set(COMPLAINT_CAUSES.values())
+    parts = []
+    for value in values:
+        text = value.strip()
+        if text in known:
+            parts.append(text)
+        else:
+            parts += [p.strip() for p in text.replace("，", ",").split(",") if p.strip()]
+    return parts
 
 
 def aspects_of(values: tuple[str, ...]) -> dict[str, tuple[int, int]]:
@@ -304,6 +330,7 @@ def ticket_show(number, fmt) -> None:
         ("承诺", "commitments", COMMITMENT_COLUMNS),
         ("升级", "escalations", ESCALATION_COLUMNS),
         ("派工单", "work_orders", WORK_ORDER_COLUMNS),
+        ("提供给客户的方案", "options", OPTION_COLUMNS),
     ):
         click.echo(f"\n【{title}】")
         emit(detail[key], "table", columns)
@@ -517,14 +544,29 @@ def ticket_revisit(
 @click.argument("number")
 @click.option("--root-cause", required=True, help="根本原因。")
 @click.option("--action", "corrective_action", required=True, help="防止再次发生的纠正措施。")
+@click.option(
+    "--cause",
+    "causes",
+    multiple=True,
+    help="客户投诉的原因（投诉必填，可多次给出或用逗号分隔）：期望未满足、积怨爆发、不闹不被重视、"
+    "承诺未兑现、态度冷漠粗鲁、员工说法不一、处理不专业、产品与服务本身、工作失误或服务缺陷、"
+    "预期过高与现实落差、房价高、关乎日常生活、客户专业、信息灵通（中文或代码）。",
+)
 @at_option
 @format_option
-def ticket_feedback(number, root_cause, corrective_action, at_text, fmt) -> None:
-    """信息反馈：记录根本原因与纠正措施，完成工单。"""
+def ticket_feedback(number, root_cause, corrective_action, causes, at_text, fmt) -> None:
+    """信息反馈：记录根本原因、纠正措施与投诉原因，完成工单。"""
     from crm.plugins.service.tickets import feedback
 
     def work(session):
-        feedback(session, number, root_cause, corrective_action, at=parse_at(at_text))
+        feedback(
+            session,
+            number,
+            root_cause,
+            corrective_action,
+            at=parse_at(at_text),
+            causes=_causes(causes),
+        )
         return _brief(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)

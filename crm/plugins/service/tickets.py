@@ -580,6 +580,9 @@ def reply(
     ticket = get_ticket(session, number)
     now, at = happened(session, ticket, now, at)
     _require_step(ticket, "reply")
+    from crm.plugins.service.complaint_record import check_choice_before_reply
+
+    check_choice_before_reply(session, ticket)
     promising = what is not None or due_at is not None or promised_by is not None
     if ticket.ticket_type == "complaint" or promising:
         if not (what and due_at and promised_by):
@@ -855,8 +858,12 @@ def feedback(
     corrective_action: str,
     now: dt.datetime | None = None,
     at: dt.datetime | None = None,
+    causes: list[str] | tuple[str, ...] = (),
 ) -> Ticket:
-    """信息反馈: the root cause and the corrective action that prevents it happening again."""
+    """信息反馈: the root cause and the corrective action that prevents it happening again,
+    and for a complaint why the customer complained (causes, several allowed)."""
+    from crm.plugins.service import complaint_record
+
     _writer(session, "登记信息反馈")
     ticket = get_ticket(session, number)
     now, at = happened(session, ticket, now, at)
@@ -868,6 +875,7 @@ def feedback(
     ]
     if missing:
         raise CrmError(f"信息反馈须写明根本原因和防止再发生的纠正措施：还缺{'、'.join(missing)}。")
+    causes = complaint_record.check_causes(ticket, complaint_record.parse_causes(causes))
     ticket.root_cause = root_cause.strip()
     ticket.corrective_action = corrective_action.strip()
     transition(
@@ -875,10 +883,12 @@ def feedback(
         ticket,
         "feedback",
         at,
-        f"根本原因：{ticket.root_cause}；纠正措施：{ticket.corrective_action}",
+        f"根本原因：{ticket.root_cause}；纠正措施：{ticket.corrective_action}"
+        + (f"；投诉原因：{complaint_record.cause_text(causes)}" if causes else ""),
         now,
     )
     ticket.completed_at = at
+    complaint_record.record_causes(session, ticket, causes)
     return ticket
 
 
@@ -1148,7 +1158,12 @@ def show_ticket(session: Session, number: str, now: dt.datetime | None = None) -
         "corrective_action": ticket.corrective_action,
         "next_steps": allowed_actions(ticket),
         "created_at": ticket.created_at,
+        "arrived_at": ticket.arrived_at,
     }
+    from crm.plugins.service import complaint_record
+
+    detail["causes"] = complaint_record.causes_of(session, [ticket.id]).get(ticket.id, [])
+    detail["options"] = complaint_record.option_rows(session, ticket.id)
     detail["events"] = [
         {
             "at": e.at,
@@ -1194,6 +1209,7 @@ def show_ticket(session: Session, number: str, now: dt.datetime | None = None) -
             "assignee": staff_names.get(w.assignee_id),
             "status": w.status,
             "due_at": w.due_at,
+            "arrived_at": w.arrived_at,
             "result": w.result,
         }
         for w in session.scalars(
