@@ -389,6 +389,23 @@ def test_schema_lengths_match_the_database_columns():
         ("purchases", "purchase_date", "2024-02-30"),
         ("members", "phone", "13812345678"),
         ("members", "phone", "010-12345678"),
+        # the length and character checks the fast paths make inline
+        ("households", "code", "H" * 40),
+        ("households", "code", "H" * 41),
+        ("households", "code", " H1\x1b "),
+        ("households", "code", "'=H1"),
+        ("households", "name", "甲" * 100),
+        ("households", "name", " " + "甲" * 100 + " "),
+        ("households", "name", "甲" * 101),
+        ("households", "name", "\u3000甲\u3000"),
+        ("households", "name", "甲\x00"),
+        ("households", "name", "甲\n乙"),
+        ("households", "name", "'+甲"),
+        ("households", "name", "   "),
+        ("households", "note", "第一行\r\n第二行"),
+        ("households", "note", "x" * 10_001),
+        ("service", "summary", ""),
+        ("purchases", "unit", "1" * 31),
     ],
 )
 def test_fast_converters_agree_with_schema_load(kind, name, raw):

@@ -215,6 +215,57 @@ def test_a_key_after_its_rejected_first_row_is_rejected_too(app, tmp_path):
     assert list(codes(app)) == ["H2"]
 
 
+TRICKY_CSV = (
+    "code,name,note\r\n"
+    'H1,甲,"两\r\n行"\r\n'  # 2-3: a cell over two lines
+    "\r\n"  # 4: empty
+    ",,\n"  # 5: cells all empty
+    'H2,"甲"乙,\n'  # 6: a stray quote
+    "H3\n"  # 7: short
+    "\n"  # 8
+    'H4,丁,"三\r行\n之多"\r'  # 9-11: bare CR and LF inside, bare CR at the end
+    "H5,戊,\n"  # 12
+    ",己,\n"  # 13: no key
+    'H6,庚,"没有闭合'  # 14: truncated
+)
+
+
+@pytest.mark.parametrize("size", [1, 2, 5000])
+@pytest.mark.parametrize("positions", [(0,), (1,), (0, 1)])
+def test_the_first_pass_reads_the_keys_of_the_records_the_second_reads(tmp_path, size, positions):
+    """The first pass has its own CSV loop (no generator step per row): it must see the
+    same records, on the same lines, as the second."""
+    from operator import itemgetter
+
+    from crm.core.importing import _key_cells, open_source
+
+    source_path = write(tmp_path / "h.csv", TRICKY_CSV)
+    pick = itemgetter(*positions)
+    with open_source(source_path, "csv") as source:
+        fast = [
+            pair for cells, lines in source.key_batches(pick, size) for pair in zip(cells, lines)
+        ]
+    with open_source(source_path, "csv") as source:
+        plain = [
+            pair
+            for cells, lines in _key_cells(source.records, pick, size)
+            for pair in zip(cells, lines)
+        ]
+    assert fast == plain
+    if positions == (0,):
+        assert [line for _, line in fast] == [2, 7, 9, 12, 13]
+
+
+def test_keys_repeated_after_odd_lines_name_the_first_line(app, tmp_path):
+    text = TRICKY_CSV.replace('H6,庚,"没有闭合', "H4,辛,\nH1,壬,")  # 14, 15
+    result = import_ok(app, "households", write(tmp_path / "h.csv", text), chunk_size=2)
+    lines = {line: (column, reason) for line, column, reason in rejects(result.rejects_path)}
+    assert sorted(map(int, lines)) == [2, 6, 7, 9, 13, 14, 15]
+    assert "首次在第 2 行" in lines["2"][1] and "首次在第 2 行" in lines["15"][1]
+    assert "首次在第 9 行" in lines["9"][1] and "首次在第 9 行" in lines["14"][1]
+    assert list(codes(app)) == ["H5"]
+
+
 def test_member_keys_twice_in_one_file(app, two_households, tmp_path):
     source = write(
         tmp_path / "m.csv",

@@ -155,11 +155,43 @@ class BadRecord:
     reason: str
 
 
+# Key cells of one batch of records: (cells, lines), where a cell is what the `pick` given to
+# `Source.key_cells` took from a record (a tuple of cells for several positions).
+KeyCells = tuple[list[Any], list[int]]
+
+
 @dataclass
 class Source:
     headers: list[str]
     records: Iterator[tuple[int, Sequence[Any] | BadRecord]]
     position: Callable[[], int]  # bytes of the file consumed so far, for progress
+    # The first pass's reader: batches of key cells with their lines, for `pick` (an
+    # itemgetter) over the same records as `records` (bad ones and rows too short for `pick`
+    # left out). A format may read them faster than through `records`.
+    key_cells: Callable[[Callable[[Sequence[Any]], Any], int], Iterator[KeyCells]] | None = None
+
+    def key_batches(self, pick: Callable[[Sequence[Any]], Any], size: int) -> Iterator[KeyCells]:
+        if self.key_cells is not None:
+            return self.key_cells(pick, size)
+        return _key_cells(self.records, pick, size)
+
+
+def _key_cells(
+    records: Iterator[tuple[int, Sequence[Any] | BadRecord]],
+    pick: Callable[[Sequence[Any]], Any],
+    size: int,
+) -> Iterator[KeyCells]:
+    for batch in _batches(records, size):
+        cells, lines = [], []
+        for line, record in batch:
+            if record.__class__ is BadRecord:
+                continue
+            try:
+                cells.append(pick(record))
+            except IndexError:  # a short row: the second pass rejects it
+                continue
+            lines.append(line)
+        yield cells, lines
 
 
 def detect_format(path: Path, fmt: str | None = None) -> str:
@@ -329,7 +361,36 @@ def _csv_source(text: io.TextIOWrapper, position: Callable[[], int]) -> Source:
             except UnicodeDecodeError:
                 raise _Undecodable from None
 
-    return Source(header, records(), position)
+    def key_cells(pick: Callable[[Sequence[Any]], Any], size: int) -> Iterator[KeyCells]:
+        """`records` for the first pass, in one loop without a generator step per row: the
+        same records (empty rows and bad records left out, reading resumed after a bad
+        one), only the picked cells kept."""
+        last = reader.line_num
+        cells: list[Any] = []
+        lines: list[int] = []
+        while True:
+            try:
+                for record in reader:
+                    if record and (record[0] or any(record)):
+                        try:
+                            cells.append(pick(record))
+                        except IndexError:  # a short row: the second pass rejects it
+                            pass
+                        else:
+                            lines.append(last + 1)
+                            if len(lines) == size:
+                                yield cells, lines
+                                cells, lines = [], []
+                    last = reader.line_num
+                break
+            except csv.Error:
+                last = reader.line_num  # the second pass rejects the record
+            except UnicodeDecodeError:
+                raise _Undecodable from None
+        if lines:
+            yield cells, lines
+
+    return Source(header, records(), position, key_cells)
 
 
 def _jsonl_source(text: io.TextIOWrapper, position: Callable[[], int]) -> Source:
@@ -694,7 +755,7 @@ class Run:
         return self.header_of.get(name) or self.columns[name].zh[0]
 
     # -- the first pass -----------------------------------------------------------------------
-    def survey(self, records: Iterator[tuple[int, Sequence[Any] | BadRecord]]) -> None:
+    def survey(self, source: Source) -> None:
         """Read the whole file once before anything is written: every key that converts is
         counted in the temporary table SEEN, with the line it first appears on. A row whose
         other cells are bad still counts: its key is taken, so a later row with that key must
@@ -702,34 +763,49 @@ class Run:
         (encoding, XLSX limits) before the first write."""
         by_name = {name: (position, convert) for position, name, convert in self.plan}
         key_fields = self.handler.key_fields
-        picks = [by_name[name] for name in key_fields]
+        positions = [by_name[name][0] for name in key_fields]
+        converters = [by_name[name][1] for name in key_fields]
         key = self.handler.key
         count_keys = BulkInsert(
             self.conn, _SEEN, ("key", "line"), _count_keys(self.conn.dialect.name)
         )
-        single = len(picks) == 1
-        position, convert = picks[0]
-        # A missing key cell (a short row) raises IndexError: the row is rejected later.
-        skip = (ValueError, IndexError)
-        for batch in _batches(records, CHUNK_SIZE):
-            keys = []
-            for line, cells in batch:
-                if cells.__class__ is BadRecord:
-                    continue
-                try:
-                    if single:  # the common case, kept tight: this pass reads every row
-                        keys.append((convert(cells[position]), line))
-                    else:
-                        values = {
-                            name: convert_one(cells[at])
-                            for name, (at, convert_one) in zip(key_fields, picks)
-                        }
-                        keys.append((key(values), line))
-                except skip:
-                    continue  # the second pass rejects the row for its bad key cell
+        single = len(key_fields) == 1
+        # One cell per record for one key field, else a tuple of them; a record too short
+        # for them is left out (the second pass rejects it).
+        pick = itemgetter(*positions)
+        convert = converters[0]
+        for cells, lines in source.key_batches(pick, CHUNK_SIZE):
+            try:
+                if single:  # the common case, kept tight: this pass reads every row
+                    keys = list(zip(map(convert, cells), lines))
+                else:
+                    keys = [
+                        (key(dict(zip(key_fields, map(call, converters, picked)))), line)
+                        for picked, line in zip(cells, lines)
+                    ]
+            except ValueError:
+                keys = self._survey_keys(cells, lines, single, converters)
             count_keys.execute_tuples(self.conn, keys)
         # Most files repeat no key: their chunks then need not look.
         self.any_repeated = self.conn.execute(_ANY_REPEATED).first() is not None
+
+    def _survey_keys(
+        self, cells: list[Any], lines: list[int], single: bool, converters: list[Callable]
+    ) -> list[tuple[Any, int]]:
+        """A batch's keys, one row at a time: some key cell does not convert, and its row is
+        left out here (the second pass rejects it for that cell)."""
+        key_fields, key = self.handler.key_fields, self.handler.key
+        keys = []
+        for picked, line in zip(cells, lines):
+            try:
+                if single:
+                    keys.append((converters[0](picked), line))
+                else:
+                    values = dict(zip(key_fields, map(call, converters, picked)))
+                    keys.append((key(values), line))
+            except ValueError:
+                continue
+        return keys
 
     def reject(self, line: int, name: str | None, reason: str) -> None:
         self.pending.append((line, self.column(name) if name else "", reason))
@@ -1486,7 +1562,7 @@ def import_file(
         conn = run.conn
         _TEMP.drop_all(conn)
         _TEMP.create_all(conn)
-        run.survey(source.records)
+        run.survey(source)
     with open_source(path, fmt, encoding, limits) as source:
         done = 0
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,6 +121,27 @@ class CellField(fields.Field):
 class Text(CellField):
     """Free text on one line (names): only trimmed, written as typed."""
 
+    def fast_converter(self, general, check):
+        high = _length_only(check)
+        if high is None:
+            return general
+        required = self.required
+
+        # The common cell, printable text of allowed length, in one call: the length is
+        # checked here, not by a call to `check`. Anything else takes the general way, which
+        # gives the reason.
+        def convert(raw: Any) -> Any:
+            if raw.__class__ is str and raw.isprintable():
+                text = raw.strip()
+                if text:
+                    if text[0] != "'" and len(text) <= high:
+                        return text
+                elif not required:
+                    return None
+            return general(raw)
+
+        return convert
+
 
 class Note(Text):
     """Free text that may run over several lines (备注, 摘要, 处理结果)."""
@@ -134,16 +156,30 @@ class Code(CellField):
         return text if text.isascii() else unicodedata.normalize("NFKC", text).strip()
 
     def fast_converter(self, general, check):
-        def convert(raw: Any) -> Any:
+        high = _length_only(check)
+        if high is None:
+
+            def convert(raw: Any) -> Any:
+                if raw.__class__ is str and raw.isascii() and raw.isprintable():
+                    text = raw.strip()
+                    if text and text[0] != "'":
+                        if check is not None:
+                            check(text)
+                        return text
+                return general(raw)
+
+            return convert
+
+        def convert_checked(raw: Any) -> Any:
+            # The length checked here, not by a call to `check`; too long takes the general
+            # way, which gives the reason.
             if raw.__class__ is str and raw.isascii() and raw.isprintable():
                 text = raw.strip()
-                if text and text[0] != "'":
-                    if check is not None:
-                        check(text)
+                if text and text[0] != "'" and len(text) <= high:
                     return text
             return general(raw)
 
-        return convert
+        return convert_checked
 
 
 # What every integer column holds (INTEGER is 32 bits on PostgreSQL).
@@ -536,6 +572,7 @@ def _fast_check(validator: Callable) -> Callable[[Any], None]:
             if not low <= len(value) <= high:
                 fail(value)
 
+        check_length.length_bounds = (low, high)  # for converters that test it inline
         return check_length
     if (
         isinstance(validator, validate.Range)
@@ -550,6 +587,17 @@ def _fast_check(validator: Callable) -> Callable[[Any], None]:
 
         return check_range
     return fail
+
+
+def _length_only(check: Callable[[Any], None] | None) -> int | None:
+    """The most characters `check` lets through when a length is all it checks and any
+    non-empty text meets its minimum (no check: no limit); None when it checks more."""
+    if check is None:
+        return sys.maxsize
+    bounds = getattr(check, "length_bounds", None)
+    if bounds is None or bounds[0] > 1:
+        return None
+    return bounds[1]
 
 
 def _all(checks: tuple[Callable[[Any], None], ...]) -> Callable[[Any], None] | None:
