@@ -65,12 +65,14 @@ def complaint_counts(session, since, until, grain):
 def register_commands(cli):
     from crm.plugins.service import (
         dispatch_commands,
+        fund_commands,
         retention_commands,
         task_commands,
         ticket_commands,
     )
 
     dispatch_commands.register(cli)
+    fund_commands.register(cli)
     retention_commands.register(cli)
     task_commands.register(cli)
     ticket_commands.register(cli)
