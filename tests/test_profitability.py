@@ -47,6 +47,7 @@ def _portfolio(**changes) -> clv.Portfolio:
         "direct_cost": np.array([500.0, 0.0]),
         "repair_fees": np.array([300.0, 0.0]),
         "campaign_cost": np.array([100.0, 0.0]),
+        "fund_cost": np.array([400.0, 0.0]),
         "mean_sale": 1_200_000.0,
     }
     values.update(changes)
@@ -68,16 +69,18 @@ def test_lifetime_value_by_hand():
     )
     assert parts["property_revenue"] == pytest.approx(2.5 * 100 * 12 * 0.10 * annuity)  # 520.66
     assert parts["service_revenue"] == pytest.approx(300 / 2 * annuity)
-    assert parts["referral_value"] == pytest.approx(2_000_000 / 2 * 0.05 * annuity)
-    assert parts["after_sales_cost"] == pytest.approx((10 * 80 + 500) / 2 * annuity)
-    assert parts["other_cost"] == pytest.approx((200 + 150 + 100 / 2) * annuity)
+    # Each referred sale once, with its margin less the referral's cost: not a yearly rate.
+    assert parts["referral_value"] == pytest.approx(2_000_000 * (0.15 - 0.01))
+    assert parts["after_sales_cost"] == pytest.approx((10 * 120 + 500) / 2 * annuity)
+    # The club (member) and the household's activities and loyalty fund, per year of history.
+    assert parts["other_cost"] == pytest.approx((150 + (100 + 400) / 2) * annuity)
     assert scores.clv[0] == pytest.approx(
         parts["purchase_margin"]
         + 520.6611570247934
         + 260.3305785123967
-        + 86776.85950413223
-        - 1128.0991735537191
-        - 694.2148760330579
+        + 280000.0
+        - 850 * annuity
+        - 400 * annuity
     )
     assert scores.expected_purchases[0] == pytest.approx(second)
     assert 0 < scores.p_alive[0] < 1
@@ -92,8 +95,8 @@ def test_discounting_and_margins_follow_the_settings():
     higher = clv.value(_portfolio(), no_discount, MODEL, SPEND).clv[0]
     assert higher > base
     costly = Settings.from_values({"hourly_cost": "1000"})
-    # 920 yuan more per hour for 10 hours over 2 years of history, for 5 discounted years.
-    expected = base - 920 * 10 / 2 * costly.annuity
+    # 880 yuan more per hour for 10 hours over 2 years of history, for 5 discounted years.
+    expected = base - 880 * 10 / 2 * costly.annuity
     assert clv.value(_portfolio(), costly, MODEL, SPEND).clv[0] == pytest.approx(expected)
     # No Gamma-Gamma model: every purchase is worth the mean sale.
     flat = clv.value(_portfolio(), Settings.from_values({}), MODEL, None)
@@ -367,7 +370,7 @@ def test_household_service_costs_sql(session):
     cost = session.scalar(
         select(HouseholdValue.after_sales_cost).where(HouseholdValue.household_id == 1)
     )
-    hours = 1 * 1 + 2 * 24
+    hours = 1 * 2 + 2 * 40  # one general and two major tickets
     exposure = max(
         (
             AS_OF
@@ -379,7 +382,7 @@ def test_household_service_costs_sql(session):
         2,
     )
     assert cost == pytest.approx(
-        (hours * 80 + 1000 + 300) / exposure * Settings.from_values({}).annuity
+        (hours * 120 + 1000 + 300) / exposure * Settings.from_values({}).annuity
     )
 
 
@@ -430,5 +433,64 @@ def test_cli_settings_need_a_manager(run):
 
 
 def test_cli_without_a_run_says_what_to_do(run):
-    result = run("profitability", "groups")
+    result = run("profitability", "clv", "--stored")
     assert result.exit_code != 0 and "crm profitability clv" in result.output
+
+
+def test_a_referred_sale_is_credited_once_with_its_margin(session):
+    from crm.core.models import Referral
+
+    ids = []
+    for code in ("A", "B", "C"):
+        household = Household(code=code, name=code, status="existing")
+        session.add(household)
+        session.flush()
+        ids.append(household.id)
+    a, b, c = ids
+
+    def sale(no, household, amount, referrer=None):
+        row = Purchase(
+            contract_no=no, household_id=household, purchase_date=dt.date(2025, 1, 1),
+            amount=Decimal(amount), referrer_household_id=referrer,
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        return row.id
+
+    sale("A-1", a, "3000000")
+    # B's sale names A and the referral register points to it too: one referred sale.
+    b_sale = sale("B-1", b, "2000000", referrer=a)
+    session.add(Referral(referrer_household_id=a, referred_household_id=b, purchase_id=b_sale))
+    # C's sale is only in the register.
+    c_sale = sale("C-1", c, "1000000")
+    session.add(Referral(referrer_household_id=a, referred_household_id=c, purchase_id=c_sale))
+    session.flush()
+    settings = Settings.from_values({})
+    portfolio = clv.gather(session, AS_OF, settings, "months")
+    assert portfolio.referred_sales.tolist() == [3_000_000.0, 0.0, 0.0]
+    scores = clv.value(portfolio, settings, None, None)
+    # Once, with the margin less the referral's cost; not a yearly rate over the horizon.
+    assert scores.parts["referral_value"][0] == pytest.approx(3_000_000 * (0.15 - 0.01))
+    half = Settings.from_values({"referral_credit": "0.5"})
+    assert clv.value(portfolio, half, None, None).parts["referral_value"][0] == pytest.approx(
+        3_000_000 * 0.14 * 0.5
+    )
+
+
+def test_groups_scores_first_and_explains_the_unprofitable_share(app, run):
+    with app.session() as session:
+        build_portfolio(session)
+        session.commit()
+    result = run("profitability", "groups", "--explain", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = {row["label"]: row for row in report["sensitivity"]}
+    base = rows["当前设置"]
+    assert base["unprofitable_share"] == report["summary"]["unprofitable_share"]
+    # Dearer service and a thinner margin can only make more households unprofitable.
+    assert rows["hourly_cost = 480"]["unprofitable"] >= base["unprofitable"]
+    assert rows["sales_margin = 0.05"]["unprofitable"] >= base["unprofitable"]
+    assert rows["sales_margin = 0.05"]["clv_median"] < base["clv_median"]
+    assert any("户均" in line for line in report["explanation"])
+    table = run("profitability", "groups", "--explain")
+    assert "敏感性" in table.stdout and "不盈利占比" in table.stdout

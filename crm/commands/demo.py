@@ -92,7 +92,7 @@ def demo(households: int, seed: int, now_text: str | None, replace: bool) -> Non
         ),
         (
             f"  复购家庭  {summary.repeat_buyers:,} 户（占已购家庭 {summary.repeat_share:.1%}，"
-            f"其中会员 {summary.member_repeat_share:.1%}）"
+            f"会员复购率 {summary.member_repeat_rate:.1%}）"
         ),
         f"  服务记录  {counts['service_records']:,} 条：{kinds}（处理中 {summary.open_records:,}）",
         *(f"  {line}" for line in summary.plugin_lines),

@@ -12,14 +12,15 @@ Rates used (DOMAIN.md reference figures in brackets):
 |-------------------------------------------------------|-----------------------------------|
 | prospective households (准客户, no purchase)          | 17 %                              |
 | buyers who are member-club (万客会) members           | 45 %                              |
-| first purchases made through a referral (老带新)      | 45 %, which is 35-42 % of all     |
+| first purchases made through a referral (老带新)      | 52 %, which is 35-42 % of all     |
 |                                                       | sales once repeat sales count     |
 |                                                       | [30-50 % of sales]                |
 | referrer: an earlier buyer, club members twice as     |                                   |
 | likely to be picked                                   | [48.5 % would recommend]          |
-| buyer buys again within 8 months to 5 years (if that  | club member 25 %, others 10 %:    |
-| date has passed and a project is on sale)             | members make ~2/3 of repeat       |
-|                                                       | buyers [member repeat 65.3 %]     |
+| a buyer whose first purchase is 8+ months old has     | club member 65.3 %, others 10 %   |
+| bought again, 8 months to 5 years after the first     | [万客会 members' repeat purchase  |
+| (before today, while a project is on sale)            | rate 65.3 %: of member owners,    |
+|                                                       | not of repeat buyers]             |
 | repeat buyer buys a third unit                        | 15 %                              |
 | spouse as co-owner / child / parent in the household  | 60 % / 50 % (owner 30+) / 12 %    |
 | tenant member: one-unit / multi-unit households       | 5 % / 50 %                        |
@@ -36,8 +37,9 @@ Rates used (DOMAIN.md reference figures in brackets):
 
 Eight fictional projects in eight cities launch 700-3,900 days back, each on sale for 1,500
 days and complete 720 days after launch; prices per m² follow the city and rise 3.5 % a year.
-Measured at 100,000 households (seed 2026): 39.7 % of sales by referral, 12.2 % of buyers
-bought again, 67.6 % of those are club members; about 5 service records per buying household.
+Measured at 30,000 households (seed 2026): 37.7 % of sales by referral, 33.1 % of buyers
+bought again, and 65.6 % of the member buyers who could have; about 5 service records per
+buying household.
 """
 
 from __future__ import annotations
@@ -89,8 +91,11 @@ TABLES: tuple[Table, ...] = tuple(
 )
 
 PROSPECTIVE = 0.17
-REFERRAL = 0.45
-REPEAT_MEMBER, REPEAT_OTHER, THIRD = 0.25, 0.10, 0.15
+REFERRAL = 0.52
+# Of the buyers who could have bought again (first purchase at least REPEAT_GAP[0] days ago):
+# the share that did. The seed's 65.3 % is the repeat-purchase rate of 万客会 member owners.
+REPEAT_MEMBER, REPEAT_OTHER, THIRD = 0.653, 0.10, 0.15
+REPEAT_GAP = (240, 1800)  # days from one purchase to the next
 SALE_WINDOW = 1500  # days a project is on sale after launch
 BUILD_TIME = 720  # days from launch to completion; sales before that are off-plan
 
@@ -280,6 +285,8 @@ class DemoSummary:
     referral_sales: int
     repeat_buyers: int
     member_repeat_buyers: int
+    # Member buyers whose first purchase is old enough to have been followed by another.
+    member_buyers_eligible: int
     service_by_kind: dict[str, int]
     open_records: int
     cities: list[str]
@@ -300,8 +307,10 @@ class DemoSummary:
         return self.repeat_buyers / max(self.buyers, 1)
 
     @property
-    def member_repeat_share(self) -> float:
-        return self.member_repeat_buyers / max(self.repeat_buyers, 1)
+    def member_repeat_rate(self) -> float:
+        """The member repeat-purchase rate (万客会会员重复购买率): of the member buyers who
+        could have bought again, the share that did."""
+        return self.member_repeat_buyers / max(self.member_buyers_eligible, 1)
 
 
 def build_demo(
@@ -742,16 +751,23 @@ class _Generator:
         member = tier != "none"
         purchase_ids = [self._sale(rows, hid, project, day, first=True)]
         self.stats["buyers"] += 1
-        if rng.random() < (REPEAT_MEMBER if member else REPEAT_OTHER):
+        low, high = REPEAT_GAP
+        eligible = (self.today - day).days >= low
+        if eligible and rng.random() < (REPEAT_MEMBER if member else REPEAT_OTHER):
             later = day
             for _ in range(2):
-                later = later + dt.timedelta(days=self._int(240, 1800))
+                room = (self.today - later).days
+                if room < low:
+                    break
+                later = later + dt.timedelta(days=self._int(low, min(high, room)))
                 on_sale = [p for p in self.projects if p.on_sale(later)]
-                if later > self.today or not on_sale:
+                if not on_sale:
                     break
                 purchase_ids.append(self._sale(rows, hid, self._one(on_sale), later, first=False))
                 if rng.random() >= THIRD:
                     break
+        if eligible and member:
+            self.stats["member_eligible"] += 1
         if len(purchase_ids) > 1:
             self.stats["repeat_buyers"] += 1
             self.stats["member_repeat_buyers"] += member
@@ -944,6 +960,7 @@ class _Generator:
             referral_sales=self.stats["referral_sales"],
             repeat_buyers=self.stats["repeat_buyers"],
             member_repeat_buyers=self.stats["member_repeat_buyers"],
+            member_buyers_eligible=self.stats["member_eligible"],
             service_by_kind=dict(self.kinds),
             open_records=self.stats["open"],
             cities=list(dict.fromkeys(p.spec.city for p in self.projects)),

@@ -98,7 +98,7 @@ def get_feedback(session: Session, feedback_id: str) -> Feedback | None:
 def household_service_costs(
     session: Session, since: dt.datetime | None, until: dt.datetime | None
 ) -> list[dict] | None:
-    """Per household, what serving it took: tickets by severity, repair cost, compensation, gifts."""
+    """Per household, what serving it took: tickets by severity, repair cost, compensation, gifts, activities, loyalty fund."""
 
 
 @hookspec(firstresult=True)

@@ -57,6 +57,9 @@ PERMISSIONS = {
     "service.configure": {"manager", "admin"},
     # Member club and owner activities: enrolment, tiers, activities, sign-ups, attendance.
     "retention.manage": {"sales", "agent", "manager", "admin"},
+    # Paying a project's 一路同行 loyalty fund its yearly allocation from profit (recording
+    # contributions and spending is retention.manage).
+    "fund.allocate": {"manager", "admin"},
     # Recording satisfaction surveys (also ticket revisits) and raising relationship warnings.
     "satisfaction.record": {"sales", "agent", "manager", "admin"},
     # Changing profitability settings: rates, costs and the plan catalogue.

@@ -8,12 +8,15 @@ over `horizon_years`, each year's cash flow discounted at `discount_rate` (end o
   expected spend × sales margin (a prospective household: conversion × mean sale × margin,
   in the first year);
 - property revenue: fee per m² and month × floor area owned × 12 × property margin, each year;
-- paid-service revenue and referral value: the household's own yearly rate so far (repair fees
-  charged; referred sales × referral margin), carried forward;
+- paid-service revenue: the household's own yearly rate so far (repair fees charged), carried
+  forward;
+- referral value: the margin its referred sales brought (amount × sales margin × the share
+  credited to the referrer), each referred sale credited once, to one referrer, and not carried
+  forward (the referral is not assumed to repeat every year);
 - after-sales cost: staff hours of its tickets (by severity) and of its card service records
   × hourly cost, plus repair cost, compensation and gifts, as a yearly rate carried forward;
-- other cost: the loyalty-fund contribution (owners), the club cost (members) and its share of
-  reward activities (campaigns).
+- other cost: the 一路同行 loyalty fund's spending on it less its own contributions, the club
+  cost (members) and its share of reward activities, as a yearly rate carried forward.
 Yearly rates divide what the history holds by the years since the first purchase (at least
 `min_exposure_years`). The rates and costs are in `crm.plugins.profitability.settings`.
 """
@@ -30,7 +33,15 @@ from sqlalchemy.orm import Session
 from crm.core import audit
 from crm.core.clock import local_today
 from crm.core.errors import CrmError, NotFound
-from crm.core.models import Household, Project, Purchase, ServiceRecord, Unit, utcnow
+from crm.core.models import (
+    Household,
+    Project,
+    Purchase,
+    Referral,
+    ServiceRecord,
+    Unit,
+    utcnow,
+)
 from crm.core.vocab import MEMBER_TIERS
 from crm.plugins.profitability import bgnbd, gammagamma, history
 from crm.plugins.profitability.bgnbd import BgNbd
@@ -157,12 +168,13 @@ class Portfolio:
     t_x: np.ndarray
     T: np.ndarray
     mean_repeat_spend: np.ndarray
-    referred_sales: np.ndarray  # yuan of sales it referred
+    referred_sales: np.ndarray  # yuan of sales it referred (each sale once)
     service_hours: np.ndarray  # staff hours of tickets and card records
     direct_cost: np.ndarray  # repair cost + compensation + gifts
     repair_fees: np.ndarray
     campaign_cost: np.ndarray
     mean_sale: float  # mean purchase amount of the portfolio
+    fund_cost: np.ndarray | None = None  # loyalty-fund spending on it less its contributions
     service_costs_known: bool = True
     notes: list[str] = field(default_factory=list)
 
@@ -230,6 +242,7 @@ def gather(
         direct_cost=np.zeros(n),
         repair_fees=np.zeros(n),
         campaign_cost=np.zeros(n),
+        fund_cost=np.zeros(n),
         mean_sale=float(
             session.scalar(select(func.avg(p.amount)).where(p.purchase_date <= day)) or 0.0
         ),
@@ -249,11 +262,22 @@ def gather(
     for name in ("x", "t_x", "T", "mean_repeat_spend"):
         place(summary.household_id, getattr(summary, name), getattr(portfolio, name))
 
+    # A sale is a referral when it names its referrer or a referral register entry points to
+    # it; either way it is credited once, to one referrer (the purchase's own first).
+    r = Referral.__table__.c
+    referrer = func.coalesce(p.referrer_household_id, func.min(r.referrer_household_id))
+    referred_sales = (
+        select(referrer.label("referrer"), func.max(p.amount).label("amount"))
+        .select_from(Purchase.__table__.outerjoin(Referral.__table__, r.purchase_id == p.id))
+        .where(p.purchase_date <= day)
+        .group_by(p.id, p.referrer_household_id)
+        .having(referrer.is_not(None))
+        .subquery()
+    )
     referred = session.execute(
-        select(p.referrer_household_id, func.sum(p.amount))
-        .where(p.referrer_household_id.is_not(None), p.purchase_date <= day)
-        .where(_in(p.referrer_household_id, household_ids))
-        .group_by(p.referrer_household_id)
+        select(referred_sales.c.referrer, func.sum(referred_sales.c.amount))
+        .where(_in(referred_sales.c.referrer, household_ids))
+        .group_by(referred_sales.c.referrer)
     ).all()
     place([r[0] for r in referred], [float(r[1]) for r in referred], portfolio.referred_sales)
 
@@ -296,10 +320,17 @@ def gather(
     )
     place(keys, [c.get("repair_fees", 0.0) for c in costs], portfolio.repair_fees)
     place(keys, [c.get("campaign_cost", 0.0) for c in costs], portfolio.campaign_cost)
+    place(keys, [c.get("loyalty_fund", 0.0) for c in costs], portfolio.fund_cost)
     return portfolio
 
 
 # Values ----------------------------------------------------------------------------------
+
+
+def referral_margin(settings: Settings) -> float:
+    """What one yuan of referred sales is worth to the referrer: the sale's margin less what
+    the referral cost (reward, discount), times the share credited to the referrer."""
+    return max(settings.sales_margin - settings.referral_cost_rate, 0.0) * settings.referral_credit
 
 
 @dataclass
@@ -370,16 +401,13 @@ def value(
         portfolio.service_hours * settings.hourly_cost + portfolio.direct_cost
     ) / exposure
     member = np.array([s != "none" for s in portfolio.segment], dtype=bool)
-    other_year = (
-        portfolio.owner * settings.loyalty_fund_per_year
-        + member * settings.club_cost_per_year
-        + portfolio.campaign_cost / exposure
-    )
+    fund = portfolio.fund_cost if portfolio.fund_cost is not None else np.zeros(n)
+    other_year = member * settings.club_cost_per_year + (portfolio.campaign_cost + fund) / exposure
     parts = {
         "purchase_margin": margin,
         "property_revenue": property_year * annuity,
         "service_revenue": portfolio.repair_fees / exposure * annuity,
-        "referral_value": portfolio.referred_sales / exposure * settings.referral_margin * annuity,
+        "referral_value": portfolio.referred_sales * referral_margin(settings),
         "after_sales_cost": after_sales_year * annuity,
         "other_cost": other_year * annuity,
     }

@@ -50,6 +50,12 @@ WHALE_COLUMNS = [
     ("profit_share", "占总利润"),
     ("lowest_clv", "该段最低终身价值"),
 ]
+SENSITIVITY_COLUMNS = [
+    ("label", "设置"),
+    ("unprofitable", "不盈利户数"),
+    ("unprofitable_share", "不盈利占比"),
+    ("clv_median", "终身价值中位数(元)"),
+]
 SUMMARY_COLUMNS = [("figure", "指标"), ("value", "本组合"), ("reference", "参考值（DOMAIN）")]
 PLAN_COLUMNS = [
     ("best", "最优"),
@@ -88,6 +94,7 @@ MONEY = {
     "lowest_clv",
     "cost",
     "expected_value",
+    "clv_median",
 }
 
 
@@ -193,20 +200,31 @@ def clv(household_code, top, bottom, stored, fmt) -> None:
     type=click.Path(file_okay=False),
     help="把鲸鱼曲线图（whale.png）写入此目录。",
 )
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="再给出敏感性表：逐项改变设置时不盈利客户占比如何变化，及盈利与不盈利客户的构成。",
+)
 @format_option
-def groups(group_by, chart_dir, fmt) -> None:
-    """按群组汇总终身价值，给出鲸鱼曲线与不盈利客户占比（对照 DOMAIN 参考值）。"""
+def groups(group_by, chart_dir, explain, fmt) -> None:
+    """按群组汇总终身价值，给出鲸鱼曲线与不盈利客户占比（对照 DOMAIN 参考值）；尚未评估时先评估。"""
+    from crm.core.db import transaction
     from crm.core.render import to_json
+    from crm.plugins.profitability.clv import score_if_never_scored
     from crm.plugins.profitability.groups import (
         GROUPINGS,
         group_report,
         portfolio_figures,
+        sensitivity,
         summary_lines,
         write_whale_chart,
     )
 
     with get_app().session() as session:
+        with transaction(session):
+            score_if_never_scored(session)
         rows = group_report(session, group_by)
+        explained = sensitivity(session) if explain else None
         curve, figures = portfolio_figures(session)
         chart = None
         if chart_dir:
@@ -222,15 +240,27 @@ def groups(group_by, chart_dir, fmt) -> None:
         ("unprofitable_share", "不盈利占比"),
     ]
     if fmt == "json":
-        click.echo(to_json({"groups": rows, "whale_curve": curve, "summary": figures}))
+        result = {"groups": rows, "whale_curve": curve, "summary": figures}
+        if explained:
+            result["sensitivity"], result["explanation"] = explained
+        click.echo(to_json(result))
     elif fmt == "csv":
-        emit(rows, fmt, [("key", "key"), *group_columns])
+        emit(
+            explained[0] if explained else rows,
+            fmt,
+            SENSITIVITY_COLUMNS if explained else [("key", "key"), *group_columns],
+        )
     else:
         emit(_shown(rows, fmt), fmt, group_columns)
         click.echo("\n鲸鱼曲线（按利润从高到低累计）：")
         emit(_shown(curve, fmt), fmt, WHALE_COLUMNS)
         click.echo()
         emit(summary_lines(figures), fmt, SUMMARY_COLUMNS)
+        if explained:
+            click.echo("\n敏感性（每次只改一项设置，其余按当前设置）：")
+            emit(_shown(explained[0], fmt), fmt, SENSITIVITY_COLUMNS)
+            for line in explained[1]:
+                click.echo(line)
     if chart is not None:
         path, note = chart
         click.echo(f"已生成图表：{path}", err=True)

@@ -203,3 +203,77 @@ def write_whale_chart(session: Session, directory: Path) -> tuple[Path, str | No
         axes.set_title("客户利润鲸鱼曲线")
         path = drawing.save(figure, "whale.png")
     return path, drawing.note
+
+
+# How the unprofitable share depends on the settings -----------------------------------------
+
+# (setting, alternative values) tried one at a time against the current settings.
+SENSITIVITY = (
+    ("sales_margin", (0.05, 0.10, 0.20)),
+    ("referral_credit", (0.0, 0.5)),
+    ("hourly_cost", (60.0, 240.0, 480.0)),
+    ("horizon_years", (1, 3, 10)),
+    ("discount_rate", (0.0, 0.15)),
+    ("club_cost_per_year", (0.0, 600.0)),
+)
+
+
+def sensitivity(session, now=None) -> tuple[list[dict], list[str]]:
+    """The unprofitable share under the current settings and with one setting changed at a
+    time (the portfolio is read once and valued again for each row; nothing is stored), with
+    what the average profitable and unprofitable household is made of."""
+    from dataclasses import replace
+
+    from crm.core.clock import local_today
+    from crm.core.models import utcnow
+    from crm.plugins.profitability import clv as clv_module
+    from crm.plugins.profitability.bgnbd import BgNbd
+    from crm.plugins.profitability.gammagamma import GammaGamma
+    from crm.plugins.profitability.settings import load
+
+    now = now or utcnow()
+    settings = load(session)
+    notes: list[str] = []
+    bg_fit, gg_fit = clv_module.models(session, local_today(now), settings, notes, fit=False)
+    unit = bg_fit.unit if bg_fit is not None else settings.unit
+    portfolio = clv_module.gather(session, local_today(now), settings, unit)
+    bg = None if bg_fit is None else BgNbd(**bg_fit.parameters)
+    gg = None if gg_fit is None else GammaGamma(**gg_fit.parameters)
+
+    def row(label: str, key: str, value, changed) -> dict:
+        scores = clv_module.value(portfolio, changed, bg, gg, unit)
+        losing = scores.clv < 0
+        return {
+            "setting": key,
+            "label": label,
+            "value": value,
+            "unprofitable_share": round(float(losing.mean()), 4) if losing.size else None,
+            "unprofitable": int(losing.sum()),
+            "clv_median": round(float(np.median(scores.clv)), 2) if losing.size else None,
+        }
+
+    rows = [row("当前设置", "—", "—", settings)]
+    for key, values in SENSITIVITY:
+        for alternative in values:
+            if alternative == getattr(settings, key):
+                continue
+            rows.append(
+                row(
+                    f"{key} = {alternative:g}",
+                    key,
+                    alternative,
+                    replace(settings, **{key: alternative}),
+                )
+            )
+    scale = {s: h * 3 for s, h in settings.handling_hours.items()}
+    rows.append(row("工单工时 ×3", "handling_hours", "×3", replace(settings, handling_hours=scale)))
+    base = clv_module.value(portfolio, settings, bg, gg, unit)
+    losing = base.clv < 0
+    lines = list(portfolio.notes) + notes
+    for name, mask in (("不盈利", losing), ("盈利", ~losing)):
+        if mask.any():
+            parts = "，".join(
+                f"{part} {float(values[mask].mean()):,.0f}" for part, values in base.parts.items()
+            )
+            lines.append(f"{name}客户 {int(mask.sum())} 户，户均：{parts}（元，现值）。")
+    return rows, lines

@@ -110,7 +110,7 @@ def choose(feedback: Feedback, options: list[Plan]) -> Assessment:
 
 def referral_value(session: Session, settings: Settings) -> float:
     mean_sale = session.scalar(select(func.avg(Purchase.amount))) or 0.0
-    return float(mean_sale) * settings.referral_margin
+    return float(mean_sale) * clv_module.referral_margin(settings)
 
 
 def _household_values(session: Session, ids: list[int]) -> dict[int, float | None]:

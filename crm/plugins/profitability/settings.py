@@ -14,13 +14,17 @@ Defaults (yuan; a "year" is a year of the horizon):
 |                                  |         | (DOMAIN: selling to a new customer succeeds 15 %)        |
 | property_fee_per_m2_month        | 2.5     | property-management fee per m² and month                 |
 | property_margin                  | 0.10    | margin on property-management fees                       |
-| referral_margin                  | 0.05    | share of a referred sale credited to the referrer (part  |
-|                                  |         | of its margin; the buyer might have come anyway)         |
-| hourly_cost                      | 80      | cost of one staff hour in after-sales service            |
-| handling_hours.general/important/hot/major | 1 / 3 / 8 / 24 | staff hours to handle a ticket by severity |
+| referral_cost_rate               | 0.01    | what a referral costs as a share of the referred sale    |
+|                                  |         | (the referrer's reward and the new buyer's discount)     |
+| referral_credit                  | 1.0     | share of a referred sale's margin (sales margin less the |
+|                                  |         | referral cost) credited to the referrer, once; lower it  |
+|                                  |         | if some referred buyers would have come anyway           |
+| hourly_cost                      | 120     | fully loaded cost of one staff hour in after-sales       |
+|                                  |         | service (wage, social insurance, overhead)               |
+| handling_hours.general/important/hot/major | 2 / 6 / 12 / 40 | staff hours to handle a ticket by severity, |
+|                                  |         | all steps and people (a major one has the emergency group) |
 | record_hours.<kind>              | see RECORD_HOURS | staff hours per service record on the tracking   |
 |                                  |         | card (complaint 3, repair 2, property service 1, …)      |
-| loyalty_fund_per_year            | 200     | 一路同行 loyalty-fund contribution per owner household   |
 | club_cost_per_year               | 150     | member-club (万客会) running cost per member household   |
 | min_exposure_years               | 2       | shortest history a yearly rate is taken over, so one     |
 |                                  |         | early ticket is not read as a yearly habit               |
@@ -70,15 +74,15 @@ FEEDBACK_KINDS = {
 }
 UNITS = ("days", "weeks", "months")
 RECORD_HOURS = {
-    "complaint": 3.0,
-    "repair": 2.0,
+    "complaint": 4.0,
+    "repair": 3.0,
     "property_service": 1.0,
     "suggestion": 0.5,
     "visit": 1.0,
     "move_in": 2.0,
     "title_certificate": 1.0,
 }
-HANDLING_HOURS = {"general": 1.0, "important": 3.0, "hot": 8.0, "major": 24.0}
+HANDLING_HOURS = {"general": 2.0, "important": 6.0, "hot": 12.0, "major": 40.0}
 # code, name, scope, cost, team kind, task, retention gain, referral gain, suits
 PLANS = (
     ("phone_revisit", "电话回访", "household", 30, "customer_service", "call", 0.01, 0.005,
@@ -159,9 +163,11 @@ def _specs() -> dict[str, Spec]:
         "prospect_conversion": Spec("0.15", rate, "准客户一年内成交的概率"),
         "property_fee_per_m2_month": Spec("2.5", money, "物业费（元/平方米/月）"),
         "property_margin": Spec("0.10", rate, "物业费利润率"),
-        "referral_margin": Spec("0.05", rate, "推荐成交额中计入推荐人的比例"),
-        "hourly_cost": Spec("80", money, "售后服务每工时成本（元）"),
-        "loyalty_fund_per_year": Spec("200", money, "一路同行忠诚基金：每户业主每年投入（元）"),
+        "referral_cost_rate": Spec("0.01", rate, "老带新成本占推荐成交额的比例（奖励与优惠）"),
+        "referral_credit": Spec(
+            "1.0", rate, "推荐成交毛利（扣除老带新成本）计入推荐人的比例，只计一次"
+        ),
+        "hourly_cost": Spec("120", money, "售后服务每工时全成本（元）"),
         "club_cost_per_year": Spec("150", money, "会员俱乐部：每户会员每年运营成本（元）"),
         "min_exposure_years": Spec("2", _number(0.1, 50), "折算年均值时的最短历史（年）"),
     }
@@ -212,9 +218,9 @@ class Settings:
     prospect_conversion: float
     property_fee_per_m2_month: float
     property_margin: float
-    referral_margin: float
+    referral_cost_rate: float
+    referral_credit: float
     hourly_cost: float
-    loyalty_fund_per_year: float
     club_cost_per_year: float
     min_exposure_years: float
     handling_hours: dict[str, float]

@@ -65,6 +65,7 @@ def complaint_counts(session, since, until, grain):
 def register_commands(cli):
     from crm.plugins.service import (
         dispatch_commands,
+        fund_commands,
         record_commands,
         retention_commands,
         task_commands,
@@ -72,6 +73,7 @@ def register_commands(cli):
     )
 
     dispatch_commands.register(cli)
+    fund_commands.register(cli)
     retention_commands.register(cli)
     task_commands.register(cli)
     ticket_commands.register(cli)

@@ -1,6 +1,7 @@
 """What serving each household took, summed by the database for profitability assessment
 (the `household_service_costs` hook): tickets by severity, their handling minutes, the repair
-fees charged, and what work orders and reward activities cost.
+fees charged, what work orders and reward activities cost, and the 一路同行 loyalty fund's
+spending on each household less its own contributions (fund.py says how it is shared).
 
 One statement: each source contributes rows in the same shape, UNION ALL joins them, and the
 outer query sums per household, so a million tickets never reach Python one by one.
@@ -13,11 +14,19 @@ import datetime as dt
 from sqlalchemy import Float, and_, case, cast, func, literal, select, true, union_all
 from sqlalchemy.orm import Session
 
+from crm.core.models import Household
 from crm.core.sqltime import minutes_between
-from crm.plugins.service.models import ActivitySignup, RewardActivity, Ticket, WorkOrder
+from crm.plugins.service.fund import INFLOWS
+from crm.plugins.service.models import (
+    ActivitySignup,
+    LoyaltyFundEntry,
+    RewardActivity,
+    Ticket,
+    WorkOrder,
+)
 
 SEVERITIES = ("general", "important", "hot", "major")
-MONEY = ("repair_fees", "repair_cost", "compensation", "gifts", "campaign_cost")
+MONEY = ("repair_fees", "repair_cost", "compensation", "gifts", "campaign_cost", "loyalty_fund")
 COLUMNS = (*(f"tickets_{s}" for s in SEVERITIES), "handling_minutes", *MONEY)
 
 
@@ -121,7 +130,48 @@ def household_service_costs(
         .group_by(ActivitySignup.household_id)
     )
 
-    parts = union_all(tickets, orders, activities).subquery()
+    # The loyalty fund: lines that paid for an activity or a work order are costed above.
+    fund = LoyaltyFundEntry
+    own = and_(
+        fund.activity_id.is_(None), fund.work_order_id.is_(None), _window(fund.at, since, until)
+    )
+    outflow = fund.kind.not_in(INFLOWS)
+    given = (
+        select(
+            *_row(
+                fund.household_id,
+                loyalty_fund=func.sum(
+                    case((fund.kind == "contribution", -fund.amount), else_=fund.amount)
+                ),
+            )
+        )
+        .where(own, fund.household_id.is_not(None), outflow | (fund.kind == "contribution"))
+        .group_by(fund.household_id)
+    )
+    # A project's spending that names no household is shared among its households.
+    project_spent = (
+        select(fund.project_id, func.sum(fund.amount).label("spent"))
+        .where(own, fund.household_id.is_(None), outflow)
+        .group_by(fund.project_id)
+        .subquery()
+    )
+    project_size = (
+        select(Household.project_id, func.count().label("households"))
+        .group_by(Household.project_id)
+        .subquery()
+    )
+    shared = (
+        select(
+            *_row(
+                Household.id,
+                loyalty_fund=project_spent.c.spent * 1.0 / project_size.c.households,
+            )
+        )
+        .join(project_spent, project_spent.c.project_id == Household.project_id)
+        .join(project_size, project_size.c.project_id == Household.project_id)
+    )
+
+    parts = union_all(tickets, orders, activities, given, shared).subquery()
     query = (
         select(parts.c.household_id, *(func.sum(parts.c[name]).label(name) for name in COLUMNS))
         .group_by(parts.c.household_id)

@@ -408,3 +408,27 @@ class ImprovementPlan(Audited, TimestampMixin, Base):
     created_by: Mapped[str] = mapped_column(String(100))
     owner: Mapped[Staff] = relationship()
     team: Mapped[Team | None] = relationship()
+
+
+class LoyaltyFundEntry(Audited, TimestampMixin, Base):
+    """One line of a project's 一路同行 loyalty fund (忠诚度维修基金) ledger: money in (the
+    yearly allocation from profit, a household's contribution) or out (an owner activity, a
+    gift, other care for owners). Amounts are positive; the kind says which way they go.
+    Never changed or deleted: a correction is a new line."""
+
+    __tablename__ = "svc_loyalty_fund_entries"
+    __table_args__ = (Index("ix_svc_loyalty_fund_entries_project_year", "project_id", "year"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    # The household that contributed or was given to; none for an allocation or a project's
+    # spending (shared among the project's households as cost to serve).
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # fund.KINDS
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    year: Mapped[int] = mapped_column(Integer)  # the fund year (business calendar)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Spending that paid for an activity or a work order (a gift) is costed there already.
+    activity_id: Mapped[int | None] = mapped_column(ForeignKey("svc_reward_activities.id"))
+    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("svc_work_orders.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(100))

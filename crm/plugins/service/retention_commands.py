@@ -151,11 +151,15 @@ def activity() -> None:
 @click.option("--project", help="所属项目（项目全名）；不填为全公司活动。")
 @click.option("--capacity", type=click.IntRange(1), help="名额（户）；不填为不限。")
 @click.option("--cost", help="活动费用（元）。")
+@click.option(
+    "--fund", "from_fund", is_flag=True, help="费用从项目的一路同行基金列支（余额不足则不建）。"
+)
 @format_option
-def activity_create(name: str, held_at: str, project, capacity, cost, fmt: str) -> None:
+def activity_create(name: str, held_at: str, project, capacity, cost, from_fund, fmt: str) -> None:
     """新建一项业主回馈活动。"""
     from crm.core.db import transaction
     from crm.plugins.service.dispatch import parse_local_time
+    from crm.plugins.service.fund import spend
     from crm.plugins.service.retention import create_activity, show_activity
 
     with get_app().session() as session, transaction(session):
@@ -163,6 +167,13 @@ def activity_create(name: str, held_at: str, project, capacity, cost, fmt: str) 
             session, name, parse_local_time(held_at), project=project, capacity=capacity, cost=cost
         )
         record = {"message": f"已新建活动 {created.id}：{created.name}。"}
+        if from_fund:
+            if created.cost is None:
+                from crm.core.errors import CrmError
+
+                raise CrmError("从基金列支须给出活动费用：请加 --cost。")
+            entry = spend(session, kind="activity", activity_id=created.id, note=created.name)
+            record["message"] += f"费用 {entry.amount:,.2f} 元已从一路同行基金列支。"
         record |= show_activity(session, created.id)
     del record["signups"]  # a new activity has none yet
     emit_record(record, fmt, [("message", "结果"), *ACTIVITY_COLUMNS])
