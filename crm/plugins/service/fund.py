@@ -29,14 +29,9 @@ from crm.core.errors import CrmError, NotFound
 from crm.core.households import get_household, project_id
 from crm.core.models import Household, Project, utcnow
 from crm.plugins.service.models import LoyaltyFundEntry, RewardActivity, WorkOrder
+from crm.plugins.service.rules import FUND_KINDS
 
-KINDS = {
-    "allocation": "年度利润拨付",
-    "contribution": "客户出资",
-    "activity": "业主活动",
-    "gift": "礼品",
-    "care": "其他关怀",
-}
+KINDS = FUND_KINDS
 INFLOWS = ("allocation", "contribution")
 SPENDING = {k: v for k, v in KINDS.items() if k not in INFLOWS}
 # PostgreSQL advisory lock (key, project id) held by a spend until its transaction ends.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import emit, emit_record, format_option, get_app
-from crm.plugins.service.fund import KINDS as KIND_LABELS
+from crm.plugins.service.rules import FUND_KINDS as KIND_LABELS
 
 DIRECTIONS = {"in": "收入", "out": "支出"}
 ENTRY_LABELS = [

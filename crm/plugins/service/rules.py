@@ -362,3 +362,14 @@ WORK_ORDER_STATUS = {
 }
 # Work that must be finished before a ticket takes its last step.
 BLOCKS_LAST_STEP = ("remedial", "corrective", "repair")
+
+
+# Lines of the 一路同行 loyalty fund ledger (crm.plugins.service.fund): kept here, beside the
+# other vocabularies, so the commands' help can name them without loading the database layer.
+FUND_KINDS = {
+    "allocation": "年度利润拨付",
+    "contribution": "客户出资",
+    "activity": "业主活动",
+    "gift": "礼品",
+    "care": "其他关怀",
+}
