@@ -140,6 +140,21 @@ class Revisit:
 
 
 @dataclass(frozen=True)
+class VisitAnswers:
+    """A customer's satisfaction given on a visit (走访, e.g. the four-yearly 四年之约), for
+    satisfaction monitoring: a visit questionnaire taken `at` in the visited unit's project."""
+
+    household_id: int
+    project_id: int | None
+    at: dt.datetime
+    csat: int
+    comment: str | None
+    actor: str
+    # When it was typed in (`at` is when the customer gave it); None: at `at`.
+    entered_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
 class ServiceSignal:
     """A household whose service history warrants an early warning."""
 

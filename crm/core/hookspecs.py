@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Instruction,
         Revisit,
         ServiceSignal,
+        VisitAnswers,
         WorkOutcome,
     )
     from crm.core.models import Household
@@ -65,6 +66,11 @@ def service_record_states(session: Session, record_nos: list[str]) -> dict[str, 
 @hookspec
 def tickets_revisited(session: Session, revisits: list[Revisit]) -> None:
     """Closed tickets were revisited: record each customer's answers as a survey taken at the revisit time."""
+
+
+@hookspec
+def households_visited(session: Session, visits: list[VisitAnswers]) -> None:
+    """Households were visited (走访): record each customer's satisfaction as a visit questionnaire taken on the visit."""
 
 
 @hookspec(firstresult=True)

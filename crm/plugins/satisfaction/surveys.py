@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from crm.core import audit, vocab
 from crm.core.audit import current_user
-from crm.core.chain import Revisit
+from crm.core.chain import Revisit, VisitAnswers
 from crm.core.clock import when_done
 from crm.core.errors import CrmError
 from crm.core.households import get_household
@@ -300,6 +300,38 @@ def record_revisits(session: Session, revisits: Sequence[Revisit]) -> None:
         + "、".join(numbers[:3])
         + (" 等" if len(numbers) > 3 else ""),
     )
+
+
+def record_visits(session: Session, visits: Sequence[VisitAnswers]) -> list[Survey]:
+    """Satisfaction given on visits, told by the visit programme through `households_visited`:
+    one visit questionnaire each, taken at the visit, so early warning and the KPIs read it
+    like any other survey."""
+    current_user(session).require("satisfaction.record", "登记满意度调查")
+    surveys = []
+    for visit in visits:
+        validate_answers(visit.csat, None, {})
+        household = session.get(Household, visit.household_id)
+        if household is None:
+            raise CrmError(f"走访的客户家庭（编号 {visit.household_id}）不存在，无法登记满意度。")
+        surveys.append(
+            Survey(
+                kind="visit",
+                household_id=household.id,
+                project_id=visit.project_id
+                if visit.project_id is not None
+                else household.project_id,
+                channel="visit",
+                taken_at=visit.at,
+                entered_at=visit.entered_at or visit.at,
+                csat=visit.csat,
+                comment=(visit.comment or "").strip() or None,
+                taken_by=visit.actor,
+                aspect_count=0,
+            )
+        )
+    session.add_all(surveys)
+    session.flush()
+    return surveys
 
 
 def satisfaction_gap_per_household(session: Session, until: dt.datetime) -> dict[int, float]:
