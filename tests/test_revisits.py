@@ -316,6 +316,10 @@ def test_a_correction_is_a_new_record_and_the_old_one_stays(app, portfolio, run)
     history = _json(run("revisit", "show", "H1", "--format", "json"))
     assert [(v["satisfaction"], v["corrects"]) for v in history] == [(1, None), (4, first["id"])]
     assert [v["superseded_by"] for v in history] == [history[1]["id"], None]
+    # Satisfaction monitoring keeps one survey per visit: the correction's answers replace it.
+    with app.session() as session:
+        [survey] = session.scalars(select(Survey)).all()
+        assert (survey.csat, survey.reference) == (4, f"camp_visit:{history[1]['id']}")
     assert "已被更正" in _ok(run("revisit", "show", "H1"))
     assert _json(run("revisit", "follow-ups", "--format", "json")) == []
     # A corrected visit is followed up or corrected through its correction only.

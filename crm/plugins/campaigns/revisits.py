@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit
 from crm.core.chain import VisitAnswers
-from crm.core.clock import add_months, day_start, local_today
+from crm.core.clock import add_months, day_start, local_today, to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import Building, Household, Member, Project, Purchase, Unit, utcnow
@@ -342,7 +342,7 @@ def appoint_visit(
         label,
         now,
         user.name,
-        f"已约定走访 {at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        f"已约定走访 {to_local(at):%Y-%m-%d %H:%M}（{appointment.contact}）",
     )
     session.flush()
     return appointment
@@ -515,7 +515,7 @@ def record_visit(
         f"已走访（走访 {visit.id}）",
     )
     session.flush()
-    if satisfaction is not None:
+    if satisfaction is not None or corrects is not None:
         project_id = session.scalar(
             select(Building.project_id)
             .join(Unit, Unit.building_id == Building.id)
@@ -535,6 +535,8 @@ def record_visit(
                     )
                     or None,
                     actor=visitor.strip(),
+                    reference=f"camp_visit:{visit.id}",
+                    replaces=f"camp_visit:{corrects}" if corrects is not None else None,
                     entered_at=now,
                 )
             ],
