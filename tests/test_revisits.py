@@ -215,6 +215,7 @@ def test_the_visit_loop_of_the_procedure_from_appointment_to_report(
     )  # fmt: skip
     pending = {row["visit"]: row for row in _json(run("revisit", "follow-ups", "--format", "json"))}
     assert pending[visit["id"]]["reasons"] == ["redo", "overdue"]
+    assert pending[visit["id"]]["overdue"] == 2  # the light, and the door sent back past its date
     assert pending[unhappy["id"]]["reasons"] == ["unsatisfied"]
     table = _ok(run("revisit", "follow-ups"))
     assert "客户对整改仍不满意" in table and "有整改项已过期限" in table
@@ -304,8 +305,17 @@ def test_a_visit_without_appointment_closes_the_touchpoint_and_rejects_stay_open
             "--reject", str(wall["id"])))  # fmt: skip
     [pending] = _json(run("revisit", "follow-ups", "--format", "json"))
     assert pending["visit"] == first["id"] and pending["reasons"] == ["redo"]
-    [visit, _] = _json(run("revisit", "show", "H3", "--format", "json"))
+    [visit, follow_up] = _json(run("revisit", "show", "H3", "--format", "json"))
     assert [i["state"] for i in visit["rectifications"]] == ["redo", "confirmed"]
+    # The follow-up was typed wrong: the customer was unhappy with both. Its correction is
+    # still a follow-up of the first visit and sends both back.
+    _ok(run("revisit", "record", "H3", "--month", "2026-11", "--date", "2026-11-26",
+            "--visitor", "陈", "--satisfaction", "2", "--corrects", str(follow_up["id"])))  # fmt: skip
+    visit, follow_up, correction = _json(run("revisit", "show", "H3", "--format", "json"))
+    assert [i["state"] for i in visit["rectifications"]] == ["redo", "redo"]
+    assert (correction["follows"], follow_up["superseded_by"]) == (visit["id"], correction["id"])
+    report = _json(run("revisit", "report", "--month", "2026-11", "--format", "json"))
+    assert (report["visited"], report["follow_up_visits"], report["redo"]) == (1, 1, 2)
 
 
 def test_a_correction_is_a_new_record_and_the_old_one_stays(app, portfolio, run):

@@ -22,7 +22,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from crm.core import audit
 from crm.core.chain import VisitAnswers
@@ -373,11 +373,32 @@ def _chain(session: Session, start: int) -> list[int]:
     return ids
 
 
+def _undo_follow_up(session: Session, visit: Visit) -> None:
+    """Take back what a follow-up visit did to the rectifications it checked, before its
+    correction checks them again: its confirmations, and the rectifications it sent back that
+    have not been rectified again since."""
+    for item in session.scalars(
+        select(Rectification).where(Rectification.confirmed_visit_id == visit.id)
+    ):
+        item.confirmed_on = None
+        item.confirmed_visit_id = None
+    if visit.follows_visit_id is not None:
+        for item in session.scalars(
+            select(Rectification).where(
+                Rectification.visit_id.in_(_chain(session, visit.follows_visit_id)),
+                Rectification.rejected_on == visit.visited_on,
+                Rectification.confirmed_on.is_(None),
+            )
+        ):
+            item.rejected_on = None
+    session.flush()
+
+
 def record_visit(
     session: Session,
     code: str,
     month: str,
-    visited_on: dt.datetime | dt.date,
+    visited_on: dt.date,
     visitor: str,
     opinions: str | None = None,
     out_of_scope: str | None = None,
@@ -421,6 +442,11 @@ def record_visit(
         if not (text or "").strip():
             raise CrmError("意见内容不能为空：请写成 类别：内容，如 建议：增加充电桩。")
         items.append((code_of(OPINION_KINDS, kind, "意见类别"), text.strip()))
+    replaced = None
+    if corrects is not None:
+        replaced = _visit(session, corrects, household, "被更正的")
+        # A corrected follow-up is still a follow-up of the same visit.
+        follows = follows if follows is not None else replaced.follows_visit_id
     for linked, what in ((follows, "被回访的"), (corrects, "被更正的")):
         if linked is None:
             continue
@@ -432,6 +458,8 @@ def record_visit(
             raise CrmError(
                 f"走访 {linked} 属于 {earlier.due_month} 的走访，不是这套房 {label} 的：请核对编号。"
             )
+    if replaced is not None:
+        _undo_follow_up(session, replaced)
     checked: list[Rectification] = []
     if follows is not None:
         chain = _chain(session, follows)
@@ -504,7 +532,13 @@ def record_visit(
         .order_by(VisitAppointment.id.desc())
         .limit(1)
     )
-    if appointment is not None and follows is None and corrects is None:
+    if replaced is not None:
+        appointment = session.scalar(
+            select(VisitAppointment).where(VisitAppointment.visit_id == replaced.id).limit(1)
+        )
+    elif follows is not None:
+        appointment = None
+    if appointment is not None:
         appointment.visit_id = visit.id
     _close_touchpoint(
         session,
@@ -603,6 +637,12 @@ def rectification_state(item: Rectification, today: dt.date) -> str:
     if item.done_on is not None:
         return "awaiting"
     return "overdue" if item.due_on < today else "open"
+
+
+def is_overdue(item: Rectification, today: dt.date) -> bool:
+    """Past its due date and still to be done: never rectified, or sent back by the customer."""
+    state = rectification_state(item, today)
+    return state == "overdue" or (state == "redo" and item.due_on < today)
 
 
 def rectification_dict(item: Rectification, today: dt.date) -> dict:
@@ -730,28 +770,17 @@ def open_follow_ups(session: Session, now: dt.datetime | None = None) -> list[di
         Rectification.visit_id == Visit.id, Rectification.confirmed_on.is_(None)
     )
     query = (
-        select(Visit, Household.code)
+        select(Visit, Household.code, followed.label("followed"))
         .join(Household, Household.id == Visit.household_id)
+        .options(selectinload(Visit.rectifications))
         .where(
             ~corrected,
             or_(unconfirmed, and_(Visit.satisfaction < SATISFIED_FROM, ~followed)),
         )
         .order_by(Visit.visited_on, Visit.id)
     )
-    found = session.execute(query).all()
-    followed_up = (
-        set(
-            session.scalars(
-                select(Visit.follows_visit_id).where(
-                    Visit.follows_visit_id.in_([visit.id for visit, _ in found])
-                )
-            )
-        )
-        if found
-        else set()
-    )
     rows = []
-    for visit, code in found:
+    for visit, code, was_followed in session.execute(query):
         states = [
             rectification_state(item, today)
             for item in visit.rectifications
@@ -759,7 +788,7 @@ def open_follow_ups(session: Session, now: dt.datetime | None = None) -> list[di
         ]
         reasons = [state for state in ("redo", "overdue", "open", "awaiting") if state in states]
         unhappy = visit.satisfaction is not None and visit.satisfaction < SATISFIED_FROM
-        if unhappy and visit.id not in followed_up:
+        if unhappy and not was_followed:
             reasons.insert(0, "unsatisfied")
         rows.append(
             {
@@ -770,7 +799,7 @@ def open_follow_ups(session: Session, now: dt.datetime | None = None) -> list[di
                 "visitor": visit.visitor,
                 "satisfaction": visit.satisfaction,
                 "open_rectifications": len(states),
-                "overdue": states.count("overdue"),
+                "overdue": sum(is_overdue(item, today) for item in visit.rectifications),
                 "reasons": reasons,
             }
         )
@@ -813,6 +842,7 @@ def monthly_report(session: Session, month: str, now: dt.datetime | None = None)
     corrected = exists().where(later.corrects_visit_id == Visit.id)
     visits = session.scalars(
         select(Visit)
+        .options(selectinload(Visit.rectifications))
         .where(Visit.due_month == label, ~corrected)
         .order_by(Visit.visited_on, Visit.id)
     ).all()
@@ -862,12 +892,7 @@ def monthly_report(session: Session, month: str, now: dt.datetime | None = None)
         "rectified": sum(item.done_on is not None for item in items),
         "confirmed": states.count("confirmed"),
         "open": len(states) - states.count("confirmed"),
-        "overdue": states.count("overdue")
-        + sum(
-            1
-            for item, state in zip(items, states, strict=True)
-            if state == "redo" and item.due_on < today
-        ),
+        "overdue": sum(is_overdue(item, today) for item in items),
         "redo": states.count("redo"),
         "rated_units": len(rated),
         "satisfaction_before": mean([before[pid] for pid in rated]),
