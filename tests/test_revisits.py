@@ -362,3 +362,53 @@ def test_bad_input_is_refused_and_nothing_is_written(app, portfolio, run, after_
         assert session.scalar(select(func.count()).select_from(Rectification)) == 0
     visit = _json(run("revisit", "record", "H2", *month, "--unit", "1903", "--format", "json"))
     assert visit["anniversary"] == 3
+
+
+def test_an_upgrade_confirms_rectifications_a_satisfied_follow_up_had_closed(
+    app, portfolio, run, after_the_visits
+):
+    """Before camp0004 a follow-up visit settled its visit; the upgrade counts a rectification
+    done before a satisfied follow-up as confirmed by it, and leaves the rest open."""
+    from alembic import command
+    from alembic.config import Config
+
+    from crm.core.migrate import upgrade
+
+    first = _json(
+        run("revisit", "record", "H1", "--month", "2026-12", "--date", "2026-12-05",
+            "--visitor", "陈", "--issue", "门禁损坏", "--owner", "赵工", "--due", "2026-12-20",
+            "--issue", "灯不亮", "--owner", "钱工", "--due", "2026-12-20", "--format", "json")
+    )  # fmt: skip
+    door, light = first["rectifications"]
+    _ok(run("revisit", "rectify", str(door["id"]), "--measures", "换主板", "--date", "2026-12-10"))
+    chain = next(c for c in app.migration_chains() if c.name == "campaigns")
+    try:
+        with app.engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(chain.location))
+            config.attributes.update(version_table=chain.version_table, connection=connection)
+            command.downgrade(config, "camp0003")
+        # The follow-up as the old code stored it: a visit naming the one it follows.
+        with app.engine.begin() as connection:
+            connection.execute(
+                Visit.__table__.insert().values(
+                    household_id=select(Household.id).where(Household.code == "H1").scalar_subquery(),
+                    purchase_id=select(Visit.purchase_id).where(Visit.id == first["id"]).scalar_subquery(),
+                    due_month="2026-12", anniversary=1, visited_on=dt.date(2026, 12, 12),
+                    visitor="陈", satisfaction=5, follows_visit_id=first["id"], recorded_by="陈",
+                    created_at=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+                    updated_at=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+                )
+            )  # fmt: skip
+    finally:
+        upgrade(app.engine, app.migration_chains())
+    [visit, _] = _json(run("revisit", "show", "H1", "--format", "json"))
+    states = {
+        i["id"]: (i["state"], i["rounds"], i["confirmed_on"]) for i in visit["rectifications"]
+    }
+    assert states == {
+        door["id"]: ("confirmed", 1, "2026-12-12"),
+        light["id"]: ("overdue", 0, None),
+    }
+    [pending] = _json(run("revisit", "follow-ups", "--format", "json"))
+    assert pending["visit"] == first["id"] and pending["open_rectifications"] == 1
