@@ -140,6 +140,26 @@ class Revisit:
 
 
 @dataclass(frozen=True)
+class VisitAnswers:
+    """A customer's satisfaction given on a visit (走访, e.g. the four-yearly 四年之约), for
+    satisfaction monitoring: a visit questionnaire taken `at` in the visited unit's project.
+
+    `reference` names the visit (e.g. camp_visit:12). A corrected visit's answers `replace`
+    those of the visit it corrects; csat None then withdraws them (the correction has none)."""
+
+    household_id: int
+    project_id: int | None
+    at: dt.datetime
+    csat: int | None
+    comment: str | None
+    actor: str
+    reference: str
+    replaces: str | None = None
+    # When it was typed in (`at` is when the customer gave it); None: at `at`.
+    entered_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
 class ServiceSignal:
     """A household whose service history warrants an early warning."""
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Instruction,
         Revisit,
         ServiceSignal,
+        VisitAnswers,
         WorkOutcome,
     )
     from crm.core.models import Household
@@ -70,6 +71,11 @@ def tickets_revisited(session: Session, revisits: list[Revisit]) -> None:
 @hookspec
 def ticket_causes_recorded(session: Session, causes: dict[str, list[str]]) -> None:
     """Complaints reached their feedback step: register number -> why the customer complained (vocab.COMPLAINT_CAUSES codes)."""
+
+
+@hookspec
+def households_visited(session: Session, visits: list[VisitAnswers]) -> None:
+    """Households were visited (走访): record each customer's satisfaction as a visit questionnaire taken on the visit."""
 
 
 @hookspec(firstresult=True)

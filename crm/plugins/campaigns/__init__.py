@@ -40,6 +40,7 @@ def build_demo_data(session, seed, now):
     return [
         (
             f"四年之约  {month} 到期走访 {due:,} 户；试试：crm revisit due --month {month}、"
+            f"crm revisit report --month {month} -o 走访汇总.xlsx、"
             "crm --as 王经理:manager campaign plan-touchpoints --days 30"
         )
     ]

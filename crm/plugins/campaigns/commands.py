@@ -8,21 +8,53 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
+from crm.core.cliutil import (
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    parse_day,
+    parse_local_moment,
+)
 from crm.core.clock import local_today
 
+# The vocabularies are repeated from revisits.py so `crm --help` does not import SQLAlchemy.
+OPINION_KINDS = {
+    "opinion": "意见",
+    "suggestion": "建议",
+    "praise": "表扬",
+    "out_of_scope": "非管理范畴",
+}
+RECTIFICATION_STATES = {
+    "open": "待整改",
+    "overdue": "整改逾期",
+    "redo": "客户仍不满意，需再次整改",
+    "awaiting": "已整改，待回访确认",
+    "confirmed": "客户已确认",
+}
+FOLLOW_UP_REASONS = {
+    "unsatisfied": "客户不满意，需整改并回访",
+    "open": "有不符合项尚未整改",
+    "overdue": "有整改项已过期限",
+    "redo": "客户对整改仍不满意，需再次整改",
+    "awaiting": "已整改，待回访确认客户满意",
+}
 VISIT_LABELS = [
     ("id", "走访编号"),
     ("household", "客户编号"),
     ("due_month", "到期月份"),
     ("anniversary", "第几次四年之约"),
+    ("appointed_at", "约定时间"),
+    ("contact", "约定联系人"),
     ("visited_on", "走访日期"),
     ("visitor", "走访人"),
-    ("opinions", "意见与建议"),
+    ("opinions", "走访记录"),
+    ("opinion_items", "意见与建议"),
     ("out_of_scope", "超出范围的说明"),
     ("satisfaction", "满意度"),
     ("follows", "回访自"),
     ("corrects", "更正"),
+    ("superseded_by", "已被更正（走访编号）"),
     ("rectifications", "整改项"),
 ]
 RECTIFICATION_COLUMNS = [
@@ -33,6 +65,9 @@ RECTIFICATION_COLUMNS = [
     ("due_on", "整改期限"),
     ("measures", "整改措施"),
     ("done_on", "完成日期"),
+    ("rounds", "整改次数"),
+    ("state", "状态", RECTIFICATION_STATES),
+    ("confirmed_on", "客户确认日期"),
 ]
 FOLLOW_UP_COLUMNS = [
     ("visit", "走访编号"),
@@ -41,9 +76,36 @@ FOLLOW_UP_COLUMNS = [
     ("visited_on", "走访日期"),
     ("visitor", "走访人"),
     ("satisfaction", "满意度"),
-    ("open_rectifications", "未完成整改"),
-    ("reason", "原因"),
+    ("open_rectifications", "未关闭整改"),
+    ("overdue", "逾期整改"),
+    ("reasons", "原因", FOLLOW_UP_REASONS),
 ]
+APPOINTMENT_COLUMNS = [
+    ("id", "约定编号"),
+    ("household", "客户编号"),
+    ("unit", "房号"),
+    ("due_month", "到期月份"),
+    ("appointed_at", "约定时间"),
+    ("contact", "客户联系人"),
+    ("agreed_by", "约定人"),
+    ("note", "备注"),
+    ("visit", "走访编号"),
+]
+
+
+def _shown_visit(record: dict) -> dict:
+    """A visit's lists as one line each, for a table or CSV."""
+    return record | {
+        "opinion_items": [
+            f"{OPINION_KINDS.get(item['kind'], item['kind'])}：{item['text']}"
+            for item in record["opinion_items"]
+        ],
+        "rectifications": [
+            f"{item['id']}:{item['issue']}（{item['owner']}，{item['due_on']}前，"
+            f"{RECTIFICATION_STATES[item['state']]}）"
+            for item in record["rectifications"]
+        ],
+    }
 
 
 @click.group()
@@ -82,7 +144,13 @@ def revisit_due(month: str, output: str | None, fmt: str) -> None:
 @click.option("--unit", help="客户在该月有多套房到期时，指定房号。")
 @click.option("--date", "visited", help="走访日期（默认今天），如 2026-12-05。")
 @click.option("--visitor", required=True, help="走访人姓名。")
-@click.option("--opinions", help="客户的意见和建议。")
+@click.option("--opinions", help="走访记录（概况，自由填写）。")
+@click.option(
+    "--opinion",
+    "opinion_items",
+    multiple=True,
+    help="一条意见或建议，可重复；写成 类别：内容，类别为 意见、建议、表扬、非管理范畴（不写为意见）。",
+)
 @click.option("--out-of-scope", help="对超出范围的意见所做的解释。")
 @click.option("--satisfaction", type=click.IntRange(1, 5), help="客户满意度（1-5）。")
 @click.option(
@@ -95,6 +163,13 @@ def revisit_due(month: str, output: str | None, fmt: str) -> None:
 @click.option("--due", "dues", multiple=True, help="对应不符合项的整改期限，如 2027-01-15。")
 @click.option("--follows", type=int, help="这是对哪次走访（编号）的回访。")
 @click.option("--corrects", type=int, help="这条记录更正哪次走访（编号）；原记录保留。")
+@click.option(
+    "--reject",
+    "rejects",
+    multiple=True,
+    type=int,
+    help="回访时客户仍不满意的整改项编号，可重复；退回再次整改（其余已整改项在满意时确认）。",
+)
 @format_option
 def revisit_record(
     code: str,
@@ -103,6 +178,7 @@ def revisit_record(
     visited: str | None,
     visitor: str,
     opinions: str | None,
+    opinion_items: tuple[str, ...],
     out_of_scope: str | None,
     satisfaction: int | None,
     issues: tuple[str, ...],
@@ -110,12 +186,13 @@ def revisit_record(
     dues: tuple[str, ...],
     follows: int | None,
     corrects: int | None,
+    rejects: tuple[int, ...],
     fmt: str,
 ) -> None:
-    """记录一次走访：意见建议、不符合项及其整改责任人和期限、满意度。"""
+    """记录一次走访或回访：意见建议、不符合项及其整改责任人和期限、满意度。"""
     from crm.core.db import transaction
     from crm.core.errors import CrmError
-    from crm.plugins.campaigns.revisits import record_visit, visit_dict
+    from crm.plugins.campaigns.revisits import describe_visit, parse_opinion, record_visit
 
     if not len(issues) == len(owners) == len(dues):
         raise CrmError("每个 --issue 都要配一个 --owner 和一个 --due，请按顺序逐项填写。")
@@ -137,14 +214,11 @@ def revisit_record(
             unit=unit,
             follows=follows,
             corrects=corrects,
+            opinion_items=[parse_opinion(text) for text in opinion_items],
+            rejects=list(rejects),
         )
-        record = visit_dict(visit, code.strip())
-    if fmt != "json":
-        record["rectifications"] = [
-            f"{item['id']}:{item['issue']}（{item['owner']}，{item['due_on']}前）"
-            for item in record["rectifications"]
-        ]
-    emit_record(record, fmt, VISIT_LABELS)
+        record = describe_visit(session, visit, code.strip())
+    emit_record(record if fmt == "json" else _shown_visit(record), fmt, VISIT_LABELS)
 
 
 @revisit.command("rectify")
@@ -153,23 +227,15 @@ def revisit_record(
 @click.option("--date", "done", help="整改完成日期（默认今天）。")
 @format_option
 def revisit_rectify(rectification_id: int, measures: str, done: str | None, fmt: str) -> None:
-    """登记一项整改已完成及其措施；之后请回访确认客户满意度。"""
+    """登记一项整改已完成（或客户不满意后再次整改）及其措施；之后请回访确认。"""
     from crm.core.db import transaction
-    from crm.plugins.campaigns.revisits import rectify
+    from crm.plugins.campaigns.revisits import rectification_dict, rectify
 
     with get_app().session() as session, transaction(session):
         item = rectify(
             session, rectification_id, measures, parse_day(done, "完成日期") or local_today()
         )
-        record = {
-            "visit": item.visit_id,
-            "id": item.id,
-            "issue": item.issue,
-            "owner": item.owner,
-            "due_on": item.due_on,
-            "measures": item.measures,
-            "done_on": item.done_on,
-        }
+        record = rectification_dict(item, local_today())
     emit_record(record, fmt, RECTIFICATION_COLUMNS)
 
 
@@ -187,7 +253,11 @@ def revisit_show(code: str, fmt: str) -> None:
 
         click.echo(to_json(visits))
         return
-    emit(visits, fmt, [pair for pair in VISIT_LABELS if pair[0] != "rectifications"])
+    emit(
+        [_shown_visit(visit) for visit in visits],
+        fmt,
+        [pair for pair in VISIT_LABELS if pair[0] != "rectifications"],
+    )
     items = [{"visit": v["id"], **item} for v in visits for item in v["rectifications"]]
     if items and fmt == "table":
         click.echo()
@@ -197,12 +267,91 @@ def revisit_show(code: str, fmt: str) -> None:
 @revisit.command("follow-ups")
 @format_option
 def revisit_follow_ups(fmt: str) -> None:
-    """待回访的走访：客户不满意或整改后尚未回访确认的。"""
+    """待跟进的走访：不符合项尚未整改并经客户确认，或客户不满意尚未回访的。"""
     from crm.plugins.campaigns.revisits import open_follow_ups
 
     with get_app().session() as session:
         rows = open_follow_ups(session)
     emit(rows, fmt, FOLLOW_UP_COLUMNS)
+
+
+@revisit.command("appoint")
+@click.argument("code")
+@click.option("--month", required=True, help="这次走访对应的到期月份，如 2026-12。")
+@click.option("--unit", help="客户在该月有多套房到期时，指定房号。")
+@click.option("--at", "at", required=True, help="约定的走访时间，如 2026-12-05 10:00（本地时间）。")
+@click.option("--contact", required=True, help="约定的客户联系人：主要负责人或物业联系人。")
+@click.option("--note", help="备注，如需准备的走访资料。")
+@format_option
+def revisit_appoint(
+    code: str,
+    month: str,
+    unit: str | None,
+    at: str,
+    contact: str,
+    note: str | None,
+    fmt: str,
+) -> None:
+    """与客户约定走访时间和联系人；再次约定即改期（原约定保留）。"""
+    from crm.core.db import transaction
+    from crm.plugins.campaigns.revisits import appoint_visit
+
+    with get_app().session() as session, transaction(session):
+        item = appoint_visit(
+            session, code, month, parse_local_moment(at, "约定时间"), contact, unit=unit, note=note
+        )
+        record = {
+            "id": item.id,
+            "household": code.strip(),
+            "due_month": item.due_month,
+            "appointed_at": item.appointed_at,
+            "contact": item.contact,
+            "agreed_by": item.agreed_by,
+            "note": item.note,
+        }
+    emit_record(record, fmt, APPOINTMENT_COLUMNS)
+
+
+@revisit.command("appointments")
+@click.option("--month", required=True, help="到期月份，如 2026-12。")
+@format_option
+def revisit_appointments(month: str, fmt: str) -> None:
+    """某月到期走访已约定的时间和联系人（改期的只列最新一次）。"""
+    from crm.plugins.campaigns.revisits import list_appointments
+
+    with get_app().session() as session:
+        rows = list_appointments(session, month)
+    emit(rows, fmt, APPOINTMENT_COLUMNS)
+
+
+@revisit.command("report")
+@click.option("--month", required=True, help="到期月份，如 2026-12。")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="报总经理办公室的 .xlsx 文件；不写则输出到屏幕。",
+)
+@format_option
+def revisit_report(month: str, output: str | None, fmt: str) -> None:
+    """某月走访汇总，报总经理办公室：走访情况、意见分类、整改未关闭与逾期、满意度前后对比。"""
+    from pathlib import Path
+
+    from crm.core.db import transaction
+    from crm.plugins.campaigns.revisits import export_report, monthly_report, report_rows
+
+    with get_app().session() as session, transaction(session):
+        if output:
+            report = export_report(session, month, Path(output))
+            click.echo(f"已导出 {report['month']} 走访汇总到 {output}。", err=True)
+            return
+        report = monthly_report(session, month)
+    if fmt == "json":
+        from crm.core.render import to_json
+
+        click.echo(to_json(report))
+        return
+    emit(report_rows(report), fmt, [("item", "项目"), ("value", "数值")])
 
 
 def register(cli: click.Group) -> None:

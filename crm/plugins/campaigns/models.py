@@ -53,12 +53,51 @@ class Visit(Audited, TimestampMixin, Base):
     recorded_by: Mapped[str] = mapped_column(String(100))
 
     rectifications: Mapped[list[Rectification]] = relationship(
-        back_populates="visit", order_by="Rectification.id"
+        back_populates="visit",
+        order_by="Rectification.id",
+        foreign_keys="Rectification.visit_id",
     )
+    opinion_items: Mapped[list[VisitOpinion]] = relationship(order_by="VisitOpinion.id")
+
+
+class VisitAppointment(Audited, TimestampMixin, Base):
+    """Step 3.1 of the visit procedure: the time agreed for a four-yearly visit and with whom
+    (the customer's principal or property contact), before anyone goes; the visit recorded
+    for the same unit and month is linked to it."""
+
+    __tablename__ = "camp_visit_appointments"
+    __table_args__ = (
+        Index("ix_camp_visit_appointments_purchase_month", "purchase_id", "due_month"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"))
+    due_month: Mapped[str] = mapped_column(String(7))
+    appointed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    contact: Mapped[str] = mapped_column(String(100))
+    agreed_by: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("camp_visits.id"))
+
+
+class VisitOpinion(Audited, Base):
+    """One opinion heard on a visit (《客户意见、建议征求表》), by kind: opinion, suggestion,
+    praise, or out of the management's scope (explained to the customer)."""
+
+    __tablename__ = "camp_visit_opinions"
+    __table_args__ = (
+        CheckConstraint("kind IN ('opinion', 'suggestion', 'praise', 'out_of_scope')", name="kind"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("camp_visits.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
 
 
 class Rectification(Audited, TimestampMixin, Base):
-    """A nonconformity found on a visit, its named owner, due date and what was done."""
+    """A nonconformity found on a visit, its named owner, due date and what was done; open
+    until it is rectified and the customer confirmed it on a follow-up visit. A customer still
+    not satisfied sends it back (rejected_on) to be rectified again."""
 
     __tablename__ = "camp_rectifications"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -68,8 +107,15 @@ class Rectification(Audited, TimestampMixin, Base):
     due_on: Mapped[dt.date] = mapped_column(Date)
     measures: Mapped[str | None] = mapped_column(Text)
     done_on: Mapped[dt.date | None] = mapped_column(Date)
+    # How many times it was rectified (a rejected rectification is done again).
+    rounds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The follow-up visit on which the customer was still not satisfied with the rectification.
+    rejected_on: Mapped[dt.date | None] = mapped_column(Date)
+    # The follow-up visit on which the customer confirmed it: only then is it closed.
+    confirmed_on: Mapped[dt.date | None] = mapped_column(Date)
+    confirmed_visit_id: Mapped[int | None] = mapped_column(ForeignKey("camp_visits.id"))
 
-    visit: Mapped[Visit] = relationship(back_populates="rectifications")
+    visit: Mapped[Visit] = relationship(back_populates="rectifications", foreign_keys=[visit_id])
 
 
 class Campaign(Audited, TimestampMixin, Base):

@@ -33,6 +33,13 @@ def ticket_causes_recorded(session, causes):
 
 
 @hookimpl
+def households_visited(session, visits):
+    from crm.plugins.satisfaction.surveys import record_visits
+
+    record_visits(session, visits)
+
+
+@hookimpl
 def household_facts(session, until):
     from crm.plugins.satisfaction.surveys import satisfaction_gap_per_household
 

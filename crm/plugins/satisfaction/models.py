@@ -26,6 +26,9 @@ class Survey(Audited, Base):
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
     ticket_number: Mapped[str | None] = mapped_column(String(40), index=True)
+    # Where a survey not about a ticket came from (a visit: camp_visit:<id>), so the visit's
+    # correction replaces its answers instead of adding a second survey.
+    reference: Mapped[str | None] = mapped_column(String(60), index=True)
     team: Mapped[str | None] = mapped_column(String(40))
     category: Mapped[str | None] = mapped_column(String(30))
     channel: Mapped[str | None] = mapped_column(String(20))

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from crm.core import audit, vocab
 from crm.core.audit import current_user
-from crm.core.chain import Revisit
+from crm.core.chain import Revisit, VisitAnswers
 from crm.core.clock import when_done
 from crm.core.errors import CrmError
 from crm.core.households import get_household
@@ -300,6 +300,48 @@ def record_revisits(session: Session, revisits: Sequence[Revisit]) -> None:
         + "、".join(numbers[:3])
         + (" 等" if len(numbers) > 3 else ""),
     )
+
+
+def record_visits(session: Session, visits: Sequence[VisitAnswers]) -> list[Survey]:
+    """Satisfaction given on visits, told by the visit programme through `households_visited`:
+    one visit questionnaire each, taken at the visit, so early warning and the KPIs read it
+    like any other survey. A corrected visit's answers replace the survey of the visit it
+    corrects (withdrawn when the correction gives no score); returns the surveys kept."""
+    current_user(session).require("satisfaction.record", "登记满意度调查")
+    kept = []
+    for visit in visits:
+        if visit.csat is not None:
+            validate_answers(visit.csat, None, {})
+        household = session.get(Household, visit.household_id)
+        if household is None:
+            raise CrmError(f"走访的客户家庭（编号 {visit.household_id}）不存在，无法登记满意度。")
+        survey = None
+        if visit.replaces:
+            survey = session.scalar(
+                select(Survey)
+                .where(Survey.kind == "visit", Survey.reference == visit.replaces)
+                .limit(1)
+            )
+        if visit.csat is None:
+            if survey is not None:
+                session.delete(survey)
+            continue
+        if survey is None:
+            survey = Survey(kind="visit", household_id=household.id, aspect_count=0)
+            session.add(survey)
+        survey.project_id = (
+            visit.project_id if visit.project_id is not None else household.project_id
+        )
+        survey.channel = "visit"
+        survey.reference = visit.reference
+        survey.taken_at = visit.at
+        survey.entered_at = visit.entered_at or visit.at
+        survey.csat = visit.csat
+        survey.comment = (visit.comment or "").strip() or None
+        survey.taken_by = visit.actor
+        kept.append(survey)
+    session.flush()
+    return kept
 
 
 def satisfaction_gap_per_household(session: Session, until: dt.datetime) -> dict[int, float]:

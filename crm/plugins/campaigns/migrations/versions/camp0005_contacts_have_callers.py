@@ -11,7 +11,7 @@ the login (`session_user`; the owner acting as someone names them), and writes t
 `caller` (column privileges), so nobody assigns a list to themselves.
 
 Revision ID: camp0005
-Revises: camp0003
+Revises: camp0004
 Create Date: 2026-12-03 14:00:00.000000
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "camp0005"
-down_revision = "camp0003"
+down_revision = "camp0004"
 branch_labels = None
 depends_on = None
 
