@@ -65,6 +65,7 @@ def complaint_counts(session, since, until, grain):
 def register_commands(cli):
     from crm.plugins.service import (
         dispatch_commands,
+        group_commands,
         retention_commands,
         task_commands,
         ticket_commands,
@@ -74,6 +75,7 @@ def register_commands(cli):
     retention_commands.register(cli)
     task_commands.register(cli)
     ticket_commands.register(cli)
+    group_commands.register(cli)  # under `crm ticket`, so after it
 
 
 @hookimpl
