@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import weakref
 from collections import Counter
 
 from sqlalchemy import exists, func, select, update
@@ -362,9 +363,10 @@ def new_group(
 
 
 def _link(
-    session: Session, group: GroupComplaint, tickets: list[Ticket], now: dt.datetime, note: str
+    session: Session, group: GroupComplaint, tickets: list, now: dt.datetime, note: str
 ) -> None:
-    """Link tickets to the group and escalate each to its leader."""
+    """Link tickets (Ticket objects or rows with id, number and team_id) to the group and
+    escalate each to its leader."""
     from crm.plugins.service.escalation import _expire, _fire
 
     leader = session.get(Staff, group.owner_id) if group.owner_id else None
@@ -405,7 +407,37 @@ def _unlinked_by_staff():
     return exists().where(GroupEvent.ticket_id == Ticket.id, GroupEvent.action == "unlink")
 
 
-def _places(found: list[Ticket]) -> list[tuple[int | None, list[Ticket]]]:
+# Per engine (a new database, a new engine: never another database's words).
+_CORPUS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _similarity(session: Session, now: dt.datetime) -> Similarity:
+    """The weights of the last year's complaints, read again only when a complaint was added
+    or the day changed (the periodic check runs every few minutes)."""
+    complaint = [Ticket.ticket_type == "complaint", Ticket.origin == CUSTOMER]
+    window = [Ticket.opened_at >= now - dt.timedelta(days=CORPUS_DAYS), Ticket.opened_at <= now]
+    key = (
+        to_local(now).date(),
+        *session.execute(
+            select(func.count(), func.max(Ticket.id)).where(*complaint, *window)
+        ).one(),
+    )
+    bind = session.get_bind()
+    where = getattr(bind, "engine", bind)
+    cached = _CORPUS.get(where)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    corpus = session.scalars(
+        select(Ticket.summary)
+        .where(*complaint, *window)
+        .order_by(Ticket.opened_at.desc())
+        .limit(CORPUS_LIMIT)
+    ).all()
+    _CORPUS[where] = (key, Similarity(corpus))
+    return _CORPUS[where][1]
+
+
+def _places(found: list) -> list[tuple[int | None, list]]:
     """Where a cluster of alike complaints is one problem: its building when all are in one;
     the project (an area: the garage, the land outside the red line) when they are in several
     and most do not place the problem in their own flat; else each building on its own (the
@@ -436,8 +468,18 @@ def detect_group_complaints(
     days = window_days or _int_setting(session, WINDOW_DAYS_KEY, DEFAULT_WINDOW_DAYS)
     since = now - dt.timedelta(days=days)
     complaint = [Ticket.ticket_type == "complaint", Ticket.origin == CUSTOMER]
-    fresh = session.scalars(
-        select(Ticket)
+    # Only the columns detection reads: the check runs every few minutes.
+    fresh = session.execute(
+        select(
+            Ticket.id,
+            Ticket.number,
+            Ticket.team_id,
+            Ticket.household_id,
+            Ticket.project_id,
+            Ticket.building_id,
+            Ticket.summary,
+            Ticket.opened_at,
+        )
         .where(
             *complaint,
             Ticket.opened_at >= since,
@@ -448,17 +490,6 @@ def detect_group_complaints(
         )
         .order_by(Ticket.opened_at, Ticket.id)
     ).all()
-    if not fresh:
-        return []
-    corpus = session.scalars(
-        select(Ticket.summary)
-        .where(*complaint, Ticket.opened_at >= now - dt.timedelta(days=CORPUS_DAYS))
-        .where(Ticket.opened_at <= now)
-        .order_by(Ticket.opened_at.desc())
-        .limit(CORPUS_LIMIT)
-    ).all()
-    similar = Similarity(corpus)
-    touched: dict[int, GroupComplaint] = {}
     projects = {t.project_id for t in fresh}
     groups = session.scalars(
         select(GroupComplaint)
@@ -469,6 +500,19 @@ def detect_group_complaints(
         )
         .order_by(GroupComplaint.id)
     ).all()
+    # Only a project with an open group or enough households complaining can gain a group:
+    # the periodic check usually stops here, before reading the year's complaints.
+    households: dict[int, set[int]] = {}
+    for t in fresh:
+        households.setdefault(t.project_id, set()).add(t.household_id)
+    projects = {g.project_id for g in groups} | {
+        p for p, found in households.items() if len(found) >= least
+    }
+    fresh = [t for t in fresh if t.project_id in projects]
+    if not fresh:
+        return []
+    similar = _similarity(session, now)
+    touched: dict[int, GroupComplaint] = {}
     members = {
         g.id: session.execute(
             select(Ticket.summary, Ticket.opened_at).where(Ticket.group_id == g.id)
