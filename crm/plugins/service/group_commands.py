@@ -87,8 +87,8 @@ def _brief(session, code: str) -> dict:
 def _print(detail: dict, fmt: str) -> None:
     from crm.plugins.service.groups import EVENTS
 
-    if fmt == "json":
-        emit_record(detail, "json", SHOW_LABELS)
+    if fmt in ("json", "csv"):  # CSV: the group's one row, without its plan and events
+        emit_record(detail, fmt, SHOW_LABELS)
         return
     emit_record(detail, "table", SHOW_LABELS)
     for event in detail["events"]:
@@ -134,7 +134,7 @@ def group_show(number, fmt) -> None:
     help="阶段：latent 潜伏期、emerging 萌发期、outbreak 爆发期、disaster 灾难期。",
 )
 @click.option("--ticket", "tickets", multiple=True, help="一并并入的工单登记号（可多次给出）。")
-@SHOW_FORMAT
+@format_option
 def group_create(project, building, topic, phase, tickets, fmt) -> None:
     """登记一起群诉（如在潜伏期就发现的共同问题），由总经理任第一负责人并生成处理计划。"""
     from crm.plugins.service.groups import create_group
@@ -149,7 +149,7 @@ def group_create(project, building, topic, phase, tickets, fmt) -> None:
 @group.command("link")
 @click.argument("number")
 @click.argument("tickets", nargs=-1, required=True)
-@SHOW_FORMAT
+@format_option
 def group_link(number, tickets, fmt) -> None:
     """把工单并入群诉（工单升级给第一负责人）。"""
     from crm.plugins.service.groups import link_tickets
@@ -161,7 +161,7 @@ def group_link(number, tickets, fmt) -> None:
 @click.argument("number")
 @click.argument("tickets", nargs=-1, required=True)
 @click.option("--note", required=True, help="移出的原因，如“与本群诉不是同一问题”。")
-@SHOW_FORMAT
+@format_option
 def group_unlink(number, tickets, note, fmt) -> None:
     """把工单移出群诉；自动发现不会再把它并入任何群诉（需要时可手动并入）。"""
     from crm.plugins.service.groups import unlink_tickets
@@ -172,7 +172,7 @@ def group_unlink(number, tickets, note, fmt) -> None:
 @group.command("merge")
 @click.argument("number")
 @click.argument("other")
-@SHOW_FORMAT
+@format_option
 def group_merge(number, other, fmt) -> None:
     """把群诉 OTHER 的全部工单合并到群诉 NUMBER（同一项目）；OTHER 标记为已合并。"""
     from crm.plugins.service.groups import merge_groups
@@ -184,7 +184,7 @@ def group_merge(number, other, fmt) -> None:
 @click.argument("number")
 @click.argument("tickets", nargs=-1, required=True)
 @click.option("--topic", help="新群诉的共同问题（默认取第一张工单的摘要）。")
-@SHOW_FORMAT
+@format_option
 def group_split(number, tickets, topic, fmt) -> None:
     """把群诉中的部分工单拆分为一起新的群诉（同一负责人、同一阶段、新的处理计划）。"""
     from crm.plugins.service.groups import split_group
@@ -196,7 +196,7 @@ def group_split(number, tickets, topic, fmt) -> None:
 @click.argument("number")
 @click.argument("phase")
 @click.option("--note", help="调整的原因，如“业主已在业主群发起联名”。")
-@SHOW_FORMAT
+@format_option
 def group_phase(number, phase, note, fmt) -> None:
     """调整群诉阶段：latent 潜伏期、emerging 萌发期、outbreak 爆发期、disaster 灾难期。"""
     from crm.plugins.service.groups import set_phase
@@ -207,7 +207,7 @@ def group_phase(number, phase, note, fmt) -> None:
 @group.command("lead")
 @click.argument("number")
 @click.argument("staff")
-@SHOW_FORMAT
+@format_option
 def group_lead(number, staff, fmt) -> None:
     """更换群诉的第一负责人（经理或总经理；需经理或管理员角色）。"""
     from crm.plugins.service.groups import set_leader
@@ -218,7 +218,7 @@ def group_lead(number, staff, fmt) -> None:
 @group.command("member")
 @click.argument("number")
 @click.argument("staff")
-@SHOW_FORMAT
+@format_option
 def group_member(number, staff, fmt) -> None:
     """把一名员工加入群诉的应急小组。"""
     from crm.plugins.service.groups import add_member
@@ -231,7 +231,7 @@ def group_member(number, staff, fmt) -> None:
 @click.argument("step")
 @click.option("--note", required=True, help="这一步做了什么，如“已向各户发出书面答复”。")
 @at_option
-@SHOW_FORMAT
+@format_option
 def group_step(number, step, note, at_text, fmt) -> None:
     """登记处理计划中的一步已完成（步骤代码或名称，见 crm ticket group show）。"""
     from crm.plugins.service.groups import complete_step
@@ -246,7 +246,7 @@ def group_step(number, step, note, at_text, fmt) -> None:
 @group.command("close")
 @click.argument("number")
 @click.option("--result", required=True, help="群诉的处理结果。")
-@SHOW_FORMAT
+@format_option
 def group_close(number, result, fmt) -> None:
     """结束群诉（处理计划的每一步都须已完成；需经理或管理员角色）。"""
     from crm.plugins.service.groups import close_group
