@@ -8,15 +8,19 @@ import datetime as dt
 import json
 from collections import Counter
 
-from sqlalchemy import func, select
+from conftest import FIXED_NOW
+from sqlalchemy import func, select, update
 
 from crm.core.db import transaction
 from crm.core.demo import build_demo
 from crm.core.models import ServiceRecord
 from crm.plugins.satisfaction.models import Survey, SurveyAspect
+from crm.plugins.service import groups
+from crm.plugins.service.escalation import run_escalations
 from crm.plugins.service.models import (
     Escalation,
     GroupComplaint,
+    GroupStep,
     Staff,
     Team,
     Ticket,
@@ -80,6 +84,18 @@ def test_demo_fills_the_after_sales_loop(run, app, fixed_now_text):
         linked = [t for t in tickets if t.group_id == group.id]
         assert len({t.household_id for t in linked}) == group.households >= 3
         assert {t.category for t in linked} == {group.category}
+        # One building's garage floods: the planted group is led by the general manager with
+        # its plan, and detection finds it again from the wording alone, and nothing else.
+        assert session.get(Staff, group.owner_id).level == 4 and group.building_id is not None
+        assert _count(session, GroupStep) == len(groups.PLAN)
+        assert run_escalations(session, FIXED_NOW)["groups"] == []
+        session.execute(update(Ticket.__table__).values(group_id=None))
+        group.status = "closed"
+        (again,) = groups.detect_group_complaints(session, FIXED_NOW)
+        assert {t.id for t in linked} == set(
+            session.scalars(select(Ticket.id).where(Ticket.group_id == again.id))
+        )
+        session.rollback()
         kinds = set(session.scalars(select(WorkOrder.kind)).all())
         assert {"repair", "revisit", "remedial"} <= kinds
         # The demo keeps the service rules: each ticket has its register entry, no ticket is

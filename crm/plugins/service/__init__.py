@@ -66,6 +66,7 @@ def register_commands(cli):
     from crm.plugins.service import (
         dispatch_commands,
         fund_commands,
+        group_commands,
         record_commands,
         retention_commands,
         task_commands,
@@ -78,6 +79,7 @@ def register_commands(cli):
     task_commands.register(cli)
     ticket_commands.register(cli)
     record_commands.register(cli)
+    group_commands.register(cli)  # under `crm ticket`, so after it
 
 
 @hookimpl

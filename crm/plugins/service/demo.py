@@ -60,7 +60,7 @@ from crm.core.models import (
     Unit,
 )
 from crm.core.vocab import COMPLAINT_CAUSES
-from crm.plugins.service import register, rules, sla
+from crm.plugins.service import groups, register, rules, sla
 from crm.plugins.service.models import (
     Commitment,
     Escalation,
@@ -170,6 +170,15 @@ CONSEQUENCES = {
     ),
 }
 SAYS_CONSEQUENCE = 0.75
+# The planted group complaint: one building's garage floods, and each owner says it their way.
+GARAGE = (
+    "地下车库积水，车辆受损",
+    "地下车库积水严重，车辆被泡",
+    "一下雨地下车库就积水，车辆受损",
+    "地下车库排水不畅，积水淹到车轮",
+    "地下车库积水多日，车停不进去",
+    "地下车库积水，电梯厅也进了水",
+)
 
 
 REPAIRS = (
@@ -641,8 +650,8 @@ class _Builder:
         return drafts
 
     def _group_drafts(self, owners: list[_Home]) -> list[_Draft]:
-        """Households of one building complaining of the flooded garage this week: the
-        group complaint (群诉)."""
+        """Households of one building complaining, each in their own words, of their
+        building's flooded garage this week: a shared problem, the group complaint (群诉)."""
         by_building: dict[int, dict[int, _Home]] = defaultdict(dict)
         for home in owners:
             by_building[home.building_id].setdefault(home.household_id, home)
@@ -651,7 +660,7 @@ class _Builder:
             return []
         homes = by_building[ranked[0]]
         chosen = self.rng.sample(sorted(homes), min(len(homes), self._int(4, 6)))
-        topic = ("engineering", "地下车库积水，车辆受损", ("compensation", "never_again"))
+        wanted = ("compensation", "never_again")
         first = self.now - dt.timedelta(days=4, minutes=self._int(0, 600))
         return [
             _Draft(
@@ -660,9 +669,9 @@ class _Builder:
                 first + dt.timedelta(minutes=self._int(0, 3 * 1440)),
                 "group",
                 "hot",
-                topic,
+                ("engineering", GARAGE[i % len(GARAGE)], wanted),
             )
-            for hid in chosen
+            for i, hid in enumerate(chosen)
         ]
 
     # one ticket ----------------------------------------------------------------------------
@@ -1092,7 +1101,8 @@ class _Builder:
                 fired.append((rule, target))
         if ticket.group_at is not None:
             at, reason = ticket.group_at
-            level = max(level, self._fire(ticket, "group", rules.MANAGER, at, reason))
+            leader = rules.TOP if self._level(rules.TOP, self.centre.id) else rules.MANAGER
+            level = max(level, self._fire(ticket, "group", leader, at, reason))
         return level
 
     def _fire(self, ticket: _Ticket, rule: str, target: int, at, reason: str) -> int:
@@ -1327,10 +1337,10 @@ class _Builder:
     # the whole run -------------------------------------------------------------------------
 
     def _group_row(self, drafts: list[_Draft]) -> None:
-        """Detected when the third household complained; owned by the manager."""
+        """Detected when the third household complained; led by the general manager."""
         opened = sorted(d.opened for d in drafts)
         detected = opened[min(2, len(opened) - 1)] + dt.timedelta(minutes=10)
-        owner = self._level(3, self.centre.id) or self._level(4, self.centre.id)
+        owner = self._level(4, self.centre.id) or self._level(3, self.centre.id)
         home = drafts[0].home
         self.group = {
             "id": self._next("svc_group_complaints"),
@@ -1343,6 +1353,7 @@ class _Builder:
             "status": "open",
             "detected_at": detected,
             "households": len({d.home.household_id for d in drafts}),
+            "topic": "地下车库积水，车辆受损",
             "created_at": detected,
             "updated_at": detected,
         }
@@ -1377,6 +1388,8 @@ class _Builder:
             if len(self.rows["svc_tickets"]) >= BATCH:
                 self._flush()
         self._flush()
+        if self.group is not None:
+            groups.plant(session, self.group["id"], self.now)
         if session.get_bind().dialect.name == "postgresql":
             # Ids were assigned here, so PostgreSQL's sequences must move past them.
             for name in WRITTEN:

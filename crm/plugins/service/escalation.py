@@ -12,10 +12,9 @@ of the customer service centre. (ticket, rule, level) is unique and written with
 insert-or-ignore, so a rule never fires twice for the same level, even when two checks run at
 once.
 
-Group complaints: complaints of the same category from `service.group_min_households`
-(default 3) or more households of one building, or else of one project, opened within
-`service.group_window_days` (default 7) are linked as one 群诉 with a level-3 (else level-4)
-owner. Detecting again links only new tickets and never creates a second group.
+Group complaints are found, after the escalations, by groups.detect_group_complaints: the
+same specific problem from several households of one building or area within a window, led by
+the general manager.
 """
 
 from __future__ import annotations
@@ -23,37 +22,25 @@ from __future__ import annotations
 import datetime as dt
 from functools import cache
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm.core.audit import current_user, record
-from crm.core.clock import to_local
-from crm.core.errors import CrmError
-from crm.core.models import Setting
 from crm.plugins.service.models import (
     Commitment,
     Escalation,
-    GroupComplaint,
     Staff,
     Team,
     Ticket,
     TicketEvent,
 )
 from crm.plugins.service.rules import (
-    CUSTOMER,
     ESCALATION_REASONS,
     LEVELS,
-    MANAGER,
     PAUSED,
     RUNNING,
-    TOP,
     climb,
 )
-
-DEFAULT_MIN_HOUSEHOLDS = 3
-DEFAULT_WINDOW_DAYS = 7
-MIN_HOUSEHOLDS_KEY = "service.group_min_households"
-WINDOW_DAYS_KEY = "service.group_window_days"
 
 
 def utcnow() -> dt.datetime:
@@ -243,214 +230,7 @@ def run_escalations(session: Session, now: dt.datetime | None = None) -> dict[st
         ticket = session.get(Ticket, ticket_id)
         if escalate_ticket(session, ticket, now):
             escalated.append(ticket.number)
+    from crm.plugins.service.groups import detect_group_complaints
+
     groups = detect_group_complaints(session, now)
     return {"escalated": escalated, "groups": [g.number for g in groups]}
-
-
-# --- group complaints (群诉) -------------------------------------------------------------------
-
-
-def _int_setting(session: Session, key: str, default: int) -> int:
-    text = session.scalar(select(Setting.value).where(Setting.key == key))
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise CrmError(f"设置 {key}={text!r} 须是正整数。")
-    return value
-
-
-def _group_number(session: Session, now: dt.datetime) -> str:
-    head = f"QS{to_local(now):%Y%m%d}-"
-    last = session.scalar(
-        select(func.max(GroupComplaint.number)).where(GroupComplaint.number.like(f"{head}%"))
-    )
-    return f"{head}{int(last.rsplit('-', 1)[1]) + 1 if last else 1:04d}"
-
-
-def _group_for(
-    session: Session,
-    project_id: int | None,
-    building_id: int | None,
-    category: str,
-    now: dt.datetime,
-) -> tuple[GroupComplaint, bool]:
-    found = session.scalars(
-        select(GroupComplaint)
-        .where(
-            GroupComplaint.status == "open",
-            GroupComplaint.category == category,
-            GroupComplaint.project_id.is_(None)
-            if project_id is None
-            else GroupComplaint.project_id == project_id,
-            GroupComplaint.building_id.is_(None)
-            if building_id is None
-            else GroupComplaint.building_id == building_id,
-        )
-        .order_by(GroupComplaint.id)
-        .limit(1)
-    ).first()
-    if found is not None:
-        return found, False
-    owner = pick_staff(session, MANAGER, None) or pick_staff(session, TOP, None)
-    group = GroupComplaint(
-        number=_group_number(session, now),
-        project_id=project_id,
-        building_id=building_id,
-        category=category,
-        phase="emerging",
-        owner_id=owner.id if owner else None,
-        status="open",
-        detected_at=now,
-        households=0,
-    )
-    session.add(group)
-    session.flush()
-    return group, True
-
-
-def _link(session: Session, group: GroupComplaint, where: list, now: dt.datetime) -> int:
-    """Link the matching ungrouped tickets; escalate each to the group's owner."""
-    t = Ticket.__table__
-    linked = session.execute(
-        update(t)
-        .where(*where, t.c.group_id.is_(None))
-        .values(group_id=group.id, version=t.c.version + 1)
-        .returning(t.c.id, t.c.team_id)
-    ).all()
-    owner = session.get(Staff, group.owner_id) if group.owner_id else None
-    actor = current_user(session).name
-    if linked:
-        session.execute(
-            insert(TicketEvent),
-            [
-                {
-                    "ticket_id": row.id,
-                    "at": now,
-                    "actor": actor,
-                    "action": "group",
-                    "note": f"并入群诉 {group.number}",
-                }
-                for row in linked
-            ],
-        )
-        record(
-            session,
-            "group_link",
-            "svc_group_complaints",
-            group.id,
-            changes={"tickets": [row.id for row in linked]},
-        )
-    for row in linked:
-        if owner is not None:
-            _fire(
-                session,
-                row.id,
-                row.team_id,
-                "group",
-                owner.level,
-                now,
-                f"群诉 {group.number}",
-                to=owner,
-            )
-    group.households = session.scalar(
-        select(func.count(func.distinct(Ticket.household_id))).where(Ticket.group_id == group.id)
-    )
-    _expire(session)
-    return len(linked)
-
-
-def _recent_complaints(since, now) -> list:
-    """Customers' complaints, assessed (a category), opened in [since, now]."""
-    t = Ticket.__table__
-    return [
-        t.c.ticket_type == "complaint",
-        t.c.origin == CUSTOMER,
-        t.c.category.is_not(None),
-        t.c.opened_at >= since,
-        t.c.opened_at <= now,
-    ]
-
-
-@cache
-def _candidates():
-    """The groups of recent complaints large enough to be a group complaint: per building
-    and category, then per project and category among the tickets outside any building group
-    (or already in a project group). Built once, with :since, :now and :least."""
-    t = Ticket.__table__
-    recent = _recent_complaints(bindparam("since"), bindparam("now"))
-    households = func.count(func.distinct(t.c.household_id))
-    by_building = (
-        select(t.c.project_id, t.c.building_id, t.c.category)
-        .where(*recent, t.c.building_id.is_not(None))
-        .group_by(t.c.project_id, t.c.building_id, t.c.category)
-        .having(households >= bindparam("least"))
-    )
-    project_groups = select(GroupComplaint.id).where(GroupComplaint.building_id.is_(None))
-    loose = or_(t.c.group_id.is_(None), t.c.group_id.in_(project_groups))
-    by_project = (
-        select(t.c.project_id, t.c.category)
-        .where(*recent, t.c.project_id.is_not(None), loose)
-        .group_by(t.c.project_id, t.c.category)
-        .having(households >= bindparam("least"))
-    )
-    return by_building, by_project
-
-
-def detect_group_complaints(
-    session: Session,
-    now: dt.datetime | None = None,
-    min_households: int | None = None,
-    window_days: int | None = None,
-) -> list[GroupComplaint]:
-    """Find and link group complaints (building first, then project). Returns the groups
-    created or grown by this run."""
-    now = now or utcnow()
-    session.flush()
-    least = min_households or _int_setting(session, MIN_HOUSEHOLDS_KEY, DEFAULT_MIN_HOUSEHOLDS)
-    days = window_days or _int_setting(session, WINDOW_DAYS_KEY, DEFAULT_WINDOW_DAYS)
-    t = Ticket.__table__
-    since = now - dt.timedelta(days=days)
-    recent = _recent_complaints(since, now)
-    touched: dict[int, GroupComplaint] = {}
-    window = {"since": since, "now": now, "least": least}
-    by_building = session.execute(_candidates()[0], window).all()
-    for project_id, building_id, category in by_building:
-        group, new = _group_for(session, project_id, building_id, category, now)
-        where = [*recent, t.c.building_id == building_id, t.c.category == category]
-        if _link(session, group, where, now) or new:
-            touched[group.id] = group
-    by_project = session.execute(_candidates()[1], window).all()
-    for project_id, category in by_project:
-        group, new = _group_for(session, project_id, None, category, now)
-        where = [*recent, t.c.project_id == project_id, t.c.category == category]
-        if _link(session, group, where, now) or new:
-            touched[group.id] = group
-    session.flush()
-    return list(touched.values())
-
-
-def list_groups(session: Session) -> list[dict]:
-    rows = session.execute(
-        select(GroupComplaint, Staff.name)
-        .outerjoin(Staff, GroupComplaint.owner_id == Staff.id)
-        .order_by(GroupComplaint.id.desc())
-    ).all()
-    return [
-        {
-            "number": g.number,
-            "category": g.category,
-            "phase": g.phase,
-            "status": g.status,
-            "households": g.households,
-            "owner": owner,
-            "detected_at": g.detected_at,
-            "tickets": session.scalars(
-                select(Ticket.number).where(Ticket.group_id == g.id).order_by(Ticket.id)
-            ).all(),
-        }
-        for g, owner in rows
-    ]

@@ -79,22 +79,69 @@ class SlaPolicy(Audited, TimestampMixin, Base):
 
 
 class GroupComplaint(Audited, TimestampMixin, Base):
-    """群诉: several households of one building or project complaining of the same category
-    within a window, handled as one case with its own owner."""
+    """群诉: several households of one building or project complaining of the same specific
+    problem within a window, handled as one case by an emergency group whose leader (owner,
+    the general manager by default) is the first person responsible (groups.py)."""
 
     __tablename__ = "svc_group_complaints"
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(40), unique=True)
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
     building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id"), index=True)
-    category: Mapped[str] = mapped_column(String(30))
+    # The most frequent category of its tickets: shown, never used to find the group.
+    category: Mapped[str | None] = mapped_column(String(30))
     phase: Mapped[str] = mapped_column(
         String(20), default="emerging"
     )  # latent/emerging/outbreak/disaster
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("svc_staff.id"))
-    status: Mapped[str] = mapped_column(String(20), default="open")
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open/closed/merged
     detected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     households: Mapped[int] = mapped_column(Integer, default=0)
+    # The shared problem in a few words (the first complaint's wording, or the staff's).
+    topic: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    result: Mapped[str | None] = mapped_column(Text)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("svc_group_complaints.id"))
+
+
+class GroupMember(Audited, TimestampMixin, Base):
+    """A person of a group complaint's emergency group (应急小组); the leader is the owner."""
+
+    __tablename__ = "svc_group_members"
+    __table_args__ = (UniqueConstraint("group_id", "staff_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("svc_group_complaints.id"), index=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("svc_staff.id"))
+
+
+class GroupStep(Audited, TimestampMixin, Base):
+    """One step of a group complaint's handling plan, with its due time and who did it."""
+
+    __tablename__ = "svc_group_steps"
+    __table_args__ = (UniqueConstraint("group_id", "step"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("svc_group_complaints.id"), index=True)
+    step: Mapped[str] = mapped_column(String(30))
+    position: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    done_by: Mapped[str | None] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class GroupEvent(Base):
+    """What happened to a group complaint: detected, tickets linked or unlinked, merged, split,
+    phase moved, leader changed, steps done, closed. A ticket staff unlinked is never linked
+    again by detection (its `unlink` event says so)."""
+
+    __tablename__ = "svc_group_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("svc_group_complaints.id"), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("svc_tickets.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(30))
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Ticket(Audited, TimestampMixin, Base):

@@ -289,7 +289,7 @@ GROUP_PHASES = {
     "outbreak": "爆发期",
     "disaster": "灾难期",
 }
-GROUP_STATUS = {"open": "处理中", "closed": "已结束"}
+GROUP_STATUS = {"open": "处理中", "closed": "已结束", "merged": "已合并"}
 ESCALATION_REASONS = {
     "major": "重大投诉直达经理",
     "breach": "超出服务时限",

@@ -152,11 +152,14 @@ POLICY_COLUMNS = [
 ]
 GROUP_COLUMNS = [
     ("number", "群诉编号"),
-    ("category", "类别", CATEGORIES),
+    ("project", "项目"),
+    ("building", "楼栋"),
+    ("topic", "共同问题"),
     ("phase", "阶段", GROUP_PHASES),
     ("status", "状态", GROUP_STATUS),
     ("households", "户数"),
-    ("owner", "负责人"),
+    ("owner", "第一负责人"),
+    ("overdue_steps", "超期步骤"),
     ("detected_at", "发现时间"),
     ("tickets", "工单"),
 ]
@@ -666,13 +669,14 @@ def ticket_check(fmt) -> None:
 
 
 @ticket.command("groups")
+@click.option("--status", help="只看某一状态：open 处理中、closed 已结束、merged 已合并。")
 @format_option
-def ticket_groups(fmt) -> None:
-    """列出群诉（同一楼栋或项目多户就同一类问题投诉）。"""
-    from crm.plugins.service.escalation import list_groups
+def ticket_groups(status, fmt) -> None:
+    """列出群诉（同一楼栋或区域多户就同一问题投诉）；一起群诉用 crm ticket group 处理。"""
+    from crm.plugins.service.groups import list_groups
 
     with get_app().session() as session:
-        rows = list_groups(session)
+        rows = list_groups(session, status)
     for row in rows:
         row["tickets"] = "、".join(row["tickets"])
     emit(rows, fmt, GROUP_COLUMNS)

@@ -1,0 +1,269 @@
+"""Commands for one group complaint (群诉): `crm ticket group …`. Each parses, calls
+crm.plugins.service.groups in one transaction and renders; `crm ticket groups` lists them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
+from crm.plugins.service.rules import CATEGORIES, GROUP_PHASES, GROUP_STATUS, STATUSES
+
+SHOW_LABELS = [
+    ("number", "群诉编号"),
+    ("project", "项目"),
+    ("building", "楼栋"),
+    ("topic", "共同问题"),
+    ("category", "类别", CATEGORIES),
+    ("phase", "阶段", GROUP_PHASES),
+    ("status", "状态", GROUP_STATUS),
+    ("merged_into", "已合并到"),
+    ("households", "户数"),
+    ("owner", "第一负责人"),
+    ("team", "应急小组"),
+    ("detected_at", "发现时间"),
+    ("closed_at", "结束时间"),
+    ("result", "处理结果"),
+]
+PLAN_COLUMNS = [
+    ("position", "序号"),
+    ("step", "步骤代码"),
+    ("label", "处理步骤"),
+    ("due_at", "期限"),
+    ("done_at", "完成时间"),
+    ("done_by", "完成人"),
+    ("overdue", "已超期"),
+    ("note", "说明"),
+]
+TICKET_COLUMNS = [
+    ("number", "登记号"),
+    ("status", "步骤", STATUSES),
+    ("building", "楼栋"),
+    ("opened_at", "受理时间"),
+    ("summary", "摘要"),
+]
+EVENT_COLUMNS = [("at", "时间"), ("actor", "操作人"), ("action", "动作"), ("note", "说明")]
+OVERDUE_COLUMNS = [
+    ("number", "群诉编号"),
+    ("step", "步骤代码"),
+    ("label", "处理步骤"),
+    ("due_at", "期限"),
+    ("hours_late", "超期(小时)"),
+    ("owner", "第一负责人"),
+]
+SHOW_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="输出格式：逐项列出，或一个 JSON 对象。",
+)
+
+
+def _in_transaction(work: Callable[[Any], Any]) -> Any:
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from crm.core.db import transaction
+    from crm.core.errors import CrmError
+
+    try:
+        with get_app().session() as session, transaction(session):
+            return work(session)
+    except StaleDataError:
+        raise CrmError(
+            "工单刚被别人改过：请用 crm ticket group show 查看最新情况后重试。"
+        ) from None
+
+
+def _brief(session, code: str) -> dict:
+    from crm.plugins.service.groups import show_group
+
+    return show_group(session, code)
+
+
+def _print(detail: dict, fmt: str) -> None:
+    from crm.plugins.service.groups import EVENTS
+
+    if fmt in ("json", "csv"):  # CSV: the group's one row, without its plan and events
+        emit_record(detail, fmt, SHOW_LABELS)
+        return
+    emit_record(detail, "table", SHOW_LABELS)
+    for event in detail["events"]:
+        event["action"] = EVENTS.get(event["action"], event["action"])
+    for title, key, columns in (
+        ("处理计划", "plan", PLAN_COLUMNS),
+        ("工单", "tickets", TICKET_COLUMNS),
+        ("处理记录", "events", EVENT_COLUMNS),
+    ):
+        click.echo(f"\n【{title}】")
+        emit(detail[key], "table", columns)
+
+
+def _do(work: Callable[[Any], Any], code_of: Callable[[Any], str], fmt: str) -> None:
+    """Run the change, then show the group it touched."""
+    _print(_in_transaction(lambda s: _brief(s, code_of(work(s)))), fmt)
+
+
+@click.group("group")
+def group() -> None:
+    """一起群诉（同一楼栋或区域多户就同一问题投诉）：查看、并入与移出工单、合并与拆分、
+    阶段、第一负责人、应急小组、处理计划与结束。"""
+
+
+@group.command("show")
+@click.argument("number")
+@SHOW_FORMAT
+def group_show(number, fmt) -> None:
+    """查看一起群诉：项目与楼栋、阶段、第一负责人、应急小组、处理计划、工单与处理记录。"""
+    with get_app().session() as session:
+        detail = _brief(session, number)
+    _print(detail, fmt)
+
+
+@group.command("create")
+@click.option("--project", required=True, help="项目名称。")
+@click.option("--building", help="楼栋名称，如 3栋（不填表示全项目或某一区域）。")
+@click.option("--topic", required=True, help="共同问题，如“红线外垃圾场异味影响居住环境”。")
+@click.option(
+    "--phase",
+    default="latent",
+    show_default=True,
+    help="阶段：latent 潜伏期、emerging 萌发期、outbreak 爆发期、disaster 灾难期。",
+)
+@click.option("--ticket", "tickets", multiple=True, help="一并并入的工单登记号（可多次给出）。")
+@format_option
+def group_create(project, building, topic, phase, tickets, fmt) -> None:
+    """登记一起群诉（如在潜伏期就发现的共同问题），由总经理任第一负责人并生成处理计划。"""
+    from crm.plugins.service.groups import create_group
+
+    _do(
+        lambda s: create_group(s, project, topic, building, phase, list(tickets)),
+        lambda g: g.number,
+        fmt,
+    )
+
+
+@group.command("link")
+@click.argument("number")
+@click.argument("tickets", nargs=-1, required=True)
+@format_option
+def group_link(number, tickets, fmt) -> None:
+    """把工单并入群诉（工单升级给第一负责人）。"""
+    from crm.plugins.service.groups import link_tickets
+
+    _do(lambda s: link_tickets(s, number, list(tickets)), lambda g: g.number, fmt)
+
+
+@group.command("unlink")
+@click.argument("number")
+@click.argument("tickets", nargs=-1, required=True)
+@click.option("--note", required=True, help="移出的原因，如“与本群诉不是同一问题”。")
+@format_option
+def group_unlink(number, tickets, note, fmt) -> None:
+    """把工单移出群诉；自动发现不会再把它并入任何群诉（需要时可手动并入）。"""
+    from crm.plugins.service.groups import unlink_tickets
+
+    _do(lambda s: unlink_tickets(s, number, list(tickets), note), lambda g: g.number, fmt)
+
+
+@group.command("merge")
+@click.argument("number")
+@click.argument("other")
+@format_option
+def group_merge(number, other, fmt) -> None:
+    """把群诉 OTHER 的全部工单合并到群诉 NUMBER（同一项目）；OTHER 标记为已合并。"""
+    from crm.plugins.service.groups import merge_groups
+
+    _do(lambda s: merge_groups(s, number, other), lambda g: g.number, fmt)
+
+
+@group.command("split")
+@click.argument("number")
+@click.argument("tickets", nargs=-1, required=True)
+@click.option("--topic", help="新群诉的共同问题（默认取第一张工单的摘要）。")
+@format_option
+def group_split(number, tickets, topic, fmt) -> None:
+    """把群诉中的部分工单拆分为一起新的群诉（同一负责人、同一阶段、新的处理计划）。"""
+    from crm.plugins.service.groups import split_group
+
+    _do(lambda s: split_group(s, number, list(tickets), topic), lambda g: g.number, fmt)
+
+
+@group.command("phase")
+@click.argument("number")
+@click.argument("phase")
+@click.option("--note", help="调整的原因，如“业主已在业主群发起联名”。")
+@format_option
+def group_phase(number, phase, note, fmt) -> None:
+    """调整群诉阶段：latent 潜伏期、emerging 萌发期、outbreak 爆发期、disaster 灾难期。"""
+    from crm.plugins.service.groups import set_phase
+
+    _do(lambda s: set_phase(s, number, phase, note), lambda g: g.number, fmt)
+
+
+@group.command("lead")
+@click.argument("number")
+@click.argument("staff")
+@format_option
+def group_lead(number, staff, fmt) -> None:
+    """更换群诉的第一负责人（经理或总经理；需经理或管理员角色）。"""
+    from crm.plugins.service.groups import set_leader
+
+    _do(lambda s: set_leader(s, number, staff), lambda g: g.number, fmt)
+
+
+@group.command("member")
+@click.argument("number")
+@click.argument("staff")
+@format_option
+def group_member(number, staff, fmt) -> None:
+    """把一名员工加入群诉的应急小组。"""
+    from crm.plugins.service.groups import add_member
+
+    _do(lambda s: add_member(s, number, staff), lambda g: g.number, fmt)
+
+
+@group.command("step")
+@click.argument("number")
+@click.argument("step")
+@click.option("--note", required=True, help="这一步做了什么，如“已向各户发出书面答复”。")
+@at_option
+@format_option
+def group_step(number, step, note, at_text, fmt) -> None:
+    """登记处理计划中的一步已完成（步骤代码或名称，见 crm ticket group show）。"""
+    from crm.plugins.service.groups import complete_step
+
+    def work(session):
+        complete_step(session, number, step, note, at=parse_at(at_text))
+        return number
+
+    _do(work, lambda code: code, fmt)
+
+
+@group.command("close")
+@click.argument("number")
+@click.option("--result", required=True, help="群诉的处理结果。")
+@format_option
+def group_close(number, result, fmt) -> None:
+    """结束群诉（处理计划的每一步都须已完成；需经理或管理员角色）。"""
+    from crm.plugins.service.groups import close_group
+
+    _do(lambda s: close_group(s, number, result), lambda g: g.number, fmt)
+
+
+@group.command("overdue")
+@format_option
+def group_overdue(fmt) -> None:
+    """列出处理中的群诉里已超过期限、尚未完成的处理步骤。"""
+    from crm.plugins.service.groups import overdue_steps
+
+    with get_app().session() as session:
+        rows = overdue_steps(session)
+    emit(rows, fmt, OVERDUE_COLUMNS)
+
+
+def register(cli: click.Group) -> None:
+    cli.commands["ticket"].add_command(group)
