@@ -484,6 +484,7 @@ class _Builder:
         self.channel = {kind: _Weighted(pairs) for kind, pairs in CHANNEL.items()}
         self.csat = {False: _Weighted(CSAT_ON_TIME), True: _Weighted(CSAT_LATE)}
         self.group: dict | None = None
+        self.owners: list[_Home] = []
 
     def _int(self, low: int, high: int) -> int:
         return low + int(self.rng.random() * (high - low + 1))
@@ -626,6 +627,7 @@ class _Builder:
     def drafts(self, households: int) -> list[_Draft]:
         rng = self.rng
         owners, prospects = self._homes()
+        self.owners = owners  # the loyalty fund's owners too
         if not owners:
             return []
         kinds = _Weighted(TYPES.items())
@@ -1534,7 +1536,7 @@ class _Builder:
             self.ticket(draft, rules.number(head, sequence[head]))
             if len(self.rows["svc_tickets"]) >= BATCH:
                 self._flush()
-        self._fund(self._homes()[0])
+        self._fund(self.owners)
         self._flush()
         if session.get_bind().dialect.name == "postgresql":
             # Ids were assigned here, so PostgreSQL's sequences must move past them.
