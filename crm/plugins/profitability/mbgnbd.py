@@ -95,7 +95,7 @@ def fit(x, t_x, T) -> BgNbd:
     r, alpha, a, b = (float(v) for v in best)
     total = float(log_likelihood(BgNbd(r, alpha, a, b), x, t_x, T).sum())
     names = tuple(name for name, hit in zip(NAMES, bounded, strict=True) if hit)
-    return BgNbd(r, alpha, a, b, total, int(x.size), names, converged)
+    return BgNbd(r, alpha, a, b, total, int(x.size), names, converged, "购买（含首次）")
 
 
 def p_alive(model: BgNbd, x, t_x, T) -> Array:
