@@ -221,3 +221,48 @@ def test_records_can_be_added_after_the_demo(run, app, fixed_now_text):
         "survey", "record", household_code, "--kind", "periodic", "--csat", "4", "--nps", "9"
     )
     assert survey.exit_code == 0, survey.output
+
+
+def test_demo_costs_reach_the_cost_to_serve(app, fixed_now_text, run):
+    """Done repairs cost the company (more in warranty, where the developer pays), some
+    complaints are compensated, and the loyalty fund pays owner activities, gifts and care
+    from a yearly allocation: all of it reaches household_service_costs."""
+    from decimal import Decimal
+
+    from crm.plugins.service.costs import household_service_costs
+    from crm.plugins.service.fund import INFLOWS
+    from crm.plugins.service.models import ActivitySignup, LoyaltyFundEntry, RewardActivity
+
+    assert run("demo", "--households", str(N), "--now", fixed_now_text).exit_code == 0
+    with app.session() as session:
+        repairs = session.execute(
+            select(Ticket.in_warranty, WorkOrder.cost)
+            .join(Ticket, Ticket.id == WorkOrder.ticket_id)
+            .where(WorkOrder.kind == "repair", WorkOrder.status == "done")
+        ).all()
+        assert repairs and all(cost is not None and cost > 0 for _, cost in repairs)
+        by_warranty = {flag: [float(c) for w, c in repairs if w is flag] for flag in (True, False)}
+        assert by_warranty[True] and by_warranty[False]
+        median = {flag: sorted(v)[len(v) // 2] for flag, v in by_warranty.items()}
+        assert median[True] > median[False]
+        kinds = set(session.scalars(select(WorkOrder.cost_kind).distinct()))
+        assert {"repair", "compensation"} <= kinds
+        assert _count(session, RewardActivity) and _count(session, ActivitySignup)
+        ledger = session.execute(
+            select(LoyaltyFundEntry.project_id, LoyaltyFundEntry.kind, LoyaltyFundEntry.amount)
+        ).all()
+        assert {"allocation", "activity", "gift", "care", "contribution"} <= {
+            k for _, k, _ in ledger
+        }
+        balance: Counter = Counter()
+        for project, kind, amount in ledger:
+            balance[project] += amount if kind in INFLOWS else -amount
+        assert all(value >= Decimal(0) for value in balance.values())  # never overspent
+        costs = household_service_costs(session)
+        total = {
+            name: sum(row[name] for row in costs)
+            for name in ("repair_cost", "compensation", "campaign_cost", "loyalty_fund")
+        }
+        assert all(value > 0 for value in total.values()), total
+        done_repairs = sum(float(c) for _, c in repairs)
+        assert total["repair_cost"] >= done_repairs - 0.01

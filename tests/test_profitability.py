@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, insert, select
 
+from crm.core.errors import CrmError
 from crm.core.models import Building, Household, Project, Purchase
 from crm.core.plugins import make_plugin_manager
 from crm.plugins import BUILTIN_PLUGINS
-from crm.plugins.profitability import bgnbd, clv, groups
+from crm.plugins.profitability import bgnbd, clv, groups, mbgnbd
 from crm.plugins.profitability.bgnbd import BgNbd
 from crm.plugins.profitability.gammagamma import GammaGamma
 from crm.plugins.profitability.models import HouseholdValue, ModelFit, ScoringRun
@@ -54,13 +55,18 @@ def _portfolio(**changes) -> clv.Portfolio:
     return clv.Portfolio(**values)
 
 
-def test_lifetime_value_by_hand():
-    settings = Settings.from_values({"horizon_years": "2", "discount_rate": "0.1"})
+@pytest.mark.parametrize("purchases", [mbgnbd, bgnbd])
+def test_lifetime_value_by_hand(purchases):
+    name = purchases.__name__.rsplit(".", 1)[-1]
+    settings = Settings.from_values(
+        {"horizon_years": "2", "discount_rate": "0.1", "purchase_model": name}
+    )
     scores = clv.value(_portfolio(), settings, MODEL, SPEND, "months")
     annuity = 1 / 1.1 + 1 / 1.21  # 1.7355371900826446
     per_year = 365.2425 / (365.2425 / 12)  # 12 months
     first, second = (
-        float(bgnbd.expected_purchases(MODEL, k * per_year, 2.0, 10.0, 20.0)[()]) for k in (1, 2)
+        float(purchases.expected_purchases(MODEL, k * per_year, 2.0, 10.0, 20.0)[()])
+        for k in (1, 2)
     )
     spend = 6.0 * (2_000_000 + 1_000_000 * 2) / (6.0 * 2 + 4.0 - 1)  # 1,600,000
     parts = {name: values[0] for name, values in scores.parts.items()}
@@ -186,7 +192,7 @@ def build_portfolio(session, households: int = 120, seed: int = 7) -> list[int]:
 
 def store_fit(session) -> None:
     for model, parameters in (
-        ("bgnbd", {"r": MODEL.r, "alpha": MODEL.alpha, "a": MODEL.a, "b": MODEL.b}),
+        ("mbgnbd", {"r": MODEL.r, "alpha": MODEL.alpha, "a": MODEL.a, "b": MODEL.b}),
         ("gammagamma", {"p": SPEND.p, "q": SPEND.q, "gamma": SPEND.gamma}),
     ):
         session.add(
@@ -207,7 +213,7 @@ def store_fit(session) -> None:
 def test_fit_score_and_store(session):
     ids = build_portfolio(session)
     bg, gg = clv.fit_models(session, AS_OF, "months", now=NOW)
-    assert bg.model == "bgnbd" and bg.customers == len(ids) - len(ids) // 10
+    assert bg.model == "mbgnbd" and bg.customers == len(ids) - len(ids) // 10
     assert set(bg.parameters) == {"r", "alpha", "a", "b"}
     assert np.isfinite(bg.log_likelihood)
     assert gg is not None and set(gg.parameters) == {"p", "q", "gamma"}
@@ -266,6 +272,43 @@ def test_settings_changes_change_the_values(session):
     flats = session.scalar(select(func.sum(Purchase.floor_area)))
     extra = 2.5 * float(flats) * 12 * 0.10 * Settings.from_values({}).annuity
     assert again.total_clv - run.total_clv == pytest.approx(extra, rel=1e-6)
+
+
+def test_the_purchase_model_is_a_setting_recorded_with_the_fit_and_the_run(session):
+    build_portfolio(session)
+    store_fit(session)
+    run, _ = clv.score(session, now=NOW)
+    assert run.settings["purchase_model"] == "mbgnbd"
+    buyers = select(HouseholdValue).where(HouseholdValue.stage != "prospective")
+    values = session.scalars(buyers).all()
+    # MBG/NBD: a one-time buyer may be gone, the more likely the longer ago they bought.
+    x, _t_x, T = _histories(session, [v.household_id for v in values])
+    silent = [(ti, v) for v, xi, ti in zip(values, x, T, strict=True) if xi == 0]
+    assert silent and all(v.p_alive < 1 for _, v in silent)
+    by_age = [v.p_alive for _, v in sorted(silent, key=lambda pair: pair[0])]
+    assert np.all(np.diff(by_age) <= 0)
+    silent = [v for _, v in silent]
+    set_setting(session, "profitability.purchase_model", "bgnbd")
+    again, notes = clv.score(session, now=NOW)
+    assert again.settings["purchase_model"] == "bgnbd"
+    fit = session.get(ModelFit, again.bgnbd_fit_id)
+    assert fit.model == "bgnbd" and any("BG/NBD" in note for note in notes)
+    assert fit.status and fit.parameters["a"] > 0
+    # BG/NBD keeps every one-time buyer alive.
+    ids = {v.household_id for v in silent}
+    stored = session.scalars(select(HouseholdValue).where(HouseholdValue.household_id.in_(ids)))
+    assert all(v.p_alive == 1 for v in stored)
+    with pytest.raises(CrmError, match="不认识的取值"):
+        set_setting(session, "profitability.purchase_model", "pareto")
+
+
+def _histories(session, ids):
+    from crm.plugins.profitability.history import purchase_summary
+
+    summary = purchase_summary(session, AS_OF, "months", household_ids=ids)
+    order = {hid: i for i, hid in enumerate(summary.household_id.tolist())}
+    rows = [order[hid] for hid in ids]
+    return summary.x[rows], summary.t_x[rows], summary.T[rows]
 
 
 def test_without_the_service_plugin_ticket_costs_are_zero_and_said(session):
@@ -396,7 +439,7 @@ def test_cli_fit_clv_groups_json(app, run, tmp_path):
     result = run("profitability", "fit", "--calibration-end", "2026-06-30", "--format", "json")
     assert result.exit_code == 0, result.output
     fits = json.loads(result.stdout)
-    assert [f["model"] for f in fits] == ["BG/NBD", "Gamma-Gamma"]
+    assert [f["model"] for f in fits] == ["MBG/NBD", "Gamma-Gamma"]
     assert fits[0]["unit"] == "months" and fits[0]["customers"] == 108
     result = run("profitability", "clv", "--top", "3", "--bottom", "2", "--format", "json")
     assert result.exit_code == 0, result.output
@@ -491,6 +534,8 @@ def test_groups_scores_first_and_explains_the_unprofitable_share(app, run):
     assert rows["hourly_cost = 480"]["unprofitable"] >= base["unprofitable"]
     assert rows["sales_margin = 0.05"]["unprofitable"] >= base["unprofitable"]
     assert rows["sales_margin = 0.05"]["clv_median"] < base["clv_median"]
+    # BG/NBD, fitted on the spot, keeps one-time buyers alive: never fewer profitable ones.
+    assert rows["purchase_model = bgnbd"]["unprofitable"] <= base["unprofitable"]
     assert any("户均" in line for line in report["explanation"])
     table = run("profitability", "groups", "--explain")
     assert "敏感性" in table.stdout and "不盈利占比" in table.stdout

@@ -44,6 +44,9 @@ class BgNbd:
     n: int = 0
     bounded: tuple[str, ...] = ()
     converged: bool = True
+    # When a customer may drop out, for the status sentence: after a repeat purchase here,
+    # after any purchase in MBG/NBD (mbgnbd.py).
+    dropout_after: str = "再购"
 
     @property
     def at_bound(self) -> bool:
@@ -60,7 +63,7 @@ class BgNbd:
         if max(self.a, self.b) >= SHAPE_BOUNDS[1] * (1 - 1e-6):
             return (
                 f"参数 {names} 停在边界（形状参数上限 {SHAPE_BOUNDS[1]:g}）：数据里几乎看不出"
-                "客户间流失倾向的差异，模型按每次再购后流失概率均为 "
+                f"客户间流失倾向的差异，模型按每次{self.dropout_after}后流失概率均为 "
                 f"{self.a / (self.a + self.b):.3f} 处理，预测仍可用；成交数据更多后再拟合。"
             )
         return (

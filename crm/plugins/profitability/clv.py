@@ -4,7 +4,8 @@
           − after-sales cost − other cost to serve
 
 over `horizon_years`, each year's cash flow discounted at `discount_rate` (end of year):
-- purchase margin: BG/NBD expected purchases in each year of the horizon × Gamma-Gamma
+- purchase margin: expected purchases in each year of the horizon (MBG/NBD by default, or
+  BG/NBD: setting `purchase_model`) × Gamma-Gamma
   expected spend × sales margin (a prospective household: conversion × mean sale × margin,
   in the first year);
 - property revenue: fee per m² and month × floor area owned × 12 × property margin, each year;
@@ -43,7 +44,7 @@ from crm.core.models import (
     utcnow,
 )
 from crm.core.vocab import MEMBER_TIERS
-from crm.plugins.profitability import bgnbd, gammagamma, history
+from crm.plugins.profitability import bgnbd, gammagamma, history, mbgnbd
 from crm.plugins.profitability.bgnbd import BgNbd
 from crm.plugins.profitability.gammagamma import GammaGamma
 from crm.plugins.profitability.models import HouseholdValue, ModelFit, ScoringRun
@@ -69,6 +70,10 @@ PARTS = (
 # (two coordination cycles assessing their first feedback) take turns instead of both
 # inserting the values of every household.
 SCORING_LOCK = 0x5E7C_0101
+# The purchase-count models by setting `purchase_model`: the same parameters (r, alpha, a, b),
+# the same functions (fit, p_alive, expected_purchases). A fit is stored under its code.
+PURCHASE_MODELS = {"bgnbd": bgnbd, "mbgnbd": mbgnbd}
+MODEL_NAMES = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "gammagamma": "Gamma-Gamma"}
 NO_SERVICE_COSTS = "没有插件提供工单成本（服务处理插件未启用）：工单、维修、补偿与礼品成本按零计。"
 
 
@@ -81,24 +86,29 @@ def fit_models(
     unit: str | None = None,
     since: dt.date | None = None,
     now: dt.datetime | None = None,
+    purchase_model: str | None = None,
 ) -> tuple[ModelFit, ModelFit | None]:
-    """Fit BG/NBD and Gamma-Gamma on the purchases up to `calibration_end` and store both
-    (Gamma-Gamma is None when no household bought twice at a price)."""
+    """Fit the purchase-count model (`purchase_model`, by default the setting) and
+    Gamma-Gamma on the purchases up to `calibration_end` and store both (Gamma-Gamma is None
+    when no household bought twice at a price)."""
     audit.current_user(session).require("profitability.run", "拟合购买模型")
     now = now or utcnow()
     calibration_end = calibration_end or local_today(now)
-    unit = unit or load(session).unit
+    settings = load(session)
+    unit = unit or settings.unit
+    purchase_model = purchase_model or settings.purchase_model
     summary = history.purchase_summary(session, calibration_end, unit, since)
     if summary.x.size == 0:
         raise CrmError("截止日期前没有任何成交记录，无法拟合购买模型：请先导入成交数据。")
     try:
-        bg = bgnbd.fit(summary.x, summary.t_x, summary.T)
+        bg = PURCHASE_MODELS[purchase_model].fit(summary.x, summary.t_x, summary.T)
     except (ValueError, RuntimeError) as exc:
-        raise CrmError(f"BG/NBD 模型拟合失败（{exc}）：成交记录可能太少。") from None
+        name = MODEL_NAMES[purchase_model]
+        raise CrmError(f"{name} 模型拟合失败（{exc}）：成交记录可能太少。") from None
     by = audit.current_user(session).label
     common = {"calibration_end": calibration_end, "unit": unit, "since": since, "fitted_at": now}
     bg_row = ModelFit(
-        model="bgnbd",
+        model=purchase_model,
         parameters={"r": bg.r, "alpha": bg.alpha, "a": bg.a, "b": bg.b},
         log_likelihood=bg.log_likelihood,
         customers=bg.n,
@@ -136,7 +146,7 @@ def latest_fit(session: Session, model: str) -> ModelFit | None:
 def fit_row(fit: ModelFit) -> dict:
     return {
         "id": fit.id,
-        "model": {"bgnbd": "BG/NBD", "gammagamma": "Gamma-Gamma"}[fit.model],
+        "model": MODEL_NAMES[fit.model],
         "parameters": {k: round(v, 6) for k, v in fit.parameters.items()},
         "log_likelihood": round(fit.log_likelihood, 2),
         "customers": fit.customers,
@@ -349,7 +359,8 @@ def value(
     gg: GammaGamma | None,
     unit: str = "months",
 ) -> Scores:
-    """Every household's lifetime value and its parts; pure numpy, no database."""
+    """Every household's lifetime value and its parts; pure numpy, no database. `bg` holds
+    the parameters of the purchase-count model `settings.purchase_model`."""
     n = portfolio.household_id.size
     years = settings.horizon_years
     discount = (1.0 + settings.discount_rate) ** -np.arange(1, years + 1)
@@ -361,11 +372,12 @@ def value(
     expected = np.zeros(n)
     margin = np.zeros(n)
     if bg is not None and buyer.any():
+        purchases = PURCHASE_MODELS[settings.purchase_model]
         per_year = YEAR_DAYS / history.UNITS[unit]
         with np.errstate(all="ignore"):  # non-finite results are reported below
             cumulative = np.stack(
                 [
-                    bgnbd.expected_purchases(bg, k * per_year, x[buyer], t_x[buyer], T[buyer])
+                    purchases.expected_purchases(bg, k * per_year, x[buyer], t_x[buyer], T[buyer])
                     for k in range(1, years + 1)
                 ]
             )
@@ -376,7 +388,7 @@ def value(
             spend = np.full(int(buyer.sum()), portfolio.mean_sale)
         margin[buyer] = (discount @ yearly) * spend * settings.sales_margin
         expected[buyer] = cumulative[-1]
-        p_alive[buyer] = bgnbd.p_alive(bg, x[buyer], t_x[buyer], T[buyer])
+        p_alive[buyer] = purchases.p_alive(bg, x[buyer], t_x[buyer], T[buyer])
         broken = ~(np.isfinite(margin) & np.isfinite(expected))
         if broken.any():
             # Degenerate parameters (e.g. a and b running off to infinity when nobody drops
@@ -429,27 +441,39 @@ def _model(fit: ModelFit | None, cls):
 def models(
     session: Session, as_of: dt.date, settings: Settings, notes: list[str], fit: bool = True
 ) -> tuple[ModelFit | None, ModelFit | None]:
-    """The latest fits; fitted now (and stored) when none exists yet and `fit` allows."""
-    bg_fit, gg_fit = latest_fit(session, "bgnbd"), latest_fit(session, "gammagamma")
+    """The latest fits of the purchase-count model the settings choose and of Gamma-Gamma;
+    fitted now (and stored) when none exists yet and `fit` allows."""
+    bg_fit, gg_fit = latest_fit(session, settings.purchase_model), None
     if bg_fit is None and not fit:
         notes.append("尚无购买模型：再次购买的毛利按零计（可用 crm profitability fit 拟合）。")
         return None, None
     if bg_fit is None:
         try:
-            bg_fit, gg_fit = fit_models(session, as_of, settings.unit)
+            bg_fit, gg_fit = fit_models(
+                session, as_of, settings.unit, purchase_model=settings.purchase_model
+            )
         except CrmError as exc:
             notes.append(f"未能拟合购买模型（{exc}）：再次购买的毛利按零计。")
             return None, None
         notes.append(
-            f"尚无购买模型，已按截止 {as_of}、时间单位 {settings.unit} 拟合并保存"
+            f"尚无 {MODEL_NAMES[settings.purchase_model]} 购买模型，已按截止 {as_of}、"
+            f"时间单位 {settings.unit} 拟合并保存"
             "（可用 crm profitability fit 重新拟合）。"
         )
-    elif gg_fit is not None and (gg_fit.fitted_at, gg_fit.calibration_end, gg_fit.unit) != (
-        bg_fit.fitted_at,
-        bg_fit.calibration_end,
-        bg_fit.unit,
-    ):
-        gg_fit = None  # from an older fit: the latest found no repeat spend to fit
+    else:
+        # The Gamma-Gamma fit made with it (the latest may belong to the other purchase model,
+        # or the latest fit may have found no repeat spend to fit).
+        gg_fit = session.scalar(
+            select(ModelFit)
+            .where(
+                ModelFit.model == "gammagamma",
+                ModelFit.fitted_at == bg_fit.fitted_at,
+                ModelFit.calibration_end == bg_fit.calibration_end,
+                ModelFit.unit == bg_fit.unit,
+            )
+            .order_by(ModelFit.id.desc())
+            .limit(1)
+        )
     if gg_fit is None and bg_fit is not None:
         notes.append("没有可用的 Gamma-Gamma 消费模型：每次购买金额按全部成交的平均值计。")
     return bg_fit, gg_fit

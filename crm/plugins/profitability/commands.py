@@ -135,7 +135,7 @@ def profitability() -> None:
 @click.option("--since", help="只用首次成交在此日期及以后的客户（同期群），如 2020-01-01。")
 @format_option
 def fit(calibration_end, unit, since, fmt) -> None:
-    """用截止日期前的成交记录拟合 BG/NBD 与 Gamma-Gamma 购买模型并保存。"""
+    """用截止日期前的成交记录拟合购买模型（按设置 purchase_model：MBG/NBD 或 BG/NBD）与 Gamma-Gamma 消费模型并保存。"""
     from crm.core.db import transaction
     from crm.plugins.profitability.clv import fit_models, fit_row
 

@@ -227,6 +227,7 @@ def sensitivity(session, now=None) -> tuple[list[dict], list[str]]:
     from crm.core.clock import local_today
     from crm.core.models import utcnow
     from crm.plugins.profitability import clv as clv_module
+    from crm.plugins.profitability import history
     from crm.plugins.profitability.bgnbd import BgNbd
     from crm.plugins.profitability.gammagamma import GammaGamma
     from crm.plugins.profitability.settings import load
@@ -240,8 +241,8 @@ def sensitivity(session, now=None) -> tuple[list[dict], list[str]]:
     bg = None if bg_fit is None else BgNbd(**bg_fit.parameters)
     gg = None if gg_fit is None else GammaGamma(**gg_fit.parameters)
 
-    def row(label: str, key: str, value, changed) -> dict:
-        scores = clv_module.value(portfolio, changed, bg, gg, unit)
+    def row(label: str, key: str, value, changed, purchases=None) -> dict:
+        scores = clv_module.value(portfolio, changed, purchases or bg, gg, unit)
         losing = scores.clv < 0
         return {
             "setting": key,
@@ -264,6 +265,16 @@ def sensitivity(session, now=None) -> tuple[list[dict], list[str]]:
                     alternative,
                     replace(settings, **{key: alternative}),
                 )
+            )
+    other = next(code for code in clv_module.PURCHASE_MODELS if code != settings.purchase_model)
+    if bg is not None:
+        # The other purchase model, fitted on the same histories in memory (nothing stored).
+        summary = history.purchase_summary(session, bg_fit.calibration_end, unit, bg_fit.since)
+        if summary.x.size:
+            other_bg = clv_module.PURCHASE_MODELS[other].fit(summary.x, summary.t_x, summary.T)
+            switched = replace(settings, purchase_model=other)
+            rows.append(
+                row(f"purchase_model = {other}", "purchase_model", other, switched, other_bg)
             )
     scale = {s: h * 3 for s, h in settings.handling_hours.items()}
     rows.append(row("工单工时 ×3", "handling_hours", "×3", replace(settings, handling_hours=scale)))

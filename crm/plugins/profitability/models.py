@@ -26,11 +26,11 @@ from crm.core.models import Base, UTCDateTime, utcnow
 
 
 class ModelFit(Base):
-    """One maximum-likelihood fit of a purchase model (bgnbd or gammagamma)."""
+    """One maximum-likelihood fit of a purchase model (mbgnbd, bgnbd or gammagamma)."""
 
     __tablename__ = "prof_model_fits"
     id: Mapped[int] = mapped_column(primary_key=True)
-    model: Mapped[str] = mapped_column(String(20), index=True)  # bgnbd/gammagamma
+    model: Mapped[str] = mapped_column(String(20), index=True)  # mbgnbd/bgnbd/gammagamma
     parameters: Mapped[dict] = mapped_column(JSON)
     calibration_end: Mapped[dt.date] = mapped_column(Date)
     unit: Mapped[str] = mapped_column(String(10))  # days/weeks/months
@@ -51,6 +51,7 @@ class ScoringRun(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     as_of: Mapped[dt.date] = mapped_column(Date)
+    # The purchase-count fit it used, of whichever model (MBG/NBD or BG/NBD) the settings chose.
     bgnbd_fit_id: Mapped[int | None] = mapped_column(ForeignKey("prof_model_fits.id"))
     gammagamma_fit_id: Mapped[int | None] = mapped_column(ForeignKey("prof_model_fits.id"))
     settings: Mapped[dict] = mapped_column(JSON)

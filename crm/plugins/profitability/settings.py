@@ -9,6 +9,9 @@ Defaults (yuan; a "year" is a year of the horizon):
 | horizon_years                    | 5       | how far ahead lifetime value looks                       |
 | discount_rate                    | 0.08    | annual discount rate of future cash flows                |
 | unit                             | months  | time unit of the purchase models (homes: months)         |
+| purchase_model                   | mbgnbd  | purchase-count model: mbgnbd (MBG/NBD, a customer may    |
+|                                  |         | drop out right after any purchase, the first included)   |
+|                                  |         | or bgnbd (BG/NBD, only after a repeat purchase)          |
 | sales_margin                     | 0.15    | gross margin on a home sale                              |
 | prospect_conversion              | 0.15    | chance a prospective household buys within a year        |
 |                                  |         | (DOMAIN: selling to a new customer succeeds 15 %)        |
@@ -73,6 +76,12 @@ FEEDBACK_KINDS = {
     "broken_promise": "承诺未兑现",
 }
 UNITS = ("days", "weeks", "months")
+# Purchase-count models; BG/NBD keeps every one-time buyer alive for ever, which for homes
+# (most households buy once) credits each with a repurchase they will hardly make.
+PURCHASE_MODELS = {
+    "mbgnbd": "MBG/NBD（每次购买后都可能流失，含首次购买）",
+    "bgnbd": "BG/NBD（只在再次购买后可能流失）",
+}
 RECORD_HOURS = {
     "complaint": 4.0,
     "repair": 3.0,
@@ -159,6 +168,12 @@ def _specs() -> dict[str, Spec]:
         "horizon_years": Spec("5", _number(1, 50, integer=True), "终身价值的预测年限（年）"),
         "discount_rate": Spec("0.08", _number(0, 1), "年折现率"),
         "unit": Spec("months", _choice(UNITS), "购买模型的时间单位（住宅按月）"),
+        "purchase_model": Spec(
+            "mbgnbd",
+            _choice(PURCHASE_MODELS),
+            "购买模型："
+            + "；".join(f"{code} 即 {label}" for code, label in PURCHASE_MODELS.items()),
+        ),
         "sales_margin": Spec("0.15", rate, "住宅销售毛利率"),
         "prospect_conversion": Spec("0.15", rate, "准客户一年内成交的概率"),
         "property_fee_per_m2_month": Spec("2.5", money, "物业费（元/平方米/月）"),
@@ -214,6 +229,7 @@ class Settings:
     horizon_years: int
     discount_rate: float
     unit: str
+    purchase_model: str
     sales_margin: float
     prospect_conversion: float
     property_fee_per_m2_month: float

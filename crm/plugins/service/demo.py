@@ -25,6 +25,22 @@ database, DOMAIN.md: a general request closed within 30 minutes, a major one wit
 | waiting for the customer                          | tickets                                |
 | complaint wording: an opening (who reports) and   | 75 % name a consequence of the         |
 | the consequence that tells the severity           | ticket's severity (see CONSEQUENCES)   |
+| what a done repair cost the company (work order)  | in warranty (the developer's charge):  |
+|                                                   | median 600 yuan, a few up to 30,000;   |
+|                                                   | past warranty (the owner pays the fee):|
+|                                                   | median 150 yuan not covered            |
+| compensation on a complaint's remedial action     | general 5 % / important 15 % / hot     |
+|                                                   | 30 % / major 50 %, median 500 / 2,000 /|
+|                                                   | 5,000 / 15,000 yuan                    |
+| 一路同行 loyalty fund, per project and fund year    | 2 owner activities (150 yuan a place,  |
+|                                                   | 8 % of owners, 85 % turn up), gifts to |
+|                                                   | 3 % of owners (200-800 yuan), one care |
+|                                                   | spend of 5,000-20,000 yuan for the     |
+|                                                   | project, contributions from 1 % of     |
+|                                                   | owners (500-2,000), and an allocation  |
+|                                                   | from profit that covers the year       |
+
+Costs come from a random stream of their own, so adding them left every other draw as it was.
 
 Revisit answers (CSAT, would-recommend, expectation/experience per aspect) are handed to
 satisfaction monitoring in one `tickets_revisited` call once the tickets are written.
@@ -62,10 +78,13 @@ from crm.core.models import (
 from crm.core.vocab import COMPLAINT_CAUSES
 from crm.plugins.service import groups, register, rules, sla
 from crm.plugins.service.models import (
+    ActivitySignup,
     Commitment,
     Escalation,
     GroupComplaint,
+    LoyaltyFundEntry,
     ProjectManager,
+    RewardActivity,
     Staff,
     Team,
     Ticket,
@@ -299,7 +318,23 @@ WRITTEN = (
     "svc_escalations",
     "svc_work_orders",
     "svc_ticket_causes",
+    "svc_reward_activities",
+    "svc_activity_signups",
+    "svc_loyalty_fund_entries",
 )
+# Costs (see the table above): repair cost (median yuan, spread of its log) by whether the
+# developer pays; compensation (chance, median) by complaint severity.
+REPAIR_COST = {True: (600.0, 1.0), False: (150.0, 0.6), None: (300.0, 0.8)}
+REPAIR_COST_CAP = 30_000.0
+COMPENSATION = {
+    "general": (0.05, 500.0),
+    "important": (0.15, 2_000.0),
+    "hot": (0.30, 5_000.0),
+    "major": (0.50, 15_000.0),
+}
+ACTIVITIES = ("业主答谢会", "亲子嘉年华", "社区运动会", "中秋游园会", "业主健康讲座")
+ACTIVITY_PLACE_COST, ACTIVITY_SHARE, TURN_UP = 150, 0.08, 0.85
+GIFT_SHARE, CONTRIBUTION_SHARE = 0.03, 0.01
 # Why the customer complained, by category (drawn at the feedback step; see _causes).
 CAUSES_BY_CATEGORY = {
     "engineering": ("product_service", "expectation_unmet", "old_grievance", "work_error"),
@@ -416,6 +451,7 @@ class _Ticket:
     group_at: tuple | None = None
     revisit_notes: list = field(default_factory=list)
     arrived: dt.datetime | None = None
+    in_warranty: bool | None = None  # a repair's verdict: the developer pays when True
 
 
 class _Builder:
@@ -423,6 +459,7 @@ class _Builder:
         self.session = session
         self.seed = seed
         self.rng = random.Random(seed * 7919 + 3)  # a stream of its own, apart from the core's
+        self.costs = random.Random(seed * 7919 + 11)  # costs: drawn apart from everything else
         self.now = now
         self.actor = audit.current_user(session).name
         self.calendar = sla.load_calendar(session)
@@ -435,7 +472,7 @@ class _Builder:
             m.__table__.name: m.__table__
             for m in (
                 Staff, GroupComplaint, Ticket, TicketEvent, Commitment, Escalation, WorkOrder,
-                TicketCause,
+                TicketCause, RewardActivity, ActivitySignup, LoyaltyFundEntry,
             )
         }  # fmt: skip
         # Ids continue after what the tables hold (nothing, unless staff were added by hand).
@@ -456,6 +493,7 @@ class _Builder:
         self.channel = {kind: _Weighted(pairs) for kind, pairs in CHANNEL.items()}
         self.csat = {False: _Weighted(CSAT_ON_TIME), True: _Weighted(CSAT_LATE)}
         self.group: dict | None = None
+        self.owners: list[_Home] = []
 
     def _int(self, low: int, high: int) -> int:
         return low + int(self.rng.random() * (high - low + 1))
@@ -598,6 +636,7 @@ class _Builder:
     def drafts(self, households: int) -> list[_Draft]:
         rng = self.rng
         owners, prospects = self._homes()
+        self.owners = owners  # the loyalty fund's owners too
         if not owners:
             return []
         kinds = _Weighted(TYPES.items())
@@ -775,6 +814,7 @@ class _Builder:
             None,
         )
         terms = self._repair_terms(kind, repair_item, home, opened)
+        ticket.in_warranty = terms["in_warranty"]
         assign_on = "reply" if kind == "enquiry" else "assess"
         for action, at in steps:
             if at > now:
@@ -1204,6 +1244,7 @@ class _Builder:
             number = f"{ticket.number}-{count:02d}"
             oid = self._next("svc_work_orders")
             finished = done is not None and done <= self.now and returned is None
+            cost, cost_kind = self._cost(ticket, kind) if finished else (None, None)
             arrived = None
             if finished and kind in ("remedial", "repair"):
                 # On site a quarter of the way from dispatch to done (a fixed share, so the
@@ -1231,6 +1272,8 @@ class _Builder:
                     "parent_id": parent,
                     "skill": "木工" if returned and "木工" in returned[1] else None,
                     "arrived_at": arrived,
+                    "cost": cost,
+                    "cost_kind": cost_kind,
                     "result": result if finished else None,
                     "created_at": created,
                     "updated_at": (returned[0] if returned else done if finished else created),
@@ -1331,6 +1374,123 @@ class _Builder:
                     f"回访完成：{ticket.revisit_notes[-1][1]}" if ticket.revisit_notes else None,
                 )
 
+    def _money(self, median: float, spread: float, cap: float | None = None) -> Decimal:
+        amount = median * self.costs.lognormvariate(0.0, spread)
+        return Decimal(f"{min(amount, cap) if cap else amount:.2f}")
+
+    def _cost(self, ticket: _Ticket, kind: str) -> tuple[Decimal | None, str | None]:
+        """What a done work order cost the company: a repair's labour and parts (all of it
+        in warranty, what the fee leaves uncovered past it), compensation on some
+        complaints' remedial actions."""
+        if kind == "repair":
+            median, spread = REPAIR_COST[ticket.in_warranty]
+            return self._money(median, spread, REPAIR_COST_CAP), "repair"
+        if kind == "remedial":
+            chance, median = COMPENSATION[ticket.severity]
+            if self.costs.random() < chance:
+                return self._money(median, 0.7), "compensation"
+        return None, None
+
+    def _fund(self, owners: list[_Home]) -> None:
+        """Two years of each project's 一路同行 loyalty fund: owner activities with their
+        sign-ups, gifts, a care spend for the project, owners' contributions, and the yearly
+        allocation from profit that pays for them (booked first, so the balance never falls
+        below zero)."""
+        rng, now = self.costs, self.now
+        today = to_local(now).date()
+        start = today - dt.timedelta(days=SPAN_DAYS)
+        by_project: dict[int, list[_Home]] = defaultdict(list)
+        seen: set[tuple[int, int]] = set()
+        for home in owners:  # one entry per flat: a household once per project
+            key = (home.project_id, home.household_id)
+            if home.project_id is not None and key not in seen:
+                seen.add(key)
+                by_project[home.project_id].append(home)
+
+        def moment(year: int) -> dt.datetime:
+            first = max(start, dt.date(year, 1, 1))
+            last = min(today - dt.timedelta(days=1), dt.date(year, 12, 31))
+            day = first + dt.timedelta(days=rng.randint(0, max((last - first).days, 0)))
+            hour = dt.time(rng.randint(9, 17), rng.choice((0, 30)))
+            return dt.datetime.combine(day, hour, self.zone).astimezone(dt.UTC)
+
+        def entry(project, kind, amount, year, at, household=None, activity=None, note=None):
+            self.rows["svc_loyalty_fund_entries"].append(
+                {
+                    "id": self._next("svc_loyalty_fund_entries"),
+                    "project_id": project,
+                    "household_id": household,
+                    "kind": kind,
+                    "amount": amount,
+                    "year": year,
+                    "at": at,
+                    "activity_id": activity,
+                    "work_order_id": None,
+                    "note": note,
+                    "by": self.actor,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+
+        for project, homes in sorted(by_project.items()):
+            for year in range(start.year, today.year + 1):
+                if dt.date(year, 12, 31) < start or dt.date(year, 1, 1) >= today:
+                    continue
+                opened = moment(year)
+                spent: list[tuple] = []
+                for name in rng.sample(ACTIVITIES, 2):
+                    held = moment(year)
+                    present = [h for h in homes if h.handover and h.handover <= held.date()]
+                    places = min(len(present), max(10, round(len(homes) * ACTIVITY_SHARE)))
+                    if not places:
+                        continue
+                    aid = self._next("svc_reward_activities")
+                    cost = Decimal(places * ACTIVITY_PLACE_COST)
+                    self.rows["svc_reward_activities"].append(
+                        {
+                            "id": aid,
+                            "name": f"{year} {name}",
+                            "project_id": project,
+                            "held_at": held,
+                            "capacity": places,
+                            "cost": cost,
+                            "created_at": held - dt.timedelta(days=14),
+                            "updated_at": held,
+                        }
+                    )
+                    for home in rng.sample(present, places):
+                        self.rows["svc_activity_signups"].append(
+                            {
+                                "id": self._next("svc_activity_signups"),
+                                "activity_id": aid,
+                                "household_id": home.household_id,
+                                "signed_up_at": held - dt.timedelta(days=rng.randint(1, 14)),
+                                "attended": rng.random() < TURN_UP,
+                                "created_at": held - dt.timedelta(days=14),
+                                "updated_at": held,
+                            }
+                        )
+                    spent.append(("activity", cost, held, None, aid, name))
+                for home in homes:
+                    if rng.random() < GIFT_SHARE:
+                        gift = Decimal(rng.randint(4, 16) * 50)
+                        spent.append(
+                            ("gift", gift, moment(year), home.household_id, None, "节日礼品")
+                        )
+                    if rng.random() < CONTRIBUTION_SHARE:
+                        given = Decimal(rng.randint(5, 20) * 100)
+                        at = moment(year)
+                        entry(project, "contribution", given, year, at, home.household_id)
+                care = Decimal(rng.randint(10, 40) * 500)
+                spent.append(("care", care, moment(year), None, None, "公共设施维护与业主关怀"))
+                total = sum(amount for _, amount, *_ in spent)
+                allocation = (total * Decimal("1.2")).quantize(Decimal(1))
+                first = min([opened, *(at for _, _, at, *_ in spent)]) - dt.timedelta(hours=1)
+                entry(project, "allocation", allocation, year, first, note="年度利润拨付")
+                for kind, amount, at, household, activity, note in spent:
+                    entry(project, kind, amount, year, at, household, activity, note)
+
     def _team_name(self, person: _Person) -> str:
         return next(t.name for t in self.teams if t.id == person.team_id)
 
@@ -1387,6 +1547,7 @@ class _Builder:
             self.ticket(draft, rules.number(head, sequence[head]))
             if len(self.rows["svc_tickets"]) >= BATCH:
                 self._flush()
+        self._fund(self.owners)
         self._flush()
         if self.group is not None:
             groups.plant(session, self.group["id"], self.now)
