@@ -58,7 +58,7 @@ def main() -> None:
         print(f"  {name:<16} {count:>10,}")
     print(
         f"  referral share {summary.referral_share:.1%}, repeat buyers {summary.repeat_share:.1%}"
-        f" (club members {summary.member_repeat_share:.1%} of them)"
+        f", club members' repeat-purchase rate {summary.member_repeat_rate:.1%}"
         + (f", file {size / 2**20:,.0f} MiB" if size else "")
     )
     for line in summary.plugin_lines:
