@@ -534,6 +534,20 @@ def test_groups_scores_first_and_explains_the_unprofitable_share(app, run):
     assert rows["hourly_cost = 480"]["unprofitable"] >= base["unprofitable"]
     assert rows["sales_margin = 0.05"]["unprofitable"] >= base["unprofitable"]
     assert rows["sales_margin = 0.05"]["clv_median"] < base["clv_median"]
+    # Three times the hours per ticket: the row values a portfolio read with those hours (the
+    # median household may have no ticket, so it is the total that must move).
+    assert rows["工单工时 ×3"]["clv_median"] <= base["clv_median"]
+    with app.session() as session:
+        calls = []
+        real_gather = clv.gather
+        try:
+            clv.gather = lambda *args: calls.append(args[2]) or real_gather(*args)
+            groups.sensitivity(session)
+        finally:
+            clv.gather = real_gather
+    assert [s.handling_hours for s in calls[1:]] == [
+        {k: 3 * h for k, h in calls[0].handling_hours.items()}
+    ]
     # BG/NBD, fitted on the spot, keeps one-time buyers alive: never fewer profitable ones.
     assert rows["purchase_model = bgnbd"]["unprofitable"] <= base["unprofitable"]
     assert any("户均" in line for line in report["explanation"])

@@ -241,8 +241,8 @@ def sensitivity(session, now=None) -> tuple[list[dict], list[str]]:
     bg = None if bg_fit is None else BgNbd(**bg_fit.parameters)
     gg = None if gg_fit is None else GammaGamma(**gg_fit.parameters)
 
-    def row(label: str, key: str, value, changed, purchases=None) -> dict:
-        scores = clv_module.value(portfolio, changed, purchases or bg, gg, unit)
+    def row(label: str, key: str, value, changed, purchases=None, households=None) -> dict:
+        scores = clv_module.value(households or portfolio, changed, purchases or bg, gg, unit)
         losing = scores.clv < 0
         return {
             "setting": key,
@@ -277,7 +277,10 @@ def sensitivity(session, now=None) -> tuple[list[dict], list[str]]:
                 row(f"purchase_model = {other}", "purchase_model", other, switched, other_bg)
             )
     scale = {s: h * 3 for s, h in settings.handling_hours.items()}
-    rows.append(row("工单工时 ×3", "handling_hours", "×3", replace(settings, handling_hours=scale)))
+    busier = replace(settings, handling_hours=scale)
+    # The hours are turned into each household's service hours when the portfolio is read.
+    rebuilt = clv_module.gather(session, local_today(now), busier, unit)
+    rows.append(row("工单工时 ×3", "handling_hours", "×3", busier, households=rebuilt))
     base = clv_module.value(portfolio, settings, bg, gg, unit)
     losing = base.clv < 0
     lines = list(portfolio.notes) + notes
