@@ -17,28 +17,8 @@ from crm.core.cliutil import (
     parse_local_moment,
 )
 from crm.core.clock import local_today
+from crm.plugins.campaigns.vocab import FOLLOW_UP_REASONS, OPINION_KINDS, RECTIFICATION_STATES
 
-# The vocabularies are repeated from revisits.py so `crm --help` does not import SQLAlchemy.
-OPINION_KINDS = {
-    "opinion": "意见",
-    "suggestion": "建议",
-    "praise": "表扬",
-    "out_of_scope": "非管理范畴",
-}
-RECTIFICATION_STATES = {
-    "open": "待整改",
-    "overdue": "整改逾期",
-    "redo": "客户仍不满意，需再次整改",
-    "awaiting": "已整改，待回访确认",
-    "confirmed": "客户已确认",
-}
-FOLLOW_UP_REASONS = {
-    "unsatisfied": "客户不满意，需整改并回访",
-    "open": "有不符合项尚未整改",
-    "overdue": "有整改项已过期限",
-    "redo": "客户对整改仍不满意，需再次整改",
-    "awaiting": "已整改，待回访确认客户满意",
-}
 VISIT_LABELS = [
     ("id", "走访编号"),
     ("household", "客户编号"),
