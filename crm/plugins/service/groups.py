@@ -42,7 +42,7 @@ from crm.core.audit import current_user, record
 from crm.core.clock import to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import project_id as find_project
-from crm.core.models import Building, Project, Setting
+from crm.core.models import Building, Project, Setting, utcnow
 from crm.plugins.service.models import (
     GroupComplaint,
     GroupEvent,
@@ -462,7 +462,7 @@ def detect_group_complaints(
 ) -> list[GroupComplaint]:
     """Find group complaints among the recent complaints (see the module's docstring).
     Returns the groups created or grown by this run."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     session.flush()
     least = min_households or _int_setting(session, MIN_HOUSEHOLDS_KEY, DEFAULT_MIN_HOUSEHOLDS)
     days = window_days or _int_setting(session, WINDOW_DAYS_KEY, DEFAULT_WINDOW_DAYS)
@@ -566,7 +566,7 @@ def create_group(
 ) -> GroupComplaint:
     """A group staff open themselves, e.g. in the 潜伏期 before the complaints come."""
     current_user(session).require("ticket.handle", "登记群诉")
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     if not topic.strip():
         raise CrmError("请用 --topic 写明群诉的共同问题。")
     pid = find_project(session, project)
@@ -588,7 +588,7 @@ def link_tickets(
 ) -> GroupComplaint:
     """Staff link complaints to a group (a ticket in another group must be unlinked first)."""
     current_user(session).require("ticket.handle", "把工单并入群诉")
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     group = get_group(session, code)
     _open(group, "并入工单")
     tickets = _tickets(session, numbers)
@@ -611,7 +611,7 @@ def unlink_tickets(
 ) -> GroupComplaint:
     """Staff take tickets out of a group; detection never links them again on its own."""
     current_user(session).require("ticket.handle", "把工单移出群诉")
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     group = get_group(session, code)
     _open(group, "移出工单")
     if not note or not note.strip():
@@ -648,7 +648,7 @@ def merge_groups(
 ) -> GroupComplaint:
     """Move every ticket of `other` into `into`; `other` is marked merged."""
     current_user(session).require("ticket.handle", "合并群诉")
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     keep, gone = get_group(session, into), get_group(session, other)
     if keep.id == gone.id:
         raise CrmError("不能把一起群诉合并到它自己。")
@@ -686,7 +686,7 @@ def split_group(
 ) -> GroupComplaint:
     """Move the given tickets of a group into a new group of their own (same leader)."""
     current_user(session).require("ticket.handle", "拆分群诉")
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     group = get_group(session, code)
     _open(group, "拆分")
     tickets = _tickets(session, numbers)
@@ -735,7 +735,7 @@ def set_phase(
 ) -> GroupComplaint:
     """Move the group to another of the four phases (潜伏期, 萌发期, 爆发期, 灾难期)."""
     current_user(session).require("ticket.handle", "调整群诉阶段")
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     group = get_group(session, code)
     _open(group, "调整阶段")
     target = _phase(phase)
@@ -754,7 +754,7 @@ def set_leader(
     """Change the first person responsible (a manager's decision); the new leader joins the
     emergency group and takes the group's open tickets."""
     current_user(session).require("ticket.override", "更换群诉的第一负责人")
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     group = get_group(session, code)
     _open(group, "更换负责人")
     person = _staff(session, staff)
@@ -787,7 +787,7 @@ def add_member(
 ) -> GroupComplaint:
     """Add a person to the emergency group (应急小组)."""
     current_user(session).require("ticket.handle", "调整应急小组")
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     group = get_group(session, code)
     _open(group, "调整应急小组")
     person = _staff(session, staff)
@@ -807,7 +807,7 @@ def complete_step(
 ) -> GroupStep:
     """Mark a step of the plan done, with what was done."""
     current_user(session).require("ticket.handle", "登记群诉处理步骤")
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     at = at or now
     group = get_group(session, code)
     _open(group, "登记处理步骤")
@@ -836,7 +836,7 @@ def close_group(
 ) -> GroupComplaint:
     """End a group once every step of its plan is done (the leader's decision)."""
     current_user(session).require("ticket.override", "结束群诉")
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     group = get_group(session, code)
     _open(group, "结束")
     if not result or not result.strip():
@@ -868,7 +868,7 @@ def _place(session: Session, group: GroupComplaint) -> tuple[str | None, str]:
 def list_groups(
     session: Session, status: str | None = None, now: dt.datetime | None = None
 ) -> list[dict]:
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     query = select(GroupComplaint, Staff.name).outerjoin(Staff, GroupComplaint.owner_id == Staff.id)
     if status:
         if status not in STATUS:
@@ -905,7 +905,7 @@ def list_groups(
 
 def plan(session: Session, code: str, now: dt.datetime | None = None) -> list[dict]:
     """The group's checklist: each step, its due time, when and by whom it was done."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     group = get_group(session, code)
     rows = session.scalars(
         select(GroupStep).where(GroupStep.group_id == group.id).order_by(GroupStep.position)
@@ -927,7 +927,7 @@ def plan(session: Session, code: str, now: dt.datetime | None = None) -> list[di
 
 def overdue_steps(session: Session, now: dt.datetime | None = None) -> list[dict]:
     """The steps of open groups past their due time and not done, the most overdue first."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     rows = session.execute(
         select(GroupComplaint, GroupStep, Staff.name)
         .join(GroupStep, GroupStep.group_id == GroupComplaint.id)
@@ -954,7 +954,7 @@ def overdue_steps(session: Session, now: dt.datetime | None = None) -> list[dict
 
 def show_group(session: Session, code: str, now: dt.datetime | None = None) -> dict:
     """One group: place, topic, phase, leader, emergency group, plan, tickets and events."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     group = get_group(session, code)
     project, building = _place(session, group)
     leader = session.get(Staff, group.owner_id) if group.owner_id else None
