@@ -1053,6 +1053,8 @@ class Handler:
             dict.fromkeys(c.name for c in self.table.c if c.name not in ("id",)) | self.defaults
         )
         self.default_items = tuple(self.defaults.items())
+        # What an update writes: every column but the creation time (see full_update).
+        self.updated = [name for name in self.blank if name != "created_at"]
         self._update = None
         self._insert: BulkInsert | None = None
 
@@ -1091,7 +1093,7 @@ class Handler:
 
     def full_update(self, stored, values: dict[str, Any]) -> dict[str, Any]:
         """executemany needs one shape: every column, stored values where nothing changed."""
-        row = {f"new_{name}": stored[name] for name in self.blank if name != "created_at"}
+        row = {f"new_{name}": stored[name] for name in self.updated}
         row.update({f"new_{name}": value for name, value in values.items()})
         row["old_id"] = stored["id"]
         return row
@@ -1103,11 +1105,10 @@ class Handler:
 
     def update_statement(self):
         if self._update is None:
-            names = [name for name in self.blank if name != "created_at"]
             self._update = (
                 update(self.table)
                 .where(self.table.c.id == bindparam("old_id"))
-                .values({name: bindparam(f"new_{name}") for name in names})
+                .values({name: bindparam(f"new_{name}") for name in self.updated})
             )
         return self._update
 
@@ -1194,6 +1195,8 @@ class Members(Handler):
         # new numbers with the stored ones and writes those that differ (migration 0006).
         self.reads_sealed = reads_sealed(run.session)
         self.resealed: dict[int, list[str]] = {}
+        if not self.reads_sealed:  # those the database wrote already, and we may not read
+            self.updated = [name for name in self.updated if name not in Member.SEALED]
 
     def preload(self, rows: list[Row]) -> dict[str, Any]:
         members, households = self.table, Household.__table__
@@ -1230,29 +1233,6 @@ class Members(Handler):
             {"rows": json.dumps(given)},
         )
         return {member_id: list(changed) for member_id, changed in found}
-
-    def full_update(self, stored, values: dict[str, Any]) -> dict[str, Any]:
-        if self.reads_sealed:
-            return super().full_update(stored, values)
-        row = {f"new_{name}": stored[name] for name in self._updated_columns()}
-        row.update({f"new_{name}": value for name, value in values.items()})
-        row["old_id"] = stored["id"]
-        return row
-
-    def update_statement(self):
-        if self.reads_sealed:
-            return super().update_statement()
-        if self._update is None:
-            self._update = (
-                update(self.table)
-                .where(self.table.c.id == bindparam("old_id"))
-                .values({name: bindparam(f"new_{name}") for name in self._updated_columns()})
-            )
-        return self._update
-
-    def _updated_columns(self) -> list[str]:
-        # What an update writes itself; the sealed columns the database wrote already.
-        return [n for n in self.blank if n not in ("created_at", *Member.SEALED)]
 
     def new_row(self, row: Row) -> dict[str, Any]:
         target = row.target
