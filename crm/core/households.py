@@ -223,18 +223,15 @@ def _by_phone(session: Session, text: str, personal: list[str]) -> ColumnElement
     text = halfwidth(text).strip()
     if re.fullmatch(r"\d{4}", text):
         personal.append(f"手机尾号 {text}")
-        if not reads_sealed(session):
-            return _found_by_database(session, "tail", text, personal[-1])
-        return _has_member(Member.phone_tail == text)
+        return _personal_match(session, "tail", text, personal[-1], Member.phone_tail == text)
     try:
         phone = normalize_phone(text)
     except ValueError as exc:
         raise CrmError(f"电话号码“{text}”{exc}：按尾号查找请输入 4 位数字。") from None
     personal.append(f"电话 {mask_phone(phone)}")
     digest = session.info["vault"].lookup_hash(phone)
-    if not reads_sealed(session):
-        return _found_by_database(session, "phone", digest, personal[-1])
-    return _has_member(or_(Member.phone_hash == digest, Member.alt_phone_hash == digest))
+    either = or_(Member.phone_hash == digest, Member.alt_phone_hash == digest)
+    return _personal_match(session, "phone", digest, personal[-1], either)
 
 
 def _by_id_number(session: Session, text: str, personal: list[str]) -> ColumnElement[bool]:
@@ -244,14 +241,20 @@ def _by_id_number(session: Session, text: str, personal: list[str]) -> ColumnEle
         raise CrmError(f"无法按身份证号查找：{exc}。") from None
     personal.append(f"身份证号 {mask_id_number(number)}")
     digest = session.info["vault"].lookup_hash(number)
-    if not reads_sealed(session):
-        return _found_by_database(session, "id_number", digest, personal[-1])
-    return _has_member(Member.id_number_hash == digest)
+    return _personal_match(
+        session, "id_number", digest, personal[-1], Member.id_number_hash == digest
+    )
 
 
-def _found_by_database(session: Session, kind: str, value: str, what: str) -> ColumnElement[bool]:
-    """On PostgreSQL, for a login that may not read the hashes: the database finds the
-    members, writes the audit entry and applies the hourly limit (migration 0006)."""
+def _personal_match(
+    session: Session, kind: str, value: str, what: str, condition: ColumnElement[bool]
+) -> ColumnElement[bool]:
+    """Households with a member matching `condition` (`kind` = `value`). A session that may
+    not read the hashes (on PostgreSQL) asks the database instead, which finds the members,
+    writes the audit entry and applies the hourly limit (migration 0006); otherwise the
+    caller's guard does (`_guard_personal_search`)."""
+    if reads_sealed(session):
+        return _has_member(condition)
     limit = search_limit(session)  # a bad setting is one sentence here, as on SQLite
     user = current_user(session)
     ids = session.scalar(
