@@ -37,6 +37,11 @@ class State:
             self._app = App(self.db, user=user, pm=plugin_manager())
         return self._app
 
+    def close(self) -> None:
+        """Let go of the App's database connections, if an App was made."""
+        if self._app is not None:
+            self._app.dispose()
+
 
 _PM = None
 
@@ -144,13 +149,16 @@ def _localise(command: click.Command) -> None:
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, user: str | None) -> None:
     """crm：房地产客户关系管理平台（客户数据库、服务处理、满意度、盈利能力、协调调度）。"""
-    ctx.obj = State(db, user)
+    # `crm shell` runs each line through this group with itself as obj: the commands typed
+    # there share its State, and so one App, engine and plugin manager.
+    desk = ctx.obj
+    ctx.obj = desk.state_for(ctx) if desk is not None else State(db, user)
 
 
 def _add_core_commands() -> None:
-    from crm.commands import admin, demo, household, key, scheduler, simulate, transfer
+    from crm.commands import admin, demo, household, key, scheduler, shell, simulate, transfer
 
-    for module in (admin, household, transfer, demo, scheduler, simulate, key):
+    for module in (admin, household, transfer, demo, scheduler, simulate, key, shell):
         module.register(cli)
     plugin_manager().hook.register_commands(cli=cli)
     _localise(cli)
