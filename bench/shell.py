@@ -2,21 +2,24 @@
 
 Feeds `crm shell` a script of N `household search <4-digit tail>` lines through a pipe, as an
 agent would type them, and times the whole process (start-up, N look-ups, exit); then N
-`household show CODE` lines; then, for comparison, a few look-ups each as a process of its own.
-Prints figures, asserts nothing.
+`household show CODE` lines; then the cost of one line once a session has started, measured
+in this process; then, for comparison, a few look-ups each as a process of its own. Prints
+wall and CPU seconds (the CPU figure says more on a shared machine), asserts nothing.
 
     python bench/shell.py [--db sqlite:///PATH] [--lookups 100] [--separate 5] [--repeat 3]
 
 Without --db it first builds the default 3,000-household demo in a temporary folder. A given
-SQLite database is copied first (its key stays where it is), because the agent's run raises
-the hourly limit of look-ups by personal data (privacy.search_limit_per_hour, 30 by default)
-on the copy to what the runs make: an agent may not otherwise make 100 of them in an hour. The manager, who
-sees personal data in full, has no limit.
+SQLite database is copied first (its key stays where it is), because the bench raises the
+hourly limit of look-ups by personal data (privacy.search_limit_per_hour, 30 by default) on
+the copy to what its runs make: an agent may not otherwise make 100 of them in an hour. The
+manager, who sees personal data in full, has no limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import random
 import resource
@@ -86,6 +89,27 @@ def figures(label: str, run, count: int, one) -> None:
     )
 
 
+def in_process(url: str, user: str, lines: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds a line costs once the session has started: the lines after the
+    first run through crm.commands.desk in this process (the first builds the App and checks
+    the schema and key), output thrown away."""
+    from crm.cli import State, cli
+    from crm.commands.desk import Desk
+
+    desk = Desk(cli, State(url, user))
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            desk.run(lines[0])
+            wall, cpu = time.perf_counter(), time.process_time()
+            for line in lines[1:]:
+                desk.run(line)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        desk.close()
+    return wall / (len(lines) - 1), cpu / (len(lines) - 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="a SQLite demo database (default: build one)")
@@ -126,7 +150,7 @@ def main() -> None:
             MANAGER,
             "audit",
             "search-limit",
-            str(args.lookups * args.repeat + args.repeat + args.separate),
+            str(args.lookups * (args.repeat + 2) + args.repeat + args.separate),
         ],
         capture_output=True,
         text=True,
@@ -152,6 +176,16 @@ def main() -> None:
     for label, user in (("agent, search by tail", AGENT), ("manager, search by tail", MANAGER)):
         figures(label, session(url, user, tails, args.repeat), args.lookups, one_search)
     figures("agent, card by code", session(url, AGENT, codes, args.repeat), args.lookups, one_show)
+
+    for label, user, lines in (
+        ("agent, search by tail", AGENT, tails),
+        ("agent, card by code", AGENT, codes),
+    ):
+        wall, cpu = in_process(url, user, lines)
+        print(
+            f"in process ({label}): {wall * 1000:.1f} ms wall, {cpu * 1000:.1f} ms CPU a look-up "
+            f"over {len(lines) - 1} after the first"
+        )
 
     walls, cpus = [], []
     for line in tails[: args.separate]:
