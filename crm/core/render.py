@@ -41,7 +41,9 @@ def printable(text: str) -> str:
 
 def display_width(text: str) -> int:
     """Terminal columns: CJK characters take two."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    if text.isascii():  # codes, numbers, times: one column a character, nothing to look up
+        return len(text)
+    return len(text) + sum(1 for ch in text if unicodedata.east_asian_width(ch) in "WF")
 
 
 def cell_text(value: Any) -> str:
