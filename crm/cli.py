@@ -39,6 +39,11 @@ class State:
             self._app = App(self.db, user=user, pm=plugin_manager())
         return self._app
 
+    def close(self) -> None:
+        """Let go of the App's database connections, if an App was made."""
+        if self._app is not None:
+            self._app.dispose()
+
 
 _PM = None
 
@@ -216,7 +221,10 @@ def _localise(command: click.Command) -> None:
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, user: str | None) -> None:
     """crm：房地产客户关系管理平台（客户数据库、服务处理、满意度、盈利能力、协调调度）。"""
-    ctx.obj = State(db, user)
+    # `crm shell` runs each line through this group with itself as obj: the commands typed
+    # there share its State, and so one App, engine and plugin manager.
+    desk = ctx.obj
+    ctx.obj = desk.state_for(ctx) if desk is not None else State(db, user)
 
 
 # The core's command modules and the top-level commands each one's `register` adds.
@@ -228,6 +236,7 @@ CORE_COMMANDS = {
     "crm.commands.scheduler": ("scheduler",),
     "crm.commands.simulate": ("simulate",),
     "crm.commands.key": ("key",),
+    "crm.commands.shell": ("shell", "desk"),
 }
 
 

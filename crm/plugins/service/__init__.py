@@ -140,3 +140,10 @@ def scheduled_jobs(session, now):
     from crm.plugins.service.jobs import scheduled_jobs
 
     return scheduled_jobs(session, now)
+
+
+@hookimpl
+def shell_identifiers(session, limit):
+    from crm.plugins.service.tickets import recent_numbers
+
+    return {"登记号": recent_numbers(session, limit)}

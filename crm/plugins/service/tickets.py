@@ -1217,3 +1217,9 @@ def show_ticket(session: Session, number: str, now: dt.datetime | None = None) -
         )
     ]
     return detail
+
+
+def recent_numbers(session: Session, limit: int) -> list[str]:
+    """The register numbers of the `limit` newest tickets, newest first (completion at the
+    `crm shell` prompt)."""
+    return list(session.scalars(select(Ticket.number).order_by(Ticket.id.desc()).limit(limit)))
