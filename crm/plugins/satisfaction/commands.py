@@ -23,6 +23,7 @@ SURVEY_COLUMNS = [
     ("comment", "意见"),
     ("taken_by", "调查人"),
 ]
+SURVEY_DROP = ("taken_by", "ticket", "aspects")  # a narrow terminal keeps the comment
 WARNING_COLUMNS = [
     ("id", "编号"),
     ("kind", "类型", KINDS),
@@ -123,7 +124,7 @@ def survey_list(household_code, kind, limit, fmt) -> None:
 
     with get_app().session() as session:
         rows = list_surveys(session, household_code, kind, limit)
-    emit(rows, fmt, SURVEY_COLUMNS)
+    emit(rows, fmt, SURVEY_COLUMNS, drop=SURVEY_DROP)
 
 
 @click.group()

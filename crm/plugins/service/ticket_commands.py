@@ -47,6 +47,8 @@ LIST_COLUMNS = [
     ("breached", "曾超时"),
     ("summary", "摘要"),
 ]
+# What a narrow terminal leaves out of the list first (the summary and the state stay).
+LIST_DROP = ("breached", "level", "household", "category", "resolve_due_at", "severity", "team")
 SHOW_LABELS = [
     ("number", "登记号"),
     ("type", "类型", TICKET_TYPES),
@@ -367,7 +369,7 @@ def ticket_list(status, ticket_type, overdue, at_risk, project, team, limit, fmt
             ticket_type=ticket_type,
             limit=limit,
         )
-    emit(rows, fmt, LIST_COLUMNS)
+    emit(rows, fmt, LIST_COLUMNS, drop=LIST_DROP)
 
 
 @ticket.command("claim")
