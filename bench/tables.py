@@ -118,9 +118,7 @@ def main() -> None:
 
         if not args.db:
             start = time.perf_counter()
-            made = run(
-                ["demo", "--households", str(args.households), "--now", "2026-12-02 10:00"]
-            )
+            made = run(["demo", "--households", str(args.households), "--now", "2026-12-02 10:00"])
             assert made.exit_code == 0, made.output
             run(["satisfaction", "warnings", "--detect"])
             run(["coordinate", "run"])

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any
 
@@ -63,6 +64,8 @@ def _cell_lines(value: Any) -> str:
         return MONEY(value)
     if isinstance(value, float):
         return DECIMAL(value)
+    if isinstance(value, list | tuple):
+        return "、".join(cell_text(item) for item in value)
     return "\n".join(printable(line) for line in str(value).splitlines())
 
 
@@ -200,19 +203,11 @@ def render(
         for row in rows:
             writer.writerow([_csv_value(row.get(key)) for key in keys])
         return
-    text, dropped = fit_table(rows, columns, terminal_width(), drop)
-    out.write(text)
-    if dropped:
+    fitted = fit_table(rows, columns, terminal_width(), drop)
+    out.write(fitted.text)
+    if fitted.note:
         out.flush()
-        sys.stderr.write(dropped_note(dropped) + "\n")
-
-
-def dropped_note(headers: Sequence[str]) -> str:
-    """What a table left out to fit the terminal, and where the full rows are."""
-    return (
-        f"（终端宽 {terminal_width()} 列，表中未显示：{'、'.join(headers)}；"
-        "完整内容请用 --format json 或相应的 show 命令查看，或加宽终端。）"
-    )
+        sys.stderr.write(fitted.note + "\n")
 
 
 def _csv_value(value: Any) -> Any:
@@ -256,18 +251,45 @@ def terminal_width() -> int:
 
 
 def table(rows: list[dict], columns: Sequence[Column], width: int | None = None) -> str:
-    """The rows as an aligned table within `width` columns (None: the terminal's); a column
-    left out to fit is named on a last line."""
-    text, dropped = fit_table(rows, columns, width or terminal_width())
-    return text + (f"（未显示：{'、'.join(dropped)}）\n" if dropped else "")
+    """The rows as an aligned table within `width` columns (None: the terminal's), with what
+    was left out to fit said on a last line."""
+    fitted = fit_table(rows, columns, width or terminal_width())
+    return fitted.text + (f"{fitted.note}\n" if fitted.note else "")
+
+
+@dataclass
+class Fitted:
+    """A table made to fit: its text, the headers of the columns it left out, whether some
+    cell was cut short, and the width it was fitted to."""
+
+    text: str
+    dropped: list[str]
+    cut: bool
+    width: int
+
+    @property
+    def note(self) -> str | None:
+        """What the table does not show and where to see it, for the user."""
+        if not self.dropped and not self.cut:
+            return None
+        parts = []
+        if self.dropped:
+            parts.append(f"表中未显示 {'、'.join(self.dropped)}")
+        if self.cut:
+            parts.append(f"过长的内容只显示前 {MAX_CELL_LINES} 行")
+        return (
+            f"（终端宽 {self.width} 列：{'；'.join(parts)}。"
+            "完整内容请用 --format json 或相应的 show 命令查看，或加宽终端。）"
+        )
 
 
 def fit_table(
     rows: list[dict], columns: Sequence[Column], width: int, drop: Sequence[str] = ()
-) -> tuple[str, list[str]]:
-    """The table within `width` columns and the headers of the columns it left out."""
+) -> Fitted:
+    """The table within `width` columns: long text wrapped in its cell (at most
+    MAX_CELL_LINES lines), columns left out when wrapping is not enough."""
     if not rows:
-        return "（无记录）\n", []
+        return Fitted("（无记录）\n", [], False, width)
     rows = shown_rows(rows, columns)
     cells = [[shown_value(row.get(column[0]), column) for column in columns] for row in rows]
     headers = [printable(column[1]) for column in columns]
@@ -278,9 +300,15 @@ def fit_table(
         for column in columns
     ]
     shown, widths = _layout(headers, cells, [c[0] for c in columns], width, drop)
+    cut = False
 
     def lines(values: list[str]) -> list[str]:
-        wrapped = [_wrap(values[i], widths[i]) for i in shown]
+        nonlocal cut
+        wrapped = []
+        for i in shown:
+            column_lines, shortened = _wrap(values[i], widths[i])
+            wrapped.append(column_lines)
+            cut = cut or shortened
         out = []
         for n in range(max(len(w) for w in wrapped)):
             parts = []
@@ -298,22 +326,24 @@ def fit_table(
         for i in range(len(columns))
         if i not in shown and any(values[i] for values in cells)
     ]
-    return "".join(lines(headers) + [rule] + body), dropped
+    return Fitted("".join(lines(headers) + [rule] + body), dropped, cut, width)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
-def _wrap(text: str, width: int) -> list[str]:
+def _wrap(text: str, width: int) -> tuple[list[str], bool]:
+    """The cell's lines within `width`, and whether it had to be cut short."""
     from crm.core.textwidth import shorten, wrap
 
     if "\n" not in text and display_width(text) <= width:
-        return [text]
+        return [text], False
     lines = wrap(text, width)
-    if len(lines) > MAX_CELL_LINES:
-        lines = lines[: MAX_CELL_LINES - 1] + [shorten(lines[MAX_CELL_LINES - 1] + "…", width)]
-    return lines
+    if len(lines) <= MAX_CELL_LINES:
+        return lines, False
+    last = shorten(lines[MAX_CELL_LINES - 1] + "…", width)
+    return lines[: MAX_CELL_LINES - 1] + [last], True
 
 
 def _layout(
