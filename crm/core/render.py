@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from crm.core.clock import to_local
+from crm.core.figures import DECIMAL, MONEY, RATE, Figure
 from crm.core.security import is_control
 
 FORMATS = ("table", "json", "csv")
@@ -60,6 +61,8 @@ def _cell_lines(value: Any) -> str:
         return "是" if value else "否"
     if isinstance(value, dt.datetime):
         return to_local(value).strftime("%Y-%m-%d %H:%M")
+    # One format per kind of figure (crm.core.figures): a Decimal is money, any other float
+    # without a declared kind is DECIMAL.
     if isinstance(value, Decimal):
         return MONEY(value)
     if isinstance(value, float):
@@ -67,42 +70,6 @@ def _cell_lines(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "、".join(cell_text(item) for item in value)
     return "\n".join(printable(line) for line in str(value).splitlines())
-
-
-# --- figures -------------------------------------------------------------------------------
-#
-# One format per kind of figure in every table, record and card line: a column declares its
-# kind as (key, header, FIGURE); JSON and CSV keep the number itself. README "Figures" lists
-# them; a Decimal is money, any other float without a declared kind is DECIMAL.
-
-
-class Figure:
-    """How one kind of figure reads: `spec` is a format() spec; None reads as empty and a
-    text (a range, a label the library made) as it is."""
-
-    def __init__(self, name: str, spec: str):
-        self.name = name
-        self.spec = spec
-
-    def __call__(self, value: Any) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, str):
-            return value
-        return format(value, self.spec)
-
-    def __repr__(self) -> str:
-        return f"Figure({self.name!r}, {self.spec!r})"
-
-
-MONEY = Figure("money", ",.2f")  # 元：12,345.60
-RATE = Figure("rate", ".1%")  # 满意率、及时率、占比：62.6%
-NPS = Figure("nps", ".1f")  # 净推荐值（-100 到 100）：27.5
-SCORE = Figure("score", ".2f")  # 评分、期望差距、强度、概率：4.25、-0.36
-MINUTES = Figure("minutes", ",.0f")  # 分钟：1,102
-HOURS = Figure("hours", ",.1f")  # 小时：11.8
-COUNT = Figure("count", ",d")  # 户数、件数：3,000
-DECIMAL = Figure("decimal", ",.2f")  # 未声明种类的小数：1,234.57
 
 
 def percent(value: float | None, digits: int = 1, missing: str | None = None) -> str | None:
@@ -359,14 +326,17 @@ def _layout(
         n if n <= WRAP_MIN else max(WRAP_MIN, display_width(headers[i]))
         for i, n in enumerate(natural)
     ]
-    # Columns with nothing in them go first, then those the command named, then from the right.
-    order = [i for i in range(1, count) if not any(row[i] for row in cells)]
-    order += [keys.index(key) for key in drop if key in keys and keys.index(key) not in order]
-    order += [i for i in range(count - 1, 0, -1) if i not in order]
     shown = list(range(count))
 
     def needed(widths: list[int]) -> int:
         return sum(widths[i] for i in shown) + GAP * (len(shown) - 1)
+
+    # A table that does not fit as it is first loses the columns with nothing in them; then,
+    # while wrapping is not enough, the columns the command named, then from the right.
+    if needed(natural) > width:
+        shown = [i for i in shown if i == 0 or any(row[i] for row in cells)]
+    order = [keys.index(key) for key in drop if key in keys and keys.index(key) in shown[1:]]
+    order += [i for i in reversed(shown[1:]) if i not in order]
 
     while needed(floor) > width and order:
         shown.remove(order.pop(0))

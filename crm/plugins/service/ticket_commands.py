@@ -10,6 +10,7 @@ import click
 
 from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
 from crm.core.errors import CrmError
+from crm.core.figures import RATE
 from crm.core.vocab import COMPLAINT_CAUSES
 from crm.plugins.service.rules import (
     CATEGORIES,
@@ -150,7 +151,7 @@ POLICY_COLUMNS = [
     ("response_minutes", "首次响应(分钟)"),
     ("resolve_minutes", "解决(分钟)"),
     ("business_hours", "按工作时间"),
-    ("warn_ratio", "预警比例"),
+    ("warn_ratio", "预警比例", RATE),
 ]
 GROUP_COLUMNS = [
     ("number", "群诉编号"),
