@@ -38,6 +38,18 @@ def test_display_width_counts_chinese_two_and_combining_marks_none():
     assert display_width("e\u0301") == 1
 
 
+def test_the_quick_measure_agrees_with_wcwidth_on_every_character_it_settles():
+    from wcwidth import wcwidth
+
+    from crm.core.textwidth import _plain_width
+
+    settled = [chr(c) for c in range(0x20, 0x10000) if chr(c).isprintable()]
+    disagree = [
+        ch for ch in settled if (mine := _plain_width(ch)) is not None and mine != wcwidth(ch)
+    ]
+    assert disagree == []
+
+
 @pytest.mark.parametrize("width", [15, 17, 30, 41, 78])  # "view_personal、" is 15
 def test_wrapping_keeps_ascii_words_whole_and_lines_within_the_width(width):
     lines = wrap(MIXED, width)

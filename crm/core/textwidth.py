@@ -7,11 +7,13 @@ space, never inside an ASCII word, number or code ("revisit" stays whole), and p
 to its side: "、" and "）" never start a line, "（" never ends one. Only a word wider than the
 whole line is cut.
 
-wcwidth is imported on the first non-ASCII text, so an ASCII-only path never loads it.
+Latin, Chinese and their punctuation are measured from the East Asian Width property; wcwidth
+(imported on first need) measures the rest: combining marks, zero-width characters, emoji.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 
 # Punctuation that may not start a line (it belongs to what comes before) or end one.
@@ -23,6 +25,36 @@ def display_width(text: str) -> int:
     """Terminal columns `text` takes: a Chinese character two, a combining mark none."""
     if text.isascii():
         return len(text)
+    total = 0
+    for ch in text:
+        width = _plain_width(ch)
+        if width is None:
+            return _wcwidth(text)
+        total += width
+    return total
+
+
+# Marks, format and control characters, separators and symbols (emoji among them, and symbols
+# whose width changed in recent Unicode versions): left to wcwidth.
+WCWIDTH_CATEGORIES = frozenset(("Mn", "Mc", "Me", "Cf", "Cc", "So", "Zl", "Zp"))
+
+
+def _plain_width(ch: str) -> int | None:
+    """The width of a character whose width the East Asian Width property settles (Latin,
+    Chinese, punctuation, full-width forms); None for what needs wcwidth's tables: combining
+    and zero-width characters, Hangul jamo, emoji and their sequences. Spares `crm --help` and
+    most tables the ~35 ms of importing wcwidth."""
+    code = ord(ch)
+    if code < 0x300:
+        return 1
+    if code >= 0x1F000 or 0x1100 <= code <= 0x11FF or 0xD7B0 <= code <= 0xD7FF:
+        return None
+    if code in (0x3164, 0xFFA0) or unicodedata.category(ch) in WCWIDTH_CATEGORIES:
+        return None
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _wcwidth(text: str) -> int:
     from wcwidth import wcswidth, wcwidth
 
     width = wcswidth(text)
