@@ -109,7 +109,8 @@ def main() -> None:
 
     runner = CliRunner()
     with tempfile.TemporaryDirectory() as folder:
-        os.environ.setdefault("CRM_HOME", str(Path(folder) / "home"))
+        if not args.db:  # a database of its own, with its key beside it
+            os.environ["CRM_HOME"] = str(Path(folder) / "home")
         url = args.db or f"sqlite:///{Path(folder) / 'demo.db'}"
         env = {"CRM_DATABASE_URL": url, "CRM_USER": MANAGER, "COLUMNS": str(args.width)}
 

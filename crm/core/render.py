@@ -220,8 +220,12 @@ def terminal_width() -> int:
 def table(rows: list[dict], columns: Sequence[Column], width: int | None = None) -> str:
     """The rows as an aligned table within `width` columns (None: the terminal's), with what
     was left out to fit said on a last line."""
+    from crm.core.textwidth import wrap
+
     fitted = fit_table(rows, columns, width or terminal_width())
-    return fitted.text + (f"{fitted.note}\n" if fitted.note else "")
+    if not fitted.note:
+        return fitted.text
+    return fitted.text + "".join(f"{line}\n" for line in wrap(fitted.note, fitted.width))
 
 
 @dataclass
