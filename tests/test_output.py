@@ -207,11 +207,11 @@ def test_figures_read_one_way_per_kind_right_aligned():
 def test_the_readme_shows_each_kind_of_figure_as_it_reads():
     from pathlib import Path
 
-    from crm.core.figures import DECIMAL
+    from crm.core.figures import DECIMAL, VALUE
 
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     examples = [
-        (MONEY, 12345.6), (RATE, 0.6264), (NPS, 27.47), (SCORE, -0.36), (MINUTES, 1101.6),
+        (MONEY, 12345.6), (VALUE, 300191.27), (RATE, 0.6264), (NPS, 27.47), (SCORE, -0.36), (MINUTES, 1101.6),
         (HOURS, 11.84), (DECIMAL, 1234.567),
     ]  # fmt: skip
     for figure, value in examples:

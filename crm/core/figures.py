@@ -4,7 +4,8 @@ imports nothing, so command modules can name the kinds in their column lists at 
 
 | kind    | reads as        | for                                                        |
 |---------|-----------------|------------------------------------------------------------|
-| MONEY   | 12,345.60       | yuan: amounts, balances, costs, expected values            |
+| MONEY   | 12,345.60       | yuan booked: amounts, prices, balances, costs              |
+| VALUE   | 300,191         | yuan estimated: lifetime values, profits, expected values  |
 | RATE    | 62.6%           | shares and rates: satisfaction, timeliness, closure, ...   |
 | NPS     | 27.5            | net promoter score, -100 to 100                            |
 | SCORE   | 4.25, -0.36     | averages on a scale, gaps, strengths, probabilities        |
@@ -41,6 +42,7 @@ class Figure:
 
 
 MONEY = Figure("money", ",.2f")
+VALUE = Figure("value", ",.0f")
 RATE = Figure("rate", ".1%")
 NPS = Figure("nps", ".1f")
 SCORE = Figure("score", ".2f")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import day_bound, emit, emit_record, format_option, get_app
-from crm.core.figures import MONEY
+from crm.core.figures import VALUE
 from crm.plugins.coordination.vocab import STATUSES
 
 REPORT_LABELS = [
@@ -28,7 +28,7 @@ LOG_COLUMNS = [
     ("reason", "反馈原因"),
     ("options", "备选方案"),
     ("plan", "选定方案"),
-    ("expected_value", "预期价值", MONEY),
+    ("expected_value", "预期价值(元)", VALUE),
     ("plan_reason", "方案理由"),
     ("team", "处理团队"),
     ("work", "派工"),
