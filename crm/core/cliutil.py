@@ -138,3 +138,18 @@ def day_bound(text: str | None, what: str, end: bool = False):
     if end:
         day += dt.timedelta(days=1)
     return day_start(day).astimezone(dt.UTC)
+
+
+def lazy_commands(
+    cli: click.Group, names: Sequence[str], register: Callable[[click.Group], None]
+) -> None:
+    """Add the top-level commands `names`, which `register(cli)` adds, so that their modules
+    load only when one of them runs or the commands are listed (`crm --help`): a command that
+    reads a few rows should not pay for importing every other command. A group that cannot
+    defer (a plain click.Group) gets them at once. `register` must add exactly `names`
+    (tests/test_cli_meta.py checks every plugin's)."""
+    defer = getattr(cli, "defer_commands", None)
+    if defer is None:
+        register(cli)
+    else:
+        defer(names, register)

@@ -42,6 +42,8 @@ def printable(text: str) -> str:
 
 def display_width(text: str) -> int:
     """Terminal columns: CJK characters take two (see crm.core.textwidth)."""
+    if text.isascii():  # codes, numbers, times: one column a character, nothing to look up
+        return len(text)
     from crm.core.textwidth import display_width as width
 
     return width(text)
