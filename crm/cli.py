@@ -162,8 +162,49 @@ class ChineseHelpFormatter(click.HelpFormatter):
         "Arguments": "参数",
     }
 
+    # click measures text with len() and wraps with textwrap: a Chinese character counts one
+    # column instead of two (misaligned columns, lines past the edge) and a help text without
+    # spaces is one long "word" cut anywhere ("revis/it"). These measure terminal columns and
+    # break between Chinese characters or at spaces, never inside an ASCII word.
+
     def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
-        super().write_usage(prog, args, prefix="用法：")
+        from crm.core.textwidth import display_width, fill
+
+        head = f"{' ' * self.current_indent}用法：{prog} "
+        if not args:
+            self.write(head.rstrip() + "\n")
+            return
+        indent = " " * display_width(head)
+        self.write(fill(args, self.width, initial_indent=head, subsequent_indent=indent) + "\n")
+
+    def write_text(self, text: str) -> None:
+        from crm.core.textwidth import fill
+
+        indent = " " * self.current_indent
+        self.write(fill(text, self.width, indent, indent, preserve_paragraphs=True) + "\n")
+
+    def write_dl(self, rows, col_max: int = 30, col_spacing: int = 2) -> None:
+        from crm.core.textwidth import display_width, fill
+
+        rows = list(rows)
+        first_col = min(max((display_width(r[0]) for r in rows), default=0), col_max)
+        first_col += col_spacing
+        text_width = max(self.width - first_col - 2, 10)
+        margin = " " * self.current_indent
+        for term, *rest in rows:
+            definition = rest[0] if rest else ""
+            self.write(f"{margin}{term}")
+            if not definition:
+                self.write("\n")
+                continue
+            if display_width(term) <= first_col - col_spacing:
+                self.write(" " * (first_col - display_width(term)))
+            else:
+                self.write("\n" + " " * (first_col + self.current_indent))
+            lines = fill(definition, text_width, preserve_paragraphs=True).splitlines() or [""]
+            self.write(lines[0] + "\n")
+            for line in lines[1:]:
+                self.write((f"{' ' * (first_col + self.current_indent)}{line}").rstrip() + "\n")
 
     def section(self, name: str):
         return super().section(self.HEADINGS.get(name, name))

@@ -37,6 +37,7 @@ from crm.core.models import (
 from crm.core.privacy import Disclosure, reads_sealed, seal_member_fields
 from crm.core.security import mask_id_number, mask_phone
 from crm.core.settings import IntSetting
+from crm.core.sorting import natural_order
 
 if TYPE_CHECKING:
     from marshmallow import Schema
@@ -668,7 +669,7 @@ def _units(session: Session, household: Household, purchases: list[dict]) -> Car
                 select(ServiceRecord.unit_id).where(ServiceRecord.household_id == household.id)
             )
         )
-        .order_by(Project.name, Building.name, Unit.code)
+        .order_by(Project.name, *natural_order(Building.name), *natural_order(Unit.code))
     ).all()
     rows += [
         {

@@ -106,7 +106,10 @@ MONEY = {
 
 
 def _shown(rows: list[dict], fmt: str) -> list[dict]:
-    """Tables read shares as percentages and money as whole yuan; JSON and CSV keep numbers."""
+    """Tables read shares as rates and money as estimated values, whole yuan (the formats of
+    crm.core.figures); JSON and CSV keep numbers."""
+    from crm.core.figures import RATE, VALUE
+
     if fmt != "table":
         return rows
 
@@ -114,9 +117,9 @@ def _shown(rows: list[dict], fmt: str) -> list[dict]:
         if value is None or isinstance(value, bool):
             return value
         if key in SHARES:
-            return f"{value:.1%}"
+            return RATE(value)
         if key in MONEY:
-            return f"{value:,.0f}"
+            return VALUE(value)
         return value
 
     return [{key: cell(key, value) for key, value in row.items()} for row in rows]
