@@ -17,7 +17,9 @@ from crm.core.security import User, parse_user
 MANAGER = "王经理:manager"
 
 
-def test_audit_list_shows_every_shape_of_changes(app, run):
+def test_audit_list_shows_every_shape_of_changes(app, run, monkeypatch):
+    # The table's whole text on one line per row: a 120-column terminal would wrap it.
+    monkeypatch.setenv("COLUMNS", "1000")
     numbers = [f"TS20261202-{n:04d}" for n in range(1, 13)]
     with app.session() as session, transaction(session):
         audit.record(session, "update", "households", "e1", changes={"name": ["张伟", "张伟家"]})

@@ -121,6 +121,7 @@ def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
             ("changes", "变更"),
             ("detail", "说明"),
         ],
+        drop=("role", "entity_id"),
     )
 
 

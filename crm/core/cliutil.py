@@ -27,19 +27,29 @@ def format_option(func: Callable) -> Callable:
     )(func)
 
 
-def emit(rows, fmt: str, columns: Sequence[tuple] | None = None) -> None:
+def emit(rows, fmt: str, columns: Sequence[tuple] | None = None, drop: Sequence[str] = ()) -> None:
     """Rows as a table, JSON or CSV; a column (key, header, vocabulary) shows codes as labels
-    outside JSON."""
+    outside JSON, (key, header, figure) a number in its kind's format. A table too wide for
+    the terminal leaves out first the columns whose keys `drop` lists, in that order (the
+    least needed first), then columns from the right."""
     from crm.core.render import render
 
-    render(rows, fmt, columns)
+    render(rows, fmt, columns, drop=drop)
 
 
 def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
     """One record (the result of an action or a `show`): label/value lines as a table, one
     JSON object, or a one-row CSV. Lists read as 、-joined text outside JSON; a label entry
     (key, title, vocabulary) shows the code by its label outside JSON."""
-    from crm.core.render import cell_text, display_width, render, shown_rows, to_json
+    from crm.core.render import (
+        display_width,
+        render,
+        shown_rows,
+        shown_value,
+        terminal_width,
+        to_json,
+    )
+    from crm.core.textwidth import wrap
 
     if fmt == "json":
         click.echo(to_json(record))
@@ -51,8 +61,15 @@ def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
         render([flat], "csv", shown)
         return
     width = max((display_width(title) for _, title in shown), default=0)
+    figures = {label[0]: label for label in labels}
+    # A long value wraps under itself, within the terminal's width.
+    room = max(terminal_width() - width - 2, 20)
     for key, title in shown:
-        click.echo(f"{title}：{' ' * (width - display_width(title))}{cell_text(flat.get(key))}")
+        value = shown_value(flat.get(key), figures[key])
+        lines = wrap(value, room)
+        click.echo(f"{title}：{' ' * (width - display_width(title))}{lines[0]}".rstrip())
+        for line in lines[1:]:
+            click.echo(f"{' ' * (width + 2)}{line}")
 
 
 def at_option(func: Callable) -> Callable:
@@ -121,3 +138,18 @@ def day_bound(text: str | None, what: str, end: bool = False):
     if end:
         day += dt.timedelta(days=1)
     return day_start(day).astimezone(dt.UTC)
+
+
+def lazy_commands(
+    cli: click.Group, names: Sequence[str], register: Callable[[click.Group], None]
+) -> None:
+    """Add the top-level commands `names`, which `register(cli)` adds, so that their modules
+    load only when one of them runs or the commands are listed (`crm --help`): a command that
+    reads a few rows should not pay for importing every other command. A group that cannot
+    defer (a plain click.Group) gets them at once. `register` must add exactly `names`
+    (tests/test_cli_meta.py checks every plugin's)."""
+    defer = getattr(cli, "defer_commands", None)
+    if defer is None:
+        register(cli)
+    else:
+        defer(names, register)

@@ -9,11 +9,11 @@ vocabulary fields accept the code or the Chinese label.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from marshmallow import RAISE, Schema, ValidationError
 from sqlalchemy import ColumnElement, func, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
@@ -35,9 +35,12 @@ from crm.core.models import (
     utcnow,
 )
 from crm.core.privacy import Disclosure, reads_sealed, seal_member_fields
-from crm.core.schemas import HouseholdSchema, MemberSchema, Vocab
 from crm.core.security import mask_id_number, mask_phone
 from crm.core.settings import IntSetting
+from crm.core.sorting import natural_order
+
+if TYPE_CHECKING:
+    from marshmallow import Schema
 
 FIELD_LABELS = {
     "code": "客户编号",
@@ -70,21 +73,41 @@ _UNIT_CODE = re.compile(r"[0-9A-Z]+(?:-[0-9A-Z]+)*")
 # --- input schemas -------------------------------------------------------------------------
 
 
-class HouseholdInput(HouseholdSchema):
-    """A household as typed on the command line: the import columns and rules, but a field
-    the schema does not know is an error rather than an ignored column."""
+# marshmallow is imported only by the commands that take input (add, update), not by every
+# command that reads a household.
+@functools.cache
+def _household_input_class() -> type[Schema]:
+    from marshmallow import RAISE
 
-    class Meta:
-        unknown = RAISE
+    from crm.core.schemas import HouseholdSchema
+
+    class HouseholdInput(HouseholdSchema):
+        """A household as typed on the command line: the import columns and rules, but a
+        field the schema does not know is an error rather than an ignored column."""
+
+        class Meta:
+            unknown = RAISE
+
+    return HouseholdInput
 
 
-def member_input() -> MemberSchema:
+def household_input() -> Schema:
+    return _household_input_class()()
+
+
+def member_input() -> Schema:
     """A member as typed on the command line (the household comes from the command)."""
+    from marshmallow import RAISE
+
+    from crm.core.schemas import MemberSchema
+
     return MemberSchema(only=("name", "role", "phone", "alt_phone", "id_number"), unknown=RAISE)
 
 
 def vocab_code(vocabulary: dict[str, str], text: str) -> str:
     """The stored code for a code, Chinese label or synonym; ValueError naming the choices."""
+    from crm.core.schemas import Vocab
+
     return Vocab(vocabulary).parse_text(halfwidth(text).strip())
 
 
@@ -92,6 +115,8 @@ def _load(
     schema: Schema, data: Mapping[str, Any], labels: dict[str, str], partial: bool = False
 ) -> dict:
     """Validated values, or one Chinese sentence naming every bad field."""
+    from marshmallow import ValidationError
+
     try:
         return schema.load(dict(data), partial=partial)
     except ValidationError as exc:
@@ -444,7 +469,7 @@ def add_household(
     """A new household, with its owner when `owner` (name, phone, id_number …) is given.
     Everything is checked before anything is added."""
     current_user(session).require("household.write", "新增客户家庭")
-    values = _load(HouseholdInput(), data, FIELD_LABELS)
+    values = _load(household_input(), data, FIELD_LABELS)
     owner_values = _load(member_input(), owner, MEMBER_LABELS) if owner else None
     code = values["code"]
     if session.scalar(select(Household.id).where(Household.code == code)) is not None:
@@ -468,7 +493,7 @@ def update_household(session: Session, code: str, changes: Mapping[str, Any]) ->
     current_user(session).require("household.write", "修改客户资料")
     if not changes:
         raise CrmError("没有给出要修改的字段：例如 --age 45 或 --status 业主。")
-    values = _load(HouseholdInput(), changes, FIELD_LABELS, partial=True)
+    values = _load(household_input(), changes, FIELD_LABELS, partial=True)
     household = get_household(session, code)
     if "code" in values and values["code"] != household.code:
         taken = session.scalar(select(Household.id).where(Household.code == values["code"]))
@@ -644,7 +669,7 @@ def _units(session: Session, household: Household, purchases: list[dict]) -> Car
                 select(ServiceRecord.unit_id).where(ServiceRecord.household_id == household.id)
             )
         )
-        .order_by(Project.name, Building.name, Unit.code)
+        .order_by(Project.name, *natural_order(Building.name), *natural_order(Unit.code))
     ).all()
     rows += [
         {

@@ -9,16 +9,17 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import emit, format_option, get_app, parse_day
+from crm.core.figures import MONEY, RATE
 
 SHARE_COLUMNS = [
     ("project", "项目"),
     ("period", "期间"),
     ("sales", "成交套数"),
     ("referral_sales", "推荐成交套数"),
-    ("share", "推荐占比（套数）"),
-    ("amount", "成交金额（元）"),
-    ("referral_amount", "推荐成交金额（元）"),
-    ("amount_share", "推荐占比（金额）"),
+    ("share", "推荐占比（套数）", RATE),
+    ("amount", "成交金额（元）", MONEY),
+    ("referral_amount", "推荐成交金额（元）", MONEY),
+    ("amount_share", "推荐占比（金额）", RATE),
     ("reference", "参考区间"),
     ("flag", "提示"),
 ]
@@ -28,7 +29,7 @@ REFERRER_COLUMNS = [
     ("name", "家庭名称"),
     ("referred", "推荐户数"),
     ("buyers", "推荐成交户数"),
-    ("referred_amount", "推荐成交金额（元）"),
+    ("referred_amount", "推荐成交金额（元）", MONEY),
     ("first_referral", "首次推荐"),
     ("last_referral", "最近推荐"),
     ("own_purchases", "本户购买次数"),
@@ -39,7 +40,7 @@ CHAIN_COLUMNS = [
     ("length", "链长（户）"),
     ("chain", "推荐链（客户编号）"),
     ("names", "家庭名称"),
-    ("sales", "链上成交总额（元）"),
+    ("sales", "链上成交总额（元）", MONEY),
     ("cycle", "含循环"),
 ]
 DISTRIBUTION_COLUMNS = [("length", "链长（户）"), ("chains", "链数")]
@@ -64,17 +65,11 @@ def analysis() -> None:
 @format_option
 def analysis_referrals(group_by, since, until, fmt) -> None:
     """老带新成交占比（套数与金额），与 DOMAIN.md 参考区间 30%–50% 对照并提示偏离的分组。"""
-    from crm.core.render import percent
     from crm.plugins.analysis.referrals import referral_share
 
     start, end = parse_day(since, "起始日期"), parse_day(until, "截止日期")
     with get_app().session() as session:
         rows = referral_share(session, group_by, start, end)
-    if fmt == "table":
-        rows = [
-            {**row, "share": percent(row["share"]), "amount_share": percent(row["amount_share"])}
-            for row in rows
-        ]
     emit(rows, fmt, SHARE_COLUMNS)
 
 

@@ -32,6 +32,7 @@ from crm.core.households import first_owner_id
 from crm.core.models import Building, Household, Member, Project, Purchase, Unit, utcnow
 from crm.core.outfiles import csv_writer, output_file, write_xlsx
 from crm.core.privacy import Disclosure, audit_guard, commit_audit
+from crm.core.sorting import natural_order
 from crm.core.vocab import code_of
 from crm.plugins.campaigns.models import (
     Rectification,
@@ -117,7 +118,12 @@ def _due_query(session: Session, year: int, month: int, household_id: int | None
         .join(Project, Project.id == Building.project_id)
         .outerjoin(owner, owner.id == first_owner)
         .where(condition, Household.status == "existing")
-        .order_by(Project.name, Building.name, Unit.code, Household.code)
+        .order_by(
+            Project.name,
+            *natural_order(Building.name),
+            *natural_order(Unit.code),
+            Household.code,
+        )
     )
     if household_id is not None:
         query = query.where(Purchase.household_id == household_id)

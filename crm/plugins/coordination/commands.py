@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import day_bound, emit, emit_record, format_option, get_app
+from crm.core.figures import VALUE
 from crm.plugins.coordination.vocab import STATUSES
 
 REPORT_LABELS = [
@@ -27,7 +28,7 @@ LOG_COLUMNS = [
     ("reason", "反馈原因"),
     ("options", "备选方案"),
     ("plan", "选定方案"),
-    ("expected_value", "预期价值"),
+    ("expected_value", "预期价值(元)", VALUE),
     ("plan_reason", "方案理由"),
     ("team", "处理团队"),
     ("work", "派工"),
@@ -40,6 +41,12 @@ LOG_COLUMNS = [
     ("closed_at", "办结时间"),
     ("note", "说明"),
 ]
+# What a narrow terminal leaves out of the log first: the options and the reasoning (in
+# `--format json` and the task a decision made), then the dates and answers.
+LOG_DROP = (
+    "options", "plan_reason", "feedback", "expected_value", "answer", "accepted", "closed_at",
+    "dispatched_at", "outcome", "team", "note",
+)  # fmt: skip
 OUTCOME_LABELS = {
     "open": "处理中",
     "closed": "已完成",
@@ -217,7 +224,7 @@ def coordinate_log(status, household, plan, since, until, limit, fmt) -> None:
     if fmt == "json":
         emit(rows, fmt, [(key, key) for key in rows[0]] if rows else LOG_COLUMNS)
     else:
-        emit([_flat(row) for row in rows], fmt, LOG_COLUMNS)
+        emit([_flat(row) for row in rows], fmt, LOG_COLUMNS, drop=LOG_DROP)
 
 
 def register(cli: click.Group) -> None:

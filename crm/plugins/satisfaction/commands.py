@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import at_option, day_bound, emit, format_option, get_app, parse_at
+from crm.core.figures import SCORE
 from crm.plugins.satisfaction.vocab import KINDS, STATUSES
 
 SURVEY_COLUMNS = [
@@ -19,16 +20,17 @@ SURVEY_COLUMNS = [
     ("csat", "满意度"),
     ("nps", "推荐意愿"),
     ("aspects", "各方面（期望/体验/差距）"),
-    ("mean_gap", "平均差距"),
+    ("mean_gap", "平均差距", SCORE),
     ("comment", "意见"),
     ("taken_by", "调查人"),
 ]
+SURVEY_DROP = ("taken_by", "ticket", "aspects")  # a narrow terminal keeps the comment
 WARNING_COLUMNS = [
     ("id", "编号"),
     ("kind", "类型", KINDS),
     ("household", "客户编号"),
     ("project", "项目"),
-    ("strength", "强度"),
+    ("strength", "强度", SCORE),
     ("reason", "原因"),
     ("status", "状态", STATUSES),
     ("detected_at", "发现时间"),
@@ -123,7 +125,7 @@ def survey_list(household_code, kind, limit, fmt) -> None:
 
     with get_app().session() as session:
         rows = list_surveys(session, household_code, kind, limit)
-    emit(rows, fmt, SURVEY_COLUMNS)
+    emit(rows, fmt, SURVEY_COLUMNS, drop=SURVEY_DROP)
 
 
 @click.group()
@@ -151,7 +153,7 @@ def satisfaction() -> None:
 @format_option
 def satisfaction_report(group_by, since, until, chart_dir, fmt) -> None:
     """满意率、NPS、期望差距、及时率、关闭率、回访率与平均响应/到场/关闭时长（数据库内汇总）。"""
-    from crm.plugins.satisfaction.kpis import COLUMNS, GROUPINGS, RATES, kpi_report
+    from crm.plugins.satisfaction.kpis import COLUMNS, GROUPINGS, kpi_report
 
     start, end = day_bound(since, "起始日期"), day_bound(until, "截止日期", end=True)
     with get_app().session() as session:
@@ -163,11 +165,7 @@ def satisfaction_report(group_by, since, until, chart_dir, fmt) -> None:
             charts = (monthly, projects)
     columns = [("label", GROUPINGS[group_by])] + COLUMNS[1:]
     if fmt == "table":
-        shown = [
-            {k: f"{v:.1%}" if k in RATES and v is not None else v for k, v in row.items()}
-            for row in rows
-        ]
-        emit(shown, fmt, columns)
+        emit(rows, fmt, columns)  # each figure in its kind's format (crm.core.figures)
     else:
         emit(rows, fmt, [("key", "key"), *columns])
     if charts is not None:

@@ -41,6 +41,8 @@ WORK_ORDER_COLUMNS = [
     ("completed_at", "完成时间"),
     ("description", "内容"),
 ]
+# What a narrow terminal leaves out of the list first (what to do and by when stay).
+WORK_ORDER_DROP = ("origin", "completed_at", "ticket", "team", "household")
 SHOW_LABELS = [
     ("number", "派工单号"),
     ("ticket", "登记号"),
@@ -373,7 +375,7 @@ def emit_work(fmt: str, **filters) -> None:
 
     with get_app().session() as session:
         rows = list_work_orders(session, **filters)
-    emit(rows, fmt, WORK_ORDER_COLUMNS)
+    emit(rows, fmt, WORK_ORDER_COLUMNS, drop=WORK_ORDER_DROP)
 
 
 @workorder.command("list")

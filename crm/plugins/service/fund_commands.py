@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.figures import MONEY
 from crm.plugins.service.rules import FUND_KINDS as KIND_LABELS
 
 DIRECTIONS = {"in": "收入", "out": "支出"}
@@ -15,11 +16,11 @@ ENTRY_LABELS = [
     ("project", "项目"),
     ("year", "基金年度"),
     ("kind", "类型", KIND_LABELS),
-    ("amount", "金额(元)"),
+    ("amount", "金额(元)", MONEY),
     ("household", "客户编号"),
     ("activity_id", "活动编号"),
     ("work_order", "派工单"),
-    ("balance", "项目基金余额(元)"),
+    ("balance", "项目基金余额(元)", MONEY),
     ("note", "说明"),
 ]
 LEDGER_COLUMNS = [
@@ -29,7 +30,7 @@ LEDGER_COLUMNS = [
     ("project", "项目"),
     ("kind", "类型", KIND_LABELS),
     ("direction", "收支", DIRECTIONS),
-    ("amount", "金额(元)"),
+    ("amount", "金额(元)", MONEY),
     ("household", "客户编号"),
     ("activity_id", "活动编号"),
     ("work_order", "派工单"),
@@ -38,22 +39,22 @@ LEDGER_COLUMNS = [
 ]
 PROJECT_COLUMNS = [
     ("project", "项目"),
-    ("opening", "上年结转(元)"),
-    ("allocated", "利润拨付(元)"),
-    ("contributed", "客户出资(元)"),
-    ("spent_activity", "业主活动(元)"),
-    ("spent_gift", "礼品(元)"),
-    ("spent_care", "其他关怀(元)"),
-    ("spent", "支出合计(元)"),
-    ("balance", "余额(元)"),
+    ("opening", "上年结转(元)", MONEY),
+    ("allocated", "利润拨付(元)", MONEY),
+    ("contributed", "客户出资(元)", MONEY),
+    ("spent_activity", "业主活动(元)", MONEY),
+    ("spent_gift", "礼品(元)", MONEY),
+    ("spent_care", "其他关怀(元)", MONEY),
+    ("spent", "支出合计(元)", MONEY),
+    ("balance", "余额(元)", MONEY),
 ]
 HOUSEHOLD_COLUMNS = [
     ("household", "客户编号"),
     ("name", "客户"),
     ("project", "项目"),
-    ("contributed", "出资(元)"),
-    ("received", "受惠(元)"),
-    ("net", "净受惠(元)"),
+    ("contributed", "出资(元)", MONEY),
+    ("received", "受惠(元)", MONEY),
+    ("net", "净受惠(元)", MONEY),
 ]
 AT_HELP = "发生时间，如 2026-09-20 14:00（业务时区）；默认现在。"
 

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
+from crm.core.figures import HOURS
 from crm.plugins.service.rules import CATEGORIES, GROUP_PHASES, GROUP_STATUS, STATUSES
 
 SHOW_LABELS = [
@@ -50,7 +51,7 @@ OVERDUE_COLUMNS = [
     ("step", "步骤代码"),
     ("label", "处理步骤"),
     ("due_at", "期限"),
-    ("hours_late", "超期(小时)"),
+    ("hours_late", "超期(小时)", HOURS),
     ("owner", "第一负责人"),
 ]
 SHOW_FORMAT = click.option(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.figures import MONEY
 from crm.core.vocab import MEMBER_TIERS, label
 
 TIER_HELP = "会员等级：standard（普通会员）、silver（银卡）、gold（金卡）、platinum（白金卡）。"
@@ -16,7 +17,7 @@ ACTIVITY_COLUMNS = [
     ("capacity", "名额"),
     ("signed_up", "报名户数"),
     ("attended", "出席户数"),
-    ("cost", "费用(元)"),
+    ("cost", "费用(元)", MONEY),
 ]
 # What an action did: the sentence first, then the record it touched.
 CLUB_LABELS = [

@@ -10,6 +10,7 @@ import click
 
 from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
 from crm.core.errors import CrmError
+from crm.core.figures import RATE
 from crm.core.vocab import COMPLAINT_CAUSES
 from crm.plugins.service.rules import (
     CATEGORIES,
@@ -47,6 +48,8 @@ LIST_COLUMNS = [
     ("breached", "曾超时"),
     ("summary", "摘要"),
 ]
+# What a narrow terminal leaves out of the list first (the summary and the state stay).
+LIST_DROP = ("breached", "level", "household", "category", "resolve_due_at", "severity", "team")
 SHOW_LABELS = [
     ("number", "登记号"),
     ("type", "类型", TICKET_TYPES),
@@ -148,7 +151,7 @@ POLICY_COLUMNS = [
     ("response_minutes", "首次响应(分钟)"),
     ("resolve_minutes", "解决(分钟)"),
     ("business_hours", "按工作时间"),
-    ("warn_ratio", "预警比例"),
+    ("warn_ratio", "预警比例", RATE),
 ]
 GROUP_COLUMNS = [
     ("number", "群诉编号"),
@@ -367,7 +370,7 @@ def ticket_list(status, ticket_type, overdue, at_risk, project, team, limit, fmt
             ticket_type=ticket_type,
             limit=limit,
         )
-    emit(rows, fmt, LIST_COLUMNS)
+    emit(rows, fmt, LIST_COLUMNS, drop=LIST_DROP)
 
 
 @ticket.command("claim")
