@@ -120,6 +120,15 @@ SHOW_FORMAT = click.option(
 )
 
 
+def _ask_password() -> str:
+    """A password typed twice; click's own retry line would be English, so the loop is ours."""
+    while True:
+        password = click.prompt("密码", hide_input=True)
+        if click.prompt("再输入一次", hide_input=True) == password:
+            return password
+        click.echo("错误：两次输入的不一致，请重新输入。", err=True)
+
+
 def _split(text: str | None) -> list[str]:
     if not text:
         return []
@@ -258,7 +267,7 @@ def staff_add(
 
     password = None
     if login and ask_password:
-        password = click.prompt("密码", hide_input=True, confirmation_prompt="再输入一次")
+        password = _ask_password()
     with get_app().session() as session, transaction(session):
         created = add_staff(session, name, team_code, title, level, _split(skills))
         if login:
