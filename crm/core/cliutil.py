@@ -39,10 +39,17 @@ def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
     """One record (the result of an action or a `show`): label/value lines as a table, one
     JSON object, or a one-row CSV. Lists read as 、-joined text outside JSON; a label entry
     (key, title, vocabulary) shows the code by its label outside JSON."""
-    from crm.core.render import cell_text, display_width, render, shown_rows, to_json
+    from crm.core.render import cell_text, display_width, labelled, render, shown_rows, to_json
 
     if fmt == "json":
-        click.echo(to_json(record))
+        # every field as it is, and beside each coded one its label ("status_label")
+        coded = {key: rest[0] for key, _title, *rest in labels if rest}
+        beside = {}
+        for key, value in record.items():
+            beside[key] = value
+            if key in coded and f"{key}_label" not in record:
+                beside[f"{key}_label"] = labelled(value, coded[key])
+        click.echo(to_json(beside))
         return
     shown = [(key, title) for key, title, *_ in labels if key in record]
     record = shown_rows([record], labels)[0]
