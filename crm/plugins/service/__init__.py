@@ -117,3 +117,10 @@ def scheduled_jobs(session, now):
     from crm.plugins.service.jobs import scheduled_jobs
 
     return scheduled_jobs(session, now)
+
+
+@hookimpl
+def audit_vocabulary():
+    from crm.plugins.service.vocab import audit_vocabulary
+
+    return audit_vocabulary()

@@ -14,7 +14,7 @@ TEAM_COLUMNS = [
     ("code", "代码"),
     ("name", "名称"),
     ("kind", "类型", TEAM_KINDS),
-    ("handles", "负责类别/项目"),
+    ("handles_label", "负责类别/项目"),
     ("staff", "在岗人数"),
     ("active", "启用"),
 ]
@@ -161,10 +161,17 @@ def team() -> None:
 @format_option
 def team_list(fmt: str) -> None:
     """列出团队、负责的类别与维修项目、在岗人数。"""
-    from crm.plugins.service.dispatch import list_teams
+    from crm.plugins.service.dispatch import handles_labels, list_teams
 
     with get_app().session() as session:
         rows = list_teams(session)
+    labels = handles_labels()
+    for row in rows:
+        handled = row["handles"].split("、") if row["handles"] else []
+        row["handles_label"] = "、".join(labels.get(code, code) for code in handled)
+    if fmt == "json":  # the codes, with the labels beside them
+        emit(rows, fmt, [*TEAM_COLUMNS[:3], ("handles", "handles"), *TEAM_COLUMNS[3:]])
+        return
     emit(rows, fmt, TEAM_COLUMNS)
 
 
@@ -180,13 +187,14 @@ def team_list(fmt: str) -> None:
 @click.option(
     "--handles",
     default="",
-    help="按类别派工时由本团队负责的投诉类别或维修项目，逗号分隔，如 landscaping,pest_control。",
+    help="按类别派工时由本团队负责的投诉类别、维修项目或服务范围（代码或名称），逗号分隔，"
+    "如 绿化,除虫灭鼠。",
 )
 @format_option
 def team_add(code: str, name: str, kind: str, handles: str, fmt: str) -> None:
     """新增一个团队（经理、管理员可操作）。"""
     from crm.core.db import transaction
-    from crm.plugins.service.dispatch import add_team
+    from crm.plugins.service.dispatch import add_team, handles_labels
 
     with get_app().session() as session, transaction(session):
         created = add_team(session, code, name, kind, _split(handles))
@@ -197,7 +205,7 @@ def team_add(code: str, name: str, kind: str, handles: str, fmt: str) -> None:
             "kind": created.kind,
             "handles": list(created.handles),
         }
-    emit_record(record, fmt, TEAM_LABELS)
+    emit_record(record, fmt, [*TEAM_LABELS[:-1], ("handles", "负责类别/项目", handles_labels())])
 
 
 # --- staff ------------------------------------------------------------------------------------
