@@ -54,7 +54,8 @@ def test_audit_list_on_a_fresh_demo(run, fixed_now_text):
     assert built.exit_code == 0, built.output
     result = run("audit", "list", "--limit", "1000", as_=MANAGER)
     assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output and "households: 0 → 150" in result.stdout
+    assert "Traceback" not in result.output and "生成演示数据" in result.stdout
+    assert "户数：0 → 150" in result.stdout
 
 
 @pytest.mark.parametrize(

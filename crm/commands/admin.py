@@ -95,30 +95,42 @@ def audit() -> None:
 @format_option
 def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
     """按时间倒序列出审计日志（经理、管理员可查看）。"""
+    from crm.core import auditlabels
     from crm.core.auditlog import list_entries
     from crm.core.render import printable
+    from crm.core.security import ROLES
 
     app = get_app()
     with app.session() as session:
         rows = list_entries(
             session, entity=entity, entity_id=entity_id, actor=actor, action=action, limit=limit
         )
+    labels = auditlabels.collect(app.pm)
+    for row in rows:
+        changes = row.pop("changes_data")
+        row["changes_label"] = labels.changes(row["entity"], row["entity_id"], changes)
     # Old rows may hold newlines or terminal codes (names were not checked before): shown
     # escaped, they cannot forge a line or recolour the screen.
     rows = [
         {key: printable(v) if isinstance(v, str) else v for key, v in row.items()} for row in rows
     ]
+    # People read the changes in Chinese; programs get them as stored, with the Chinese beside.
+    changes = (
+        [("changes", "变更"), ("changes_label", "变更（中文）")]
+        if fmt == "json"
+        else [("changes_label", "变更")]
+    )
     emit(
         rows,
         fmt,
         [
             ("at", "时间"),
             ("actor", "操作人"),
-            ("role", "角色"),
-            ("action", "操作"),
-            ("entity", "对象"),
+            ("role", "角色", ROLES),
+            ("action", "操作", labels.actions),
+            ("entity", "对象", labels.entities),
             ("entity_id", "编号"),
-            ("changes", "变更"),
+            *changes,
             ("detail", "说明"),
         ],
         drop=("role", "entity_id"),

@@ -47,6 +47,8 @@ def list_entries(
             "entity_id": entry.entity_id,
             "changes": _changes_text(entry.changes),
             "detail": entry.detail,
+            # as stored, for crm.core.auditlabels to say in Chinese
+            "changes_data": entry.changes,
         }
         for entry in session.scalars(query)
     ]

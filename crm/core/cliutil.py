@@ -43,6 +43,7 @@ def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
     (key, title, vocabulary) shows the code by its label outside JSON."""
     from crm.core.render import (
         display_width,
+        labelled,
         render,
         shown_rows,
         shown_value,
@@ -52,7 +53,14 @@ def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
     from crm.core.textwidth import wrap
 
     if fmt == "json":
-        click.echo(to_json(record))
+        # every field as it is, and beside each coded one its label ("status_label")
+        coded = {key: rest[0] for key, _title, *rest in labels if rest}
+        beside = {}
+        for key, value in record.items():
+            beside[key] = value
+            if key in coded and f"{key}_label" not in record:
+                beside[f"{key}_label"] = labelled(value, coded[key])
+        click.echo(to_json(beside))
         return
     shown = [(key, title) for key, title, *_ in labels if key in record]
     record = shown_rows([record], labels)[0]

@@ -128,6 +128,18 @@ def _figure(column: Column) -> Figure | None:
     return extra if isinstance(extra, Figure) else None
 
 
+def json_row(row: dict, columns: Sequence[Column]) -> dict:
+    """A row for programs: every column under its key, a coded one as its stable code with
+    its label beside it (`"status": "open", "status_label": "处理中"`)."""
+    out = {}
+    for column in columns:
+        key, vocabulary = column[0], _vocabulary(column)
+        out[key] = row.get(key)
+        if vocabulary is not None and f"{key}_label" not in out:
+            out[f"{key}_label"] = labelled(row.get(key), vocabulary)
+    return out
+
+
 def shown_rows(rows: list[dict], columns: Sequence[Column]) -> list[dict]:
     """The rows with every coded column turned into its label."""
     coded = [(column[0], _vocabulary(column)) for column in columns if _vocabulary(column)]
@@ -161,7 +173,7 @@ def render(
         columns = [(key, key) for key in (rows[0] if rows else {})]
     keys = [column[0] for column in columns]
     if fmt == "json":
-        out.write(to_json([{k: row.get(k) for k in keys} for row in rows]) + "\n")
+        out.write(to_json([json_row(row, columns) for row in rows]) + "\n")
         return
     if fmt == "csv":
         from crm.core.outfiles import csv_writer

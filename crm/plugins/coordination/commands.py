@@ -30,7 +30,7 @@ LOG_COLUMNS = [
     ("plan", "选定方案"),
     ("expected_value", "预期价值(元)", VALUE),
     ("plan_reason", "方案理由"),
-    ("team", "处理团队"),
+    ("team_name", "处理团队"),
     ("work", "派工"),
     ("outcome", "结果"),
     ("answer", "客户答复"),

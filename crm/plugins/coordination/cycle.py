@@ -314,6 +314,8 @@ def dispatch(session: Session, limit: int, now: dt.datetime) -> tuple[int, int]:
                 "dispatched_at": now,
                 "work_refs": list(work.references),
                 "team": work.team,
+                # the team's name beside the chosen plan, for the log people read
+                "chosen": (decision.chosen or {}) | {"team_name": work.team_name},
             }
         )
     _update(session, changes)
@@ -477,6 +479,7 @@ def decision_row(decision: Decision) -> dict[str, Any]:
         "cost": chosen.get("cost"),
         "work": decision.work_refs or [],
         "team": decision.team,
+        "team_name": chosen.get("team_name") or decision.team,
         "outcome": decision.outcome or {},
         "note": decision.note,
         "collected_at": decision.collected_at,

@@ -10,6 +10,7 @@ import click
 from crm.core.chain import TASK_KINDS
 from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
 from crm.core.vocab import TEAM_KINDS
+from crm.plugins.profitability.vocab import UNITS
 
 MONEY_COLUMNS = [
     ("purchase_margin", "再购毛利"),
@@ -38,7 +39,7 @@ FIT_COLUMNS = [
     ("log_likelihood", "对数似然"),
     ("customers", "客户数"),
     ("calibration_end", "校准截止"),
-    ("unit", "时间单位"),
+    ("unit", "时间单位", UNITS),
     ("since", "起始"),
     ("fitted_at", "拟合时间"),
     ("status", "拟合状态"),
@@ -73,10 +74,20 @@ PLAN_COLUMNS = [
 ]
 SETTING_COLUMNS = [
     ("key", "设置项"),
-    ("value", "当前值"),
-    ("default", "默认值"),
+    ("value_label", "当前值"),
+    ("default_label", "默认值"),
     ("changed", "已修改"),
     ("description", "说明"),
+]
+# Programs read the stored codes, with the labels beside them.
+SETTING_JSON_COLUMNS = [
+    ("key", "key"),
+    ("value", "value"),
+    ("value_label", "value_label"),
+    ("default", "default"),
+    ("default_label", "default_label"),
+    ("changed", "changed"),
+    ("description", "description"),
 ]
 
 
@@ -317,7 +328,7 @@ def settings_list(fmt) -> None:
 
     with get_app().session() as session:
         rows = list_settings(session)
-    emit(rows, fmt, SETTING_COLUMNS)
+    emit(rows, fmt, SETTING_JSON_COLUMNS if fmt == "json" else SETTING_COLUMNS)
 
 
 @settings_group.command("set")
@@ -331,7 +342,7 @@ def settings_set(key, value, fmt) -> None:
 
     with get_app().session() as session, transaction(session):
         row = set_setting(session, key, value)
-    emit([row], fmt, SETTING_COLUMNS)
+    emit([row], fmt, SETTING_JSON_COLUMNS if fmt == "json" else SETTING_COLUMNS)
 
 
 def register(cli: click.Group) -> None:

@@ -26,10 +26,12 @@ from crm.core.models import utcnow
 from crm.core.vocab import TEAM_KINDS, code_of
 from crm.plugins.service.models import ProjectManager, Staff, Team, Ticket, WorkOrder
 from crm.plugins.service.rules import (
+    CATEGORIES,
     CLOSED_STATUSES,
     LEVELS,
     MANAGER,
     PAUSED,
+    SERVICE_AREAS,
     SUPERVISOR,
     WORK_ORDER_KINDS,
     WORK_ORDER_STATUS,
@@ -66,6 +68,15 @@ DEFAULT_TEAMS = [
     ("cleaning", "保洁部", "cleaning", ["cleaning", "sanitation", "garbage"]),
     ("vendor_cleaning", "保洁外包公司", "vendor", ["landscaping", "pest_control"]),
 ]
+
+
+def handles_labels() -> dict[str, str]:
+    """Everything a team may handle, code -> label: complaint categories, warranty items and
+    the service areas."""
+    from crm.plugins.service.repairs import WARRANTY_ITEMS
+
+    items = {code: item.label for code, item in WARRANTY_ITEMS.items()}
+    return CATEGORIES | items | SERVICE_AREAS
 
 
 def ensure_default_teams(session: Session) -> None:
@@ -129,12 +140,18 @@ def add_team(session: Session, code: str, name: str, kind: str, handles: list[st
         code=code,
         name=name.strip(),
         kind=code_of(TEAM_KINDS, kind, "团队类型"),
-        handles=[h.strip() for h in handles if h.strip()],
+        # a label typed for a known code is stored as the code; any other word as typed
+        handles=[_handled(h.strip()) for h in handles if h.strip()],
         active=True,
     )
     session.add(team)
     session.flush()
     return team
+
+
+def _handled(word: str) -> str:
+    codes = {label: code for code, label in handles_labels().items()}
+    return codes.get(word, word)
 
 
 def list_teams(session: Session) -> list[dict]:

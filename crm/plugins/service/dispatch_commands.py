@@ -14,7 +14,7 @@ TEAM_COLUMNS = [
     ("code", "代码"),
     ("name", "名称"),
     ("kind", "类型", TEAM_KINDS),
-    ("handles", "负责类别/项目"),
+    ("handles_label", "负责类别/项目"),
     ("staff", "在岗人数"),
     ("active", "启用"),
 ]
@@ -122,6 +122,15 @@ SHOW_FORMAT = click.option(
 )
 
 
+def _ask_password() -> str:
+    """A password typed twice; click's own retry line would be English, so the loop is ours."""
+    while True:
+        password = click.prompt("密码", hide_input=True)
+        if click.prompt("再输入一次", hide_input=True) == password:
+            return password
+        click.echo("错误：两次输入的不一致，请重新输入。", err=True)
+
+
 def _split(text: str | None) -> list[str]:
     if not text:
         return []
@@ -154,10 +163,17 @@ def team() -> None:
 @format_option
 def team_list(fmt: str) -> None:
     """列出团队、负责的类别与维修项目、在岗人数。"""
-    from crm.plugins.service.dispatch import list_teams
+    from crm.plugins.service.dispatch import handles_labels, list_teams
 
     with get_app().session() as session:
         rows = list_teams(session)
+    labels = handles_labels()
+    for row in rows:
+        handled = row["handles"].split("、") if row["handles"] else []
+        row["handles_label"] = "、".join(labels.get(code, code) for code in handled)
+    if fmt == "json":  # the codes, with the labels beside them
+        emit(rows, fmt, [*TEAM_COLUMNS[:3], ("handles", "handles"), *TEAM_COLUMNS[3:]])
+        return
     emit(rows, fmt, TEAM_COLUMNS)
 
 
@@ -173,13 +189,14 @@ def team_list(fmt: str) -> None:
 @click.option(
     "--handles",
     default="",
-    help="按类别派工时由本团队负责的投诉类别或维修项目，逗号分隔，如 landscaping,pest_control。",
+    help="按类别派工时由本团队负责的投诉类别、维修项目或服务范围（代码或名称），逗号分隔，"
+    "如 绿化,除虫灭鼠。",
 )
 @format_option
 def team_add(code: str, name: str, kind: str, handles: str, fmt: str) -> None:
     """新增一个团队（经理、管理员可操作）。"""
     from crm.core.db import transaction
-    from crm.plugins.service.dispatch import add_team
+    from crm.plugins.service.dispatch import add_team, handles_labels
 
     with get_app().session() as session, transaction(session):
         created = add_team(session, code, name, kind, _split(handles))
@@ -190,7 +207,7 @@ def team_add(code: str, name: str, kind: str, handles: str, fmt: str) -> None:
             "kind": created.kind,
             "handles": list(created.handles),
         }
-    emit_record(record, fmt, TEAM_LABELS)
+    emit_record(record, fmt, [*TEAM_LABELS[:-1], ("handles", "负责类别/项目", handles_labels())])
 
 
 # --- staff ------------------------------------------------------------------------------------
@@ -260,7 +277,7 @@ def staff_add(
 
     password = None
     if login and ask_password:
-        password = click.prompt("密码", hide_input=True, confirmation_prompt="再输入一次")
+        password = _ask_password()
     with get_app().session() as session, transaction(session):
         created = add_staff(session, name, team_code, title, level, _split(skills))
         if login:
