@@ -23,6 +23,7 @@ from crm.core.audit import current_user
 from crm.core.clock import as_local, to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.models import utcnow
+from crm.core.paging import Page, between, fetch
 from crm.core.vocab import TEAM_KINDS, code_of
 from crm.plugins.service.models import ProjectManager, Staff, Team, Ticket, WorkOrder
 from crm.plugins.service.rules import (
@@ -750,11 +751,15 @@ def list_work_orders(
     overdue: bool = False,
     tasks: bool | None = None,
     household: str | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
     now: dt.datetime | None = None,
-) -> list[dict]:
-    """Work orders and tasks, oldest first; `tasks` True for tasks only, False for work
-    orders under tickets only."""
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """Work orders and tasks, oldest first, one page of them with how many match; `tasks`
+    True for tasks only, False for work orders under tickets only; `since`/`until` bound the
+    due time ([since, until))."""
     now = now or utcnow()
     query = select(WorkOrder).outerjoin(Ticket, WorkOrder.ticket_id == Ticket.id)
     if ticket:
@@ -778,8 +783,9 @@ def list_work_orders(
         query = query.where(WorkOrder.status == code_of(WORK_ORDER_STATUS, status, "派工单状态"))
     if overdue:
         query = query.where(WorkOrder.status == "open", WorkOrder.due_at < now)
-    orders = session.scalars(query.order_by(WorkOrder.id).limit(limit)).all()
-    return [work_order_row(order, now) for order in orders]
+    query = query.where(*between(WorkOrder.due_at, since, until))
+    page = fetch(session, query.order_by(WorkOrder.id), limit, offset, scalars=True)
+    return page.map(lambda order: work_order_row(order, now))
 
 
 def show_work_order(session: Session, number: str, now: dt.datetime | None = None) -> dict:

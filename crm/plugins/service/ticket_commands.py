@@ -703,13 +703,15 @@ def ticket_check(fmt) -> None:
 
 @ticket.command("groups")
 @click.option("--status", help="只看某一状态：open 处理中、closed 已结束、merged 已合并。")
+@date_range("发现日期")
+@paging(None)
 @format_option
-def ticket_groups(status, fmt) -> None:
+def ticket_groups(status, since, until, limit, offset, fmt) -> None:
     """列出群诉（同一楼栋或区域多户就同一问题投诉）；一起群诉用 crm ticket group 处理。"""
     from crm.plugins.service.groups import list_groups
 
     with get_app().session() as session:
-        rows = list_groups(session, status)
+        rows = list_groups(session, status, limit=limit, offset=offset, since=since, until=until)
     for row in rows:
         row["tickets"] = "、".join(row["tickets"])
     emit(rows, fmt, GROUP_COLUMNS)
