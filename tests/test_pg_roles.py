@@ -214,6 +214,9 @@ def test_logins_are_for_postgresql_only(run, db_url):
         assert "找不到数据库登录“zhang”" in result.output
     added = run("staff", "add", "张三", "--team", "nope", "--login", "Bad-Name")
     assert added.exit_code != 0 and "Traceback" not in added.output
+    # Refused before the password is asked for (twice), not after.
+    asked = run("staff", "add", "张三", "--team", "nope", "--login", "zhang", "--ask-password")
+    assert asked.exit_code != 0 and "找不到团队" in asked.output and "密码" not in asked.output
 
 
 def _seed_li(pg_app, phone="13812345678", id_number="110105199001011234"):

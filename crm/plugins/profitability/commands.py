@@ -167,6 +167,10 @@ def clv(household_code, top, bottom, stored, fmt) -> None:
     from crm.plugins.profitability.clv import household_value, ranking, score
 
     with get_app().session() as session:
+        if household_code:  # a code that names nobody is refused before everyone is scored
+            from crm.core.households import get_household
+
+            get_household(session, household_code)
         if not stored:
             with transaction(session):
                 run, notes = score(session)

@@ -159,14 +159,9 @@ def list_teams(session: Session) -> list[dict]:
     ]
 
 
-def add_staff(
-    session: Session,
-    name: str,
-    team_code: str,
-    title: str,
-    level: int = 1,
-    skills: list[str] | None = None,
-) -> Staff:
+def check_new_staff(session: Session, name: str, team_code: str, level: int = 1) -> Team:
+    """Whether `add_staff` would take these (the user's permission, the name, the level, the
+    team), without adding anyone; returns the team."""
     current_user(session).require("service.configure", "登记员工")
     name = name.strip()
     if not name:
@@ -175,9 +170,21 @@ def add_staff(
         raise CrmError("级别只能是 1（一线）、2（主管）、3（经理）或 4（总经理）。")
     if session.scalar(select(Staff.id).where(Staff.name == name)):
         raise CrmError(f"员工“{name}”已登记：同名时请加区分，如 {name}（工程）。")
+    return get_team(session, team_code)
+
+
+def add_staff(
+    session: Session,
+    name: str,
+    team_code: str,
+    title: str,
+    level: int = 1,
+    skills: list[str] | None = None,
+) -> Staff:
+    team = check_new_staff(session, name, team_code, level)
     staff = Staff(
-        name=name,
-        team_id=get_team(session, team_code).id,
+        name=name.strip(),
+        team_id=team.id,
         title=title.strip() or STAFF_LEVELS[level],
         level=level,
         skills=[s.strip() for s in skills or [] if s.strip()],

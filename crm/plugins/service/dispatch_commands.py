@@ -266,11 +266,15 @@ def staff_add(
 ) -> None:
     """登记一名员工（经理、管理员可操作）；给出 --login 时同时创建其数据库登录。"""
     from crm.core.db import transaction
-    from crm.core.logins import create_login
-    from crm.plugins.service.dispatch import add_staff
+    from crm.core.logins import check_new_login, create_login
+    from crm.plugins.service.dispatch import add_staff, check_new_staff
 
     password = None
     if login and ask_password:
+        # What would be refused is refused before the password is typed twice.
+        with get_app().session() as session:
+            check_new_staff(session, name, team_code, level)
+            check_new_login(session, login, role)
         password = click.prompt("密码", hide_input=True, confirmation_prompt="再输入一次")
     with get_app().session() as session, transaction(session):
         created = add_staff(session, name, team_code, title, level, _split(skills))
