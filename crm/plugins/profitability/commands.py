@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from crm.core.chain import TASK_KINDS
-from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
+from crm.core.cliutil import emit, emit_record, format_option, get_app, paging, parse_day
 from crm.core.vocab import TEAM_KINDS
 
 MONEY_COLUMNS = [
@@ -301,14 +301,16 @@ def settings_group() -> None:
 
 
 @settings_group.command("list")
+@paging(None)
 @format_option
-def settings_list(fmt) -> None:
+def settings_list(limit, offset, fmt) -> None:
     """列出全部设置项、当前值与默认值。"""
+    from crm.core.paging import window
     from crm.plugins.profitability.settings import list_settings
 
     with get_app().session() as session:
         rows = list_settings(session)
-    emit(rows, fmt, SETTING_COLUMNS)
+    emit(window(rows, limit, offset), fmt, SETTING_COLUMNS)
 
 
 @settings_group.command("set")

@@ -726,14 +726,16 @@ def sla() -> None:
 
 
 @sla.command("list")
+@paging(None)
 @format_option
-def sla_list(fmt) -> None:
+def sla_list(limit, offset, fmt) -> None:
     """列出服务时限标准。"""
+    from crm.core.paging import window
     from crm.plugins.service.sla import list_policies
 
     with get_app().session() as session:
         rows = list_policies(session)
-    emit(rows, fmt, POLICY_COLUMNS)
+    emit(window(rows, limit, offset), fmt, POLICY_COLUMNS)
 
 
 @sla.command("set")
