@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from crm.core.chain import TASK_KINDS
-from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
+from crm.core.cliutil import emit, emit_record, format_option, get_app, paging, parse_day
 from crm.core.vocab import TEAM_KINDS
 from crm.plugins.profitability.vocab import UNITS
 
@@ -188,6 +188,10 @@ def clv(household_code, top, bottom, stored, fmt) -> None:
     from crm.plugins.profitability.clv import household_value, ranking, score
 
     with get_app().session() as session:
+        if household_code:  # a code that names nobody is refused before everyone is scored
+            from crm.core.households import get_household
+
+            get_household(session, household_code)
         if not stored:
             with transaction(session):
                 run, notes = score(session)
@@ -321,14 +325,18 @@ def settings_group() -> None:
 
 
 @settings_group.command("list")
+@paging(None)
 @format_option
-def settings_list(fmt) -> None:
+def settings_list(limit, offset, fmt) -> None:
     """列出全部设置项、当前值与默认值。"""
+    from crm.core.paging import window
     from crm.plugins.profitability.settings import list_settings
 
     with get_app().session() as session:
         rows = list_settings(session)
-    emit(rows, fmt, SETTING_JSON_COLUMNS if fmt == "json" else SETTING_COLUMNS)
+    emit(
+        window(rows, limit, offset), fmt, SETTING_JSON_COLUMNS if fmt == "json" else SETTING_COLUMNS
+    )
 
 
 @settings_group.command("set")
