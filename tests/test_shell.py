@@ -11,7 +11,8 @@ from prompt_toolkit.document import Document
 
 import crm.core.app
 from crm.cli import State, cli
-from crm.commands.desk import Desk, DeskCompleter
+from crm.commands.desk import Desk
+from crm.commands.prompt import DeskCompleter
 
 ADMIN = "测试管理员:admin"
 
@@ -184,7 +185,7 @@ def test_completion_is_bounded(app, db_url, monkeypatch, capsys):
 
 
 def test_history_is_kept_in_the_data_dir_for_its_owner_only(tmp_path):
-    from crm.commands.desk import history_file
+    from crm.commands.prompt import history_file
 
     path = history_file()
     assert path == tmp_path / "home" / "shell_history"  # CRM_HOME (conftest)

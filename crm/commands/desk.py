@@ -6,24 +6,20 @@ and exit codes are the same; the root group's callback asks the desk for the Sta
 Nothing else is kept between lines: every command opens and closes its own sessions (no
 transaction stays open, a write is visible to the next line) and reads the clock itself.
 
-Imported only by `crm shell` (prompt-toolkit loads here, not at `crm` start-up).
+Imported only by `crm shell`; the prompt itself (prompt-toolkit) is in crm.commands.prompt,
+loaded only when a person types at a terminal, not for a piped script.
 """
 
 from __future__ import annotations
 
 import bisect
-import os
 import shlex
 import sys
 import traceback
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import click
-from prompt_toolkit.completion import CompleteEvent, Completer, Completion
-from prompt_toolkit.document import Document
 
-PROMPT = "crm> "
 LEAVE_WORDS = frozenset({"exit", "quit", "退出"})
 HELP_WORDS = frozenset({"help", "帮助"})
 # Typed at the prompt besides the commands (completed at the start of a line).
@@ -33,7 +29,6 @@ DESK_WORDS = {"help": "显示全部命令", "exit": "退出工作台", "quit": "
 IDENTIFIER_LIMIT = 5000
 # At most this many completions are offered at once.
 SHOWN = 50
-HISTORY_FILE = "shell_history"
 SHLEX_ERRORS = {
     "No closing quotation": "引号不成对",
     "No escaped character": "行末的反斜杠后面缺少字符",
@@ -169,39 +164,6 @@ class Desk:
                 break
         return code
 
-    def interactive(self, history: bool = True) -> int:
-        """The prompt: history, completion; Ctrl-C cancels the line, Ctrl-D leaves."""
-        from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import FileHistory, InMemoryHistory
-
-        from crm.core.db import resolve_url, safe_url
-
-        kept = FileHistory(str(history_file())) if history else InMemoryHistory()
-        prompt = PromptSession(history=kept, completer=DeskCompleter(self))
-        click.echo(
-            f"crm 工作台：{safe_url(resolve_url(self.state.db))}。输入 crm 的命令（开头的 crm "
-            "可省略）；Tab 补全命令、选项、客户编号与登记号；help 列出全部命令；exit、quit 或 "
-            "Ctrl-D 退出，Ctrl-C 取消当前输入。"
-        )
-        code = 0
-        while True:
-            try:
-                line = prompt.prompt(PROMPT)
-            except KeyboardInterrupt:
-                continue
-            except EOFError:
-                break
-            try:
-                result = self.run(line)
-            except Leave:
-                break
-            except KeyboardInterrupt:
-                click.echo("已中断。", err=True)
-                result = 130
-            if result is not None:
-                code = result
-        return code
-
     # --- completion ------------------------------------------------------------------------
 
     def identifiers(self) -> list[tuple[str, str, str]]:
@@ -281,17 +243,6 @@ class Desk:
         return []
 
 
-class DeskCompleter(Completer):
-    """prompt-toolkit's view of Desk.completions."""
-
-    def __init__(self, desk: Desk):
-        self.desk = desk
-
-    def get_completions(self, document: Document, complete_event: CompleteEvent):
-        for text, start, meta in self.desk.completions(document.text_before_cursor):
-            yield Completion(text, start_position=start, display_meta=meta or None)
-
-
 def _resolve(group: click.Group, words: list[str]):
     """Follow the typed words down the command tree: the command reached, the option whose
     value comes next (or None) and how many positional words the command has been given."""
@@ -366,18 +317,6 @@ def _exit_code(code) -> int:
         return code
     click.echo(code, err=True)
     return 1
-
-
-def history_file() -> Path:
-    """The prompt's history, in the user's data dir: readable by its owner only, as lines typed
-    there may hold phone numbers."""
-    from crm.core.db import data_dir
-
-    path = data_dir() / HISTORY_FILE
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not path.exists():
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    return path
 
 
 def lines_of(stream) -> Iterator[str]:

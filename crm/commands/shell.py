@@ -37,7 +37,9 @@ def shell(ctx: click.Context, no_history: bool, exit_on_error: bool) -> None:
     desk = Desk(root.command, root.obj)
     try:
         if stdin_is_terminal():
-            code = desk.interactive(history=not no_history)
+            from crm.commands.prompt import interactive
+
+            code = interactive(desk, history=not no_history)
         else:
             code = desk.piped(lines_of(sys.stdin), exit_on_error)
     finally:
