@@ -31,10 +31,10 @@ import re
 import unicodedata
 
 import click
+import pytest
 
 import crm
 from crm.cli import cli
-from crm.plugins.analysis import propensity
 
 N = 60
 
@@ -197,7 +197,6 @@ class Desk:
         command = " ".join(a for a in args[: self._depth(args)])
         self.ran.add(command)
         self.problems += _problems(command, result.output, self.codes)
-
         return result.output
 
     @staticmethod
@@ -221,8 +220,31 @@ def _first(rows, **match):
     raise AssertionError(f"no row with {match} in {rows[:3]}…")
 
 
+@pytest.fixture
+def shared_app(monkeypatch):
+    """One App per user for the whole walk, as `crm shell` keeps one: each command still goes
+    through the whole click tree and its own session, without opening the database again
+    (two hundred commands, each checking the schema and connecting anew, took most of the
+    test's time, on PostgreSQL above all)."""
+    from crm import cli as cli_module
+
+    made = {}
+    original = cli_module.State
+
+    def shared(db, user):
+        if (db, user) not in made:
+            made[db, user] = original(db, user)
+        return made[db, user]
+
+    monkeypatch.setattr(cli_module, "State", shared)
+    yield
+    for state in made.values():
+        if state._app is not None:
+            state._app.dispose()
+
+
 def test_every_command_reads_in_chinese_and_local_time(
-    run, fixed_now, fixed_now_text, time_machine, monkeypatch
+    run, shared_app, fixed_now, fixed_now_text, time_machine, monkeypatch
 ):
     desk = Desk(run)
     # The table of `crm simulate` would not be walked here; a wide terminal keeps every column
@@ -519,6 +541,8 @@ def test_every_command_reads_in_chinese_and_local_time(
     desk("analysis", "classify", "train")
     # A propensity model wants 100 buyers to be worth trusting; this demo has fewer, and what is
     # tested here is how the model's report reads, not how good the model is.
+    from crm.plugins.analysis import propensity
+
     monkeypatch.setattr(propensity, "MIN_HOUSEHOLDS", 20)
     desk("analysis", "propensity", "train", "--target", "buy_again")
     desk("analysis", "propensity", "score", "--target", "buy_again")

@@ -36,18 +36,15 @@ def scheduler() -> None:
 @format_option
 def scheduler_run(seconds: float | None, fmt: str) -> None:
     """启动调度程序：先同步任务，再按时运行全部任务；日志写到标准错误，Ctrl-C 干净退出。"""
-    import datetime as dt
     import logging
 
-    from crm.core.clock import local_zone
+    from crm.core.schedlog import ChineseLogFormatter
     from crm.core.scheduler import serve
 
     handler = logging.StreamHandler()
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Log times in the business zone, like every time the CLI shows, not the server's zone.
-    zone = local_zone()
-    formatter.converter = lambda seconds: dt.datetime.fromtimestamp(seconds, zone).timetuple()
-    handler.setFormatter(formatter)
+    # Times in the business zone, like every time the CLI shows, not the server's zone; the
+    # level and APScheduler's own messages in Chinese.
+    handler.setFormatter(ChineseLogFormatter())
     # Our own lines say what each job did; APScheduler's say only what goes wrong (a run
     # missed beyond its grace, …), not "Running job …" around every run.
     levels = {"crm.scheduler": logging.INFO, "apscheduler": logging.WARNING}
