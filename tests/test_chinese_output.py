@@ -684,3 +684,29 @@ def test_every_command_reads_in_chinese_and_local_time(
     unvisited = set(leaves) - desk.ran - set(SKIPPED)
     assert not unvisited, f"commands neither walked nor skipped: {sorted(unvisited)}"
     assert not desk.problems, "\n".join(dict.fromkeys(desk.problems))
+
+
+def test_an_iso_time_written_into_text_reads_in_local_time(monkeypatch):
+    # notes written before times were formatted, or stored JSON, hold instants in ISO form
+    monkeypatch.setenv("CRM_TIMEZONE", "Asia/Shanghai")
+    from crm.core.render import cell_text
+
+    note = "派工单 TS20261202-0001-01（补救措施）→ 客服中心：张三，时限 2026-12-02T16:20:00+00:00"
+    assert cell_text(note).endswith("时限 2026-12-03 00:20")
+    assert cell_text("完成于 2026-12-02T16:20:05.123+00:00。") == "完成于 2026-12-03 00:20。"
+    # a time without an offset is no instant: left as written; several values read on one line
+    assert cell_text("2026-12-02T16:20 开会") == "2026-12-02T16:20 开会"
+    assert cell_text(["承诺未兑现", "工作失误或服务缺陷"]) == "承诺未兑现、工作失误或服务缺陷"
+    assert cell_text([]) == ""
+
+
+def test_a_note_with_a_utc_time_shows_local_in_the_ticket(run, fixed_now_text, monkeypatch):
+    monkeypatch.setenv("CRM_TIMEZONE", "Asia/Shanghai")
+    assert run("demo", "--households", "20", "--now", fixed_now_text).exit_code == 0
+    tickets = json.loads(run("ticket", "list", "--status", "open", "--format", "json").stdout)
+    running = ("accepted", "confirmed", "assessed", "investigating", "replied")
+    number = next(t["number"] for t in tickets if t["status"] in running)
+    noted = run("ticket", "step", number, "pause", "--note", "时限 2026-12-02T16:20:00+00:00")
+    assert noted.exit_code == 0, noted.output
+    shown = run("ticket", "show", number).output
+    assert "时限 2026-12-03 00:20" in shown and "+00:00" not in shown

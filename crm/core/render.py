@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,6 +45,24 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
+# An instant written into text in ISO form with its offset ("时限 2026-12-02T16:20:00+00:00", in
+# notes written before times were formatted, or in stored JSON): people read it in local time.
+_ISO_INSTANT = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})"
+)
+
+
+def local_times(text: str) -> str:
+    """`text` with every ISO instant that carries an offset shown as local time."""
+    if "T" not in text:  # almost every value: nothing to look for
+        return text
+    return _ISO_INSTANT.sub(_local_instant, text)
+
+
+def _local_instant(match: re.Match) -> str:
+    return to_local(dt.datetime.fromisoformat(match[0])).strftime("%Y-%m-%d %H:%M")
+
+
 def cell_text(value: Any) -> str:
     """How one value reads in a table cell or on the card."""
     if value is None:
@@ -54,8 +73,10 @@ def cell_text(value: Any) -> str:
         return to_local(value).strftime("%Y-%m-%d %H:%M")
     if isinstance(value, Decimal):
         return f"{value:,.2f}"
+    if isinstance(value, list | tuple):  # several values (causes, expectations): one line
+        return "、".join(cell_text(item) for item in value)
     # A cell is one line: a note or description written on several reads on, joined.
-    return printable(" ".join(str(value).splitlines()))
+    return printable(local_times(" ".join(str(value).splitlines())))
 
 
 def percent(value: float | None, digits: int = 1, missing: str | None = None) -> str | None:
