@@ -17,8 +17,12 @@ cell by cell under their headers, `标题：值` lines, and the text around them
 
 What is legitimately ASCII stays: numbers, household codes, register numbers, emails, file
 names, units. The few places where a code IS what the person needs are allowed explicitly,
-each with its reason (ALLOWED_COLUMNS, and a code in brackets right after its label,
-"跟踪关闭（close）", which tells staff what to type).
+each with its reason: ALLOWED_COLUMNS; a column headed …代码, which says it shows the code to
+type; a code in brackets right after its label ("跟踪关闭（close）"), which tells staff what to
+type; a command shown to try ("试试：crm ticket list --overdue"); a team's code where an audit
+entry records it (TEAM_CODE_CHANGE).
+
+The walk reuses one App per user (the `shared_app` fixture), as `crm shell` does.
 """
 
 from __future__ import annotations
@@ -357,7 +361,8 @@ def test_every_command_reads_in_chinese_and_local_time(
     desk("ticket", "keep", complaint)
     desk("ticket", "close", complaint, "--confirmed", "--note", "业主确认已修好")
     desk("ticket", "revisit", complaint, "--csat", "2", "--comment", "拖得太久", "--reopen")
-    desk("ticket", "step", complaint, "pause", "--note", "业主出差")
+    # a note holding a UTC instant, as older notes do, reads in local time in `ticket show`
+    desk("ticket", "step", complaint, "pause", "--note", "业主出差，时限 2026-12-02T16:20:00+00:00")
     desk("ticket", "step", complaint, "resume")
     desk(
         "ticket",
@@ -396,6 +401,7 @@ def test_every_command_reads_in_chinese_and_local_time(
     )
     enquiry = newest("enquiry")
     desk("ticket", "claim", enquiry, front[0])
+    desk("ticket", "reassign", enquiry, supervisor, "--reason", "休假")
     desk("ticket", "reply", enquiry, "--note", "已答复")
 
     # --- a paid repair: warranty check, rate stated, fee signed, the revisit work order ------
@@ -686,3 +692,17 @@ def test_every_command_reads_in_chinese_and_local_time(
     unvisited = set(leaves) - desk.ran - set(SKIPPED)
     assert not unvisited, f"commands neither walked nor skipped: {sorted(unvisited)}"
     assert not desk.problems, "\n".join(dict.fromkeys(desk.problems))
+
+
+def test_an_iso_time_written_into_text_reads_in_local_time(monkeypatch):
+    # notes written before times were formatted, or stored JSON, hold instants in ISO form
+    monkeypatch.setenv("CRM_TIMEZONE", "Asia/Shanghai")
+    from crm.core.render import cell_text
+
+    note = "派工单 TS20261202-0001-01（补救措施）→ 客服中心：张三，时限 2026-12-02T16:20:00+00:00"
+    assert cell_text(note).endswith("时限 2026-12-03 00:20")
+    assert cell_text("完成于 2026-12-02T16:20:05.123+00:00。") == "完成于 2026-12-03 00:20。"
+    # a time without an offset is no instant: left as written; several values read on one line
+    assert cell_text("2026-12-02T16:20 开会") == "2026-12-02T16:20 开会"
+    assert cell_text(["承诺未兑现", "工作失误或服务缺陷"]) == "承诺未兑现、工作失误或服务缺陷"
+    assert cell_text([]) == ""

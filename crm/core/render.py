@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,24 @@ def display_width(text: str) -> int:
     return width(text)
 
 
+# An instant written into text in ISO form with its offset ("时限 2026-12-02T16:20:00+00:00", in
+# notes written before times were formatted, or in stored JSON): people read it in local time.
+_ISO_INSTANT = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})"
+)
+
+
+def local_times(text: str) -> str:
+    """`text` with every ISO instant that carries an offset shown as local time."""
+    if "T" not in text:  # almost every value: nothing to look for
+        return text
+    return _ISO_INSTANT.sub(_local_instant, text)
+
+
+def _local_instant(match: re.Match) -> str:
+    return to_local(dt.datetime.fromisoformat(match[0])).strftime("%Y-%m-%d %H:%M")
+
+
 def cell_text(value: Any) -> str:
     """How one value reads on one line: a card line, a record line, a CSV cell."""
     return " ".join(_cell_lines(value).split("\n"))
@@ -69,9 +88,10 @@ def _cell_lines(value: Any) -> str:
         return MONEY(value)
     if isinstance(value, float):
         return DECIMAL(value)
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple):  # several values (causes, expectations): one line
         return "、".join(cell_text(item) for item in value)
-    return "\n".join(printable(line) for line in str(value).splitlines())
+    # People read an ISO instant written into a note in local time.
+    return "\n".join(printable(local_times(line)) for line in str(value).splitlines())
 
 
 def percent(value: float | None, digits: int = 1, missing: str | None = None) -> str | None:
