@@ -59,7 +59,8 @@ def plugin_manager():
 
 class CrmGroup(click.Group):
     """The root group: loads a command's module when the command is called, and turns every
-    CrmError (and database errors) into one sentence on stderr.
+    CrmError (and database errors) into one sentence on stderr, and says click's own errors
+    in Chinese (crm.core.clicktext).
 
     Commands are declared with `crm.core.cliutil.lazy_commands` (names and the function that
     adds them); `get_command` loads only the one asked for, while listing them (help,
@@ -125,9 +126,19 @@ class CrmGroup(click.Group):
     def list_commands(self, ctx: click.Context | None) -> list[str]:
         return sorted(self.commands)
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            raise _chinese(exc) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.ClickException as exc:
+            raise _chinese(exc) from None
+        except (click.Abort, EOFError, KeyboardInterrupt) as exc:
+            raise _interrupted(exc) from None
         except CrmError as exc:
             # Messages quote what the user or a file gave (codes, names): escape it.
             click.echo(f"错误：{_printable(str(exc))}", err=True)
@@ -138,6 +149,27 @@ class CrmGroup(click.Group):
                 raise
             click.echo(f"错误：{_printable(message)}", err=True)
             ctx.exit(2)
+
+
+def _chinese(exc: click.ClickException) -> click.ClickException:
+    from crm.core.clicktext import ChineseClickError
+
+    if isinstance(exc, ChineseClickError) or type(exc).__name__ == "NoArgsIsHelpError":
+        return exc  # already Chinese; a group called alone shows its (Chinese) help
+    return ChineseClickError.of(exc)
+
+
+def _interrupted(exc: BaseException) -> click.ClickException:
+    """Ctrl-C, end of input at a prompt or click.Abort: one Chinese line, click's exit codes
+    (1; 130 for Ctrl-C, as `main` below)."""
+    from crm.core.clicktext import ChineseClickError
+
+    if isinstance(exc, KeyboardInterrupt):
+        click.echo(err=True)  # ends the line the terminal's ^C is on
+        return ChineseClickError(None, "已中断。", 130, prefix="")
+    if isinstance(exc, EOFError):
+        click.echo(err=True)
+    return ChineseClickError(None, "已取消。", 1, prefix="")
 
 
 def _printable(text: str) -> str:
@@ -160,6 +192,7 @@ class ChineseHelpFormatter(click.HelpFormatter):
         "Options": "选项",
         "Commands": "命令",
         "Arguments": "参数",
+        "Positional arguments": "参数",
     }
 
     # click measures text with len() and wraps with textwrap: a Chinese character counts one
@@ -209,9 +242,23 @@ class ChineseHelpFormatter(click.HelpFormatter):
     def section(self, name: str):
         return super().section(self.HEADINGS.get(name, name))
 
+    def write_heading(self, heading: str) -> None:
+        self.write(f"{'':>{self.current_indent}}{heading}：\n")
+
+
+class ClickWordsFormatter(ChineseHelpFormatter):
+    """click's words inside the definition lists in Chinese too: the type placeholders
+    (TEXT, INTEGER) and the extras after an option's help ([default: table; required])."""
+
+    def write_dl(self, rows, col_max: int = 30, col_spacing: int = 2) -> None:
+        from crm.core.clicktext import help_extra, placeholders
+
+        rows = [(placeholders(term), help_extra(text)) for term, text in rows]
+        super().write_dl(rows, col_max, col_spacing)
+
 
 class ChineseContext(click.Context):
-    formatter_class = ChineseHelpFormatter
+    formatter_class = ClickWordsFormatter
 
 
 def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -224,6 +271,9 @@ def _localise(command: click.Command) -> None:
     """Give every command the Chinese help formatter and a `-h/--help` described in Chinese
     (click's built-in help option is switched off at the root for this)."""
     command.context_class = ChineseContext
+    command.options_metavar = "[选项]"
+    if isinstance(command, click.Group):
+        command.subcommand_metavar = "命令 [参数]..."
     if not any("--help" in param.opts for param in command.params):
         command.params.append(
             click.Option(
@@ -258,7 +308,9 @@ def _localise(command: click.Command) -> None:
     metavar="[姓名:]角色",
     help="以谁的身份操作，如 王芳:manager；默认读取 CRM_USER。角色：sales、agent、manager、analyst、admin。",
 )
-@click.version_option(__version__, prog_name="crm", help="显示版本并退出。")
+@click.version_option(
+    __version__, prog_name="crm", message="%(prog)s 版本 %(version)s", help="显示版本并退出。"
+)
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, user: str | None) -> None:
     """crm：房地产客户关系管理平台（客户数据库、服务处理、满意度、盈利能力、协调调度）。"""

@@ -49,12 +49,14 @@ def test_audit_list_shows_every_shape_of_changes(app, run, monkeypatch):
     assert table.exit_code == 0 and "等 12 项" in table.stdout
 
 
-def test_audit_list_on_a_fresh_demo(run, fixed_now_text):
+def test_audit_list_on_a_fresh_demo(run, fixed_now_text, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # each row's changes on one line, unwrapped
     built = run("demo", "--households", "150", "--now", fixed_now_text)
     assert built.exit_code == 0, built.output
     result = run("audit", "list", "--limit", "1000", as_=MANAGER)
     assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output and "households: 0 → 150" in result.stdout
+    assert "Traceback" not in result.output and "生成演示数据" in result.stdout
+    assert "户数：0 → 150" in result.stdout
 
 
 @pytest.mark.parametrize(

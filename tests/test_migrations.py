@@ -165,6 +165,7 @@ def test_an_upgrade_gives_members_written_before_their_masked_columns(app):
         "110105********1234",
     )
     assert member["alt_phone_hash"] == app.vault.lookup_hash("02188886666")
+    assert member["alt_phone_tail"] == "6666"  # migration 0007: 尾号 search finds it
 
 
 def _chains():

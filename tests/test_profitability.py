@@ -531,6 +531,12 @@ def test_cli_settings_need_a_manager(run):
 def test_cli_without_a_run_says_what_to_do(run):
     result = run("profitability", "clv", "--stored")
     assert result.exit_code != 0 and "crm profitability clv" in result.output
+    # A code that names nobody is refused before every household is scored and stored.
+    unknown = run("profitability", "clv", "--household", "NOPE")
+    assert unknown.exit_code != 0 and "找不到客户编号为“NOPE”" in unknown.output
+    assert "已评估" not in unknown.output
+    still = run("profitability", "clv", "--stored")
+    assert still.exit_code != 0 and "还没有终身价值评估结果" in still.output
 
 
 def test_a_referred_sale_is_credited_once_with_its_margin(session):

@@ -126,7 +126,7 @@ def test_a_settings_change_reschedules_and_is_audited(app):
     with app.session() as session, transaction(session):
         set_schedule(session, "sla_check", None, now=NOW)
         assert session.get(Setting, "scheduler.sla_check") is None
-    assert execute(app, "sync", NOW) == "变更 sla_check"
+    assert execute(app, "sync", NOW) == "变更 服务时限检查与升级"
     assert jobs_by_id(app)["sla_check"]["next_run"] == local(28, 5, 5)
     assert execute(app, "sync", NOW) is None  # nothing left to change
 
@@ -303,7 +303,7 @@ def test_jobs_the_user_may_not_run_are_skipped_with_one_line(app, agent_app, cap
     assert lines == [
         (
             "张客服（客服专员）没有以下任务所需的权限，这些任务将跳过："
-            "lifecycle（生命周期触点安排，需要 campaign.manage）"
+            "“生命周期触点安排”（lifecycle，销售、经理、系统管理员可运行）"
         )
     ]
     caplog.clear()
@@ -319,7 +319,9 @@ def test_jobs_the_user_may_not_run_are_skipped_with_one_line(app, agent_app, cap
 def test_the_cli_says_which_jobs_it_skips(app, run):
     ran = run("scheduler", "run", "--for", "0.3", as_="张客服:agent")
     assert ran.exit_code == 0, ran.output
-    assert "张客服（客服专员）没有以下任务所需的权限，这些任务将跳过：lifecycle" in ran.stderr
+    assert (
+        "张客服（客服专员）没有以下任务所需的权限，这些任务将跳过：“生命周期触点安排”" in ran.stderr
+    )
     assert "调度程序已停止" in ran.stderr
 
 
@@ -368,11 +370,11 @@ def test_a_failing_job_logs_one_line_and_the_scheduler_carries_on(app, caplog):
         app.pm.unregister(plugin)
     assert _errors(caplog) == [
         (
-            "任务 boom（总是出错的任务）未能完成：程序错误 ZeroDivisionError（division by zero）；"
+            "任务 “总是出错的任务”（boom）未能完成：程序错误 ZeroDivisionError（division by zero）；"
             "其他任务照常运行，本任务下次按时再试。"
         )
     ]
-    assert "任务 tick（计数任务）完成：第 1 次" in [r.getMessage() for r in caplog.records]
+    assert "任务 “计数任务”（tick）完成：第 1 次" in [r.getMessage() for r in caplog.records]
     assert len(plugin.ticks) == 1 and plugin.ticks[0] >= start  # the scheduler's now
     next_runs = {job["id"]: job["next_run"] for job in list_jobs(app)}
     assert next_runs["boom"] > start  # still scheduled, for its next minute

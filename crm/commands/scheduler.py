@@ -8,7 +8,8 @@ import click
 
 from crm.core.cliutil import emit, emit_record, format_option, get_app
 
-SYNC_COLUMNS = [("change", "同步"), ("jobs", "任务")]
+SYNC_COLUMNS = [("change", "同步"), ("job_names", "任务")]
+SYNC_JSON_COLUMNS = [("change", "同步"), ("jobs", "任务"), ("job_names", "任务名称")]
 SET_LABELS = [
     ("id", "任务"),
     ("name", "名称"),
@@ -35,18 +36,15 @@ def scheduler() -> None:
 @format_option
 def scheduler_run(seconds: float | None, fmt: str) -> None:
     """启动调度程序：先同步任务，再按时运行全部任务；日志写到标准错误，Ctrl-C 干净退出。"""
-    import datetime as dt
     import logging
 
-    from crm.core.clock import local_zone
+    from crm.core.schedlog import ChineseLogFormatter
     from crm.core.scheduler import serve
 
     handler = logging.StreamHandler()
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Log times in the business zone, like every time the CLI shows, not the server's zone.
-    zone = local_zone()
-    formatter.converter = lambda seconds: dt.datetime.fromtimestamp(seconds, zone).timetuple()
-    handler.setFormatter(formatter)
+    # Times in the business zone, like every time the CLI shows, not the server's zone; the
+    # level and APScheduler's own messages in Chinese.
+    handler.setFormatter(ChineseLogFormatter())
     # Our own lines say what each job did; APScheduler's say only what goes wrong (a run
     # missed beyond its grace, …), not "Running job …" around every run.
     levels = {"crm.scheduler": logging.INFO, "apscheduler": logging.WARNING}
@@ -59,7 +57,8 @@ def scheduler_run(seconds: float | None, fmt: str) -> None:
     finally:
         for name in levels:
             logging.getLogger(name).removeHandler(handler)
-    emit(result.rows(), fmt, [("change", "启动时同步"), ("jobs", "任务")])
+    columns = SYNC_JSON_COLUMNS if fmt == "json" else SYNC_COLUMNS
+    emit(result.rows(), fmt, [("change", "启动时同步"), *columns[1:]])
 
 
 @scheduler.command("sync")
@@ -69,29 +68,29 @@ def scheduler_sync(fmt: str) -> None:
     from crm.core.scheduler import sync_stored_jobs
 
     result = sync_stored_jobs(get_app())
-    emit(result.rows(), fmt, SYNC_COLUMNS)
+    emit(result.rows(), fmt, SYNC_JSON_COLUMNS if fmt == "json" else SYNC_COLUMNS)
 
 
 @scheduler.command("jobs")
 @format_option
 def scheduler_jobs(fmt: str) -> None:
     """列出数据库中保存的任务：名称、排期、下次运行时间（本地时间）、设置项与所需权限。"""
-    from crm.core.scheduler import JOB_COLUMNS, job_table
+    from crm.core.scheduler import JOB_COLUMNS, JOB_JSON_COLUMNS, job_table
 
     app = get_app()
     with app.session():  # checks the database is initialised and current first
         pass
     table = job_table(app)
-    emit(table.rows, fmt, JOB_COLUMNS)
+    emit(table.rows, fmt, JOB_JSON_COLUMNS if fmt == "json" else JOB_COLUMNS)
     if table.unsynced:
         click.echo(
-            f"尚未写入数据库的任务：{'、'.join(table.unsynced)}；"
+            f"尚未写入数据库的任务：{table.named(table.unsynced)}；"
             "运行 crm scheduler sync 或启动 crm scheduler run 后生效。",
             err=True,
         )
     if table.stale:
         click.echo(
-            f"已不再提供、下次同步时移除的任务：{'、'.join(table.stale)}。",
+            f"已不再提供、下次同步时移除的任务：{table.named(table.stale)}。",
             err=True,
         )
 

@@ -85,7 +85,8 @@ class Dispatch:
     feedback_id: str
     plan: str
     references: list[str] = field(default_factory=list)
-    team: str | None = None
+    team: str | None = None  # the team's code
+    team_name: str | None = None  # and its name, as the decision log shows it
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,11 @@ def tracking_card_sections(session: Session, household: Household) -> list[CardS
 
 
 @hookspec
+def audit_vocabulary() -> dict | None:
+    """Name a plugin's audit entries in Chinese: {"actions", "entities", "fields", "values"} (see crm.core.auditlabels)."""
+
+
+@hookspec
 def service_record_states(session: Session, record_nos: list[str]) -> dict[str, dict] | None:
     """Live state of register entries a plugin keeps: number -> step, step_label, due_at, owner."""
 

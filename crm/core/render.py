@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,24 @@ def display_width(text: str) -> int:
     return width(text)
 
 
+# An instant written into text in ISO form with its offset ("时限 2026-12-02T16:20:00+00:00", in
+# notes written before times were formatted, or in stored JSON): people read it in local time.
+_ISO_INSTANT = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})"
+)
+
+
+def local_times(text: str) -> str:
+    """`text` with every ISO instant that carries an offset shown as local time."""
+    if "T" not in text:  # almost every value: nothing to look for
+        return text
+    return _ISO_INSTANT.sub(_local_instant, text)
+
+
+def _local_instant(match: re.Match) -> str:
+    return to_local(dt.datetime.fromisoformat(match[0])).strftime("%Y-%m-%d %H:%M")
+
+
 def cell_text(value: Any) -> str:
     """How one value reads on one line: a card line, a record line, a CSV cell."""
     return " ".join(_cell_lines(value).split("\n"))
@@ -69,9 +88,10 @@ def _cell_lines(value: Any) -> str:
         return MONEY(value)
     if isinstance(value, float):
         return DECIMAL(value)
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple):  # several values (causes, expectations): one line
         return "、".join(cell_text(item) for item in value)
-    return "\n".join(printable(line) for line in str(value).splitlines())
+    # People read an ISO instant written into a note in local time.
+    return "\n".join(printable(local_times(line)) for line in str(value).splitlines())
 
 
 def percent(value: float | None, digits: int = 1, missing: str | None = None) -> str | None:
@@ -128,6 +148,18 @@ def _figure(column: Column) -> Figure | None:
     return extra if isinstance(extra, Figure) else None
 
 
+def json_row(row: dict, columns: Sequence[Column]) -> dict:
+    """A row for programs: every column under its key, a coded one as its stable code with
+    its label beside it (`"status": "open", "status_label": "处理中"`)."""
+    out = {}
+    for column in columns:
+        key, vocabulary = column[0], _vocabulary(column)
+        out[key] = row.get(key)
+        if vocabulary is not None and f"{key}_label" not in out:
+            out[f"{key}_label"] = labelled(row.get(key), vocabulary)
+    return out
+
+
 def shown_rows(rows: list[dict], columns: Sequence[Column]) -> list[dict]:
     """The rows with every coded column turned into its label."""
     coded = [(column[0], _vocabulary(column)) for column in columns if _vocabulary(column)]
@@ -161,7 +193,7 @@ def render(
         columns = [(key, key) for key in (rows[0] if rows else {})]
     keys = [column[0] for column in columns]
     if fmt == "json":
-        out.write(to_json([{k: row.get(k) for k in keys} for row in rows]) + "\n")
+        out.write(to_json([json_row(row, columns) for row in rows]) + "\n")
         return
     if fmt == "csv":
         from crm.core.outfiles import csv_writer

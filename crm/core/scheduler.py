@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -50,8 +50,10 @@ JOB_COLUMNS = [
     ("schedule", "排期"),
     ("next_run", "下次运行（本地时间）"),
     ("setting", "设置项"),
-    ("permission", "所需权限"),
+    ("roles", "可运行的角色"),
 ]
+# Programs read the permission's code too.
+JOB_JSON_COLUMNS = [*JOB_COLUMNS[:-1], ("permission", "所需权限"), ("roles", "可运行的角色")]
 
 log = logging.getLogger("crm.scheduler")
 _runtime: dict = {}
@@ -280,20 +282,25 @@ class SyncResult:
     changed: list[str]
     removed: list[str]
     kept: list[str]
+    names: dict[str, str] = field(default_factory=dict)  # job id -> its Chinese name
 
     def rows(self) -> list[dict]:
-        """One row per kind of change that happened: {"change": 新增…, "jobs": "a、b"}."""
+        """One row per kind of change that happened: {"change": 新增…, "jobs": "a、b",
+        "job_names": the same jobs by name}."""
         kinds = (("新增", self.added), ("变更", self.changed), ("移除", self.removed))
         return [
-            {"change": title, "jobs": "、".join(ids)}
+            {"change": title, "jobs": "、".join(ids), "job_names": self._names(ids)}
             for title, ids in (*kinds, ("保留", self.kept))
             if ids
         ]
 
     def summary(self) -> str:
-        """The changes in one line; empty when nothing changed."""
+        """The changes in one line, jobs by name; empty when nothing changed."""
         kinds = (("新增", self.added), ("变更", self.changed), ("移除", self.removed))
-        return "；".join(f"{title} {'、'.join(ids)}" for title, ids in kinds if ids)
+        return "；".join(f"{title} {self._names(ids)}" for title, ids in kinds if ids)
+
+    def _names(self, ids: list[str]) -> str:
+        return "、".join(self.names.get(job_id, job_id) for job_id in ids)
 
 
 def sync_jobs(scheduler, session: Session, now: dt.datetime | None = None) -> SyncResult:
@@ -306,6 +313,8 @@ def sync_jobs(scheduler, session: Session, now: dt.datetime | None = None) -> Sy
     planned = planned_jobs(session, now)
     stored = {job.id: job for job in scheduler.get_jobs()}
     result = SyncResult([], [], [], [])
+    result.names = {job_id: job.name for job_id, job in stored.items()}
+    result.names |= {item.job.id: item.job.name for item in planned}
     for item in planned:
         job, trigger = item.job, item.schedule.trigger()
         found = stored.get(job.id)
@@ -345,6 +354,11 @@ class JobTable:
     rows: list[dict]
     unsynced: list[str]  # offered, not yet stored
     stale: list[str]  # stored, no longer offered
+    names: dict[str, str] = field(default_factory=dict)  # job id -> its Chinese name
+
+    def named(self, ids: list[str]) -> str:
+        """Jobs as people read them, with the id `crm scheduler set` takes: 名称（id）."""
+        return "、".join(f"{self.names.get(job_id, job_id)}（{job_id}）" for job_id in ids)
 
 
 def job_table(app, now: dt.datetime | None = None) -> JobTable:
@@ -366,10 +380,19 @@ def job_table(app, now: dt.datetime | None = None) -> JobTable:
                 "next_run": to_local(job.next_run_time) if job.next_run_time else None,
                 "setting": setting_key(job.id) if item and item.job.configurable else None,
                 "permission": item.job.permission if item else None,
+                "roles": _roles_with(item.job.permission) if item else None,
             }
         )
     ids = {job.id for job in stored}
-    return JobTable(rows, sorted(set(planned) - ids), sorted(ids - set(planned)))
+    names = {job.id: job.name for job in stored} | {i: item.job.name for i, item in planned.items()}
+    return JobTable(rows, sorted(set(planned) - ids), sorted(ids - set(planned)), names)
+
+
+def _roles_with(permission: str) -> str:
+    """The roles that hold a permission, by their Chinese names."""
+    from crm.core.security import PERMISSIONS, ROLES
+
+    return "、".join(label for role, label in ROLES.items() if role in PERMISSIONS[permission])
 
 
 def list_jobs(app, now: dt.datetime | None = None) -> list[dict]:
@@ -418,7 +441,7 @@ def run_job(job_id: str) -> None:
     try:
         with app.session() as session:
             job = find_job(session, job_id, now)
-            title = f"{job.id}（{job.name}）"
+            title = f"“{job.name}”（{job.id}）"
             summary = perform(session, job, now)
     except PermissionDenied as exc:
         skipped = _runtime.setdefault("skipped", set())
@@ -478,7 +501,9 @@ def serve(app, seconds: float | None = None) -> SyncResult:
         log.warning(
             "%s没有以下任务所需的权限，这些任务将跳过：%s",
             app.user.label,
-            "、".join(f"{job.id}（{job.name}，需要 {job.permission}）" for job in denied),
+            "、".join(
+                f"“{job.name}”（{job.id}，{_roles_with(job.permission)}可运行）" for job in denied
+            ),
         )
     try:
         scheduler.start()

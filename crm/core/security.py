@@ -54,6 +54,9 @@ PERMISSIONS = {
     # Closing a revisit the customer was not satisfied with, without reopening the ticket: a
     # manager's decision, recorded with its reason.
     "ticket.override": {"manager", "admin"},
+    # Reassigning (转交) any open ticket to another person; its owner and the supervisor of its
+    # team may hand on their own (checked by the service plugin).
+    "ticket.reassign": {"manager", "admin"},
     # Configuring service: teams, staff, SLA policies and warranty periods (manager's decision).
     "service.configure": {"manager", "admin"},
     # Member club and owner activities: enrolment, tiers, activities, sign-ups, attendance.

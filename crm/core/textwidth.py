@@ -34,9 +34,11 @@ def display_width(text: str) -> int:
     return total
 
 
-# Marks, format and control characters, separators and symbols (emoji among them, and symbols
-# whose width changed in recent Unicode versions): left to wcwidth.
-WCWIDTH_CATEGORIES = frozenset(("Mn", "Mc", "Me", "Cf", "Cc", "So", "Zl", "Zp"))
+# Marks, format and control characters and separators: left to wcwidth; so are the symbol
+# blocks holding emoji or whose widths changed in recent Unicode versions (technical and
+# miscellaneous symbols, dingbats, arrows and shapes, the Yijing hexagrams).
+WCWIDTH_CATEGORIES = frozenset(("Mn", "Mc", "Me", "Cf", "Cc", "Zl", "Zp"))
+WCWIDTH_SYMBOLS = ((0x2300, 0x2BFF), (0x3000, 0x303F), (0x3200, 0x32FF), (0x4DC0, 0x4DFF))
 
 
 def _plain_width(ch: str) -> int | None:
@@ -49,7 +51,10 @@ def _plain_width(ch: str) -> int | None:
         return 1
     if code >= 0x1F000 or 0x1100 <= code <= 0x11FF or 0xD7B0 <= code <= 0xD7FF:
         return None
-    if code in (0x3164, 0xFFA0) or unicodedata.category(ch) in WCWIDTH_CATEGORIES:
+    category = unicodedata.category(ch)
+    if code in (0x3164, 0xFFA0) or category in WCWIDTH_CATEGORIES:
+        return None
+    if category == "So" and any(low <= code <= high for low, high in WCWIDTH_SYMBOLS):
         return None
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 

@@ -63,3 +63,10 @@ def build_demo_data(session, seed, now):
             "crm --as 李分析:analyst analysis classify train、crm analysis hotspots"
         )
     ]
+
+
+@hookimpl
+def audit_vocabulary():
+    from crm.plugins.analysis.vocab import audit_vocabulary
+
+    return audit_vocabulary()

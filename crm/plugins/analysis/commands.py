@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, format_option, get_app, parse_day
+from crm.core.cliutil import emit, format_option, get_app, paging, parse_day
 from crm.core.figures import MONEY, RATE
 
 SHARE_COLUMNS = [
@@ -74,16 +74,14 @@ def analysis_referrals(group_by, since, until, fmt) -> None:
 
 
 @analysis.command("referrers")
-@click.option(
-    "--limit", type=click.IntRange(1), default=20, show_default=True, help="最多显示户数。"
-)
+@paging(20, "户")
 @format_option
-def analysis_referrers(limit, fmt) -> None:
+def analysis_referrers(limit, offset, fmt) -> None:
     """推荐成交最多的客户家庭（只显示客户编号与家庭名称，不含个人信息）。"""
     from crm.plugins.analysis.referrals import top_referrers
 
     with get_app().session() as session:
-        rows = top_referrers(session, limit)
+        rows = top_referrers(session, limit, offset)
     emit(rows, fmt, REFERRER_COLUMNS)
 
 
@@ -95,17 +93,16 @@ def analysis_referrers(limit, fmt) -> None:
     show_default=True,
     help="只看至少这么多户的推荐链（推荐人与被推荐人算 2 户）。",
 )
-@click.option(
-    "--limit", type=click.IntRange(1), default=20, show_default=True, help="最多列出的推荐链条数。"
-)
+@paging(20)
 @format_option
-def analysis_chains(min_length, limit, fmt) -> None:
+def analysis_chains(min_length, limit, offset, fmt) -> None:
     """推荐链（甲推荐乙、乙又推荐丙……）：最长的链、链长分布与链上成交总额；遇循环即止。"""
+    from crm.core.paging import Page
     from crm.core.render import to_json
     from crm.plugins.analysis.referrals import referral_chains
 
     with get_app().session() as session:
-        result = referral_chains(session, min_length, limit)
+        result = referral_chains(session, min_length, limit, offset)
     if fmt == "json":
         click.echo(to_json(result))
         return
@@ -113,7 +110,7 @@ def analysis_chains(min_length, limit, fmt) -> None:
         {**row, "chain": "→".join(row["chain"]), "names": "→".join(row["names"])}
         for row in result["chains"]
     ]
-    emit(rows, fmt, CHAIN_COLUMNS)
+    emit(Page(rows, result["total_chains"], offset, limit), fmt, CHAIN_COLUMNS)
     if fmt == "table":
         click.echo(f"\n推荐链共 {result['total_chains']} 条，链长分布：")
         emit(result["distribution"], fmt, DISTRIBUTION_COLUMNS)

@@ -211,7 +211,10 @@ def analysis_models(kind, fmt) -> None:
         rows = list_models(session, kind)
     for row in rows:
         row["main_metric"] = _main_metric(row.pop("metrics"))
-    emit(rows, fmt, MODEL_COLUMNS)
+    # The kind's code is for programs (and --kind); people read the model's name.
+    emit(
+        rows, fmt, MODEL_COLUMNS if fmt == "json" else [c for c in MODEL_COLUMNS if c[0] != "kind"]
+    )
 
 
 def register(group: click.Group) -> None:

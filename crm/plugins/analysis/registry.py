@@ -17,14 +17,10 @@ from sqlalchemy.orm import Session
 
 from crm.core.errors import CrmError
 from crm.plugins.analysis.models import SavedModel
+from crm.plugins.analysis.vocab import MODEL_KINDS
 
 # What each kind is, in the words the teams use.
-KINDS = {
-    "segments": "客户分群",
-    "buy_again": "再次购买倾向",
-    "refer": "推荐新客倾向",
-    "complaint": "投诉分类",
-}
+KINDS = MODEL_KINDS
 # The command that trains each kind, for the message when none is saved yet.
 TRAIN_COMMANDS = {
     "segments": "crm analysis segments",

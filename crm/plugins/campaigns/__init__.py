@@ -56,3 +56,10 @@ def build_demo_data(session, seed, now):
             "crm --as 王经理:manager campaign plan-touchpoints --days 30"
         )
     ]
+
+
+@hookimpl
+def audit_vocabulary():
+    from crm.plugins.campaigns.vocab import audit_vocabulary
+
+    return audit_vocabulary()

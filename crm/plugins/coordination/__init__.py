@@ -30,3 +30,10 @@ def scheduled_jobs(session, now):
     from crm.plugins.coordination.jobs import scheduled_jobs
 
     return scheduled_jobs(session, now)
+
+
+@hookimpl
+def audit_vocabulary():
+    from crm.plugins.coordination.vocab import audit_vocabulary
+
+    return audit_vocabulary()

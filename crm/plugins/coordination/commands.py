@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import day_bound, emit, emit_record, format_option, get_app
+from crm.core.cliutil import (
+    date_range,
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    paging,
+)
 from crm.core.figures import VALUE
 from crm.plugins.coordination.vocab import STATUSES
 
@@ -30,7 +37,7 @@ LOG_COLUMNS = [
     ("plan", "选定方案"),
     ("expected_value", "预期价值(元)", VALUE),
     ("plan_reason", "方案理由"),
-    ("team", "处理团队"),
+    ("team_name", "处理团队"),
     ("work", "派工"),
     ("outcome", "结果"),
     ("answer", "客户答复"),
@@ -201,13 +208,10 @@ def _flat(row: dict) -> dict:
 )
 @click.option("--household", help="只看某个客户家庭（客户编号）。")
 @click.option("--plan", help="只看选定某个方案的决策（方案名称）。")
-@click.option("--since", help="收集时间起始日期（含），如 2026-04-01。")
-@click.option("--until", help="收集时间截止日期（含），如 2026-04-30。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=100, show_default=True, help="最多显示条数。"
-)
+@date_range("反馈收集日期", "2026-04-01")
+@paging(100)
 @format_option
-def coordinate_log(status, household, plan, since, until, limit, fmt) -> None:
+def coordinate_log(status, household, plan, since, until, limit, offset, fmt) -> None:
     """协调决策记录：反馈、备选方案、选定方案、派出的工作与结果，最新的在前。"""
     from crm.plugins.coordination.cycle import list_decisions
 
@@ -217,14 +221,15 @@ def coordinate_log(status, household, plan, since, until, limit, fmt) -> None:
             status=status,
             household=household,
             plan=plan,
-            since=day_bound(since, "起始日期"),
-            until=day_bound(until, "截止日期", end=True),
+            since=since,
+            until=until,
             limit=limit,
+            offset=offset,
         )
     if fmt == "json":
         emit(rows, fmt, [(key, key) for key in rows[0]] if rows else LOG_COLUMNS)
     else:
-        emit([_flat(row) for row in rows], fmt, LOG_COLUMNS, drop=LOG_DROP)
+        emit(rows.map(_flat), fmt, LOG_COLUMNS, drop=LOG_DROP)
 
 
 def register(cli: click.Group) -> None:

@@ -9,3 +9,17 @@ STATUSES = {
     "no_plan": "无方案",
     "undispatched": "未派工",
 }
+
+
+def audit_vocabulary() -> dict:
+    """The audit log's names for coordination (the `audit_vocabulary` hook)."""
+    return {
+        "actions": {
+            "collect": "协调：收集反馈",
+            "assess": "协调：评估方案",
+            "dispatch": "派工",
+            "close": "协调：决策办结",
+        },
+        "entities": {"coord_decisions": "协调决策"},
+        "values": {"coord_decisions.status": STATUSES},
+    }

@@ -30,3 +30,10 @@ def assess_feedback(session, feedback, now):
     from crm.plugins.profitability.plans import assess_batch
 
     return assess_batch(session, feedback, now)
+
+
+@hookimpl
+def audit_vocabulary():
+    from crm.plugins.profitability.vocab import audit_vocabulary
+
+    return audit_vocabulary()

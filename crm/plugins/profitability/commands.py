@@ -8,8 +8,9 @@ from __future__ import annotations
 import click
 
 from crm.core.chain import TASK_KINDS
-from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
+from crm.core.cliutil import emit, emit_record, format_option, get_app, paging, parse_day
 from crm.core.vocab import TEAM_KINDS
+from crm.plugins.profitability.vocab import UNITS
 
 MONEY_COLUMNS = [
     ("purchase_margin", "再购毛利"),
@@ -38,7 +39,7 @@ FIT_COLUMNS = [
     ("log_likelihood", "对数似然"),
     ("customers", "客户数"),
     ("calibration_end", "校准截止"),
-    ("unit", "时间单位"),
+    ("unit", "时间单位", UNITS),
     ("since", "起始"),
     ("fitted_at", "拟合时间"),
     ("status", "拟合状态"),
@@ -73,10 +74,20 @@ PLAN_COLUMNS = [
 ]
 SETTING_COLUMNS = [
     ("key", "设置项"),
-    ("value", "当前值"),
-    ("default", "默认值"),
+    ("value_label", "当前值"),
+    ("default_label", "默认值"),
     ("changed", "已修改"),
     ("description", "说明"),
+]
+# Programs read the stored codes, with the labels beside them.
+SETTING_JSON_COLUMNS = [
+    ("key", "key"),
+    ("value", "value"),
+    ("value_label", "value_label"),
+    ("default", "default"),
+    ("default_label", "default_label"),
+    ("changed", "changed"),
+    ("description", "description"),
 ]
 
 
@@ -177,6 +188,10 @@ def clv(household_code, top, bottom, stored, fmt) -> None:
     from crm.plugins.profitability.clv import household_value, ranking, score
 
     with get_app().session() as session:
+        if household_code:  # a code that names nobody is refused before everyone is scored
+            from crm.core.households import get_household
+
+            get_household(session, household_code)
         if not stored:
             with transaction(session):
                 run, notes = score(session)
@@ -310,14 +325,18 @@ def settings_group() -> None:
 
 
 @settings_group.command("list")
+@paging(None)
 @format_option
-def settings_list(fmt) -> None:
+def settings_list(limit, offset, fmt) -> None:
     """列出全部设置项、当前值与默认值。"""
+    from crm.core.paging import window
     from crm.plugins.profitability.settings import list_settings
 
     with get_app().session() as session:
         rows = list_settings(session)
-    emit(rows, fmt, SETTING_COLUMNS)
+    emit(
+        window(rows, limit, offset), fmt, SETTING_JSON_COLUMNS if fmt == "json" else SETTING_COLUMNS
+    )
 
 
 @settings_group.command("set")
@@ -331,7 +350,7 @@ def settings_set(key, value, fmt) -> None:
 
     with get_app().session() as session, transaction(session):
         row = set_setting(session, key, value)
-    emit([row], fmt, SETTING_COLUMNS)
+    emit([row], fmt, SETTING_JSON_COLUMNS if fmt == "json" else SETTING_COLUMNS)
 
 
 def register(cli: click.Group) -> None:

@@ -67,7 +67,8 @@ from crm.core import audit
 from crm.core.chain import TASK_KINDS
 from crm.core.errors import CrmError, NotFound
 from crm.core.models import Setting
-from crm.core.vocab import TEAM_KINDS
+from crm.core.vocab import SERVICE_KINDS, TEAM_KINDS
+from crm.plugins.profitability.vocab import MODEL_LABELS, UNITS
 
 PREFIX = "profitability."
 SEVERITIES = {"general": "一般", "important": "重要", "hot": "热点", "major": "重大"}
@@ -78,7 +79,6 @@ FEEDBACK_KINDS = {
     "repeat_complaint": "重复投诉",
     "broken_promise": "承诺未兑现",
 }
-UNITS = ("days", "weeks", "months")
 # Purchase-count models; BG/NBD keeps every one-time buyer alive for ever, which for homes
 # (most households buy once) credits each with a repurchase they will hardly make.
 PURCHASE_MODELS = {
@@ -132,21 +132,30 @@ def _number(low: float, high: float | None = None, integer: bool = False) -> Cal
     return parse
 
 
-def _choice(choices) -> Callable:
+def _choice(choices: dict[str, str]) -> Callable:
+    """A code, given as the code or its label ("customer_service" or "客服")."""
+    spellings = {code: code for code in choices} | {label: code for code, label in choices.items()}
+
     def parse(text: str) -> str:
-        if text not in choices:
-            raise CrmError(f"不认识的取值“{text}”；可用：{'、'.join(choices)}。")
-        return text
+        code = spellings.get(text.strip())
+        if code is None:
+            listed = "、".join(f"{label}（{code}）" for code, label in choices.items())
+            raise CrmError(f"不认识的取值“{text}”；可用：{listed}。")
+        return code
 
     return parse
 
 
 def _kinds(text: str) -> tuple[str, ...]:
-    kinds = tuple(k.strip() for k in text.replace("，", ",").split(",") if k.strip())
-    unknown = [k for k in kinds if k not in FEEDBACK_KINDS]
+    """Feedback kinds, comma-separated, each as its code or its label."""
+    spellings = {code: code for code in FEEDBACK_KINDS}
+    spellings |= {label: code for code, label in FEEDBACK_KINDS.items()}
+    given = [k.strip() for k in text.replace("，", ",").replace("、", ",").split(",") if k.strip()]
+    unknown = [k for k in given if k not in spellings]
     if unknown:
-        raise CrmError(f"不认识的反馈类型“{unknown[0]}”；可用：{'、'.join(FEEDBACK_KINDS)}。")
-    return kinds
+        listed = "、".join(f"{label}（{code}）" for code, label in FEEDBACK_KINDS.items())
+        raise CrmError(f"不认识的反馈类型“{unknown[0]}”；可用：{listed}。")
+    return tuple(spellings[k] for k in given)
 
 
 def _flag(text: str) -> bool:
@@ -163,6 +172,16 @@ class Spec:
     default: str
     parse: Callable
     description: str
+    # Code -> label when the value is a code (or several, comma-separated): the list shows
+    # the labels, `set` takes either and stores the codes.
+    labels: dict[str, str] | None = None
+
+    def stored(self, text: str) -> str:
+        """The text to store for a checked value: codes for a coded value, else as given."""
+        if self.labels is None:
+            return text
+        value = self.parse(text)
+        return ",".join(value) if isinstance(value, tuple) else value
 
 
 def _specs() -> dict[str, Spec]:
@@ -170,12 +189,12 @@ def _specs() -> dict[str, Spec]:
     specs = {
         "horizon_years": Spec("5", _number(1, 50, integer=True), "终身价值的预测年限（年）"),
         "discount_rate": Spec("0.08", _number(0, 1), "年折现率"),
-        "unit": Spec("months", _choice(UNITS), "购买模型的时间单位（住宅按月）"),
+        "unit": Spec("months", _choice(UNITS), "购买模型的时间单位（住宅按月）", UNITS),
         "purchase_model": Spec(
             "mbgnbd",
-            _choice(PURCHASE_MODELS),
-            "购买模型："
-            + "；".join(f"{code} 即 {label}" for code, label in PURCHASE_MODELS.items()),
+            _choice(MODEL_LABELS),
+            "购买模型：" + "；".join(PURCHASE_MODELS.values()),
+            MODEL_LABELS,
         ),
         "sales_margin": Spec("0.15", rate, "住宅销售毛利率"),
         "prospect_conversion": Spec("0.15", rate, "准客户一年内成交的概率"),
@@ -197,18 +216,26 @@ def _specs() -> dict[str, Spec]:
             f"{hours:g}", money, f"{SEVERITIES[severity]}工单的处理工时"
         )
     for kind, hours in RECORD_HOURS.items():
-        specs[f"record_hours.{kind}"] = Spec(f"{hours:g}", money, f"档案服务记录“{kind}”的工时")
+        specs[f"record_hours.{kind}"] = Spec(
+            f"{hours:g}", money, f"档案服务记录“{SERVICE_KINDS[kind]}”的工时"
+        )
     for code, name, _scope, cost, team, task, retention, referral, suits in PLANS:
         specs[f"plans.{code}.cost"] = Spec(f"{cost:g}", money, f"{name}：成本（元）")
-        specs[f"plans.{code}.team"] = Spec(team, _choice(TEAM_KINDS), f"{name}：承办班组类型")
-        specs[f"plans.{code}.task"] = Spec(task, _choice(TASK_KINDS), f"{name}：交给员工的任务")
+        specs[f"plans.{code}.team"] = Spec(
+            team, _choice(TEAM_KINDS), f"{name}：承办班组类型", TEAM_KINDS
+        )
+        specs[f"plans.{code}.task"] = Spec(
+            task, _choice(TASK_KINDS), f"{name}：交给员工的任务", TASK_KINDS
+        )
         specs[f"plans.{code}.retention_gain"] = Spec(
             f"{retention:g}", share, f"{name}：挽留概率提升（强度 1、对症时）"
         )
         specs[f"plans.{code}.referral_gain"] = Spec(
             f"{referral:g}", share, f"{name}：推荐概率提升（强度 1、对症时）"
         )
-        specs[f"plans.{code}.suits"] = Spec(suits, _kinds, f"{name}：对症的反馈类型")
+        specs[f"plans.{code}.suits"] = Spec(
+            suits, _kinds, f"{name}：对症的反馈类型", FEEDBACK_KINDS
+        )
         specs[f"plans.{code}.enabled"] = Spec("1", _flag, f"{name}：是否可选")
     return specs
 
@@ -322,12 +349,22 @@ def list_settings(session: Session) -> list[dict]:
         {
             "key": PREFIX + key,
             "value": values.get(key, spec.default),
+            "value_label": value_label(key, values.get(key, spec.default)),
             "default": spec.default,
+            "default_label": value_label(key, spec.default),
             "changed": key in values and values[key] != spec.default,
             "description": spec.description,
         }
         for key, spec in SPECS.items()
     ]
+
+
+def value_label(key: str, text: str) -> str:
+    """A setting's value as people read it: a code by its label, several joined by 、."""
+    labels = SPECS[key.removeprefix(PREFIX)].labels
+    if labels is None:
+        return text
+    return "、".join(labels.get(part.strip(), part.strip()) for part in text.split(","))
 
 
 def set_setting(session: Session, key: str, value: str) -> dict:
@@ -336,6 +373,7 @@ def set_setting(session: Session, key: str, value: str) -> dict:
     key = _key(key)
     value = value.strip()
     try:
+        value = SPECS[key].stored(value)
         SPECS[key].parse(value)
     except CrmError as exc:
         raise CrmError(f"设置 {PREFIX}{key} 的新值有误：{exc}") from None

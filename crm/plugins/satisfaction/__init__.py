@@ -78,3 +78,10 @@ def scheduled_jobs(session, now):
     from crm.plugins.satisfaction.jobs import scheduled_jobs
 
     return scheduled_jobs(session, now)
+
+
+@hookimpl
+def audit_vocabulary():
+    from crm.plugins.satisfaction.vocab import audit_vocabulary
+
+    return audit_vocabulary()

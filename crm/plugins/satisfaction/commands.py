@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import at_option, day_bound, emit, format_option, get_app, parse_at
+from crm.core.cliutil import (
+    at_option,
+    date_range,
+    day_bound,
+    emit,
+    format_option,
+    get_app,
+    paging,
+    parse_at,
+)
 from crm.core.figures import SCORE
 from crm.plugins.satisfaction.vocab import KINDS, STATUSES
 
@@ -115,16 +124,15 @@ def survey_record(
 @survey.command("list")
 @click.option("--household", "household_code", help="只看某个客户家庭（客户编号）。")
 @click.option("--kind", help="只看某类调查：revisit 工单回访、periodic 定期调查、visit 走访问卷。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
-)
+@date_range("调查日期")
+@paging(50)
 @format_option
-def survey_list(household_code, kind, limit, fmt) -> None:
+def survey_list(household_code, kind, since, until, limit, offset, fmt) -> None:
     """按时间倒序列出满意度调查记录。"""
     from crm.plugins.satisfaction.surveys import list_surveys
 
     with get_app().session() as session:
-        rows = list_surveys(session, household_code, kind, limit)
+        rows = list_surveys(session, household_code, kind, limit, offset, since, until)
     emit(rows, fmt, SURVEY_COLUMNS, drop=SURVEY_DROP)
 
 
@@ -194,11 +202,10 @@ def satisfaction_report(group_by, since, until, chart_dir, fmt) -> None:
     type=click.Choice(["pending", "handed"]),
     help="只看某种状态：pending 待处理，handed 已转协调。",
 )
-@click.option(
-    "--limit", type=click.IntRange(1), default=100, show_default=True, help="最多显示条数。"
-)
+@date_range("发现日期")
+@paging(100)
 @format_option
-def satisfaction_warnings(detect, window, status, limit, fmt) -> None:
+def satisfaction_warnings(detect, window, status, since, until, limit, offset, fmt) -> None:
     """客情预警：满意度下降、项目满意率下滑、重复投诉、承诺未兑现。"""
     from crm.core.db import transaction
     from crm.plugins.satisfaction.warnings import Thresholds, detect_warnings, list_warnings
@@ -209,7 +216,7 @@ def satisfaction_warnings(detect, window, status, limit, fmt) -> None:
             with transaction(session):
                 new = detect_warnings(session, thresholds=Thresholds(window_days=window))
             click.echo(f"新增客情预警 {len(new)} 条。", err=True)
-        rows = list_warnings(session, status, limit)
+        rows = list_warnings(session, status, limit, offset, since, until)
     emit(rows, fmt, WARNING_COLUMNS)
 
 

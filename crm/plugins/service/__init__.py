@@ -147,3 +147,10 @@ def shell_identifiers(session, limit):
     from crm.plugins.service.tickets import recent_numbers
 
     return {"登记号": recent_numbers(session, limit)}
+
+
+@hookimpl
+def audit_vocabulary():
+    from crm.plugins.service.vocab import audit_vocabulary
+
+    return audit_vocabulary()

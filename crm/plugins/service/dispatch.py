@@ -23,13 +23,16 @@ from crm.core.audit import current_user
 from crm.core.clock import as_local, to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.models import utcnow
+from crm.core.paging import Page, between, fetch
 from crm.core.vocab import TEAM_KINDS, code_of
 from crm.plugins.service.models import ProjectManager, Staff, Team, Ticket, WorkOrder
 from crm.plugins.service.rules import (
+    CATEGORIES,
     CLOSED_STATUSES,
     LEVELS,
     MANAGER,
     PAUSED,
+    SERVICE_AREAS,
     SUPERVISOR,
     WORK_ORDER_KINDS,
     WORK_ORDER_STATUS,
@@ -66,6 +69,15 @@ DEFAULT_TEAMS = [
     ("cleaning", "保洁部", "cleaning", ["cleaning", "sanitation", "garbage"]),
     ("vendor_cleaning", "保洁外包公司", "vendor", ["landscaping", "pest_control"]),
 ]
+
+
+def handles_labels() -> dict[str, str]:
+    """Everything a team may handle, code -> label: complaint categories, warranty items and
+    the service areas."""
+    from crm.plugins.service.repairs import WARRANTY_ITEMS
+
+    items = {code: item.label for code, item in WARRANTY_ITEMS.items()}
+    return CATEGORIES | items | SERVICE_AREAS
 
 
 def ensure_default_teams(session: Session) -> None:
@@ -129,12 +141,18 @@ def add_team(session: Session, code: str, name: str, kind: str, handles: list[st
         code=code,
         name=name.strip(),
         kind=code_of(TEAM_KINDS, kind, "团队类型"),
-        handles=[h.strip() for h in handles if h.strip()],
+        # a label typed for a known code is stored as the code; any other word as typed
+        handles=[_handled(h.strip()) for h in handles if h.strip()],
         active=True,
     )
     session.add(team)
     session.flush()
     return team
+
+
+def _handled(word: str) -> str:
+    codes = {label: code for code, label in handles_labels().items()}
+    return codes.get(word, word)
 
 
 def list_teams(session: Session) -> list[dict]:
@@ -158,14 +176,9 @@ def list_teams(session: Session) -> list[dict]:
     ]
 
 
-def add_staff(
-    session: Session,
-    name: str,
-    team_code: str,
-    title: str,
-    level: int = 1,
-    skills: list[str] | None = None,
-) -> Staff:
+def check_new_staff(session: Session, name: str, team_code: str, level: int = 1) -> Team:
+    """Whether `add_staff` would take these (the user's permission, the name, the level, the
+    team), without adding anyone; returns the team."""
     current_user(session).require("service.configure", "登记员工")
     name = name.strip()
     if not name:
@@ -174,9 +187,21 @@ def add_staff(
         raise CrmError("级别只能是 1（一线）、2（主管）、3（经理）或 4（总经理）。")
     if session.scalar(select(Staff.id).where(Staff.name == name)):
         raise CrmError(f"员工“{name}”已登记：同名时请加区分，如 {name}（工程）。")
+    return get_team(session, team_code)
+
+
+def add_staff(
+    session: Session,
+    name: str,
+    team_code: str,
+    title: str,
+    level: int = 1,
+    skills: list[str] | None = None,
+) -> Staff:
+    team = check_new_staff(session, name, team_code, level)
     staff = Staff(
-        name=name,
-        team_id=get_team(session, team_code).id,
+        name=name.strip(),
+        team_id=team.id,
         title=title.strip() or STAFF_LEVELS[level],
         level=level,
         skills=[s.strip() for s in skills or [] if s.strip()],
@@ -750,11 +775,15 @@ def list_work_orders(
     overdue: bool = False,
     tasks: bool | None = None,
     household: str | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
     now: dt.datetime | None = None,
-) -> list[dict]:
-    """Work orders and tasks, oldest first; `tasks` True for tasks only, False for work
-    orders under tickets only."""
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """Work orders and tasks, oldest first, one page of them with how many match; `tasks`
+    True for tasks only, False for work orders under tickets only; `since`/`until` bound the
+    due time ([since, until))."""
     now = now or utcnow()
     query = select(WorkOrder).outerjoin(Ticket, WorkOrder.ticket_id == Ticket.id)
     if ticket:
@@ -778,8 +807,9 @@ def list_work_orders(
         query = query.where(WorkOrder.status == code_of(WORK_ORDER_STATUS, status, "派工单状态"))
     if overdue:
         query = query.where(WorkOrder.status == "open", WorkOrder.due_at < now)
-    orders = session.scalars(query.order_by(WorkOrder.id).limit(limit)).all()
-    return [work_order_row(order, now) for order in orders]
+    query = query.where(*between(WorkOrder.due_at, since, until))
+    page = fetch(session, query.order_by(WorkOrder.id), limit, offset, scalars=True)
+    return page.map(lambda order: work_order_row(order, now))
 
 
 def show_work_order(session: Session, number: str, now: dt.datetime | None = None) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import date_range, emit, emit_record, format_option, get_app, paging
 from crm.core.figures import MONEY
 from crm.plugins.service.rules import FUND_KINDS as KIND_LABELS
 
@@ -180,34 +180,48 @@ def spend_command(amount, kind, project, household, activity_id, work_order, not
 @click.option("--project", help="只看某个项目（项目全名）。")
 @click.option("--year", type=int, help="只看某个基金年度（按项目汇总时给出上年结转）。")
 @click.option(
-    "--limit", type=click.IntRange(1), default=50, show_default=True, help="按客户时最多显示户数。"
+    "--limit",
+    type=click.IntRange(1),
+    metavar="条数",
+    help="最多显示条数（按客户时默认 50 户，按项目时默认全部）。",
+)
+@click.option(
+    "--offset",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    metavar="条数",
+    help="跳过前面这么多条（翻页）。",
 )
 @format_option
-def balance_command(by, project, year, limit, fmt) -> None:
+def balance_command(by, project, year, limit, offset, fmt) -> None:
     """基金余额：按项目列出结转、拨付、出资、各类支出与余额，或按客户列出出资与受惠。"""
+    from crm.core.paging import window
     from crm.plugins.service.fund import household_balances, project_balances
 
     with get_app().session() as session:
         if by == "project":
-            emit(project_balances(session, project, year), fmt, PROJECT_COLUMNS)
+            rows = window(project_balances(session, project, year), limit, offset)
+            emit(rows, fmt, PROJECT_COLUMNS)
         else:
-            emit(household_balances(session, project, year, limit), fmt, HOUSEHOLD_COLUMNS)
+            rows = household_balances(session, project, year, limit or 50, offset)
+            emit(rows, fmt, HOUSEHOLD_COLUMNS)
 
 
 @fund.command("ledger")
 @click.option("--project", help="只看某个项目（项目全名）。")
 @click.option("--household", help="只看某个客户家庭（客户编号）。")
 @click.option("--year", type=int, help="只看某个基金年度。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=100, show_default=True, help="最多显示条数。"
-)
+@date_range("发生日期")
+@paging(100)
 @format_option
-def ledger_command(project, household, year, limit, fmt) -> None:
+def ledger_command(project, household, year, since, until, limit, offset, fmt) -> None:
     """基金台账：逐笔收支，最新的在前。"""
     from crm.plugins.service.fund import ledger
 
     with get_app().session() as session:
-        emit(ledger(session, project, household, year, limit), fmt, LEDGER_COLUMNS)
+        rows = ledger(session, project, household, year, limit, offset, since, until)
+        emit(rows, fmt, LEDGER_COLUMNS)
 
 
 def register(cli: click.Group) -> None:

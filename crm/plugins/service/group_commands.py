@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
+from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, paging, parse_at
 from crm.core.figures import HOURS
 from crm.plugins.service.rules import CATEGORIES, GROUP_PHASES, GROUP_STATUS, STATUSES
 
@@ -256,14 +256,16 @@ def group_close(number, result, fmt) -> None:
 
 
 @group.command("overdue")
+@paging(None)
 @format_option
-def group_overdue(fmt) -> None:
+def group_overdue(limit, offset, fmt) -> None:
     """列出处理中的群诉里已超过期限、尚未完成的处理步骤。"""
+    from crm.core.paging import window
     from crm.plugins.service.groups import overdue_steps
 
     with get_app().session() as session:
         rows = overdue_steps(session)
-    emit(rows, fmt, OVERDUE_COLUMNS)
+    emit(window(rows, limit, offset), fmt, OVERDUE_COLUMNS)
 
 
 def register(cli: click.Group) -> None:

@@ -95,6 +95,7 @@ EVENT_LABELS = ACTIONS | {
     "contact": "客户再次联系",
     "severity": "调整严重程度",
     "claim": "认领",
+    "reassign": "转交",
     "assign": "分派",
     "dispatch": "派工",
     "work_done": "派工完成",
@@ -359,6 +360,19 @@ WORK_ORDER_STATUS = {
     "done": "已完成",
     "returned": "已退回主管",
     "cancelled": "已取消",
+}
+# What else a team may look after, besides complaint categories and warranty items (a team's
+# `handles`: the work it takes when dispatch goes by category).
+SERVICE_AREAS = {
+    "security": "安全",
+    "access_control": "门禁",
+    "parking": "停车",
+    "fire": "消防",
+    "cleaning": "清洁",
+    "sanitation": "环境卫生",
+    "garbage": "垃圾清运",
+    "landscaping": "绿化",
+    "pest_control": "除虫灭鼠",
 }
 # Work that must be finished before a ticket takes its last step.
 BLOCKS_LAST_STEP = ("remedial", "corrective", "repair")

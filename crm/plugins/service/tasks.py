@@ -235,6 +235,7 @@ def carry_out_plans(
                 plan=plan.name,
                 references=[task_number],
                 team=job.team.code,
+                team_name=job.team.name,
             )
         )
     if rows:
@@ -264,6 +265,7 @@ def carry_out_plans(
                 plan=job.instruction.plan.name,
                 references=[task_number],
                 team=job.team.code,
+                team_name=job.team.name,
             )
         )
     # In the order given.
