@@ -94,6 +94,7 @@ CORE_VOCABULARY: dict[str, dict[str, Any]] = {
         "phone_enc": "手机（密文）",
         "phone_hash": "手机（查找指纹）",
         "phone_tail": "手机尾号",
+        "alt_phone_tail": "备用手机尾号",
         "phone_masked": "手机（脱敏）",
         "alt_phone_enc": "备用电话（密文）",
         "alt_phone_hash": "备用电话（查找指纹）",
