@@ -118,7 +118,7 @@ def test_end_of_input_at_a_prompt_is_cancelled_in_chinese(app, run, db_url):
         pytest.skip("the only prompt asks a database login's password: logins are PostgreSQL's")
     # staff add checks the person and the login, then asks for the password twice
     args = ("staff", "add", "张三", "--team", "service_center", "--login", "zs", "--ask-password")
-    _run = run  # noqa: N806 - the same calls, on this test's database
+    _run = run  # the same calls, on this test's database
     cancelled = _run(*args, input="")
     assert cancelled.exit_code == 1
     assert "已取消。" in cancelled.output and "Aborted" not in cancelled.output
