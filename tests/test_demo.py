@@ -357,7 +357,7 @@ def test_a_rebuild_with_the_same_seed_and_now_gives_the_same_data(run, app):
             == 2
         )
     shown = run("audit", "list", "--action", "demo", as_="王经理:manager")
-    assert shown.exit_code == 0 and "households: 60 → 60" in shown.stdout, shown.output
+    assert shown.exit_code == 0 and "户数：60 → 60" in shown.stdout, shown.output
 
     # 31 days later on the business calendar (still 07-15 in UTC): the same portfolio, every
     # sale 31 days later.
