@@ -6,7 +6,9 @@ that needs it, so `crm --help` stays fast.
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Callable
 from typing import ClassVar
 
 import click
@@ -37,6 +39,11 @@ class State:
             self._app = App(self.db, user=user, pm=plugin_manager())
         return self._app
 
+    def close(self) -> None:
+        """Let go of the App's database connections, if an App was made."""
+        if self._app is not None:
+            self._app.dispose()
+
 
 _PM = None
 
@@ -51,8 +58,73 @@ def plugin_manager():
 
 
 class CrmGroup(click.Group):
-    """Turns every CrmError (and database errors) into one sentence on stderr, and says
-    click's own errors in Chinese (crm.core.clicktext)."""
+    """The root group: loads a command's module when the command is called, and turns every
+    CrmError (and database errors) into one sentence on stderr, and says click's own errors
+    in Chinese (crm.core.clicktext).
+
+    Commands are declared with `crm.core.cliutil.lazy_commands` (names and the function that
+    adds them); `get_command` loads only the one asked for, while listing them (help,
+    completion) or reading `commands` loads them all, so code that walks the tree sees
+    every command."""
+
+    def __init__(self, *args, **kwargs):
+        # name -> the function that adds it (one function may add several names)
+        self._deferred: dict[str, Callable[[click.Group], None]] = {}
+        self._raw = 0  # > 0 while a module adds its commands: `commands` is then as it is
+        super().__init__(*args, **kwargs)
+
+    @property
+    def commands(self) -> dict[str, click.Command]:
+        if not self._raw:
+            self._load(list(self._deferred))
+        return self._commands
+
+    @commands.setter
+    def commands(self, value: dict[str, click.Command]) -> None:
+        self._commands = value
+
+    def defer_commands(self, names, register: Callable[[click.Group], None]) -> None:
+        for name in names:
+            self._deferred[name] = register
+
+    def loaded_commands(self) -> dict[str, click.Command]:
+        """The commands loaded so far (reading `commands` would load them all)."""
+        return self._commands
+
+    def deferred(self) -> dict[str, Callable[[click.Group], None]]:
+        """The commands declared and not loaded yet, with the function that adds each."""
+        return dict(self._deferred)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        self._raw += 1
+        try:
+            super().add_command(cmd, name)
+        finally:
+            self._raw -= 1
+
+    def _load(self, names: list[str]) -> None:
+        loaded = False
+        for name in names:
+            register = self._deferred.get(name)
+            if register is None:
+                continue
+            for other in [n for n, r in self._deferred.items() if r is register]:
+                del self._deferred[other]
+            self._raw += 1
+            try:
+                register(self)
+            finally:
+                self._raw -= 1
+            loaded = True
+        if loaded:
+            _localise(self)
+
+    def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
+        self._load([cmd_name])
+        return self._commands.get(cmd_name)
+
+    def list_commands(self, ctx: click.Context | None) -> list[str]:
+        return sorted(self.commands)
 
     def make_context(self, info_name, args, parent=None, **extra):
         try:
@@ -123,8 +195,49 @@ class ChineseHelpFormatter(click.HelpFormatter):
         "Positional arguments": "参数",
     }
 
+    # click measures text with len() and wraps with textwrap: a Chinese character counts one
+    # column instead of two (misaligned columns, lines past the edge) and a help text without
+    # spaces is one long "word" cut anywhere ("revis/it"). These measure terminal columns and
+    # break between Chinese characters or at spaces, never inside an ASCII word.
+
     def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
-        super().write_usage(prog, args, prefix="用法：")
+        from crm.core.textwidth import display_width, fill
+
+        head = f"{' ' * self.current_indent}用法：{prog} "
+        if not args:
+            self.write(head.rstrip() + "\n")
+            return
+        indent = " " * display_width(head)
+        self.write(fill(args, self.width, initial_indent=head, subsequent_indent=indent) + "\n")
+
+    def write_text(self, text: str) -> None:
+        from crm.core.textwidth import fill
+
+        indent = " " * self.current_indent
+        self.write(fill(text, self.width, indent, indent, preserve_paragraphs=True) + "\n")
+
+    def write_dl(self, rows, col_max: int = 30, col_spacing: int = 2) -> None:
+        from crm.core.textwidth import display_width, fill
+
+        rows = list(rows)
+        first_col = min(max((display_width(r[0]) for r in rows), default=0), col_max)
+        first_col += col_spacing
+        text_width = max(self.width - first_col - 2, 10)
+        margin = " " * self.current_indent
+        for term, *rest in rows:
+            definition = rest[0] if rest else ""
+            self.write(f"{margin}{term}")
+            if not definition:
+                self.write("\n")
+                continue
+            if display_width(term) <= first_col - col_spacing:
+                self.write(" " * (first_col - display_width(term)))
+            else:
+                self.write("\n" + " " * (first_col + self.current_indent))
+            lines = fill(definition, text_width, preserve_paragraphs=True).splitlines() or [""]
+            self.write(lines[0] + "\n")
+            for line in lines[1:]:
+                self.write((f"{' ' * (first_col + self.current_indent)}{line}").rstrip() + "\n")
 
     def section(self, name: str):
         return super().section(self.HEADINGS.get(name, name))
@@ -172,9 +285,14 @@ def _localise(command: click.Command) -> None:
                 help="显示本帮助并退出。",
             )
         )
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            _localise(sub)
+    if isinstance(command, CrmGroup):
+        subs = command.loaded_commands()
+    elif isinstance(command, click.Group):
+        subs = command.commands
+    else:
+        return
+    for sub in list(subs.values()):
+        _localise(sub)
 
 
 @click.group(cls=CrmGroup, context_settings={"help_option_names": []})
@@ -196,19 +314,44 @@ def _localise(command: click.Command) -> None:
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, user: str | None) -> None:
     """crm：房地产客户关系管理平台（客户数据库、服务处理、满意度、盈利能力、协调调度）。"""
-    ctx.obj = State(db, user)
+    # `crm shell` runs each line through this group with itself as obj: the commands typed
+    # there share its State, and so one App, engine and plugin manager.
+    desk = ctx.obj
+    ctx.obj = desk.state_for(ctx) if desk is not None else State(db, user)
 
 
-def _add_core_commands() -> None:
-    from crm.commands import admin, demo, household, key, scheduler, simulate, transfer
+# The core's command modules and the top-level commands each one's `register` adds.
+CORE_COMMANDS = {
+    "crm.commands.admin": ("init", "db", "plugins", "audit"),
+    "crm.commands.household": ("household",),
+    "crm.commands.transfer": ("import", "export"),
+    "crm.commands.demo": ("demo",),
+    "crm.commands.scheduler": ("scheduler",),
+    "crm.commands.simulate": ("simulate",),
+    "crm.commands.key": ("key",),
+    "crm.commands.shell": ("shell", "desk"),
+}
 
-    for module in (admin, household, transfer, demo, scheduler, simulate, key):
-        module.register(cli)
-    plugin_manager().hook.register_commands(cli=cli)
-    _localise(cli)
+
+def _core_module(dotted: str) -> Callable[[click.Group], None]:
+    def register(group: click.Group) -> None:
+        importlib.import_module(dotted).register(group)
+
+    return register
 
 
-_add_core_commands()
+def _declare_commands(group: click.Group) -> None:
+    """The core's commands and the plugins' (through their register_commands hook), each
+    loaded when first used."""
+    from crm.core.cliutil import lazy_commands
+
+    for dotted, names in CORE_COMMANDS.items():
+        lazy_commands(group, names, _core_module(dotted))
+    plugin_manager().hook.register_commands(cli=group)
+    _localise(group)
+
+
+_declare_commands(cli)
 
 
 def main() -> None:

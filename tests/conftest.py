@@ -70,6 +70,8 @@ def _isolated_env(monkeypatch, tmp_path):
     """No test sees the developer's real data dir, key, user, plugin switches or time zone."""
     monkeypatch.setenv("CRM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CRM_SECRET_KEY", TEST_KEY)
+    # Tables fit COLUMNS: the same width whether or not the run has a terminal.
+    monkeypatch.setenv("COLUMNS", "120")
     names = ("CRM_USER", "CRM_DATABASE_URL", "CRM_DISABLE_PLUGINS", "CRM_KEY_FILE", "CRM_TIMEZONE")
     for name in names:
         monkeypatch.delenv(name, raising=False)

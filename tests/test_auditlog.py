@@ -17,7 +17,9 @@ from crm.core.security import User, parse_user
 MANAGER = "王经理:manager"
 
 
-def test_audit_list_shows_every_shape_of_changes(app, run):
+def test_audit_list_shows_every_shape_of_changes(app, run, monkeypatch):
+    # The table's whole text on one line per row: a 120-column terminal would wrap it.
+    monkeypatch.setenv("COLUMNS", "1000")
     numbers = [f"TS20261202-{n:04d}" for n in range(1, 13)]
     with app.session() as session, transaction(session):
         audit.record(session, "update", "households", "e1", changes={"name": ["张伟", "张伟家"]})
@@ -47,7 +49,8 @@ def test_audit_list_shows_every_shape_of_changes(app, run):
     assert table.exit_code == 0 and "等 12 项" in table.stdout
 
 
-def test_audit_list_on_a_fresh_demo(run, fixed_now_text):
+def test_audit_list_on_a_fresh_demo(run, fixed_now_text, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # each row's changes on one line, unwrapped
     built = run("demo", "--households", "150", "--now", fixed_now_text)
     assert built.exit_code == 0, built.output
     result = run("audit", "list", "--limit", "1000", as_=MANAGER)

@@ -534,6 +534,20 @@ def test_callers_see_the_phones_of_their_own_contacts_only_in_score_order(app, p
         ("李", True, 2),
         ("张", True, 2),
     ]
+    # A page of the list reads (and puts on record) the phones of its own rows only.
+    page = run(
+        "campaign", "contacts", str(run_id), "--limit", "2", "--offset", "1", "--format", "json",
+        as_="王:manager",
+    )  # fmt: skip
+    assert [r["household"] for r in json.loads(page.stdout)] == ["SIGNED", "NEW"]
+    assert page.stderr.startswith("显示 2–3 条，共 4 条；其余请加 --offset 3")
+    with app.session() as session:
+        viewed = session.scalars(
+            select(AuditEntry.detail)
+            .where(AuditEntry.action == "view_personal", AuditEntry.actor == "王")
+            .order_by(AuditEntry.id)
+        ).all()
+    assert [detail.split("；")[1].split("：")[0] for detail in viewed] == ["完整显示 2 人"]
     # Already assigned contacts keep their caller unless told to reassign.
     again = run("campaign", "assign", str(run_id), "孙", "--format", "json", as_="王:manager")
     assert json.loads(again.stdout) == [{"caller": "孙", "given": 0}]

@@ -71,6 +71,8 @@ SKIPPED = {
     "scheduler run": "runs the jobs until stopped; its log lines are tested in "
     "test_scheduler_log_is_chinese_and_local",
     "coordinate watch": "the loop around `coordinate run`, which is run here",
+    "shell": "runs the commands typed at its prompt, each walked here on its own (test_shell)",
+    "desk": "another name of shell",
     "staff logins": "PostgreSQL logins of the server, not demo data (test_pg_roles)",
     "staff role": "PostgreSQL logins of the server, not demo data (test_pg_roles)",
     "household add": "prints one sentence; the card it makes is walked (household show)",
@@ -399,6 +401,7 @@ def test_every_command_reads_in_chinese_and_local_time(
     )
     enquiry = newest("enquiry")
     desk("ticket", "claim", enquiry, front[0])
+    desk("ticket", "reassign", enquiry, supervisor, "--reason", "休假")
     desk("ticket", "reply", enquiry, "--note", "已答复")
 
     # --- a paid repair: warranty check, rate stated, fee signed, the revisit work order ------

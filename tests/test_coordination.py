@@ -545,7 +545,11 @@ def cli_assessor():
     plugin_manager().unregister(plugin)
 
 
-def test_run_prints_the_counts_and_log_lists_the_decisions(run, app, homes, cli_assessor):
+def test_run_prints_the_counts_and_log_lists_the_decisions(
+    run, app, homes, cli_assessor, monkeypatch
+):
+    # Every column of the log (a 120-column terminal leaves the options out).
+    monkeypatch.setenv("COLUMNS", "1000")
     add_feedback(app, homes, ("H2", "不满意。", 0.9), ("H3", "楼上漏水。", 0.5))
     result = run("coordinate", "run", "--format", "json")
     assert result.exit_code == 0, result.output

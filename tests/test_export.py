@@ -140,8 +140,13 @@ def test_export_to_a_folder_or_under_a_file_is_one_sentence_and_writes_nothing(
     assert list(folder.iterdir()) == [] and blocker.read_text() == "不是文件夹"
 
 
-def test_a_table_cell_stays_on_one_line():
-    from crm.core.render import table
+def test_a_note_on_several_lines_keeps_the_table_aligned():
+    from crm.core.render import cell_text, table
 
-    text = table([{"a": "第一行\n第二行", "b": 1}], [("a", "说明"), ("b", "数")])
-    assert len(text.splitlines()) == 3 and "第一行 第二行" in text
+    # The note's second line stays in its column, under the first; the row's other cells are
+    # blank there, so it cannot be read as a row of its own.
+    text = table(
+        [{"a": "第一行\n第二行", "b": 1}, {"a": "x", "b": 2}], [("a", "说明"), ("b", "数")]
+    )
+    assert text.splitlines() == ["说明    数", "------  --", "第一行   1", "第二行", "x        2"]
+    assert cell_text("第一行\n第二行") == "第一行 第二行"  # a card or record line stays one line

@@ -280,7 +280,7 @@ def test_show_unknown_code_suggests_search(seeded, run):
 
 def _codes(result) -> list[str]:
     assert result.exit_code == 0, result.output
-    return [row["code"] for row in json.loads(result.output)]
+    return [row["code"] for row in json.loads(result.stdout)]
 
 
 def test_list_filters_and_pages(seeded, run):
@@ -297,8 +297,27 @@ def test_list_filters_and_pages(seeded, run):
     assert _codes(run("household", "list", "--tier", "金卡", "--format", "json")) == ["H001"]
     paged = run("household", "list", "--limit", "1", "--offset", "1", "--format", "json")
     assert _codes(paged) == ["H002"]
+    # JSON and CSV keep stdout for the data; a part of the list says so on stderr.
+    assert (
+        paged.stderr
+        == "显示 2–2 条，共 3 条；其余请加 --offset 2（每页 1 条，可用 --limit 调整）。\n"
+    )
     csv = run("household", "list", "--format", "csv")
-    assert csv.output.splitlines()[1] == "H001,张伟家,业主,万科城市花园,金卡,张伟"
+    assert csv.stderr == ""
+    assert csv.stdout.splitlines()[1] == (
+        "H001,张伟家,业主,万科城市花园,金卡,张伟,万科城市花园/3栋/12-1A、四季花城/1栋/1903"
+    )
+    # A table says how much of the list it shows, under it.
+    table = run("household", "list", "--limit", "2")
+    assert table.stdout.splitlines()[-1] == (
+        "显示 1–2 条，共 3 条；其余请加 --offset 2（每页 2 条，可用 --limit 调整）。"
+    )
+    assert run("household", "list").stdout.splitlines()[-1] == "共 3 条，已全部显示。"
+    past = run("household", "list", "--offset", "5")
+    assert past.stdout.splitlines() == [
+        "（无记录）",
+        "第 6 条起没有记录，共 3 条：请用更小的 --offset。",
+    ]
     unknown = run("household", "list", "--project", "不存在")
     assert unknown.exit_code == NotFound.exit_code and "万科城市花园" in unknown.output
 
@@ -324,6 +343,22 @@ def test_list_filters_and_pages(seeded, run):
         (["城市花园"], ["H001", "H002"]),  # H002 bought 2A-1B there
         (["13600000000"], []),
         (["13655556666"], ["H001"]),  # a member's second phone
+        (["6666"], ["H001"]),  # … and its tail
+        (["--phone", "6666"], ["H001"]),
+        # A unit as `ticket show` and the card print it, and shorter forms of it.
+        (["四季花城/1栋/1903"], ["H001"]),
+        (["四季花城／1栋／1903"], ["H001"]),  # full-width slashes
+        (["万科城市花园/3栋/2a-1b"], ["H002"]),
+        (["四季花城/3栋/1903"], []),
+        (["1栋/1903"], ["H001"]),
+        (["1栋1903"], ["H001"]),
+        (["四季花城1栋1903"], ["H001"]),
+        (["--unit", "四季花城/1栋/1903"], ["H001"]),
+        # A building: every household with a unit there.
+        (["万科城市花园/3栋"], ["H001", "H002"]),
+        (["3栋"], ["H001", "H002"]),
+        (["--building", "四季花城/1栋"], ["H001"]),
+        (["--building", "3栋", "--name", "李"], ["H002"]),
     ],
 )
 def test_search_by_each_key(seeded, run, args, expected):
@@ -337,6 +372,21 @@ def test_search_refuses_bad_input(seeded, run):
     assert phone.exit_code == 1 and "尾号" in phone.output
     wrong_id = run("household", "search", ZHANG_ID[:-1] + ("0" if ZHANG_ID[-1] != "0" else "1"))
     assert wrong_id.exit_code == 1 and "校验位" in wrong_id.output
+    place = run("household", "search", "四季花城/1栋/19/03")
+    assert place.exit_code == 1 and "项目/楼栋/房号" in place.output
+    building = run("household", "search", "--building", "a/b/c")
+    assert building.exit_code == 1 and "项目/楼栋" in building.output
+
+
+def test_search_results_show_project_building_and_unit(seeded, run):
+    found = run("household", "search", "1903")
+    assert found.exit_code == 0, found.output
+    header, _, row, footer = found.stdout.splitlines()
+    assert "房产（项目/楼栋/房号）" in header
+    assert row.split()[-1] == "万科城市花园/3栋/12-1A、四季花城/1栋/1903"
+    assert footer == "共 1 条，已全部显示。"
+    [listed] = json.loads(run("household", "search", "李娜", "--format", "json").stdout)
+    assert listed["units"] == ["万科城市花园/3栋/2A-1B"]
 
 
 def test_a_search_by_personal_data_is_audited_and_limited_for_masked_roles(seeded, run):

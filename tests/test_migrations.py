@@ -165,3 +165,53 @@ def test_an_upgrade_gives_members_written_before_their_masked_columns(app):
         "110105********1234",
     )
     assert member["alt_phone_hash"] == app.vault.lookup_hash("02188886666")
+    assert member["alt_phone_tail"] == "6666"  # migration 0007: 尾号 search finds it
+
+
+def _chains():
+    from crm.core.migrate import chains
+    from crm.core.plugins import make_plugin_manager
+    from crm.plugins import BUILTIN_PLUGINS
+
+    return chains(make_plugin_manager(BUILTIN_PLUGINS).hook.migration_locations())
+
+
+def test_the_heads_read_from_the_files_are_alembics_heads():
+    """The schema check reads each chain's revisions and head from the text of its revision
+    files rather than through alembic: they must be what alembic itself finds, on every
+    chain, so adding a migration keeps the check right."""
+    from crm.core.migrate import _alembic_history, history
+
+    found = {chain.name: history(chain.location) for chain in _chains()}
+    assert found == {chain.name: _alembic_history(chain.location) for chain in _chains()}
+    assert all(h.head in h.revisions for h in found.values())
+    assert len(found) == 7
+
+
+def test_history_falls_back_to_alembic_on_files_it_cannot_read(tmp_path, monkeypatch):
+    """A new head, a merge of two heads, and a revision written in a way the plain reading
+    does not know: the first two are read from the text, the last is left to alembic."""
+    from crm.core import migrate
+
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (tmp_path / "script.py.mako").write_text("")
+    (tmp_path / "env.py").write_text("")
+
+    def write(name: str, header: str) -> None:
+        (versions / f"{name}.py").write_text(f'"""{name}"""\n{header}\n', encoding="utf-8")
+
+    write("a1", 'revision = "a1"\ndown_revision = None')
+    write("a2", 'revision: str = "a2"\ndown_revision: str | None = "a1"  # the next one')
+    write("b2", "revision = 'b2'\ndown_revision = 'a1'")
+    write("m3", 'revision = "m3"\ndown_revision = ("a2", "b2")')
+    assert migrate.history(tmp_path) == migrate.History(frozenset({"a1", "a2", "b2", "m3"}), "m3")
+    assert migrate.history(tmp_path) == migrate._alembic_history(tmp_path)
+
+    migrate.history.cache_clear()
+    asked = []
+    monkeypatch.setattr(migrate, "_alembic_history", lambda location: asked.append(location))
+    write("m4", 'revision = "m4"\ndown_revision = (\n    "m3",\n)')
+    migrate.history(tmp_path)
+    assert asked == [tmp_path]
+    migrate.history.cache_clear()

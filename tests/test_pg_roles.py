@@ -215,6 +215,9 @@ def test_logins_are_for_postgresql_only(run, db_url):
         assert "找不到数据库登录“zhang”" in result.output
     added = run("staff", "add", "张三", "--team", "nope", "--login", "Bad-Name")
     assert added.exit_code != 0 and "Traceback" not in added.output
+    # Refused before the password is asked for (twice), not after.
+    asked = run("staff", "add", "张三", "--team", "nope", "--login", "zhang", "--ask-password")
+    assert asked.exit_code != 0 and "找不到团队" in asked.output and "密码" not in asked.output
 
 
 def _seed_li(pg_app, phone="13812345678", id_number="110105199001011234"):
@@ -342,6 +345,47 @@ def test_the_cli_of_each_role_searches_shows_and_imports_through_the_database(
     assert pg_app.vault.decrypt(stored[0]) == "13900001111"
     assert stored[1:] == ("139****1111", "1111")
     assert changes == {"phone": ["***", "***（已更改）"]}
+
+
+def test_every_role_finds_a_members_second_phone_by_number_and_tail(
+    logins, pg_db, pg_app, tmp_path
+):
+    """The alternative phone is found in full and by its tail through crm_find_members, as
+    the main one is (migration 0007); an import of a new one writes its tail."""
+    with pg_app.session() as session, session.begin():
+        household = Household(code="H2", name="周家", status="existing")
+        household.members.append(
+            Member(
+                name="周敏",
+                role="co_owner",
+                **seal_member_fields(
+                    session.info["vault"], phone="13700002222", alt_phone="13655556666"
+                ),
+            )
+        )
+        session.add(household)
+        session.flush()
+        member_id = household.members[0].id
+    runner = CliRunner()
+    for role, login in logins.items():
+        assert sql_as(pg_db, login, "SELECT alt_phone_tail FROM members") == [("6666",)], role
+        assert sql_as(pg_db, login, "SELECT crm_find_members('tail', '6666', '按尾号')") == [
+            ([member_id],)
+        ], role
+        for query in ("13655556666", "6666"):
+            found = runner.invoke(
+                cli,
+                ["--db", url_as(pg_db, login), "household", "search", query, "--format", "json"],
+            )
+            assert found.exit_code == 0, (role, found.output)
+            assert [row["code"] for row in json.loads(found.stdout)] == ["H2"], (role, query)
+    path = tmp_path / "members.csv"
+    path.write_text("客户编号,姓名,备用电话\nH2,周敏,13655557777\n", encoding="utf-8")
+    imported = runner.invoke(
+        cli, ["--db", url_as(pg_db, logins["sales"]), "import", "members", str(path)]
+    )
+    assert imported.exit_code == 0 and "更新 1" in imported.output, imported.output
+    assert sql_as(pg_db, logins["agent"], "SELECT alt_phone_tail FROM members") == [("7777",)]
 
 
 def test_only_managers_and_administrators_change_settings(logins, pg_db):

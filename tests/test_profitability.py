@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from crm.core.errors import CrmError
-from crm.core.models import Building, Household, Project, Purchase
+from crm.core.models import Building, Household, Project, Purchase, ServiceRecord
 from crm.core.plugins import make_plugin_manager
 from crm.plugins import BUILTIN_PLUGINS
 from crm.plugins.profitability import bgnbd, clv, groups, mbgnbd
@@ -44,6 +44,9 @@ def _portfolio(**changes) -> clv.Portfolio:
         "T": np.array([20.0, 0.0]),
         "mean_repeat_spend": np.array([1_000_000.0, 0.0]),
         "referred_sales": np.array([2_000_000.0, 0.0]),
+        "window_years": np.array([2.0, 2.0]),
+        "repeat_sales_window": np.array([500_000.0, 0.0]),
+        "referred_sales_window": np.array([1_000_000.0, 0.0]),
         "service_hours": np.array([10.0, 0.0]),
         "direct_cost": np.array([500.0, 0.0]),
         "repair_fees": np.array([300.0, 0.0]),
@@ -95,6 +98,31 @@ def test_lifetime_value_by_hand(purchases):
     assert np.isnan(scores.p_alive[1])
 
 
+def test_realized_profit_is_what_the_window_brought_less_what_serving_cost():
+    settings = Settings.from_values({})
+    scores = clv.value(_portfolio(), settings, MODEL, SPEND)
+    # Bought again for 500,000 and referred a 1,000,000 sale within the two-year window;
+    # 300 of fees; served for 10 hours, 500 of repairs, 100 of activities, 400 of fund; an
+    # owner of 100 m² and a club member.
+    brought = 500_000 * 0.15 + 1_000_000 * (0.15 - 0.01) + 300
+    cost = 10 * 120 + 500 + 100 + 400
+    assert scores.realized[0] == pytest.approx((brought - cost) / 2 + 2.5 * 100 * 12 * 0.1 - 150)
+    assert scores.realized[1] == 0  # the prospect: nothing brought, nothing spent
+    # Without the sales it brought, the same household costs more than its property margin:
+    # unprofitable however much it may buy in future (its lifetime value stays positive).
+    idle = clv.value(
+        _portfolio(repeat_sales_window=np.zeros(2), referred_sales_window=np.zeros(2)),
+        settings,
+        MODEL,
+        SPEND,
+    )
+    assert idle.realized[0] == pytest.approx((300 - cost) / 2 + 300 - 150) == -800
+    assert idle.clv[0] > 0
+    # A dearer staff hour makes it lose more; a higher property margin less.
+    dear = clv.value(_portfolio(), Settings.from_values({"hourly_cost": "240"}), MODEL, SPEND)
+    assert dear.realized[0] == pytest.approx(scores.realized[0] - 10 * 120 / 2)
+
+
 def test_discounting_and_margins_follow_the_settings():
     base = clv.value(_portfolio(), Settings.from_values({}), MODEL, SPEND).clv[0]
     no_discount = Settings.from_values({"discount_rate": "0"})
@@ -122,6 +150,7 @@ def test_whale_curve_and_unprofitable_share():
     assert [row["cumulative_profit"] for row in curve] == [100, 150, 140, 100]
     assert [row["profit_share"] for row in curve] == [1.0, 1.5, 1.4, 1.0]
     figures = groups.concentration(profit, cost)
+    assert figures["profit_basis"] == "clv"
     assert figures["unprofitable_share"] == 0.5
     assert figures["unprofitable_cost_share"] == 0.9
     # The two heaviest users take 90 % of the cost (the first reaching 70 %) and lose money.
@@ -130,6 +159,18 @@ def test_whale_curve_and_unprofitable_share():
     assert figures["peak_profit_share"] == 1.5
     lines = groups.summary_lines(figures)
     assert lines[0]["value"] == "50.0%" and lines[0]["reference"] == "50%-60%"
+    # With realized profits, the reference stands beside the realized share and the heavy
+    # users' share of profit is of realized profit.
+    realized = np.array([30.0, 20.0, -5.0, 5.0])
+    figures = groups.concentration(profit, cost, realized)
+    assert figures["profit_basis"] == "realized"
+    assert figures["realized_unprofitable_share"] == 0.25
+    assert figures["realized_unprofitable_cost_share"] == 0.3
+    assert figures["heavy_profit_share"] == 0.0  # households 4 and 3: 5 - 5 of 50
+    assert figures["peak_profit_share"] == 1.1  # 30 + 20 + 5 of 50
+    lines = groups.summary_lines(figures)
+    assert lines[0]["value"] == "25.0%" and lines[0]["reference"] == "50%-60%"
+    assert lines[2]["value"] == "50.0%" and lines[2]["reference"] == "—"
 
 
 # A small portfolio in the database ---------------------------------------------------------
@@ -255,9 +296,19 @@ def test_groups_by_project_segment_and_stage(session):
     assert stages[0] == "prospective"
     curve, figures = groups.portfolio_figures(session)
     assert len(curve) == 10 and curve[-1]["households"] == len(ids)
-    assert curve[-1]["cumulative_profit"] == pytest.approx(sum(v.clv for v in values), abs=0.05)
+    # The whale curve and the reference share are of realized profit; the lifetime value's
+    # unprofitable share stands beside them.
+    assert figures["profit_basis"] == "realized"
+    realized = [v.realized_profit for v in values]
+    assert curve[-1]["cumulative_profit"] == pytest.approx(sum(realized), abs=0.05)
+    assert figures["realized_unprofitable_share"] == pytest.approx(
+        sum(r < 0 for r in realized) / len(values), abs=1e-4
+    )
     assert figures["unprofitable_share"] == pytest.approx(
         sum(v.clv < 0 for v in values) / len(values), abs=1e-4
+    )
+    assert first["realized_unprofitable_share"] == pytest.approx(
+        sum(v.realized_profit < 0 for v in values if v.project_id == 1) / len(mine), abs=1e-4
     )
 
 
@@ -414,16 +465,18 @@ def test_household_service_costs_sql(session):
         select(HouseholdValue.after_sales_cost).where(HouseholdValue.household_id == 1)
     )
     hours = 1 * 2 + 2 * 40  # one general and two major tickets
-    exposure = max(
-        (
-            AS_OF
-            - session.scalar(
-                select(func.min(Purchase.purchase_date)).where(Purchase.household_id == 1)
-            )
-        ).days
-        / 365.2425,
-        2,
-    )
+    # Costs are a yearly rate over the cost window (two years, not before the register's
+    # first entry), over the part of it the household was a customer (at least two years,
+    # unless the window is shorter).
+    since_first = (
+        AS_OF
+        - session.scalar(select(func.min(Purchase.purchase_date)).where(Purchase.household_id == 1))
+    ).days / 365.2425
+    # (These tickets were written without their register entries: the register is empty.)
+    assert session.scalar(select(func.min(ServiceRecord.opened_at))) is None
+    window_start = AS_OF - dt.timedelta(days=round(2 * 365.2425))
+    window = (AS_OF - window_start).days / 365.2425
+    exposure = max(min(since_first, window), min(2, window))
     assert cost == pytest.approx(
         (hours * 120 + 1000 + 300) / exposure * Settings.from_values({}).annuity
     )
@@ -478,6 +531,12 @@ def test_cli_settings_need_a_manager(run):
 def test_cli_without_a_run_says_what_to_do(run):
     result = run("profitability", "clv", "--stored")
     assert result.exit_code != 0 and "crm profitability clv" in result.output
+    # A code that names nobody is refused before every household is scored and stored.
+    unknown = run("profitability", "clv", "--household", "NOPE")
+    assert unknown.exit_code != 0 and "找不到客户编号为“NOPE”" in unknown.output
+    assert "已评估" not in unknown.output
+    still = run("profitability", "clv", "--stored")
+    assert still.exit_code != 0 and "还没有终身价值评估结果" in still.output
 
 
 def test_a_referred_sale_is_credited_once_with_its_margin(session):
@@ -545,9 +604,21 @@ def test_groups_scores_first_and_explains_the_unprofitable_share(app, run):
             groups.sensitivity(session)
         finally:
             clv.gather = real_gather
-    assert [s.handling_hours for s in calls[1:]] == [
+    # Once as set, once with three times the hours, once for each other cost window.
+    assert [s.handling_hours for s in calls[1:2]] == [
         {k: 3 * h for k, h in calls[0].handling_hours.items()}
     ]
+    assert [s.cost_window_years for s in calls] == [2, 2, 1, 4]
+    # The realized share moves with the cost of serving and the property margin.
+    assert base["realized_unprofitable_share"] == report["summary"]["realized_unprofitable_share"]
+    assert (
+        rows["hourly_cost = 480"]["realized_unprofitable_share"]
+        >= (base["realized_unprofitable_share"])
+    )
+    assert (
+        rows["property_margin = 0.2"]["realized_unprofitable_share"]
+        <= (base["realized_unprofitable_share"])
+    )
     # BG/NBD, fitted on the spot, keeps one-time buyers alive: never fewer profitable ones.
     assert rows["purchase_model = bgnbd"]["unprofitable"] <= base["unprofitable"]
     assert any("户均" in line for line in report["explanation"])

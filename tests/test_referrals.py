@@ -169,7 +169,9 @@ def test_cli_json_and_bad_options(run, portfolio):
     total = next(r for r in shares if r["project"] == "全部项目")
     assert (total["sales"], total["referral_sales"], total["amount"]) == (7, 4, 28000.0)
     assert total["reference"].startswith("30%–50%")
-    referrers = json.loads(run("analysis", "referrers", "--limit", "1", "--format", "json").output)
+    top = run("analysis", "referrers", "--limit", "1", "--format", "json")
+    assert top.stderr.startswith("显示 1–1 条，共 5 条；其余请加 --offset 1")
+    referrers = json.loads(top.stdout)
     assert referrers == [
         {
             "rank": 1,
@@ -192,6 +194,8 @@ def test_cli_json_and_bad_options(run, portfolio):
         ["R008", "R006", "R007"],
         ["R001", "R002", "R003"],
     ]
+    second = json.loads(run("analysis", "referrers", "--offset", "1", "--format", "json").stdout)
+    assert [row["rank"] for row in second] == [2, 3, 4, 5]
     table = run("analysis", "chains")
     assert table.exit_code == 0 and "链长分布" in table.output and "R001→R002→R003" in table.output
     csv_out = run("analysis", "referrals", "--by", "year", "--format", "csv")

@@ -160,11 +160,12 @@ def after_the_visits(time_machine):
 
 
 def test_the_visit_loop_of_the_procedure_from_appointment_to_report(
-    app, portfolio, run, after_the_visits, tmp_path
+    app, portfolio, run, after_the_visits, tmp_path, monkeypatch
 ):
     """Steps 3.1-3.7 of the visit procedure for one household, with a nonconformity that is
     rectified, rejected by the customer, rectified again and confirmed, and another that is
     late; the satisfaction of each visit reaches satisfaction monitoring."""
+    monkeypatch.setenv("COLUMNS", "1000")  # the tables' text unwrapped, one line per row
     with app.session() as session, transaction(session):
         h1 = session.scalar(select(Household).where(Household.code == "H1"))
         # The lifecycle's 四年之约 call, a month before the fourth anniversary (2022-12-10).

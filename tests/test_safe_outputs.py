@@ -229,8 +229,10 @@ def test_no_export_or_list_holds_a_formula_cell(loaded, run, tmp_path):
 
 
 def test_control_characters_never_reach_the_terminal_and_xlsx_takes_them(
-    app, loaded, run, tmp_path, db_url
+    app, loaded, run, tmp_path, db_url, monkeypatch
 ):
+    # The table's whole text on one line per row: a 120-column terminal would wrap it.
+    monkeypatch.setenv("COLUMNS", "1000")
     # PostgreSQL text cannot hold NUL at all; SQLite can, and a legacy file may have put it there.
     nul = "\x00" if db_url.startswith("sqlite") else ""
     name = f"张\x1b[2J\x1b]0;owned\x07伟{nul}\u202e家"

@@ -17,7 +17,7 @@ START = as_local(dt.datetime(2026, 1, 1)).astimezone(dt.UTC)
 
 
 def test_two_months_of_a_service_centre_leave_nothing_behind(app):
-    simulation = Simulation(app, Options(households=300, months=2, start=START, check_minutes=60))
+    simulation = Simulation(app, Options(households=300, months=2, start=START, check_minutes=180))
     months = simulation.run()
     assert [m.month for m in months] == ["2026-01", "2026-02"]
     assert simulation.refusals == []

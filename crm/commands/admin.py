@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from crm.commands import emit, format_option, get_app
+from crm.core.cliutil import date_range, paging
 
 
 @click.command()
@@ -89,11 +90,10 @@ def audit() -> None:
 @click.option(
     "--action", help="只看某种操作：create、update、delete、view_personal、import、export。"
 )
-@click.option(
-    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
-)
+@date_range("操作日期")
+@paging(50)
 @format_option
-def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
+def audit_list(entity, entity_id, actor, action, since, until, limit, offset, fmt) -> None:
     """按时间倒序列出审计日志（经理、管理员可查看）。"""
     from crm.core import auditlabels
     from crm.core.auditlog import list_entries
@@ -103,7 +103,15 @@ def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
     app = get_app()
     with app.session() as session:
         rows = list_entries(
-            session, entity=entity, entity_id=entity_id, actor=actor, action=action, limit=limit
+            session,
+            entity=entity,
+            entity_id=entity_id,
+            actor=actor,
+            action=action,
+            limit=limit,
+            offset=offset,
+            since=since,
+            until=until,
         )
     labels = auditlabels.collect(app.pm)
     for row in rows:
@@ -111,9 +119,9 @@ def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
         row["changes_label"] = labels.changes(row["entity"], row["entity_id"], changes)
     # Old rows may hold newlines or terminal codes (names were not checked before): shown
     # escaped, they cannot forge a line or recolour the screen.
-    rows = [
-        {key: printable(v) if isinstance(v, str) else v for key, v in row.items()} for row in rows
-    ]
+    rows = rows.map(
+        lambda row: {key: printable(v) if isinstance(v, str) else v for key, v in row.items()}
+    )
     # People read the changes in Chinese; programs get them as stored, with the Chinese beside.
     changes = (
         [("changes", "变更"), ("changes_label", "变更（中文）")]
@@ -133,6 +141,7 @@ def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
             *changes,
             ("detail", "说明"),
         ],
+        drop=("role", "entity_id"),
     )
 
 
@@ -140,8 +149,9 @@ def audit_list(entity, entity_id, actor, action, limit, fmt) -> None:
 @click.option(
     "--days", type=click.IntRange(1, 3650), default=7, show_default=True, help="查看最近几天。"
 )
+@paging(None)
 @format_option
-def audit_alerts(days, fmt) -> None:
+def audit_alerts(days, limit, offset, fmt) -> None:
     """按个人信息（电话、尾号、身份证号）查找超过每小时上限的员工（经理、管理员可查看）。
 
     有人反复撞上限，往往是在把打码的号码逐个试成完整号码：请找本人核实。"""
@@ -149,6 +159,7 @@ def audit_alerts(days, fmt) -> None:
 
     from crm.core.auditlog import search_alerts
     from crm.core.models import utcnow
+    from crm.core.paging import window
     from crm.core.render import printable
     from crm.core.security import ROLES
 
@@ -162,7 +173,7 @@ def audit_alerts(days, fmt) -> None:
     for row in rows:
         row["role"] = ROLES.get(row["role"], row["role"])
     emit(
-        rows,
+        window(rows, limit, offset),
         fmt,
         [
             ("actor", "员工"),

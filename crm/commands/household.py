@@ -8,6 +8,7 @@ import click
 
 from crm.commands import emit, format_option, get_app
 from crm.core import vocab
+from crm.core.cliutil import paging
 
 LIST_COLUMNS = [
     ("code", "客户编号"),
@@ -16,6 +17,7 @@ LIST_COLUMNS = [
     ("project", "项目"),
     ("member_tier", "会员等级", vocab.MEMBER_TIERS),
     ("owner", "业主"),
+    ("units", "房产（项目/楼栋/房号）"),
 ]
 
 # Options are plain text so the library's schema checks them and answers in Chinese.
@@ -51,6 +53,13 @@ def profile_options(func: Callable) -> Callable:
     return func
 
 
+def _listed(rows, fmt: str):
+    """A household's units read as one 、-joined cell outside JSON."""
+    if fmt == "json":
+        return rows
+    return rows.map(lambda row: row | {"units": "、".join(row["units"])})
+
+
 def _given(values: dict) -> dict:
     return {key: value for key, value in values.items() if value is not None}
 
@@ -83,20 +92,11 @@ def show(code: str, fmt: str) -> None:
     click.echo(to_json(card.as_dict()) if fmt == "json" else card.render(), nl=fmt == "json")
 
 
-def _paging(func: Callable) -> Callable:
-    func = click.option(
-        "--offset", type=click.IntRange(0), default=0, show_default=True, help="跳过前几条。"
-    )(func)
-    return click.option(
-        "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
-    )(func)
-
-
 @household.command("list")
 @click.option("--project", help="只看某个项目（项目全名）。")
 @click.option("--status", help="只看某种状态：准客户、业主。")
 @click.option("--tier", help="只看某个会员等级：非会员、普通会员、银卡、金卡、白金卡。")
-@_paging
+@paging(50, "户")
 @format_option
 def list_(project, status, tier, limit, offset, fmt) -> None:
     """按客户编号列出客户家庭。"""
@@ -107,22 +107,30 @@ def list_(project, status, tier, limit, offset, fmt) -> None:
         rows = list_households(
             session, project=project, status=status, tier=tier, limit=limit, offset=offset
         )
-    emit(rows, fmt, LIST_COLUMNS)
+    emit(_listed(rows, fmt), fmt, LIST_COLUMNS)
 
 
 @household.command("search")
 @click.argument("query", required=False)
 @click.option("--name", help="按客户名称或成员姓名查找（包含即可）。")
-@click.option("--phone", help="按电话查找：完整号码，或手机尾号 4 位。")
+@click.option("--phone", help="按电话查找（任一成员的手机或备用电话）：完整号码，或尾号 4 位。")
 @click.option("--id-number", help="按身份证号查找（完整 18 位）。")
-@click.option("--unit", help="按房号查找，如 12-1A、1903。")
+@click.option(
+    "--unit",
+    help="按房号查找：房号（如 12-1A、1903），或照工单、跟踪卡上的写法"
+    "（如 翠湖花园/2栋/1903、2栋/1903、2栋1903）。",
+)
+@click.option(
+    "--building", help="按楼栋查找：项目/楼栋（如 翠湖花园/2栋），或只写楼栋（各项目的同名楼栋）。"
+)
 @click.option("--project", help="按项目名称查找（包含即可）。")
-@_paging
+@paging(50, "户")
 @format_option
-def search(query, name, phone, id_number, unit, project, limit, offset, fmt) -> None:
-    """查找客户家庭：QUERY 可以是姓名、电话、尾号、身份证号、房号或项目名。
+def search(query, name, phone, id_number, unit, building, project, limit, offset, fmt) -> None:
+    """查找客户家庭：QUERY 可以是姓名、电话（任一成员的手机或备用电话，完整号码或尾号）、
+    身份证号、房号（如 翠湖花园/2栋/1903）、楼栋（如 翠湖花园/2栋）或项目名。
 
-    同时给出多个条件时，须全部满足。
+    同时给出多个条件时，须全部满足。结果列出各户的项目、楼栋与房号。
     """
     from crm.core.db import transaction
     from crm.core.households import search_households
@@ -137,11 +145,12 @@ def search(query, name, phone, id_number, unit, project, limit, offset, fmt) -> 
             phone=phone,
             id_number=id_number,
             unit=unit,
+            building=building,
             project=project,
             limit=limit,
             offset=offset,
         )
-    emit(rows, fmt, LIST_COLUMNS)
+    emit(_listed(rows, fmt), fmt, LIST_COLUMNS)
 
 
 @household.command("add")

@@ -217,7 +217,8 @@ class App:
     def _refuse_newer(self, tables: set[str], found=None) -> None:
         from crm.core.migrate import states
 
-        found = found if found is not None else states(self.engine, self.migration_chains())
+        if found is None:
+            found = states(self.engine, self.migration_chains(), tables)
         ahead = [state for state in found if not state.known]
         if not ahead:
             return
@@ -239,7 +240,7 @@ class App:
                 raise self._foreign(tables)
             raise CrmError(f"数据库 {self.safe_url} 尚未初始化：请先运行 crm init。")
         self._database_user()
-        found = states(self.engine, self.migration_chains())
+        found = states(self.engine, self.migration_chains(), tables)
         self._refuse_newer(tables, found)
         behind = [state for state in found if state.behind]
         if behind:

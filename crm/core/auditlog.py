@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from crm.core.audit import chain_hash, current_user
 from crm.core.models import AuditEntry
+from crm.core.paging import Page, between, fetch
 
 
 def list_entries(
@@ -20,15 +21,19 @@ def list_entries(
     entity_id: str | None = None,
     actor: str | None = None,
     action: str | None = None,
-    limit: int = 50,
-) -> list[dict]:
+    limit: int | None = 50,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """Audit entries written in [since, until), newest first: one page of them, with how
+    many match."""
     current_user(session).require("audit.read", "查看审计日志")
     # Newest first in the chain's order (on PostgreSQL the order entries were committed in).
-    query = (
-        select(AuditEntry)
-        .order_by(AuditEntry.chain_seq.desc().nulls_first(), AuditEntry.id.desc())
-        .limit(limit)
+    query = select(AuditEntry).order_by(
+        AuditEntry.chain_seq.desc().nulls_first(), AuditEntry.id.desc()
     )
+    query = query.where(*between(AuditEntry.at, since, until))
     for column, value in (
         (AuditEntry.entity, entity),
         (AuditEntry.entity_id, entity_id),
@@ -37,8 +42,8 @@ def list_entries(
     ):
         if value:
             query = query.where(column == value)
-    return [
-        {
+    return fetch(session, query, limit, offset, scalars=True).map(
+        lambda entry: {
             "at": entry.at,
             "actor": entry.actor,
             "role": entry.role,
@@ -50,8 +55,7 @@ def list_entries(
             # as stored, for crm.core.auditlabels to say in Chinese
             "changes_data": entry.changes,
         }
-        for entry in session.scalars(query)
-    ]
+    )
 
 
 def search_alerts(session: Session, since: dt.datetime) -> list[dict]:

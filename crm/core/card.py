@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crm.core.render import cell_text, display_width, printable, table
+from crm.core.render import cell_text, display_width, printable, table, terminal_width
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -36,7 +36,7 @@ class CardSection:
                 out.append(f"  {printable(label)}：{pad}{cell_text(value)}\n")
         columns = self.columns or list(self.rows[0] if self.rows else [])
         if columns and (self.rows or not self.lines):
-            text = table(self.rows, [(c, c) for c in columns])
+            text = table(self.rows, [(c, c) for c in columns], terminal_width() - 2)
             out.extend(f"  {line}\n" for line in text.splitlines())
         elif not self.lines:
             out.append("  （无记录）\n")

@@ -27,19 +27,117 @@ def format_option(func: Callable) -> Callable:
     )(func)
 
 
-def emit(rows, fmt: str, columns: Sequence[tuple] | None = None) -> None:
+def emit(rows, fmt: str, columns: Sequence[tuple] | None = None, drop: Sequence[str] = ()) -> None:
     """Rows as a table, JSON or CSV; a column (key, header, vocabulary) shows codes as labels
-    outside JSON."""
+    outside JSON, (key, header, figure) a number in its kind's format. A table too wide for
+    the terminal leaves out first the columns whose keys `drop` lists, in that order (the
+    least needed first), then columns from the right. A page of a listing (`crm.core.paging.Page`) is followed by its count
+    (`page_footer`): a table by a line under it (none under （无记录）); JSON and CSV keep
+    stdout for the data, and only when rows were left out say so on stderr."""
     from crm.core.render import render
 
-    render(rows, fmt, columns)
+    render(rows, fmt, columns, drop=drop)
+    if getattr(rows, "total", None) is not None:
+        if fmt == "table" and rows.total:
+            click.echo(page_footer(rows))
+        elif fmt != "table" and not rows.complete:
+            click.echo(page_footer(rows), err=True)
+
+
+def page_footer(page) -> str:
+    """What a page shows of how many: 显示 1–100 条，共 2,345 条; when rows remain, how to see
+    them."""
+    shown, total, first = len(page), page.total, page.offset + 1
+    if not shown:
+        if not total:
+            return "共 0 条。"
+        return f"第 {first:,} 条起没有记录，共 {total:,} 条：请用更小的 --offset。"
+    last = page.offset + shown
+    if first == 1 and last >= total:
+        return f"共 {total:,} 条，已全部显示。"
+    text = f"显示 {first:,}–{last:,} 条，共 {total:,} 条"
+    if last < total:
+        limit = f"（每页 {page.limit:,} 条，可用 --limit 调整）" if page.limit else ""
+        text += f"；其余请加 --offset {last}{limit}"
+    return text + "。"
+
+
+def paging(default: int | None = 100, unit: str = "条") -> Callable:
+    """The shared `--limit/--offset` options of a listing; `default` None: no limit unless
+    given. The command receives `limit` and `offset`."""
+
+    def decorate(func: Callable) -> Callable:
+        func = click.option(
+            "--offset",
+            type=click.IntRange(0),
+            default=0,
+            show_default=True,
+            metavar="条数",
+            help=f"跳过前面这么多{unit}（翻页：下一页从上一页的最后一{unit}之后开始）。",
+        )(func)
+        return click.option(
+            "--limit",
+            type=click.IntRange(1),
+            default=default,
+            show_default=default is not None,
+            metavar="条数",
+            help=f"最多显示{unit}数" + ("。" if default is not None else "（默认全部）。"),
+        )(func)
+
+    return decorate
+
+
+def date_range(what: str, example: str = "2026-11-01") -> Callable:
+    """The shared `--since/--until` options (local dates, both days included) on `what` (e.g.
+    受理日期). The command receives `since` and `until` as aware UTC bounds of [since, until),
+    checked while the options are parsed, before any work."""
+
+    def bound(end: bool):
+        def callback(ctx: click.Context, param: click.Parameter, value: str | None):
+            title = "截止日期" if end else "起始日期"
+            moment = day_bound(value, title, end=end)
+            other = ctx.params.get("since" if end else "until")
+            if moment is not None and other is not None:
+                since, until = (other, moment) if end else (moment, other)
+                if since >= until:
+                    from crm.core.errors import CrmError
+
+                    raise CrmError("起始日期晚于截止日期：请核对 --since 与 --until。")
+            return moment
+
+        return callback
+
+    def decorate(func: Callable) -> Callable:
+        func = click.option(
+            "--until",
+            metavar="日期",
+            callback=bound(True),
+            help=f"只看{what}在此日期及以前的（本地日期，含当天）。",
+        )(func)
+        return click.option(
+            "--since",
+            metavar="日期",
+            callback=bound(False),
+            help=f"只看{what}在此日期及以后的（本地日期，含当天），如 {example}。",
+        )(func)
+
+    return decorate
 
 
 def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
     """One record (the result of an action or a `show`): label/value lines as a table, one
     JSON object, or a one-row CSV. Lists read as 、-joined text outside JSON; a label entry
     (key, title, vocabulary) shows the code by its label outside JSON."""
-    from crm.core.render import cell_text, display_width, labelled, render, shown_rows, to_json
+    from crm.core.render import (
+        display_width,
+        labelled,
+        render,
+        shown_rows,
+        shown_value,
+        terminal_width,
+        to_json,
+    )
+    from crm.core.textwidth import wrap
 
     if fmt == "json":
         # every field as it is, and beside each coded one its label ("status_label")
@@ -58,8 +156,15 @@ def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
         render([flat], "csv", shown)
         return
     width = max((display_width(title) for _, title in shown), default=0)
+    figures = {label[0]: label for label in labels}
+    # A long value wraps under itself, within the terminal's width.
+    room = max(terminal_width() - width - 2, 20)
     for key, title in shown:
-        click.echo(f"{title}：{' ' * (width - display_width(title))}{cell_text(flat.get(key))}")
+        value = shown_value(flat.get(key), figures[key])
+        lines = wrap(value, room)
+        click.echo(f"{title}：{' ' * (width - display_width(title))}{lines[0]}".rstrip())
+        for line in lines[1:]:
+            click.echo(f"{' ' * (width + 2)}{line}")
 
 
 def at_option(func: Callable) -> Callable:
@@ -128,3 +233,18 @@ def day_bound(text: str | None, what: str, end: bool = False):
     if end:
         day += dt.timedelta(days=1)
     return day_start(day).astimezone(dt.UTC)
+
+
+def lazy_commands(
+    cli: click.Group, names: Sequence[str], register: Callable[[click.Group], None]
+) -> None:
+    """Add the top-level commands `names`, which `register(cli)` adds, so that their modules
+    load only when one of them runs or the commands are listed (`crm --help`): a command that
+    reads a few rows should not pay for importing every other command. A group that cannot
+    defer (a plain click.Group) gets them at once. `register` must add exactly `names`
+    (tests/test_cli_meta.py checks every plugin's)."""
+    defer = getattr(cli, "defer_commands", None)
+    if defer is None:
+        register(cli)
+    else:
+        defer(names, register)

@@ -172,3 +172,8 @@ if TYPE_CHECKING:
 @hookspec
 def scheduled_jobs(session: Session, now: dt.datetime) -> list[ScheduledJob] | None:
     """A plugin's periodic work for the scheduler: id, Chinese name, default schedule, permission and body (session, now)."""
+
+
+@hookspec
+def shell_identifiers(session: Session, limit: int) -> dict[str, list[str]] | None:
+    """Numbers people type at the `crm shell` prompt, for its completion: label (e.g. 登记号) -> at most `limit`, newest first."""

@@ -9,12 +9,12 @@ vocabulary fields accept the code or the Chinese label.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from marshmallow import RAISE, Schema, ValidationError
-from sqlalchemy import ColumnElement, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, func, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
 from crm.core import audit, vocab
@@ -34,10 +34,14 @@ from crm.core.models import (
     Unit,
     utcnow,
 )
+from crm.core.paging import Page, fetch
 from crm.core.privacy import Disclosure, reads_sealed, seal_member_fields
-from crm.core.schemas import HouseholdSchema, MemberSchema, Vocab
 from crm.core.security import mask_id_number, mask_phone
 from crm.core.settings import IntSetting
+from crm.core.sorting import natural_order
+
+if TYPE_CHECKING:
+    from marshmallow import Schema
 
 FIELD_LABELS = {
     "code": "客户编号",
@@ -70,21 +74,41 @@ _UNIT_CODE = re.compile(r"[0-9A-Z]+(?:-[0-9A-Z]+)*")
 # --- input schemas -------------------------------------------------------------------------
 
 
-class HouseholdInput(HouseholdSchema):
-    """A household as typed on the command line: the import columns and rules, but a field
-    the schema does not know is an error rather than an ignored column."""
+# marshmallow is imported only by the commands that take input (add, update), not by every
+# command that reads a household.
+@functools.cache
+def _household_input_class() -> type[Schema]:
+    from marshmallow import RAISE
 
-    class Meta:
-        unknown = RAISE
+    from crm.core.schemas import HouseholdSchema
+
+    class HouseholdInput(HouseholdSchema):
+        """A household as typed on the command line: the import columns and rules, but a
+        field the schema does not know is an error rather than an ignored column."""
+
+        class Meta:
+            unknown = RAISE
+
+    return HouseholdInput
 
 
-def member_input() -> MemberSchema:
+def household_input() -> Schema:
+    return _household_input_class()()
+
+
+def member_input() -> Schema:
     """A member as typed on the command line (the household comes from the command)."""
+    from marshmallow import RAISE
+
+    from crm.core.schemas import MemberSchema
+
     return MemberSchema(only=("name", "role", "phone", "alt_phone", "id_number"), unknown=RAISE)
 
 
 def vocab_code(vocabulary: dict[str, str], text: str) -> str:
     """The stored code for a code, Chinese label or synonym; ValueError naming the choices."""
+    from crm.core.schemas import Vocab
+
     return Vocab(vocabulary).parse_text(halfwidth(text).strip())
 
 
@@ -92,6 +116,8 @@ def _load(
     schema: Schema, data: Mapping[str, Any], labels: dict[str, str], partial: bool = False
 ) -> dict:
     """Validated values, or one Chinese sentence naming every bad field."""
+    from marshmallow import ValidationError
+
     try:
         return schema.load(dict(data), partial=partial)
     except ValidationError as exc:
@@ -127,8 +153,8 @@ def project_id(session: Session, name: str) -> int:
 
 
 def _listing(
-    session: Session, conditions: list[ColumnElement[bool]], limit: int, offset: int
-) -> list[dict]:
+    session: Session, conditions: list[ColumnElement[bool]], limit: int | None, offset: int
+) -> Page:
     # The owner first, then whoever was entered first: one name to recognise the household by.
     owner = (
         select(Member.name)
@@ -139,6 +165,7 @@ def _listing(
     )
     query = (
         select(
+            Household.id,
             Household.code,
             Household.name,
             Household.status,
@@ -149,20 +176,52 @@ def _listing(
         .outerjoin(Project, Household.project_id == Project.id)
         .where(*conditions)
         .order_by(Household.code)
-        .limit(limit)
-        .offset(offset)
     )
-    return [
-        {
+    page = fetch(session, query, limit, offset)
+    units = units_of(session, [row.id for row in page])
+    return page.map(
+        lambda row: {
             "code": row.code,
             "name": row.name,
             "status": row.status,
             "project": row.project,
             "member_tier": row.member_tier,
             "owner": row.owner,
+            "units": units.get(row.id, []),
         }
-        for row in session.execute(query)
-    ]
+    )
+
+
+def units_of(session: Session, household_ids: list[int]) -> dict[int, list[str]]:
+    """household id -> its units as `ticket show` and the card print them (项目/楼栋/房号):
+    those it bought (in order of purchase), then those only its service records name (a
+    tenant's flat)."""
+    if not household_ids:
+        return {}
+    place = (Project.name + "/" + Building.name + "/" + Unit.code).label("place")
+    bought = (
+        select(Purchase.household_id, place, Purchase.purchase_date, Purchase.id)
+        .join(Unit, Purchase.unit_id == Unit.id)
+        .join(Building, Unit.building_id == Building.id)
+        .join(Project, Building.project_id == Project.id)
+        .where(Purchase.household_id.in_(household_ids))
+        .order_by(Purchase.household_id, Purchase.purchase_date, Purchase.id)
+    )
+    served = (
+        select(ServiceRecord.household_id, place)
+        .join(Unit, ServiceRecord.unit_id == Unit.id)
+        .join(Building, Unit.building_id == Building.id)
+        .join(Project, Building.project_id == Project.id)
+        .where(ServiceRecord.household_id.in_(household_ids))
+        .distinct()
+        .order_by(ServiceRecord.household_id, place)
+    )
+    found: dict[int, list[str]] = {}
+    for household_id, shown, *_ in [*session.execute(bought), *session.execute(served)]:
+        places = found.setdefault(household_id, [])
+        if shown not in places:
+            places.append(shown)
+    return found
 
 
 def first_owner_id():
@@ -188,10 +247,11 @@ def list_households(
     project: str | None = None,
     status: str | None = None,
     tier: str | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
     offset: int = 0,
-) -> list[dict]:
-    """Households ordered by code, optionally of one project, status or member tier."""
+) -> Page:
+    """Households ordered by code, optionally of one project, status or member tier; one
+    page of them, with how many match (`Page.total`)."""
     conditions = []
     if project:
         conditions.append(Household.project_id == project_id(session, project))
@@ -223,7 +283,8 @@ def _by_phone(session: Session, text: str, personal: list[str]) -> ColumnElement
     text = halfwidth(text).strip()
     if re.fullmatch(r"\d{4}", text):
         personal.append(f"手机尾号 {text}")
-        return _personal_match(session, "tail", text, personal[-1], Member.phone_tail == text)
+        either = or_(Member.phone_tail == text, Member.alt_phone_tail == text)
+        return _personal_match(session, "tail", text, personal[-1], either)
     try:
         phone = normalize_phone(text)
     except ValueError as exc:
@@ -274,15 +335,87 @@ def _personal_match(
     return _has_member(Member.id.in_(ids))
 
 
-def _by_unit(text: str) -> ColumnElement[bool]:
+def _households_in(units) -> ColumnElement[bool]:
     # A household's units are those it bought and those its service records name.
-    units = select(Unit.id).where(Unit.code == halfwidth(text).strip().upper())
     return or_(
         Household.id.in_(select(Purchase.household_id).where(Purchase.unit_id.in_(units))),
         Household.id.in_(
             select(ServiceRecord.household_id).where(ServiceRecord.unit_id.in_(units))
         ),
     )
+
+
+def _by_unit(text: str) -> ColumnElement[bool]:
+    """A unit code (1903, 12-1A), or a unit or building in the printed form (`_by_place`)."""
+    place = _place(text)
+    if place is not None:
+        return _by_place(place)
+    return _households_in(select(Unit.id).where(Unit.code == halfwidth(text).strip().upper()))
+
+
+# A building as the projects name them: 2栋, 2号楼, 3幢, A座; a unit code may follow it.
+_BUILDING_THEN_UNIT = re.compile(
+    r"(?P<project>.*?)(?P<building>[0-9A-Z]+(?:栋|号楼|幢|座))(?P<unit>[0-9A-Z]+(?:-[0-9A-Z]+)*)?"
+)
+
+
+def _place(text: str) -> list[tuple[str | None, str, str | None]] | None:
+    """The (project, building, unit) a text may name, or None when it names no place:
+
+    - 翠湖花园/2栋/1903 (as `ticket show` and the card print a unit): that unit;
+    - 翠湖花园/2栋 or 2栋/1903: a building of a project, or a unit of a building of any
+      project (the two readings are tried together: names are matched exactly);
+    - 2栋1903, 翠湖花园2栋1903, 2栋, 翠湖花园2号楼: a building name ending in 栋, 号楼, 幢 or
+      座, with the project before it and the unit code after it when given.
+
+    2-1903 is not read as building 2, unit 1903: it is the form of unit codes (1-1A)."""
+    text = halfwidth(text).strip()
+    if "/" in text:
+        parts = [part.strip() for part in text.split("/")]
+        if len(parts) > 3 or not all(parts):
+            raise CrmError(
+                f"房号“{text}”的写法不对：请写成 项目/楼栋/房号（如 翠湖花园/2栋/1903）、"
+                "项目/楼栋 或 楼栋/房号。"
+            )
+        if len(parts) == 3:
+            return [(parts[0], parts[1], parts[2].upper())]
+        return [(parts[0], parts[1], None), (None, parts[0], parts[1].upper())]
+    found = _BUILDING_THEN_UNIT.fullmatch(text.upper())
+    if found is None:
+        return None
+    # Project names keep their case: take the project part from the text as typed.
+    project = text[: len(found["project"])].strip() or None
+    return [(project, found["building"], found["unit"])]
+
+
+def _by_place(readings: list[tuple[str | None, str, str | None]]) -> ColumnElement[bool]:
+    """Households with a unit at one of these (project, building, unit) places (a None
+    project: any project; a None unit: the whole building)."""
+    alternatives = []
+    for project, building, unit in readings:
+        conditions = [Building.name == building]
+        if project is not None:
+            conditions.append(Project.name == project)
+        if unit is not None:
+            conditions.append(Unit.code == unit)
+        alternatives.append(and_(*conditions))
+    units = (
+        select(Unit.id)
+        .join(Building, Unit.building_id == Building.id)
+        .join(Project, Building.project_id == Project.id)
+        .where(or_(*alternatives))
+    )
+    return _households_in(units)
+
+
+def _by_building(text: str) -> ColumnElement[bool]:
+    """项目/楼栋 or a building name alone (2栋: that building in every project)."""
+    text = halfwidth(text).strip()
+    parts = [part.strip() for part in text.split("/")]
+    if len(parts) > 2 or not all(parts):
+        raise CrmError(f"楼栋“{text}”的写法不对：请写成 项目/楼栋（如 翠湖花园/2栋）或只写楼栋。")
+    project, building = parts if len(parts) == 2 else (None, parts[0])
+    return _by_place([(project, building, None)])
 
 
 def _by_project(text: str) -> ColumnElement[bool]:
@@ -299,7 +432,8 @@ def _by_project(text: str) -> ColumnElement[bool]:
 
 
 def _guess(session: Session, text: str, personal: list[str]) -> ColumnElement[bool]:
-    """What a free-text query most likely is: ID number, phone, tail or unit, name or project."""
+    """What a free-text query most likely is: ID number, phone, tail or unit, a unit or
+    building in the printed form, name or project."""
     text = halfwidth(text).strip()
     if re.fullmatch(r"\d{17}[\dXx]", text):
         return _by_id_number(session, text, personal)
@@ -311,8 +445,13 @@ def _guess(session: Session, text: str, personal: list[str]) -> ColumnElement[bo
         pass
     else:
         return _by_phone(session, text, personal)
+    if "/" in text:
+        return _by_place(_place(text))
     if _UNIT_CODE.fullmatch(text.upper()) and any(ch.isdigit() for ch in text):
         return _by_unit(text)
+    place = _place(text)
+    if place is not None:  # 2栋1903, 翠湖花园2栋: a name or project could still read so
+        return or_(_by_place(place), _by_name(text), _by_project(text))
     return or_(_by_name(text), _by_project(text))
 
 
@@ -380,13 +519,16 @@ def search_households(
     phone: str | None = None,
     id_number: str | None = None,
     unit: str | None = None,
+    building: str | None = None,
     project: str | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
     offset: int = 0,
-) -> list[dict]:
-    """Households matching every key given; the free-text query is matched by what it looks
-    like. Phones and ID numbers are found by their keyed hash, never decrypted; a search by
-    them is audited and limited (see `_guard_personal_search`), so the caller commits."""
+) -> Page:
+    """Households matching every key given, one page of them with how many match; the
+    free-text query is matched by what it looks like. Phones (main or alternative, in full or
+    the last four digits) and ID numbers are found by their keyed hash, never decrypted; a
+    search by them is audited and limited (see `_guard_personal_search`), so the caller
+    commits."""
     conditions: list[ColumnElement[bool]] = []
     personal: list[str] = []
     if query and query.strip():
@@ -399,11 +541,13 @@ def search_households(
         conditions.append(_by_id_number(session, id_number, personal))
     if unit:
         conditions.append(_by_unit(unit))
+    if building:
+        conditions.append(_by_building(building))
     if project:
         conditions.append(_by_project(project))
     if not conditions:
         raise CrmError(
-            "请给出要查找的内容：姓名、电话（完整号码或尾号 4 位）、身份证号、房号或项目名称。"
+            "请给出要查找的内容：姓名、电话（完整号码或尾号 4 位）、身份证号、房号、楼栋或项目名称。"
         )
     if personal and reads_sealed(session):  # otherwise the database did (above)
         _guard_personal_search(session, personal)
@@ -444,7 +588,7 @@ def add_household(
     """A new household, with its owner when `owner` (name, phone, id_number …) is given.
     Everything is checked before anything is added."""
     current_user(session).require("household.write", "新增客户家庭")
-    values = _load(HouseholdInput(), data, FIELD_LABELS)
+    values = _load(household_input(), data, FIELD_LABELS)
     owner_values = _load(member_input(), owner, MEMBER_LABELS) if owner else None
     code = values["code"]
     if session.scalar(select(Household.id).where(Household.code == code)) is not None:
@@ -468,7 +612,7 @@ def update_household(session: Session, code: str, changes: Mapping[str, Any]) ->
     current_user(session).require("household.write", "修改客户资料")
     if not changes:
         raise CrmError("没有给出要修改的字段：例如 --age 45 或 --status 业主。")
-    values = _load(HouseholdInput(), changes, FIELD_LABELS, partial=True)
+    values = _load(household_input(), changes, FIELD_LABELS, partial=True)
     household = get_household(session, code)
     if "code" in values and values["code"] != household.code:
         taken = session.scalar(select(Household.id).where(Household.code == values["code"]))
@@ -644,7 +788,7 @@ def _units(session: Session, household: Household, purchases: list[dict]) -> Car
                 select(ServiceRecord.unit_id).where(ServiceRecord.household_id == household.id)
             )
         )
-        .order_by(Project.name, Building.name, Unit.code)
+        .order_by(Project.name, *natural_order(Building.name), *natural_order(Unit.code))
     ).all()
     rows += [
         {

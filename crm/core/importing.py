@@ -1263,7 +1263,7 @@ class Members(Handler):
             # counts as updated and the update below writes them, not the stored ones, back.
             for name, shown in (
                 ("phone", ("phone_masked", "phone_tail")),
-                ("alt_phone", ("alt_phone_masked",)),
+                ("alt_phone", ("alt_phone_masked", "alt_phone_tail")),
                 ("id_number", ("id_number_masked",)),
             ):
                 if name in changed:
@@ -1278,7 +1278,15 @@ class Members(Handler):
         if alt and vault.lookup_hash(alt) != stored["alt_phone_hash"]:
             sealed = seal_member_fields(vault, alt_phone=alt)
             values.update(
-                {k: sealed[k] for k in ("alt_phone_enc", "alt_phone_hash", "alt_phone_masked")}
+                {
+                    k: sealed[k]
+                    for k in (
+                        "alt_phone_enc",
+                        "alt_phone_hash",
+                        "alt_phone_tail",
+                        "alt_phone_masked",
+                    )
+                }
             )
             changes["alt_phone"] = ["***", "***（已更改）"]
         if id_number and vault.lookup_hash(id_number) != stored["id_number_hash"]:

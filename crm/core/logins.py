@@ -59,17 +59,25 @@ def _exists(session: Session, login: str) -> bool:
     return bool(session.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": login}))
 
 
+def check_new_login(session: Session, login: str, role: str) -> str:
+    """Whether `create_login` would take these (the user's permission, PostgreSQL, the name,
+    the role, no such login yet), without creating anything; returns the role's code. Asked
+    before a password is typed."""
+    audit.current_user(session).require("staff.login", "创建数据库登录")
+    _require_postgresql(session)
+    role = _check(login, role)
+    if _exists(session, login):
+        raise CrmError(f"数据库登录“{login}”已存在：改角色请用 crm staff role {login} <角色>。")
+    return role
+
+
 def create_login(session: Session, login: str, role: str, password: str | None = None) -> str:
     """Create the PostgreSQL login `login` in CRM role `role` (code or Chinese name); returns
     the role's code. Without a password the login authenticates the way pg_hba.conf says
     (peer or certificate); the password is never written to the audit log."""
     from psycopg import sql
 
-    audit.current_user(session).require("staff.login", "创建数据库登录")
-    _require_postgresql(session)
-    role = _check(login, role)
-    if _exists(session, login):
-        raise CrmError(f"数据库登录“{login}”已存在：改角色请用 crm staff role {login} <角色>。")
+    role = check_new_login(session, login, role)
     statement = sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
         sql.Identifier(login), sql.Identifier(f"crm_{role}")
     )

@@ -162,6 +162,7 @@ class Member(Audited, TimestampMixin, Base):
         "phone_tail",
         "alt_phone_enc",
         "alt_phone_hash",
+        "alt_phone_tail",
         "id_number_enc",
         "id_number_hash",
     )
@@ -186,6 +187,8 @@ class Member(Audited, TimestampMixin, Base):
     alt_phone_enc: Mapped[str | None] = mapped_column(String(120), deferred=True)
     # A search by phone finds the alternative phone too; an import compares hashes.
     alt_phone_hash: Mapped[str | None] = mapped_column(String(64), index=True, deferred=True)
+    # "尾号" search finds the alternative phone too (migration 0007).
+    alt_phone_tail: Mapped[str | None] = mapped_column(String(4), index=True)
     id_number_enc: Mapped[str | None] = mapped_column(String(120), deferred=True)
     id_number_hash: Mapped[str | None] = mapped_column(String(64), index=True, deferred=True)
     phone_masked: Mapped[str | None] = mapped_column(String(20))

@@ -7,10 +7,12 @@ spreadsheet never runs as formulas."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -93,30 +95,92 @@ def _xlsx_text(text: str) -> str:
     return neutralised(text)
 
 
+# The column widths of a sheet are fitted to its header and first rows: a sheet is streamed, and
+# its widths are written before its rows.
+XLSX_SAMPLE_ROWS = 1000
+XLSX_MAX_WIDTH = 60  # a long note wraps in Excel rather than pushing the next columns away
+DATE_FORMAT = "yyyy-mm-dd"
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
+
+
+def _xlsx_value(value: Any) -> Any:
+    # Excel has no time zones: an aware time is written as business-zone wall time (as import
+    # reads it), a real date-time Excel sorts, filters and computes with.
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        from crm.core.clock import to_local
+
+        return to_local(value).replace(tzinfo=None)
+    return value
+
+
+def _shown_width(value: Any) -> int:
+    """Columns a value takes in Excel, counting a Chinese character as two."""
+    from crm.core.textwidth import display_width
+
+    if value is None:
+        return 0
+    if isinstance(value, dt.datetime):
+        return len("2026-12-02 10:00")
+    if isinstance(value, dt.date):
+        return len("2026-12-02")
+    if isinstance(value, bool):
+        return 5
+    if isinstance(value, float):
+        return len(f"{value:,.2f}")
+    text = str(value)
+    return max((display_width(line) for line in text.splitlines()), default=0)
+
+
 def write_xlsx(
     path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None
 ) -> None:
     """One sheet, streamed (openpyxl's write-only mode): every text cell is stored as text,
     never as a formula, neutralised like CSV, with the control characters XLSX cannot hold
-    written as visible escapes (ESC as \\x1b). Numbers, dates and booleans keep their type."""
+    written as visible escapes (ESC as \\x1b). Numbers, dates and booleans keep their type;
+    times are real Excel date-times in the business zone. The header row is frozen and the
+    column widths fit the header and the first XLSX_SAMPLE_ROWS rows."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title)
+    bold = Font(bold=True)
 
-    def cells(values: Sequence[Any]) -> list[Any]:
+    def cells(values: Sequence[Any], head: bool = False) -> list[Any]:
         out = []
         for value in values:
+            value = _xlsx_value(value)
+            if value is None:
+                out.append(None)
+                continue
             if isinstance(value, str):
                 cell = WriteOnlyCell(sheet, _xlsx_text(value))
                 cell.data_type = "s"  # text, whatever it looks like
-                out.append(cell)
             else:
-                out.append(value)
+                cell = WriteOnlyCell(sheet, value)
+                if isinstance(value, dt.datetime):
+                    cell.number_format = DATETIME_FORMAT
+                elif isinstance(value, dt.date):
+                    cell.number_format = DATE_FORMAT
+            if head:
+                cell.font = bold
+            out.append(cell)
         return out
 
-    sheet.append(cells(header))
-    for row in rows:
+    rows = iter(rows)
+    first = list(islice(rows, XLSX_SAMPLE_ROWS))
+    widths = [_shown_width(title) for title in header]
+    for row in first:
+        for index, value in enumerate(row):
+            if index < len(widths):
+                widths[index] = max(widths[index], _shown_width(value))
+    for index, width in enumerate(widths, start=1):
+        # +2: Excel's width is in digits of its font, and a cell has padding.
+        sheet.column_dimensions[get_column_letter(index)].width = min(width + 2, XLSX_MAX_WIDTH)
+    sheet.freeze_panes = "A2"
+    sheet.append(cells(header, head=True))
+    for row in chain(first, rows):
         sheet.append(cells(row))
     book.save(path)

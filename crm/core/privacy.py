@@ -209,6 +209,7 @@ def seal_member_fields(
         "phone_masked": mask_phone(phone),
         "alt_phone_enc": vault.encrypt(alt_phone),
         "alt_phone_hash": vault.lookup_hash(alt_phone),
+        "alt_phone_tail": alt_phone[-4:] if alt_phone else None,
         "alt_phone_masked": mask_phone(alt_phone),
         "id_number_enc": vault.encrypt(id_number),
         "id_number_hash": vault.lookup_hash(id_number),
@@ -218,12 +219,14 @@ def seal_member_fields(
 
 def fill_masks(session: Session, vault: Vault, batch: int = 2000) -> int:
     """Give members written before migration 0006 their masked columns and alternative
-    phone hash (a migration has no key, so `crm init` and `crm db upgrade` do it); returns
-    how many. Core UPDATE: deriving columns is not a change to anyone's data."""
+    phone hash, and those written before 0007 their alternative phone's tail (a migration
+    has no key, so `crm init` and `crm db upgrade` do it); returns how many. Core UPDATE:
+    deriving columns is not a change to anyone's data."""
     table = Member.__table__
     pending = or_(
         and_(table.c.phone_enc.is_not(None), table.c.phone_masked.is_(None)),
         and_(table.c.alt_phone_enc.is_not(None), table.c.alt_phone_masked.is_(None)),
+        and_(table.c.alt_phone_enc.is_not(None), table.c.alt_phone_tail.is_(None)),
         and_(table.c.id_number_enc.is_not(None), table.c.id_number_masked.is_(None)),
     )
     done, last = 0, 0
@@ -244,6 +247,7 @@ def fill_masks(session: Session, vault: Vault, batch: int = 2000) -> int:
                     "row_id": row.id,
                     "phone_masked": mask_phone(phone),
                     "alt_phone_hash": vault.lookup_hash(alt),
+                    "alt_phone_tail": alt[-4:] if alt else None,
                     "alt_phone_masked": mask_phone(alt),
                     "id_number_masked": mask_id_number(id_number),
                 }

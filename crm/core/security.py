@@ -8,6 +8,7 @@ is written to the audit log (see `crm.core.privacy`).
 from __future__ import annotations
 
 import base64
+import functools
 import getpass
 import hashlib
 import hmac
@@ -53,6 +54,9 @@ PERMISSIONS = {
     # Closing a revisit the customer was not satisfied with, without reopening the ticket: a
     # manager's decision, recorded with its reason.
     "ticket.override": {"manager", "admin"},
+    # Reassigning (转交) any open ticket to another person; its owner and the supervisor of its
+    # team may hand on their own (checked by the service plugin).
+    "ticket.reassign": {"manager", "admin"},
     # Configuring service: teams, staff, SLA policies and warranty periods (manager's decision).
     "service.configure": {"manager", "admin"},
     # Member club and owner activities: enrolment, tiers, activities, sign-ups, attendance.
@@ -152,12 +156,18 @@ class Vault:
     PREFIX = "v1:"
 
     def __init__(self, master_key: bytes):
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         if len(master_key) != 32:
             raise CrmError("密钥长度不对：CRM_SECRET_KEY 必须是 32 字节的 urlsafe base64 编码。")
-        self._aead = AESGCM(_derive(master_key, b"crm personal-data encryption"))
+        self._encryption_key = _derive(master_key, b"crm personal-data encryption")
         self._hash_key = _derive(master_key, b"crm personal-data lookup")
+
+    @functools.cached_property
+    def _aead(self):
+        # cryptography loads on the first encryption or decryption, not for a command that
+        # only checks the key (key_check is an HMAC) and shows masked data.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        return AESGCM(self._encryption_key)
 
     def encrypt(self, plain: str | None) -> str | None:
         if plain is None:

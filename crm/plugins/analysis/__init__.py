@@ -13,6 +13,12 @@ def migration_locations():
 
 @hookimpl
 def register_commands(cli):
+    from crm.core.cliutil import lazy_commands
+
+    lazy_commands(cli, ("analysis",), _analysis_commands)
+
+
+def _analysis_commands(cli):
     from crm.plugins.analysis.commands import register
 
     register(cli)

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, format_option, get_app, parse_day
+from crm.core.cliutil import emit, format_option, get_app, paging, parse_day
+from crm.core.figures import MONEY, RATE
 
 SHARE_COLUMNS = [
     ("project", "项目"),
     ("period", "期间"),
     ("sales", "成交套数"),
     ("referral_sales", "推荐成交套数"),
-    ("share", "推荐占比（套数）"),
-    ("amount", "成交金额（元）"),
-    ("referral_amount", "推荐成交金额（元）"),
-    ("amount_share", "推荐占比（金额）"),
+    ("share", "推荐占比（套数）", RATE),
+    ("amount", "成交金额（元）", MONEY),
+    ("referral_amount", "推荐成交金额（元）", MONEY),
+    ("amount_share", "推荐占比（金额）", RATE),
     ("reference", "参考区间"),
     ("flag", "提示"),
 ]
@@ -28,7 +29,7 @@ REFERRER_COLUMNS = [
     ("name", "家庭名称"),
     ("referred", "推荐户数"),
     ("buyers", "推荐成交户数"),
-    ("referred_amount", "推荐成交金额（元）"),
+    ("referred_amount", "推荐成交金额（元）", MONEY),
     ("first_referral", "首次推荐"),
     ("last_referral", "最近推荐"),
     ("own_purchases", "本户购买次数"),
@@ -39,7 +40,7 @@ CHAIN_COLUMNS = [
     ("length", "链长（户）"),
     ("chain", "推荐链（客户编号）"),
     ("names", "家庭名称"),
-    ("sales", "链上成交总额（元）"),
+    ("sales", "链上成交总额（元）", MONEY),
     ("cycle", "含循环"),
 ]
 DISTRIBUTION_COLUMNS = [("length", "链长（户）"), ("chains", "链数")]
@@ -64,31 +65,23 @@ def analysis() -> None:
 @format_option
 def analysis_referrals(group_by, since, until, fmt) -> None:
     """老带新成交占比（套数与金额），与 DOMAIN.md 参考区间 30%–50% 对照并提示偏离的分组。"""
-    from crm.core.render import percent
     from crm.plugins.analysis.referrals import referral_share
 
     start, end = parse_day(since, "起始日期"), parse_day(until, "截止日期")
     with get_app().session() as session:
         rows = referral_share(session, group_by, start, end)
-    if fmt == "table":
-        rows = [
-            {**row, "share": percent(row["share"]), "amount_share": percent(row["amount_share"])}
-            for row in rows
-        ]
     emit(rows, fmt, SHARE_COLUMNS)
 
 
 @analysis.command("referrers")
-@click.option(
-    "--limit", type=click.IntRange(1), default=20, show_default=True, help="最多显示户数。"
-)
+@paging(20, "户")
 @format_option
-def analysis_referrers(limit, fmt) -> None:
+def analysis_referrers(limit, offset, fmt) -> None:
     """推荐成交最多的客户家庭（只显示客户编号与家庭名称，不含个人信息）。"""
     from crm.plugins.analysis.referrals import top_referrers
 
     with get_app().session() as session:
-        rows = top_referrers(session, limit)
+        rows = top_referrers(session, limit, offset)
     emit(rows, fmt, REFERRER_COLUMNS)
 
 
@@ -100,17 +93,16 @@ def analysis_referrers(limit, fmt) -> None:
     show_default=True,
     help="只看至少这么多户的推荐链（推荐人与被推荐人算 2 户）。",
 )
-@click.option(
-    "--limit", type=click.IntRange(1), default=20, show_default=True, help="最多列出的推荐链条数。"
-)
+@paging(20)
 @format_option
-def analysis_chains(min_length, limit, fmt) -> None:
+def analysis_chains(min_length, limit, offset, fmt) -> None:
     """推荐链（甲推荐乙、乙又推荐丙……）：最长的链、链长分布与链上成交总额；遇循环即止。"""
+    from crm.core.paging import Page
     from crm.core.render import to_json
     from crm.plugins.analysis.referrals import referral_chains
 
     with get_app().session() as session:
-        result = referral_chains(session, min_length, limit)
+        result = referral_chains(session, min_length, limit, offset)
     if fmt == "json":
         click.echo(to_json(result))
         return
@@ -118,7 +110,7 @@ def analysis_chains(min_length, limit, fmt) -> None:
         {**row, "chain": "→".join(row["chain"]), "names": "→".join(row["names"])}
         for row in result["chains"]
     ]
-    emit(rows, fmt, CHAIN_COLUMNS)
+    emit(Page(rows, result["total_chains"], offset, limit), fmt, CHAIN_COLUMNS)
     if fmt == "table":
         click.echo(f"\n推荐链共 {result['total_chains']} 条，链长分布：")
         emit(result["distribution"], fmt, DISTRIBUTION_COLUMNS)

@@ -107,8 +107,6 @@ def hot_spots(
     A period still running is compared as counted so far, which can only understate a spike.
     Every place and category is tested, so with hundreds of series a few rows near `alpha`
     are expected by chance; the p-value orders them and a tighter alpha trims them."""
-    from scipy.stats import poisson
-
     if grain not in GRAINS:
         raise CrmError(f"不支持按“{grain}”统计：可用 month（按月）或 week（按周）。")
     if history < 2:
@@ -148,6 +146,9 @@ def hot_spots(
             for place in (row["building"], WHOLE_PROJECT):
                 for cause, count in (row.get("causes") or {}).items():
                     why[(row["project"], place, category)][cause] += count
+
+    # scipy only once the arguments and the period are known good.
+    from scipy.stats import poisson
 
     target_label, past = labels[-1], labels[:-1]
     found = []

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, aliased
 
 from crm.core.errors import CrmError
 from crm.core.models import Building, Household, Project, Purchase, Referral, Unit
+from crm.core.paging import Page, fetch
 
 # DOMAIN.md "Reference figures" [002]: 30–50% of sales come from existing owners' referrals.
 REFERENCE_LOW = 0.30
@@ -178,10 +179,11 @@ def _links():
     return union_all(from_purchases, from_register).subquery("links")
 
 
-def top_referrers(session: Session, limit: int = 20) -> list[dict]:
+def top_referrers(session: Session, limit: int = 20, offset: int = 0) -> Page:
     """The households whose referrals brought the most buyers (then the most money): referred
     buyers, referred sales, first and last referral, and whether the referrer bought again.
-    Only codes and household names: no personal data."""
+    Only codes and household names: no personal data. One page of the ranking, with how many
+    households referred anyone."""
     if limit < 1:
         raise CrmError("显示条数至少为 1。")
     links = _links()
@@ -235,9 +237,9 @@ def top_referrers(session: Session, limit: int = 20) -> list[dict]:
         .outerjoin(amounts, amounts.c.referrer == Household.id)
         .outerjoin(own, own.c.household_id == Household.id)
         .order_by(per_referrer.c.buyers.desc(), amount.desc(), Household.code)
-        .limit(limit)
     )
-    return [
+    page = fetch(session, query, limit, offset)
+    rows = [
         {
             "rank": rank,
             "household": code,
@@ -251,17 +253,20 @@ def top_referrers(session: Session, limit: int = 20) -> list[dict]:
             "bought_again": int(purchases) >= 2,
         }
         for rank, (code, name, referred, buyers, total, first, last, purchases) in enumerate(
-            session.execute(query), 1
+            page, offset + 1
         )
     ]
+    return Page(rows, page.total, offset, limit)
 
 
-def referral_chains(session: Session, min_length: int = 2, limit: int = 20) -> dict:
+def referral_chains(
+    session: Session, min_length: int = 2, limit: int = 20, offset: int = 0
+) -> dict:
     """Referral chains (A referred B, who referred C …) found with a recursive CTE. A chain runs
     from a household nobody on it was referred by to one that referred nobody further; a path
     never visits a household twice, so a cycle in the data ends the chain instead of looping.
-    Returns the longest chains (with their members' total purchases) and the length
-    distribution, both counted in households."""
+    Returns the longest chains (with their members' total purchases; `offset` skips the
+    first ones) and the length distribution, both counted in households."""
     if min_length < 2:
         raise CrmError("链长至少为 2（推荐人与被推荐人）。")
     if limit < 1:
@@ -317,7 +322,7 @@ def referral_chains(session: Session, min_length: int = 2, limit: int = 20) -> d
             kept.setdefault(node, []).append(members)
         chains.append((int(length), nodes, bool(cyclic)))
     distribution = Counter(length for length, _, _ in chains)
-    shown = chains[:limit]
+    shown = chains[offset : offset + limit]
     members = {node for _, nodes, _ in shown for node in nodes}
     households = {
         hid: (code, name)
@@ -341,7 +346,7 @@ def referral_chains(session: Session, min_length: int = 2, limit: int = 20) -> d
             "sales": sum((Decimal(spent.get(node) or 0) for node in nodes), Decimal(0)),
             "cycle": cyclic,
         }
-        for rank, (length, nodes, cyclic) in enumerate(shown, 1)
+        for rank, (length, nodes, cyclic) in enumerate(shown, offset + 1)
     ]
     return {
         "chains": listed,

@@ -15,9 +15,21 @@ def migration_locations():
 
 @hookimpl
 def register_commands(cli):
-    from crm.plugins.campaigns import campaign_commands, commands
+    from crm.core.cliutil import lazy_commands
+
+    lazy_commands(cli, ("revisit",), _revisit_commands)
+    lazy_commands(cli, ("campaign",), _campaign_commands)
+
+
+def _revisit_commands(cli):
+    from crm.plugins.campaigns import commands
 
     commands.register(cli)
+
+
+def _campaign_commands(cli):
+    from crm.plugins.campaigns import campaign_commands
+
     campaign_commands.register(cli)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
+from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, paging, parse_at
 
 
 def _moment(text: str | None):
@@ -24,13 +24,14 @@ def campaign() -> None:
 
 
 @campaign.command("list")
+@paging(None)
 @format_option
-def campaign_list(fmt: str) -> None:
+def campaign_list(limit, offset, fmt: str) -> None:
     """列出全部营销活动及其排期和执行次数。"""
     from crm.plugins.campaigns.campaigns import CAMPAIGN_COLUMNS, list_campaigns
 
     with get_app().session() as session:
-        rows = list_campaigns(session)
+        rows = list_campaigns(session, limit, offset)
     emit(rows, fmt, CAMPAIGN_COLUMNS)
 
 
@@ -174,9 +175,16 @@ def campaign_report(code: str, fmt: str) -> None:
     help="导出外呼名单（.csv 或 .xlsx）；不写则输出到屏幕。",
 )
 @click.option("--mine", is_flag=True, help="只看分配给我的联系人。")
+@paging(None, "户")
 @format_option
 def campaign_contacts(
-    run_id: int, outcome: str | None, output: str | None, mine: bool, fmt: str
+    run_id: int,
+    outcome: str | None,
+    output: str | None,
+    mine: bool,
+    limit: int | None,
+    offset: int,
+    fmt: str,
 ) -> None:
     """一次执行的外呼名单，倾向评分高的在前：负责人、话术、联系次数和最新结果。
 
@@ -192,7 +200,7 @@ def campaign_contacts(
             count = export_contacts(session, run_id, Path(output), outcome, mine)
             click.echo(f"已导出 {count} 户到 {output}。", err=True)
             return
-        rows = run_contacts(session, run_id, outcome, mine)
+        rows = run_contacts(session, run_id, outcome, mine, limit, offset)
     emit(rows, fmt, CONTACT_COLUMNS)
 
 
@@ -247,14 +255,17 @@ def campaign_contact(
 )
 @click.option("--kind", help="只看一种触点，如 嘘寒问暖、承担责任、一路同行。")
 @click.option("--all", "include_done", is_flag=True, help="也列出已完成的触点。")
+@paging(None)
 @format_option
-def campaign_touchpoints(due_within: int, kind: str | None, include_done: bool, fmt: str) -> None:
+def campaign_touchpoints(
+    due_within: int, kind: str | None, include_done: bool, limit, offset, fmt: str
+) -> None:
     """6+2 生命周期触点待办：到期日、话术和联系方式（电话按角色脱敏）。"""
     from crm.core.db import transaction
     from crm.plugins.campaigns.lifecycle import TOUCHPOINT_COLUMNS, list_touchpoints
 
     with get_app().session() as session, transaction(session):
-        rows = list_touchpoints(session, due_within, kind, include_done)
+        rows = list_touchpoints(session, due_within, kind, include_done, limit=limit, offset=offset)
     emit(rows, fmt, TOUCHPOINT_COLUMNS)
 
 

@@ -39,6 +39,7 @@ from crm.core.models import (
     utcnow,
 )
 from crm.core.outfiles import csv_writer, output_file, write_xlsx
+from crm.core.paging import Page, fetch, window
 from crm.core.privacy import Disclosure, audit_guard, commit_audit, reads_sealed, reveal
 from crm.core.schedule import Schedule, parse_every
 from crm.core.vocab import code_of, label
@@ -562,9 +563,11 @@ def campaign_dict(session: Session, campaign: Campaign) -> dict:
     }
 
 
-def list_campaigns(session: Session) -> list[dict]:
-    campaigns = session.scalars(select(Campaign).order_by(Campaign.code))
-    return [campaign_dict(session, campaign) for campaign in campaigns]
+def list_campaigns(session: Session, limit: int | None = None, offset: int = 0) -> Page:
+    """Campaigns by code: one page of them, with how many."""
+    query = select(Campaign).order_by(Campaign.code)
+    page = fetch(session, query, limit, offset, scalars=True)
+    return page.map(lambda campaign: campaign_dict(session, campaign))
 
 
 # --- runs ----------------------------------------------------------------------------------
@@ -919,12 +922,18 @@ def _assigned_tokens(session: Session, run_id: int, purpose: str) -> dict[int, t
 
 
 def run_contacts(
-    session: Session, run_id: int, outcome: str | None = None, mine: bool = False
-) -> list[dict]:
+    session: Session,
+    run_id: int,
+    outcome: str | None = None,
+    mine: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Page:
     """A run's outreach list, the most promising first (by score), with each household's
     caller, attempts and latest outcome; `mine`: only the current user's contacts. The owner's
     phone as the current user may see it: in full for managers, and for a caller on their own
-    contacts; masked otherwise (full views audited)."""
+    contacts; masked otherwise (full views audited). One page of it (only its phones are read),
+    with how many contacts match."""
     run = _run(session, run_id)
     user = audit.current_user(session)
     wanted = code_of(OUTCOMES, outcome, "联系结果") if outcome else None
@@ -949,17 +958,21 @@ def run_contacts(
         query = query.where(CampaignContact.caller == user.name)
     rows = []
     found = session.execute(query).all()
+    found = window(
+        [f for f in found if not wanted or latest.get(f[0].id, (None, 0))[0] == wanted],
+        limit,
+        offset,
+    )
     projects = (session.get(Campaign, run.campaign_id).target or {}).get("projects")
     ids = [c.household_id for c, *_ in found]
     details = _household_details(session, ids, projects) if found else {}
     purpose = f"营销活动外呼名单 执行 {run.id}"
     with Disclosure(session, purpose) as disclosure:
-        kept = [f for f in found if not wanted or latest.get(f[0].id, (None, 0))[0] == wanted]
-        if not disclosure.full and any(contact.caller == user.name for contact, *_ in kept):
+        if not disclosure.full and any(contact.caller == user.name for contact, *_ in found):
             with audit_guard():
                 disclosure.grant(_assigned_tokens(session, run.id, purpose))
-        phones = disclosure.members([member for *_, member in kept])
-        for (contact, code, name, member), shown in zip(kept, phones, strict=True):
+        phones = disclosure.members([member for *_, member in found])
+        for (contact, code, name, member), shown in zip(found, phones, strict=True):
             result, attempts = latest.get(contact.id, (None, 0))
             rows.append(
                 {
@@ -977,7 +990,7 @@ def run_contacts(
                     "outcome": label(OUTCOMES, result) if result else None,
                 }
             )
-    return rows
+    return Page(rows, found.total, offset, limit)
 
 
 def export_contacts(

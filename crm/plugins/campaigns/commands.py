@@ -9,10 +9,12 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import (
+    date_range,
     emit,
     emit_record,
     format_option,
     get_app,
+    paging,
     parse_day,
     parse_local_moment,
 )
@@ -101,8 +103,9 @@ def revisit() -> None:
     type=click.Path(dir_okay=False),
     help="导出给走访小组的文件（.csv 或 .xlsx）；不写则输出到屏幕。",
 )
+@paging(None, "套")
 @format_option
-def revisit_due(month: str, output: str | None, fmt: str) -> None:
+def revisit_due(month: str, output: str | None, limit, offset, fmt: str) -> None:
     """列出某月到期走访的客户，按项目和楼栋排列；电话按角色脱敏。"""
     from pathlib import Path
 
@@ -114,7 +117,7 @@ def revisit_due(month: str, output: str | None, fmt: str) -> None:
             count = export_due_list(session, month, Path(output))
             click.echo(f"已导出 {count} 户到 {output}。", err=True)
             return
-        rows = due_list(session, month)
+        rows = due_list(session, month, limit, offset)
     emit(rows, fmt, DUE_COLUMNS)
 
 
@@ -245,13 +248,15 @@ def revisit_show(code: str, fmt: str) -> None:
 
 
 @revisit.command("follow-ups")
+@date_range("走访日期")
+@paging(None)
 @format_option
-def revisit_follow_ups(fmt: str) -> None:
+def revisit_follow_ups(since, until, limit, offset, fmt: str) -> None:
     """待跟进的走访：不符合项尚未整改并经客户确认，或客户不满意尚未回访的。"""
     from crm.plugins.campaigns.revisits import open_follow_ups
 
     with get_app().session() as session:
-        rows = open_follow_ups(session)
+        rows = open_follow_ups(session, limit=limit, offset=offset, since=since, until=until)
     emit(rows, fmt, FOLLOW_UP_COLUMNS)
 
 
@@ -294,13 +299,14 @@ def revisit_appoint(
 
 @revisit.command("appointments")
 @click.option("--month", required=True, help="到期月份，如 2026-12。")
+@paging(None)
 @format_option
-def revisit_appointments(month: str, fmt: str) -> None:
+def revisit_appointments(month: str, limit, offset, fmt: str) -> None:
     """某月到期走访已约定的时间和联系人（改期的只列最新一次）。"""
     from crm.plugins.campaigns.revisits import list_appointments
 
     with get_app().session() as session:
-        rows = list_appointments(session, month)
+        rows = list_appointments(session, month, limit, offset)
     emit(rows, fmt, APPOINTMENT_COLUMNS)
 
 

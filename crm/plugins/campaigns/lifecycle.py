@@ -20,6 +20,7 @@ from crm.core.clock import add_months, day_start, local_today, to_local, when_do
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import Building, Household, Member, Project, Purchase, Unit, utcnow
+from crm.core.paging import Page, fetch
 from crm.core.privacy import Disclosure
 from crm.core.settings import IntSetting
 from crm.core.vocab import code_of, label
@@ -265,9 +266,12 @@ def list_touchpoints(
     kind: str | None = None,
     include_done: bool = False,
     now: dt.datetime | None = None,
-) -> list[dict]:
+    limit: int | None = None,
+    offset: int = 0,
+) -> Page:
     """Touchpoints due by today + `due_within` days (overdue ones first), with the owner's
-    phone as the current user may see it."""
+    phone as the current user may see it: one page of them (only its phones are read and
+    audited), with how many."""
     if due_within < 0:
         raise CrmError("--due-within 不能为负数：请给出 0 或更多天。")
     today = local_today(now)
@@ -291,7 +295,7 @@ def list_touchpoints(
         query = query.where(Touchpoint.done_at.is_(None))
     rows = []
     with Disclosure(session, "生命周期触点名单") as disclosure:
-        found = session.execute(query).all()
+        found = fetch(session, query, limit, offset)
         phones = disclosure.members([member for *_, member in found])
         for (point, code, name, project_name, member), shown in zip(found, phones, strict=True):
             rows.append(
@@ -310,7 +314,7 @@ def list_touchpoints(
                     "outcome": label(OUTCOMES, point.outcome) if point.outcome else None,
                 }
             )
-    return rows
+    return Page(rows, found.total, offset, limit)
 
 
 def record_touchpoint(

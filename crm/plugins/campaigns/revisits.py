@@ -31,7 +31,9 @@ from crm.core.errors import CrmError, NotFound
 from crm.core.households import first_owner_id
 from crm.core.models import Building, Household, Member, Project, Purchase, Unit, utcnow
 from crm.core.outfiles import csv_writer, output_file, write_xlsx
+from crm.core.paging import Page, between_days, fetch
 from crm.core.privacy import Disclosure, audit_guard, commit_audit
+from crm.core.sorting import natural_order
 from crm.core.vocab import code_of
 from crm.plugins.campaigns.models import (
     Rectification,
@@ -117,23 +119,29 @@ def _due_query(session: Session, year: int, month: int, household_id: int | None
         .join(Project, Project.id == Building.project_id)
         .outerjoin(owner, owner.id == first_owner)
         .where(condition, Household.status == "existing")
-        .order_by(Project.name, Building.name, Unit.code, Household.code)
+        .order_by(
+            Project.name,
+            *natural_order(Building.name),
+            *natural_order(Unit.code),
+            Household.code,
+        )
     )
     if household_id is not None:
         query = query.where(Purchase.household_id == household_id)
     return query
 
 
-def due_list(session: Session, month: str) -> list[dict]:
+def due_list(session: Session, month: str, limit: int | None = None, offset: int = 0) -> Page:
     """Every unit due its four-yearly visit in `month` (YYYY-MM), sorted by project, building
-    and unit, with the owner's phone as the current user may see it (full views audited)."""
+    and unit, with the owner's phone as the current user may see it (full views audited): one
+    page of them (only its phones are read), with how many."""
     year, number = parse_month(month)
     query = _due_query(session, year, number)
     if query is None:
-        return []
+        return Page([], 0, offset, limit)
     rows = []
     with Disclosure(session, f"四年之约走访名单 {year:04d}-{number:02d}") as disclosure:
-        found_rows = session.execute(query).all()
+        found_rows = fetch(session, query, limit, offset)
         phones = disclosure.members([found[8] for found in found_rows])
         for found, shown in zip(found_rows, phones, strict=True):
             _pid, code, name, project, building, unit, handover, nth, member, visited = found
@@ -151,7 +159,7 @@ def due_list(session: Session, month: str) -> list[dict]:
                     "visited": bool(visited),
                 }
             )
-    return rows
+    return Page(rows, found_rows.total, offset, limit)
 
 
 def due_count(session: Session, month: str) -> int:
@@ -700,9 +708,11 @@ def household_visits(session: Session, code: str, now: dt.datetime | None = None
     ]
 
 
-def list_appointments(session: Session, month: str) -> list[dict]:
+def list_appointments(
+    session: Session, month: str, limit: int | None = None, offset: int = 0
+) -> Page:
     """Appointments agreed for the visits due in `month`, by time; a rescheduled one shows
-    only its latest."""
+    only its latest. One page of them, with how many."""
     year, number = parse_month(month)
     label = f"{year:04d}-{number:02d}"
     latest = (
@@ -710,7 +720,7 @@ def list_appointments(session: Session, month: str) -> list[dict]:
         .where(VisitAppointment.due_month == label)
         .group_by(VisitAppointment.purchase_id)
     )
-    rows = session.execute(
+    query = (
         select(VisitAppointment, Household.code, Unit.code)
         .join(Household, Household.id == VisitAppointment.household_id)
         .join(Purchase, Purchase.id == VisitAppointment.purchase_id)
@@ -718,29 +728,38 @@ def list_appointments(session: Session, month: str) -> list[dict]:
         .where(VisitAppointment.id.in_(latest))
         .order_by(VisitAppointment.appointed_at, VisitAppointment.id)
     )
-    return [
-        {
-            "id": item.id,
-            "household": code,
-            "unit": unit,
-            "due_month": item.due_month,
-            "appointed_at": item.appointed_at,
-            "contact": item.contact,
-            "agreed_by": item.agreed_by,
-            "note": item.note,
-            "visit": item.visit_id,
-        }
-        for item, code, unit in rows
-    ]
+    return fetch(session, query, limit, offset).map(lambda row: _appointment_row(*row))
 
 
-def open_follow_ups(session: Session, now: dt.datetime | None = None) -> list[dict]:
+def _appointment_row(item: VisitAppointment, code: str, unit: str) -> dict:
+    return {
+        "id": item.id,
+        "household": code,
+        "unit": unit,
+        "due_month": item.due_month,
+        "appointed_at": item.appointed_at,
+        "contact": item.contact,
+        "agreed_by": item.agreed_by,
+        "note": item.note,
+        "visit": item.visit_id,
+    }
+
+
+def open_follow_ups(
+    session: Session,
+    now: dt.datetime | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
     """Visits that still need work or a follow-up visit: any nonconformity not yet confirmed
     by the customer (open, overdue, to be rectified again, or rectified and awaiting the
     follow-up), whatever the visit's overall satisfaction; or a customer unsatisfied (1-3)
     whom nobody has followed up yet. A follow-up visit never clears the items of the visit it
     follows up: only their confirmation does. A corrected visit is superseded by its
-    correction and is not listed."""
+    correction and is not listed. Visits made in [since, until) (local days): one page of
+    them, with how many."""
     today = local_today(now)
     later = aliased(Visit)
     corrected = exists().where(later.corrects_visit_id == Visit.id)
@@ -755,11 +774,13 @@ def open_follow_ups(session: Session, now: dt.datetime | None = None) -> list[di
         .where(
             ~corrected,
             or_(unconfirmed, and_(Visit.satisfaction < SATISFIED_FROM, ~followed)),
+            *between_days(Visit.visited_on, since, until),
         )
         .order_by(Visit.visited_on, Visit.id)
     )
     rows = []
-    for visit, code, was_followed in session.execute(query):
+    found = fetch(session, query, limit, offset)
+    for visit, code, was_followed in found:
         states = [
             rectification_state(item, today)
             for item in visit.rectifications
@@ -782,7 +803,7 @@ def open_follow_ups(session: Session, now: dt.datetime | None = None) -> list[di
                 "reasons": reasons,
             }
         )
-    return rows
+    return Page(rows, found.total, offset, limit)
 
 
 REPORT_ITEMS = [

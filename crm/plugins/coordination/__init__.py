@@ -14,6 +14,12 @@ def migration_locations():
 
 @hookimpl
 def register_commands(cli):
+    from crm.core.cliutil import lazy_commands
+
+    lazy_commands(cli, ("coordinate",), _coordination_commands)
+
+
+def _coordination_commands(cli):
     from crm.plugins.coordination.commands import register
 
     register(cli)

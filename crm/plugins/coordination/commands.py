@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import day_bound, emit, emit_record, format_option, get_app
+from crm.core.cliutil import (
+    date_range,
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    paging,
+)
+from crm.core.figures import VALUE
 from crm.plugins.coordination.vocab import STATUSES
 
 REPORT_LABELS = [
@@ -27,7 +35,7 @@ LOG_COLUMNS = [
     ("reason", "反馈原因"),
     ("options", "备选方案"),
     ("plan", "选定方案"),
-    ("expected_value", "预期价值"),
+    ("expected_value", "预期价值(元)", VALUE),
     ("plan_reason", "方案理由"),
     ("team_name", "处理团队"),
     ("work", "派工"),
@@ -40,6 +48,12 @@ LOG_COLUMNS = [
     ("closed_at", "办结时间"),
     ("note", "说明"),
 ]
+# What a narrow terminal leaves out of the log first: the options and the reasoning (in
+# `--format json` and the task a decision made), then the dates and answers.
+LOG_DROP = (
+    "options", "plan_reason", "feedback", "expected_value", "answer", "accepted", "closed_at",
+    "dispatched_at", "outcome", "team", "note",
+)  # fmt: skip
 OUTCOME_LABELS = {
     "open": "处理中",
     "closed": "已完成",
@@ -194,13 +208,10 @@ def _flat(row: dict) -> dict:
 )
 @click.option("--household", help="只看某个客户家庭（客户编号）。")
 @click.option("--plan", help="只看选定某个方案的决策（方案名称）。")
-@click.option("--since", help="收集时间起始日期（含），如 2026-04-01。")
-@click.option("--until", help="收集时间截止日期（含），如 2026-04-30。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=100, show_default=True, help="最多显示条数。"
-)
+@date_range("反馈收集日期", "2026-04-01")
+@paging(100)
 @format_option
-def coordinate_log(status, household, plan, since, until, limit, fmt) -> None:
+def coordinate_log(status, household, plan, since, until, limit, offset, fmt) -> None:
     """协调决策记录：反馈、备选方案、选定方案、派出的工作与结果，最新的在前。"""
     from crm.plugins.coordination.cycle import list_decisions
 
@@ -210,14 +221,15 @@ def coordinate_log(status, household, plan, since, until, limit, fmt) -> None:
             status=status,
             household=household,
             plan=plan,
-            since=day_bound(since, "起始日期"),
-            until=day_bound(until, "截止日期", end=True),
+            since=since,
+            until=until,
             limit=limit,
+            offset=offset,
         )
     if fmt == "json":
         emit(rows, fmt, [(key, key) for key in rows[0]] if rows else LOG_COLUMNS)
     else:
-        emit([_flat(row) for row in rows], fmt, LOG_COLUMNS)
+        emit(rows.map(_flat), fmt, LOG_COLUMNS, drop=LOG_DROP)
 
 
 def register(cli: click.Group) -> None:

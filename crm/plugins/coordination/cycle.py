@@ -39,6 +39,7 @@ from crm.core.chain import Feedback, Instruction, Plan
 from crm.core.db import begin_write, transaction
 from crm.core.errors import CrmError
 from crm.core.models import utcnow
+from crm.core.paging import Page, fetch
 from crm.core.vocab import code_of
 from crm.plugins.coordination.models import Decision
 from crm.plugins.coordination.vocab import STATUSES
@@ -496,19 +497,22 @@ def list_decisions(
     plan: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
-    limit: int = 100,
-) -> list[dict[str, Any]]:
+    limit: int | None = 100,
+    offset: int = 0,
+) -> Page:
     """The decision log, newest first, filtered by status, household, plan and the time the
-    feedback was collected ([since, until))."""
-    query = select(Decision).order_by(Decision.id.desc()).limit(limit)
+    feedback was collected ([since, until)): one page of it, with how many decisions match."""
+    query = select(Decision).order_by(Decision.id.desc())
     if status:
         query = query.where(Decision.status == code_of(STATUSES, status, "决策状态"))
     if household:
-        query = query.where(Decision.household_code == household.strip())
+        from crm.core.households import get_household
+
+        query = query.where(Decision.household_code == get_household(session, household).code)
     if plan:
         query = query.where(Decision.plan == plan.strip())
     if since is not None:
         query = query.where(Decision.collected_at >= since)
     if until is not None:
         query = query.where(Decision.collected_at < until)
-    return [decision_row(decision) for decision in session.scalars(query)]
+    return fetch(session, query, limit, offset, scalars=True).map(decision_row)

@@ -14,6 +14,12 @@ def migration_locations():
 
 @hookimpl
 def register_commands(cli):
+    from crm.core.cliutil import lazy_commands
+
+    lazy_commands(cli, ("profitability",), _profitability_commands)
+
+
+def _profitability_commands(cli):
     from crm.plugins.profitability.commands import register
 
     register(cli)

@@ -18,8 +18,18 @@ over `horizon_years`, each year's cash flow discounted at `discount_rate` (end o
   × hourly cost, plus repair cost, compensation and gifts, as a yearly rate carried forward;
 - other cost: the 一路同行 loyalty fund's spending on it less its own contributions, the club
   cost (members) and its share of reward activities, as a yearly rate carried forward.
-Yearly rates divide what the history holds by the years since the first purchase (at least
-`min_exposure_years`). The rates and costs are in `crm.plugins.profitability.settings`.
+Yearly rates (costs, paid-service fees) read the last `cost_window_years` of history and
+divide by the years of it the household was a customer (at least `min_exposure_years`): the
+ticket register may be younger than the oldest purchases, and a cost counted over two years
+must not be spread over ten.
+
+Beside this forecast, each household's realized relationship profit (已实现维系利润) per year
+over the same window: the margin of what it bought again and of the sales it referred, its
+property margin and paid-service fees, less what serving it cost. This is the figure the
+reference "50–60 % of customers are unprofitable" speaks of (what a customer brought against
+what keeping it cost), while the lifetime value adds the expected future purchases, which for
+a home worth millions outweigh years of after-sales cost.
+The rates and costs are in `crm.plugins.profitability.settings`.
 """
 
 from __future__ import annotations
@@ -179,6 +189,9 @@ class Portfolio:
     T: np.ndarray
     mean_repeat_spend: np.ndarray
     referred_sales: np.ndarray  # yuan of sales it referred (each sale once)
+    window_years: np.ndarray  # years of the cost window it was a customer (≥ min exposure)
+    repeat_sales_window: np.ndarray  # yuan of its own purchases in the window, the first excepted
+    referred_sales_window: np.ndarray  # yuan of the sales it referred in the window
     service_hours: np.ndarray  # staff hours of tickets and card records
     direct_cost: np.ndarray  # repair cost + compensation + gifts
     repair_fees: np.ndarray
@@ -234,6 +247,14 @@ def gather(
     since_first = np.array(
         [(as_of - d).days / YEAR_DAYS if d is not None else 0.0 for d in first_buy]
     )
+    # The cost window: the last `cost_window_years`, but not before the service register's
+    # first entry (a register kept for one year holds one year of costs).
+    window_start = as_of - dt.timedelta(days=round(settings.cost_window_years * YEAR_DAYS))
+    register_start = session.scalar(select(func.min(ServiceRecord.opened_at)))
+    if register_start is not None:
+        window_start = min(max(window_start, register_start.date()), as_of)
+    window = max((as_of - window_start).days / YEAR_DAYS, 1 / YEAR_DAYS)
+    exposure = np.maximum(np.minimum(since_first, window), min(settings.min_exposure_years, window))
     portfolio = Portfolio(
         household_id=ids,
         project_id=[r[1] for r in rows],
@@ -242,12 +263,15 @@ def gather(
         buyer=buyer,
         owner=np.array([r[4] is not None for r in rows], dtype=bool),
         area=np.array([float(r[5]) for r in rows]),
-        exposure_years=np.maximum(since_first, settings.min_exposure_years),
+        exposure_years=exposure,
         x=np.zeros(n),
         t_x=np.zeros(n),
         T=np.zeros(n),
         mean_repeat_spend=np.zeros(n),
         referred_sales=np.zeros(n),
+        window_years=exposure,
+        repeat_sales_window=np.zeros(n),
+        referred_sales_window=np.zeros(n),
         service_hours=np.zeros(n),
         direct_cost=np.zeros(n),
         repair_fees=np.zeros(n),
@@ -277,25 +301,59 @@ def gather(
     r = Referral.__table__.c
     referrer = func.coalesce(p.referrer_household_id, func.min(r.referrer_household_id))
     referred_sales = (
-        select(referrer.label("referrer"), func.max(p.amount).label("amount"))
+        select(
+            referrer.label("referrer"),
+            func.max(p.amount).label("amount"),
+            func.max(p.purchase_date).label("day"),
+        )
         .select_from(Purchase.__table__.outerjoin(Referral.__table__, r.purchase_id == p.id))
         .where(p.purchase_date <= day)
         .group_by(p.id, p.referrer_household_id)
         .having(referrer.is_not(None))
         .subquery()
     )
+    in_window = referred_sales.c.day >= literal(window_start, Date)
     referred = session.execute(
-        select(referred_sales.c.referrer, func.sum(referred_sales.c.amount))
+        select(
+            referred_sales.c.referrer,
+            func.sum(referred_sales.c.amount),
+            func.sum(case((in_window, referred_sales.c.amount), else_=0)),
+        )
         .where(_in(referred_sales.c.referrer, household_ids))
         .group_by(referred_sales.c.referrer)
     ).all()
     place([r[0] for r in referred], [float(r[1]) for r in referred], portfolio.referred_sales)
+    place(
+        [r[0] for r in referred], [float(r[2]) for r in referred], portfolio.referred_sales_window
+    )
+
+    # What it bought again in the window: purchases after the day of its first purchase.
+    first = (
+        select(p.household_id, func.min(p.purchase_date).label("first_day"))
+        .where(p.purchase_date <= day)
+        .group_by(p.household_id)
+        .subquery()
+    )
+    again = session.execute(
+        select(p.household_id, func.sum(p.amount))
+        .join(first, first.c.household_id == p.household_id)
+        .where(
+            p.purchase_date <= day,
+            p.purchase_date >= literal(window_start, Date),
+            p.purchase_date > first.c.first_day,
+            _in(p.household_id, household_ids),
+        )
+        .group_by(p.household_id)
+    ).all()
+    place([r[0] for r in again], [float(r[1]) for r in again], portfolio.repeat_sales_window)
 
     end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    start = dt.datetime.combine(window_start, dt.time(), tzinfo=dt.UTC)
     records = session.execute(
         select(ServiceRecord.household_id, ServiceRecord.kind, func.count())
         .where(
             ServiceRecord.opened_at < end,
+            ServiceRecord.opened_at >= start,
             # Entries a plugin keeps (tickets) are costed by that plugin's own hook below.
             ServiceRecord.managed_by.is_(None),
             _in(ServiceRecord.household_id, household_ids),
@@ -309,7 +367,7 @@ def gather(
     )
 
     pm = session.info.get("pm")
-    costs = pm.hook.household_service_costs(session=session, since=None, until=end) if pm else None
+    costs = pm.hook.household_service_costs(session=session, since=start, until=end) if pm else None
     if costs is None:
         portfolio.service_costs_known = False
         portfolio.notes.append(NO_SERVICE_COSTS)
@@ -350,6 +408,7 @@ class Scores:
     expected_purchases: np.ndarray
     parts: dict[str, np.ndarray]
     clv: np.ndarray
+    realized: np.ndarray  # realized relationship profit per year over the cost window
 
 
 def value(
@@ -431,7 +490,40 @@ def value(
         - parts["after_sales_cost"]
         - parts["other_cost"]
     )
-    return Scores(portfolio, p_alive, expected, parts, clv)
+    return Scores(portfolio, p_alive, expected, parts, clv, realized(portfolio, settings))
+
+
+def realized(portfolio: Portfolio, settings: Settings) -> np.ndarray:
+    """Each household's realized relationship profit per year over the cost window: what it
+    brought after its first purchase (margin of its repeat purchases and of the sales it
+    referred, property margin once handed over, paid-service fees) less what serving it cost
+    (staff hours, repairs, compensation, gifts, activities, loyalty fund, club)."""
+    n = portfolio.household_id.size
+    fund = portfolio.fund_cost if portfolio.fund_cost is not None else np.zeros(n)
+    member = np.array([s != "none" for s in portfolio.segment], dtype=bool)
+    brought = (
+        portfolio.repeat_sales_window * settings.sales_margin
+        + portfolio.referred_sales_window * referral_margin(settings)
+        + portfolio.repair_fees
+    )
+    cost = (
+        portfolio.service_hours * settings.hourly_cost
+        + portfolio.direct_cost
+        + portfolio.campaign_cost
+        + fund
+    )
+    property_year = (
+        settings.property_fee_per_m2_month
+        * portfolio.area
+        * 12
+        * settings.property_margin
+        * portfolio.owner
+    )
+    return (
+        (brought - cost) / portfolio.window_years
+        + property_year
+        - member * (settings.club_cost_per_year)
+    )
 
 
 def _model(fit: ModelFit | None, cls):
@@ -542,6 +634,7 @@ def score(session: Session, now: dt.datetime | None = None) -> tuple[ScoringRun,
     columns = {name: scores.parts[name].tolist() for name in PARTS}
     p_alive = [None if np.isnan(v) else v for v in scores.p_alive.tolist()]
     expected, clv = scores.expected_purchases.tolist(), scores.clv.tolist()
+    realized_profit = scores.realized.tolist()
     rows = [
         {
             "run_id": run.id,
@@ -552,6 +645,7 @@ def score(session: Session, now: dt.datetime | None = None) -> tuple[ScoringRun,
             "p_alive": p_alive[i],
             "expected_purchases": expected[i],
             "clv": clv[i],
+            "realized_profit": realized_profit[i],
             **{name: columns[name][i] for name in PARTS},
         }
         for i, household_id in enumerate(portfolio.household_id.tolist())
@@ -597,6 +691,9 @@ def _value_rows(session: Session, query) -> list[dict]:
                 "expected_purchases": round(value_row.expected_purchases, 4),
                 **{part: round(getattr(value_row, part), 2) for part in PARTS},
                 "clv": round(value_row.clv, 2),
+                "realized_profit": None
+                if value_row.realized_profit is None
+                else round(value_row.realized_profit, 2),
             }
         )
     return rows

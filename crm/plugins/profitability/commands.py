@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from crm.core.chain import TASK_KINDS
-from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
+from crm.core.cliutil import emit, emit_record, format_option, get_app, paging, parse_day
 from crm.core.vocab import TEAM_KINDS
 from crm.plugins.profitability.vocab import UNITS
 
@@ -30,6 +30,7 @@ VALUE_COLUMNS = [
     ("expected_purchases", "预期再购次数"),
     *MONEY_COLUMNS,
     ("clv", "终身价值(元)"),
+    ("realized_profit", "已实现维系利润(元/年)"),
 ]
 FIT_COLUMNS = [
     ("id", "编号"),
@@ -49,12 +50,14 @@ WHALE_COLUMNS = [
     ("households", "客户数"),
     ("cumulative_profit", "累计利润(元)"),
     ("profit_share", "占总利润"),
-    ("lowest_clv", "该段最低终身价值"),
+    ("lowest_profit", "该段最低利润(元)"),
 ]
 SENSITIVITY_COLUMNS = [
     ("label", "设置"),
-    ("unprofitable", "不盈利户数"),
-    ("unprofitable_share", "不盈利占比"),
+    ("realized_unprofitable_share", "已实现不盈利占比"),
+    ("realized_median", "已实现维系利润中位数(元/年)"),
+    ("unprofitable", "终身价值不盈利户数"),
+    ("unprofitable_share", "终身价值不盈利占比"),
     ("clv_median", "终身价值中位数(元)"),
 ]
 SUMMARY_COLUMNS = [("figure", "指标"), ("value", "本组合"), ("reference", "参考值（DOMAIN）")]
@@ -91,6 +94,7 @@ SETTING_JSON_COLUMNS = [
 SHARES = {
     "p_alive",
     "unprofitable_share",
+    "realized_unprofitable_share",
     "household_share",
     "profit_share",
     "retention_gain",
@@ -102,15 +106,21 @@ MONEY = {
     "clv_total",
     "clv_mean",
     "cumulative_profit",
-    "lowest_clv",
+    "lowest_profit",
+    "realized_mean",
+    "realized_profit",
     "cost",
     "expected_value",
     "clv_median",
+    "realized_median",
 }
 
 
 def _shown(rows: list[dict], fmt: str) -> list[dict]:
-    """Tables read shares as percentages and money as whole yuan; JSON and CSV keep numbers."""
+    """Tables read shares as rates and money as estimated values, whole yuan (the formats of
+    crm.core.figures); JSON and CSV keep numbers."""
+    from crm.core.figures import RATE, VALUE
+
     if fmt != "table":
         return rows
 
@@ -118,9 +128,9 @@ def _shown(rows: list[dict], fmt: str) -> list[dict]:
         if value is None or isinstance(value, bool):
             return value
         if key in SHARES:
-            return f"{value:.1%}"
+            return RATE(value)
         if key in MONEY:
-            return f"{value:,.0f}"
+            return VALUE(value)
         return value
 
     return [{key: cell(key, value) for key, value in row.items()} for row in rows]
@@ -178,6 +188,10 @@ def clv(household_code, top, bottom, stored, fmt) -> None:
     from crm.plugins.profitability.clv import household_value, ranking, score
 
     with get_app().session() as session:
+        if household_code:  # a code that names nobody is refused before everyone is scored
+            from crm.core.households import get_household
+
+            get_household(session, household_code)
         if not stored:
             with transaction(session):
                 run, notes = score(session)
@@ -214,7 +228,7 @@ def clv(household_code, top, bottom, stored, fmt) -> None:
 @click.option(
     "--explain",
     is_flag=True,
-    help="再给出敏感性表：逐项改变设置时不盈利客户占比如何变化，及盈利与不盈利客户的构成。",
+    help="再给出敏感性表：逐项改变设置时两种不盈利客户占比如何变化，及盈利与不盈利客户的构成。",
 )
 @format_option
 def groups(group_by, chart_dir, explain, fmt) -> None:
@@ -248,7 +262,9 @@ def groups(group_by, chart_dir, explain, fmt) -> None:
         ("clv_total", "终身价值合计"),
         ("clv_mean", "户均终身价值"),
         *MONEY_COLUMNS,
-        ("unprofitable_share", "不盈利占比"),
+        ("unprofitable_share", "终身价值不盈利占比"),
+        ("realized_mean", "户均已实现维系利润(元/年)"),
+        ("realized_unprofitable_share", "已实现不盈利占比"),
     ]
     if fmt == "json":
         result = {"groups": rows, "whale_curve": curve, "summary": figures}
@@ -263,7 +279,8 @@ def groups(group_by, chart_dir, explain, fmt) -> None:
         )
     else:
         emit(_shown(rows, fmt), fmt, group_columns)
-        click.echo("\n鲸鱼曲线（按利润从高到低累计）：")
+        basis = "近年已实现维系利润" if figures.get("profit_basis") == "realized" else "终身价值"
+        click.echo(f"\n鲸鱼曲线（按{basis}从高到低累计）：")
         emit(_shown(curve, fmt), fmt, WHALE_COLUMNS)
         click.echo()
         emit(summary_lines(figures), fmt, SUMMARY_COLUMNS)
@@ -308,14 +325,18 @@ def settings_group() -> None:
 
 
 @settings_group.command("list")
+@paging(None)
 @format_option
-def settings_list(fmt) -> None:
+def settings_list(limit, offset, fmt) -> None:
     """列出全部设置项、当前值与默认值。"""
+    from crm.core.paging import window
     from crm.plugins.profitability.settings import list_settings
 
     with get_app().session() as session:
         rows = list_settings(session)
-    emit(rows, fmt, SETTING_JSON_COLUMNS if fmt == "json" else SETTING_COLUMNS)
+    emit(
+        window(rows, limit, offset), fmt, SETTING_JSON_COLUMNS if fmt == "json" else SETTING_COLUMNS
+    )
 
 
 @settings_group.command("set")

@@ -45,6 +45,9 @@ def group_report(session: Session, by: str = "project") -> list[dict]:
             func.sum(v.clv),
             *(func.sum(getattr(v, part)) for part in PARTS),
             func.sum(case((v.clv < 0, 1), else_=0)),
+            func.sum(v.realized_profit),
+            func.sum(case((v.realized_profit < 0, 1), else_=0)),
+            func.count(v.realized_profit),
         )
         .select_from(v)
         .group_by(key)
@@ -65,7 +68,11 @@ def group_report(session: Session, by: str = "project") -> list[dict]:
                 "clv_total": round(total, 2),
                 "clv_mean": round(total / households, 2) if households else None,
                 **parts,
-                "unprofitable_share": round(int(row[-1]) / households, 4) if households else None,
+                "unprofitable_share": round(int(row[-4]) / households, 4) if households else None,
+                "realized_mean": round(float(row[-3]) / int(row[-1]), 2) if row[-1] else None,
+                "realized_unprofitable_share": round(int(row[-2]) / int(row[-1]), 4)
+                if row[-1]
+                else None,
             }
         )
     if order:
@@ -75,13 +82,18 @@ def group_report(session: Session, by: str = "project") -> list[dict]:
     return rows
 
 
-def _values(session: Session) -> tuple[np.ndarray, np.ndarray]:
+def _values(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lifetime value, after-sales cost and realized profit per year (NaN where a run made
+    before prof0003 has none) of every household of the latest run."""
     require_run(session)
-    rows = session.execute(select(HouseholdValue.clv, HouseholdValue.after_sales_cost)).all()
+    v = HouseholdValue
+    rows = session.execute(select(v.clv, v.after_sales_cost, v.realized_profit)).all()
     if not rows:
-        return np.zeros(0), np.zeros(0)
-    clv, cost = np.array(rows, dtype=float).T
-    return clv, cost
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    clv, cost, realized = np.array(
+        [(a, b, np.nan if c is None else c) for a, b, c in rows], dtype=float
+    ).T
+    return clv, cost, realized
 
 
 def whale_curve(clv: np.ndarray, points: int = 10) -> list[dict]:
@@ -104,18 +116,36 @@ def whale_curve(clv: np.ndarray, points: int = 10) -> list[dict]:
                 "households": count,
                 "cumulative_profit": round(reached, 2),
                 "profit_share": round(reached / total, 4) if total > 0 else None,
-                "lowest_clv": round(float(ranked[count - 1]), 2),
+                "lowest_profit": round(float(ranked[count - 1]), 2),
             }
         )
     return rows
 
 
-def concentration(clv: np.ndarray, cost: np.ndarray) -> dict:
-    """The unprofitable share and the after-sales cost it consumes; the heaviest users of
-    after-sales service (those using HEAVY_SHARE of it) and their share of profit."""
+def concentration(clv: np.ndarray, cost: np.ndarray, realized: np.ndarray | None = None) -> dict:
+    """The unprofitable share (by lifetime value, and by realized relationship profit) and
+    the after-sales cost it consumes; the heaviest users of after-sales service (those using
+    HEAVY_SHARE of it) and their share of profit (realized profit where the run has it, as
+    the reference figure measures what customers brought, else lifetime value)."""
     n = clv.size
     if n == 0:
         return {"households": 0}
+    known = realized is not None and bool(np.isfinite(realized).all())
+    realized_figures = {"realized_unprofitable_share": None, "realized_total": None}
+    if known:
+        realized_figures = {
+            "realized_unprofitable_households": int((realized < 0).sum()),
+            "realized_unprofitable_share": round(float((realized < 0).mean()), 4),
+            "realized_unprofitable_cost_share": round(
+                float(cost[realized < 0].sum()) / float(cost.sum()), 4
+            )
+            if cost.sum() > 0
+            else None,
+            "realized_total": round(float(realized.sum()), 2),
+        }
+        profit = realized
+    else:
+        profit = clv
     losing = clv < 0
     total_cost, total_profit = float(cost.sum()), float(clv.sum())
     by_cost = np.argsort(-cost, kind="stable")
@@ -133,13 +163,17 @@ def concentration(clv: np.ndarray, cost: np.ndarray) -> dict:
         "heavy_cost_share": round(float(cost[heavy].sum()) / total_cost, 4)
         if total_cost > 0
         else None,
-        "heavy_profit_share": round(float(clv[heavy].sum()) / total_profit, 4)
-        if total_cost > 0 and total_profit > 0
+        "heavy_profit_share": round(float(profit[heavy].sum()) / float(profit.sum()), 4)
+        if total_cost > 0 and profit.sum() > 0
         else None,
+        "profit_basis": "realized" if known else "clv",
         "total_clv": round(total_profit, 2),
-        "peak_profit_share": round(float(np.cumsum(np.sort(clv)[::-1]).max()) / total_profit, 4)
-        if total_profit > 0
+        "peak_profit_share": round(
+            float(np.cumsum(np.sort(profit)[::-1]).max()) / float(profit.sum()), 4
+        )
+        if profit.sum() > 0
         else None,
+        **realized_figures,
     }
 
 
@@ -147,14 +181,26 @@ def summary_lines(figures: dict) -> list[dict]:
     """The headline figures beside DOMAIN.md's reference figures."""
     if not figures.get("households"):
         return []
-    return [
+    realized = figures.get("realized_unprofitable_share") is not None
+    basis = "已实现维系利润" if figures.get("profit_basis") == "realized" else "终身价值"
+    lines = [
         {
-            "figure": "不盈利客户占比",
-            "value": percent(figures["unprofitable_share"], missing="—"),
+            "figure": "不盈利客户占比（已实现维系利润 < 0）",
+            "value": percent(figures.get("realized_unprofitable_share"), missing="—"),
             "reference": REFERENCE_UNPROFITABLE,
         },
         {
-            "figure": "不盈利客户占用的售后成本",
+            "figure": "这些客户占用的售后成本",
+            "value": percent(figures.get("realized_unprofitable_cost_share"), missing="—"),
+            "reference": "—",
+        },
+        {
+            "figure": "不盈利客户占比（终身价值 < 0，含预期再购）",
+            "value": percent(figures["unprofitable_share"], missing="—"),
+            "reference": "—" if realized else REFERENCE_UNPROFITABLE,
+        },
+        {
+            "figure": "终身价值不盈利客户占用的售后成本",
             "value": percent(figures["unprofitable_cost_share"], missing="—"),
             "reference": "—",
         },
@@ -164,34 +210,39 @@ def summary_lines(figures: dict) -> list[dict]:
             "reference": "—",
         },
         {
-            "figure": "这些客户带来的利润占比",
+            "figure": f"这些客户带来的利润占比（{basis}）",
             "value": percent(figures["heavy_profit_share"], missing="—"),
             "reference": REFERENCE_HEAVY_USERS,
         },
         {
-            "figure": "累计利润峰值（占总利润）",
+            "figure": f"累计利润峰值（占总利润，{basis}）",
             "value": percent(figures["peak_profit_share"], missing="—"),
             "reference": "—",
         },
     ]
+    return lines if realized else lines[2:]
 
 
 def portfolio_figures(session: Session) -> tuple[list[dict], dict]:
     """The whale curve's deciles and the concentration figures of the latest run."""
-    clv, cost = _values(session)
-    return whale_curve(clv), concentration(clv, cost)
+    clv, cost, realized = _values(session)
+    figures = concentration(clv, cost, realized)
+    profit = realized if figures.get("profit_basis") == "realized" else clv
+    return whale_curve(profit), figures
 
 
 def write_whale_chart(session: Session, directory: Path) -> tuple[Path, str | None]:
     """whale.png: cumulative profit (% of total) against households ranked by profit."""
-    clv, _cost = _values(session)
+    clv, _cost, realized = _values(session)
+    known = realized.size > 0 and bool(np.isfinite(realized).all())
+    profit = realized if known else clv
     with charts(directory) as drawing:
         figure = drawing.figure(9, 5.5)
         axes = figure.subplots()
-        total = float(clv.sum())
-        if clv.size and total > 0:
-            ranked = np.cumsum(np.sort(clv)[::-1]) / total * 100
-            share = np.arange(1, clv.size + 1) / clv.size * 100
+        total = float(profit.sum())
+        if profit.size and total > 0:
+            ranked = np.cumsum(np.sort(profit)[::-1]) / total * 100
+            share = np.arange(1, profit.size + 1) / profit.size * 100
             axes.plot(np.r_[0, share], np.r_[0, ranked], color="tab:blue", label="累计利润")
             axes.axhline(100, color="grey", linestyle="--", linewidth=1, label="总利润")
             axes.set_xlim(0, 100)
@@ -200,18 +251,27 @@ def write_whale_chart(session: Session, directory: Path) -> tuple[Path, str | No
             axes.legend(loc="lower right")
         else:
             figure.text(0.5, 0.5, "总利润不为正，无法绘制鲸鱼曲线", ha="center", va="center")
-        axes.set_title("客户利润鲸鱼曲线")
+        axes.set_title("客户利润鲸鱼曲线（" + ("已实现维系利润" if known else "终身价值") + "）")
         path = drawing.save(figure, "whale.png")
     return path, drawing.note
 
 
 # How the unprofitable share depends on the settings -----------------------------------------
 
+PART_LABELS = {
+    "purchase_margin": "再购毛利",
+    "property_revenue": "物业收益",
+    "service_revenue": "有偿服务收入",
+    "referral_value": "推荐价值",
+    "after_sales_cost": "售后成本",
+    "other_cost": "其他维系成本",
+}
 # (setting, alternative values) tried one at a time against the current settings.
 SENSITIVITY = (
     ("sales_margin", (0.05, 0.10, 0.20)),
     ("referral_credit", (0.0, 0.5)),
     ("hourly_cost", (60.0, 240.0, 480.0)),
+    ("property_margin", (0.0, 0.05, 0.20)),
     ("horizon_years", (1, 3, 10)),
     ("discount_rate", (0.0, 0.15)),
     ("club_cost_per_year", (0.0, 600.0)),
@@ -243,14 +303,17 @@ def sensitivity(session, now=None) -> tuple[list[dict], list[str]]:
 
     def row(label: str, key: str, value, changed, purchases=None, households=None) -> dict:
         scores = clv_module.value(households or portfolio, changed, purchases or bg, gg, unit)
-        losing = scores.clv < 0
+        losing, short = scores.clv < 0, scores.realized < 0
+        some = bool(losing.size)
         return {
             "setting": key,
             "label": label,
             "value": value,
-            "unprofitable_share": round(float(losing.mean()), 4) if losing.size else None,
+            "realized_unprofitable_share": round(float(short.mean()), 4) if some else None,
+            "realized_median": round(float(np.median(scores.realized)), 2) if some else None,
+            "unprofitable_share": round(float(losing.mean()), 4) if some else None,
             "unprofitable": int(losing.sum()),
-            "clv_median": round(float(np.median(scores.clv)), 2) if losing.size else None,
+            "clv_median": round(float(np.median(scores.clv)), 2) if some else None,
         }
 
     rows = [row("当前设置", "—", "—", settings)]
@@ -281,13 +344,36 @@ def sensitivity(session, now=None) -> tuple[list[dict], list[str]]:
     # The hours are turned into each household's service hours when the portfolio is read.
     rebuilt = clv_module.gather(session, local_today(now), busier, unit)
     rows.append(row("工单工时 ×3", "handling_hours", "×3", busier, households=rebuilt))
+    # The cost window decides which history is read: read the portfolio again for each.
+    for years in (1.0, 4.0):
+        if years != settings.cost_window_years:
+            window = replace(settings, cost_window_years=years)
+            rows.append(
+                row(
+                    f"cost_window_years = {years:g}",
+                    "cost_window_years",
+                    years,
+                    window,
+                    households=clv_module.gather(session, local_today(now), window, unit),
+                )
+            )
     base = clv_module.value(portfolio, settings, bg, gg, unit)
     losing = base.clv < 0
+    brought_sales = (portfolio.repeat_sales_window > 0) | (portfolio.referred_sales_window > 0)
     lines = list(portfolio.notes) + notes
-    for name, mask in (("不盈利", losing), ("盈利", ~losing)):
+    for name, mask in (("终身价值不盈利", losing), ("终身价值盈利", ~losing)):
         if mask.any():
             parts = "，".join(
-                f"{part} {float(values[mask].mean()):,.0f}" for part, values in base.parts.items()
+                f"{PART_LABELS[part]} {float(values[mask].mean()):,.0f}"
+                for part, values in base.parts.items()
             )
             lines.append(f"{name}客户 {int(mask.sum())} 户，户均：{parts}（元，现值）。")
+    short = base.realized < 0
+    for name, mask in (("已实现不盈利", short), ("已实现盈利", ~short)):
+        if mask.any():
+            lines.append(
+                f"{name}客户 {int(mask.sum())} 户，户均已实现维系利润 "
+                f"{float(base.realized[mask].mean()):,.0f} 元/年；其中近期再购或推荐成交的 "
+                f"{int((mask & brought_sales).sum())} 户。"
+            )
     return rows, lines

@@ -83,3 +83,5 @@ class HouseholdValue(Base):
     after_sales_cost: Mapped[float] = mapped_column(Float)
     other_cost: Mapped[float] = mapped_column(Float)
     clv: Mapped[float] = mapped_column(Float, index=True)
+    # Realized relationship profit per year over the cost window (NULL: scored before prof0003).
+    realized_profit: Mapped[float | None] = mapped_column(Float)

@@ -31,6 +31,9 @@ Defaults (yuan; a "year" is a year of the horizon):
 | club_cost_per_year               | 150     | member-club (万客会) running cost per member household   |
 | min_exposure_years               | 2       | shortest history a yearly rate is taken over, so one     |
 |                                  |         | early ticket is not read as a yearly habit               |
+| cost_window_years                | 2       | the yearly cost and fee rates and the realized           |
+|                                  |         | relationship profit read the last N years of service     |
+|                                  |         | history (not before the register's first entry)          |
 | plans.<code>.<field>             | PLANS   | the plan catalogue: cost, team, task,                    |
 |                                  |         | retention_gain, referral_gain, suits, enabled            |
 
@@ -204,6 +207,9 @@ def _specs() -> dict[str, Spec]:
         "hourly_cost": Spec("120", money, "售后服务每工时全成本（元）"),
         "club_cost_per_year": Spec("150", money, "会员俱乐部：每户会员每年运营成本（元）"),
         "min_exposure_years": Spec("2", _number(0.1, 50), "折算年均值时的最短历史（年）"),
+        "cost_window_years": Spec(
+            "2", _number(0.25, 50), "成本、有偿服务收入与已实现维系利润按最近几年的记录计（年）"
+        ),
     }
     for severity, hours in HANDLING_HOURS.items():
         specs[f"handling_hours.{severity}"] = Spec(
@@ -266,6 +272,7 @@ class Settings:
     hourly_cost: float
     club_cost_per_year: float
     min_exposure_years: float
+    cost_window_years: float
     handling_hours: dict[str, float]
     record_hours: dict[str, float]
     plans: tuple[PlanSpec, ...]

@@ -13,6 +13,12 @@ def migration_locations():
 
 @hookimpl
 def register_commands(cli):
+    from crm.core.cliutil import lazy_commands
+
+    lazy_commands(cli, ("survey", "satisfaction"), _satisfaction_commands)
+
+
+def _satisfaction_commands(cli):
     from crm.plugins.satisfaction.commands import register
 
     register(cli)

@@ -1,8 +1,8 @@
 """PNG charts of the KPI report: the monthly trend and the comparison by project.
 
 matplotlib is imported inside the functions (it costs ~0.3 s), and drawn with the Agg canvas so
-no display is needed. Chinese labels need a CJK font; without one the charts are still written
-(the labels then show as boxes) and the caller is told how to install one.
+no display is needed, in the font crm.core.charts brings (Chinese on a machine without a Chinese
+font); the legends sit outside the axes, where they cover no bar or point.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from crm.core.charts import charts
 
+MAX_MONTH_LABELS = 24
 SERIES = [
     ("satisfaction_rate", "满意率"),
     ("timeliness_rate", "及时率"),
@@ -27,20 +28,26 @@ def _percent(rows: list[dict], key: str) -> list[float]:
 def _trend(figure, monthly: list[dict]) -> None:
     axes = figure.subplots()
     months = [str(row["label"]) for row in monthly]
+    x = range(len(months))
     for key, label in SERIES:
-        axes.plot(months, _percent(monthly, key), marker="o", label=label)
+        axes.plot(x, _percent(monthly, key), marker="o", label=label)
     axes.set_ylabel("百分比（%）")
     axes.set_ylim(0, 105)
     nps_axes = axes.twinx()
     nps = [math.nan if row.get("nps") is None else row["nps"] for row in monthly]
-    nps_axes.plot(months, nps, color="black", linestyle="--", marker="s", label="NPS")
+    nps_axes.plot(x, nps, color="black", linestyle="--", marker="s", label="NPS")
     nps_axes.set_ylabel("NPS")
     nps_axes.set_ylim(-100, 100)
     lines = axes.get_legend_handles_labels()
     more = nps_axes.get_legend_handles_labels()
-    axes.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left", fontsize="small")
+    # Outside the axes, right of the NPS scale: inside, a legend covers points or bars.
+    figure.legend(
+        lines[0] + more[0], lines[1] + more[1], loc="outside right upper", fontsize="small"
+    )
     axes.set_title("满意度与服务指标月度趋势")
-    axes.tick_params(axis="x", labelrotation=45)
+    # At most MAX_MONTH_LABELS month labels: years of history would print them on each other.
+    step = math.ceil(len(months) / MAX_MONTH_LABELS)
+    axes.set_xticks(x[::step], months[::step], rotation=45, ha="right")
 
 
 def _by_project(figure, projects: list[dict]) -> None:
@@ -53,7 +60,7 @@ def _by_project(figure, projects: list[dict]) -> None:
     axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
     axes.set_ylabel("百分比（%）")
     axes.set_ylim(0, 105)
-    axes.legend(loc="lower left", fontsize="small")
+    figure.legend(loc="outside right upper", fontsize="small")
     axes.set_title("各项目满意度与服务指标")
 
 

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import at_option, day_bound, emit, format_option, get_app, parse_at
+from crm.core.cliutil import (
+    at_option,
+    date_range,
+    day_bound,
+    emit,
+    format_option,
+    get_app,
+    paging,
+    parse_at,
+)
+from crm.core.figures import SCORE
 from crm.plugins.satisfaction.vocab import KINDS, STATUSES
 
 SURVEY_COLUMNS = [
@@ -19,16 +29,17 @@ SURVEY_COLUMNS = [
     ("csat", "满意度"),
     ("nps", "推荐意愿"),
     ("aspects", "各方面（期望/体验/差距）"),
-    ("mean_gap", "平均差距"),
+    ("mean_gap", "平均差距", SCORE),
     ("comment", "意见"),
     ("taken_by", "调查人"),
 ]
+SURVEY_DROP = ("taken_by", "ticket", "aspects")  # a narrow terminal keeps the comment
 WARNING_COLUMNS = [
     ("id", "编号"),
     ("kind", "类型", KINDS),
     ("household", "客户编号"),
     ("project", "项目"),
-    ("strength", "强度"),
+    ("strength", "强度", SCORE),
     ("reason", "原因"),
     ("status", "状态", STATUSES),
     ("detected_at", "发现时间"),
@@ -113,17 +124,16 @@ def survey_record(
 @survey.command("list")
 @click.option("--household", "household_code", help="只看某个客户家庭（客户编号）。")
 @click.option("--kind", help="只看某类调查：revisit 工单回访、periodic 定期调查、visit 走访问卷。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
-)
+@date_range("调查日期")
+@paging(50)
 @format_option
-def survey_list(household_code, kind, limit, fmt) -> None:
+def survey_list(household_code, kind, since, until, limit, offset, fmt) -> None:
     """按时间倒序列出满意度调查记录。"""
     from crm.plugins.satisfaction.surveys import list_surveys
 
     with get_app().session() as session:
-        rows = list_surveys(session, household_code, kind, limit)
-    emit(rows, fmt, SURVEY_COLUMNS)
+        rows = list_surveys(session, household_code, kind, limit, offset, since, until)
+    emit(rows, fmt, SURVEY_COLUMNS, drop=SURVEY_DROP)
 
 
 @click.group()
@@ -151,7 +161,7 @@ def satisfaction() -> None:
 @format_option
 def satisfaction_report(group_by, since, until, chart_dir, fmt) -> None:
     """满意率、NPS、期望差距、及时率、关闭率、回访率与平均响应/到场/关闭时长（数据库内汇总）。"""
-    from crm.plugins.satisfaction.kpis import COLUMNS, GROUPINGS, RATES, kpi_report
+    from crm.plugins.satisfaction.kpis import COLUMNS, GROUPINGS, kpi_report
 
     start, end = day_bound(since, "起始日期"), day_bound(until, "截止日期", end=True)
     with get_app().session() as session:
@@ -163,11 +173,7 @@ def satisfaction_report(group_by, since, until, chart_dir, fmt) -> None:
             charts = (monthly, projects)
     columns = [("label", GROUPINGS[group_by])] + COLUMNS[1:]
     if fmt == "table":
-        shown = [
-            {k: f"{v:.1%}" if k in RATES and v is not None else v for k, v in row.items()}
-            for row in rows
-        ]
-        emit(shown, fmt, columns)
+        emit(rows, fmt, columns)  # each figure in its kind's format (crm.core.figures)
     else:
         emit(rows, fmt, [("key", "key"), *columns])
     if charts is not None:
@@ -196,11 +202,10 @@ def satisfaction_report(group_by, since, until, chart_dir, fmt) -> None:
     type=click.Choice(["pending", "handed"]),
     help="只看某种状态：pending 待处理，handed 已转协调。",
 )
-@click.option(
-    "--limit", type=click.IntRange(1), default=100, show_default=True, help="最多显示条数。"
-)
+@date_range("发现日期")
+@paging(100)
 @format_option
-def satisfaction_warnings(detect, window, status, limit, fmt) -> None:
+def satisfaction_warnings(detect, window, status, since, until, limit, offset, fmt) -> None:
     """客情预警：满意度下降、项目满意率下滑、重复投诉、承诺未兑现。"""
     from crm.core.db import transaction
     from crm.plugins.satisfaction.warnings import Thresholds, detect_warnings, list_warnings
@@ -211,7 +216,7 @@ def satisfaction_warnings(detect, window, status, limit, fmt) -> None:
             with transaction(session):
                 new = detect_warnings(session, thresholds=Thresholds(window_days=window))
             click.echo(f"新增客情预警 {len(new)} 条。", err=True)
-        rows = list_warnings(session, status, limit)
+        rows = list_warnings(session, status, limit, offset, since, until)
     emit(rows, fmt, WARNING_COLUMNS)
 
 

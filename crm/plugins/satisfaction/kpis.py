@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from crm.core.errors import CrmError
+from crm.core.figures import MINUTES, NPS, RATE, SCORE
 from crm.core.models import Building, Household, Project, ServiceRecord, Unit
 from crm.core.sqltime import minutes_between, month_of
 from crm.core.vocab import COMPLAINT_CAUSES
@@ -40,18 +41,18 @@ UNGROUPED = "（未归属）"
 COLUMNS = [
     ("label", "分组"),
     ("surveys", "问卷数"),
-    ("satisfaction_rate", "满意率"),
-    ("nps", "NPS"),
-    ("mean_gap", "平均差距"),
+    ("satisfaction_rate", "满意率", RATE),
+    ("nps", "NPS", NPS),
+    ("mean_gap", "平均差距", SCORE),
     ("tickets", "服务登记数"),
     ("legacy", "其中历史记录"),
     ("closed", "已关闭"),
-    ("timeliness_rate", "及时率"),
-    ("closure_rate", "关闭率"),
-    ("revisit_rate", "回访率"),
-    ("mean_reply_minutes", "平均响应(分钟)"),
-    ("mean_arrive_minutes", "平均到场(分钟)"),
-    ("mean_close_minutes", "平均关闭(分钟)"),
+    ("timeliness_rate", "及时率", RATE),
+    ("closure_rate", "关闭率", RATE),
+    ("revisit_rate", "回访率", RATE),
+    ("mean_reply_minutes", "平均响应(分钟)", MINUTES),
+    ("mean_arrive_minutes", "平均到场(分钟)", MINUTES),
+    ("mean_close_minutes", "平均关闭(分钟)", MINUTES),
 ]
 RATES = ("satisfaction_rate", "timeliness_rate", "closure_rate", "revisit_rate")
 

@@ -20,6 +20,7 @@ from crm.core.clock import when_done
 from crm.core.errors import CrmError
 from crm.core.households import get_household
 from crm.core.models import Household, Project, utcnow
+from crm.core.paging import Page, between, fetch
 from crm.plugins.satisfaction.models import Survey, SurveyAspect, TicketCause
 
 SURVEY_KINDS = {"revisit": "工单回访", "periodic": "定期调查", "visit": "走访问卷"}
@@ -208,21 +209,28 @@ def survey_row(survey: Survey, household_code: str | None = None) -> dict:
 
 
 def list_surveys(
-    session: Session, household_code: str | None = None, kind: str | None = None, limit: int = 50
-) -> list[dict]:
-    """The newest surveys first, optionally of one household or kind."""
+    session: Session,
+    household_code: str | None = None,
+    kind: str | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """The newest surveys first, optionally of one household or kind, taken in [since,
+    until): one page of them, with how many match."""
     query = (
         select(Survey, Household.code)
         .join(Household, Household.id == Survey.household_id)
         .options(selectinload(Survey.aspects))
+        .where(*between(Survey.taken_at, since, until))
         .order_by(Survey.taken_at.desc(), Survey.id.desc())
-        .limit(limit)
     )
     if household_code:
         query = query.where(Survey.household_id == get_household(session, household_code).id)
     if kind:
         query = query.where(Survey.kind == code_of(SURVEY_KINDS, kind, "调查类型"))
-    return [survey_row(survey, code) for survey, code in session.execute(query)]
+    return fetch(session, query, limit, offset).map(lambda found: survey_row(*found))
 
 
 def record_revisits(session: Session, revisits: Sequence[Revisit]) -> None:

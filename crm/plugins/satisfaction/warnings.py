@@ -20,6 +20,7 @@ from crm.core.chain import Feedback, ServiceSignal
 from crm.core.clock import local_zone
 from crm.core.errors import CrmError
 from crm.core.models import Household, Project, utcnow
+from crm.core.paging import Page, between, fetch
 from crm.core.sqltime import month_of
 from crm.plugins.satisfaction.models import FeedbackRecord, Survey
 from crm.plugins.satisfaction.vocab import STATUSES
@@ -212,33 +213,46 @@ def _store_new(
 _project_of_record = func.coalesce(FeedbackRecord.project_id, Household.project_id)
 
 
-def list_warnings(session: Session, status: str | None = None, limit: int = 100) -> list[dict]:
-    """Feedback records, strongest and newest first."""
+def list_warnings(
+    session: Session,
+    status: str | None = None,
+    limit: int | None = 100,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """Feedback records, newest and strongest first, detected in [since, until): one page of
+    them, with how many match."""
     query = (
         select(FeedbackRecord, Household.code, Project.name)
         .outerjoin(Household, Household.id == FeedbackRecord.household_id)
         .outerjoin(Project, Project.id == _project_of_record)
-        .order_by(FeedbackRecord.detected_at.desc(), FeedbackRecord.strength.desc())
-        .limit(limit)
+        .where(*between(FeedbackRecord.detected_at, since, until))
+        .order_by(
+            FeedbackRecord.detected_at.desc(),
+            FeedbackRecord.strength.desc(),
+            FeedbackRecord.id.desc(),
+        )
     )
     if status:
         if status not in STATUSES:
             raise CrmError(f"不认识的预警状态“{status}”；可用：{'、'.join(STATUSES)}。")
         query = query.where(FeedbackRecord.status == status)
-    return [
-        {
-            "id": record.id,
-            "kind": record.kind,
-            "household": code,
-            "project": project,
-            "strength": record.strength,
-            "reason": record.reason,
-            "status": record.status,
-            "detected_at": record.detected_at,
-            "handed_at": record.handed_at,
-        }
-        for record, code, project in session.execute(query)
-    ]
+    return fetch(session, query, limit, offset).map(lambda found: _warning_row(*found))
+
+
+def _warning_row(record: FeedbackRecord, code: str | None, project: str | None) -> dict:
+    return {
+        "id": record.id,
+        "kind": record.kind,
+        "household": code,
+        "project": project,
+        "strength": record.strength,
+        "reason": record.reason,
+        "status": record.status,
+        "detected_at": record.detected_at,
+        "handed_at": record.handed_at,
+    }
 
 
 # Ids per UPDATE: under SQLite's oldest limit of 999 bound parameters.

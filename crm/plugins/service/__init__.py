@@ -63,20 +63,43 @@ def complaint_counts(session, since, until, grain):
 
 @hookimpl
 def register_commands(cli):
-    from crm.plugins.service import (
-        dispatch_commands,
-        fund_commands,
-        group_commands,
-        record_commands,
-        retention_commands,
-        task_commands,
-        ticket_commands,
-    )
+    from crm.core.cliutil import lazy_commands
+
+    lazy_commands(cli, ("team", "staff", "workorder", "repair"), _dispatch_commands)
+    lazy_commands(cli, ("fund",), _fund_commands)
+    lazy_commands(cli, ("club", "activity"), _retention_commands)
+    lazy_commands(cli, ("task",), _task_commands)
+    lazy_commands(cli, ("ticket", "sla", "improvement"), _ticket_commands)
+
+
+def _dispatch_commands(cli):
+    from crm.plugins.service import dispatch_commands
 
     dispatch_commands.register(cli)
+
+
+def _fund_commands(cli):
+    from crm.plugins.service import fund_commands
+
     fund_commands.register(cli)
+
+
+def _retention_commands(cli):
+    from crm.plugins.service import retention_commands
+
     retention_commands.register(cli)
+
+
+def _task_commands(cli):
+    from crm.plugins.service import task_commands
+
     task_commands.register(cli)
+
+
+def _ticket_commands(cli):
+    # `crm ticket` gathers three modules' commands; record_commands also adds `improvement`.
+    from crm.plugins.service import group_commands, record_commands, ticket_commands
+
     ticket_commands.register(cli)
     record_commands.register(cli)
     group_commands.register(cli)  # under `crm ticket`, so after it
@@ -117,6 +140,13 @@ def scheduled_jobs(session, now):
     from crm.plugins.service.jobs import scheduled_jobs
 
     return scheduled_jobs(session, now)
+
+
+@hookimpl
+def shell_identifiers(session, limit):
+    from crm.plugins.service.tickets import recent_numbers
+
+    return {"登记号": recent_numbers(session, limit)}
 
 
 @hookimpl

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from crm.core.audit import record
 from crm.core.errors import CrmError
 from crm.core.models import Household, ServiceRecord
+from crm.core.paging import Page, fetch
 from crm.core.vocab import COMPLAINT_CAUSES, code_of
 from crm.plugins.service.models import Ticket, TicketCause, TicketOption
 from crm.plugins.service.rules import CLOSED_STATUSES, PAUSED
@@ -222,8 +223,9 @@ def register_rows(
     kind: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
-    limit: int = 200,
-) -> list[dict[str, Any]]:
+    limit: int | None = 200,
+    offset: int = 0,
+) -> Page:
     """The service register as the complaint register keeps it, newest first: number,
     customer, nature (type, severity and category of a ticket, and its summary), causes and
     result. Legacy records show what they hold."""
@@ -240,24 +242,28 @@ def register_rows(
         query = query.where(ServiceRecord.opened_at >= since)
     if until is not None:
         query = query.where(ServiceRecord.opened_at < until)
-    found = session.execute(
-        query.order_by(ServiceRecord.opened_at.desc(), ServiceRecord.id.desc()).limit(limit)
-    ).all()
+    found = fetch(
+        session,
+        query.order_by(ServiceRecord.opened_at.desc(), ServiceRecord.id.desc()),
+        limit,
+        offset,
+    )
     causes = causes_of(session, [t.id for *_, t in found if t is not None])
-    return [
-        {
-            "number": entry.record_no,
-            "household": code,
-            "household_name": name,
-            "kind": entry.kind,
-            "severity": ticket.severity if ticket is not None else None,
-            "category": ticket.category if ticket is not None else None,
-            "summary": entry.summary,
-            "causes": causes.get(ticket.id, []) if ticket is not None else [],
-            "status": entry.status,
-            "opened_at": entry.opened_at,
-            "closed_at": entry.closed_at,
-            "result": entry.result,
-        }
-        for entry, code, name, ticket in found
-    ]
+    return found.map(lambda row: _register_row(*row, causes))
+
+
+def _register_row(entry, code, name, ticket, causes) -> dict[str, Any]:
+    return {
+        "number": entry.record_no,
+        "household": code,
+        "household_name": name,
+        "kind": entry.kind,
+        "severity": ticket.severity if ticket is not None else None,
+        "category": ticket.category if ticket is not None else None,
+        "summary": entry.summary,
+        "causes": causes.get(ticket.id, []) if ticket is not None else [],
+        "status": entry.status,
+        "opened_at": entry.opened_at,
+        "closed_at": entry.closed_at,
+        "result": entry.result,
+    }

@@ -23,6 +23,7 @@ from crm.core.audit import current_user
 from crm.core.clock import as_local, to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.models import utcnow
+from crm.core.paging import Page, between, fetch
 from crm.core.vocab import TEAM_KINDS, code_of
 from crm.plugins.service.models import ProjectManager, Staff, Team, Ticket, WorkOrder
 from crm.plugins.service.rules import (
@@ -175,14 +176,9 @@ def list_teams(session: Session) -> list[dict]:
     ]
 
 
-def add_staff(
-    session: Session,
-    name: str,
-    team_code: str,
-    title: str,
-    level: int = 1,
-    skills: list[str] | None = None,
-) -> Staff:
+def check_new_staff(session: Session, name: str, team_code: str, level: int = 1) -> Team:
+    """Whether `add_staff` would take these (the user's permission, the name, the level, the
+    team), without adding anyone; returns the team."""
     current_user(session).require("service.configure", "登记员工")
     name = name.strip()
     if not name:
@@ -191,9 +187,21 @@ def add_staff(
         raise CrmError("级别只能是 1（一线）、2（主管）、3（经理）或 4（总经理）。")
     if session.scalar(select(Staff.id).where(Staff.name == name)):
         raise CrmError(f"员工“{name}”已登记：同名时请加区分，如 {name}（工程）。")
+    return get_team(session, team_code)
+
+
+def add_staff(
+    session: Session,
+    name: str,
+    team_code: str,
+    title: str,
+    level: int = 1,
+    skills: list[str] | None = None,
+) -> Staff:
+    team = check_new_staff(session, name, team_code, level)
     staff = Staff(
-        name=name,
-        team_id=get_team(session, team_code).id,
+        name=name.strip(),
+        team_id=team.id,
         title=title.strip() or STAFF_LEVELS[level],
         level=level,
         skills=[s.strip() for s in skills or [] if s.strip()],
@@ -767,11 +775,15 @@ def list_work_orders(
     overdue: bool = False,
     tasks: bool | None = None,
     household: str | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
     now: dt.datetime | None = None,
-) -> list[dict]:
-    """Work orders and tasks, oldest first; `tasks` True for tasks only, False for work
-    orders under tickets only."""
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """Work orders and tasks, oldest first, one page of them with how many match; `tasks`
+    True for tasks only, False for work orders under tickets only; `since`/`until` bound the
+    due time ([since, until))."""
     now = now or utcnow()
     query = select(WorkOrder).outerjoin(Ticket, WorkOrder.ticket_id == Ticket.id)
     if ticket:
@@ -795,8 +807,9 @@ def list_work_orders(
         query = query.where(WorkOrder.status == code_of(WORK_ORDER_STATUS, status, "派工单状态"))
     if overdue:
         query = query.where(WorkOrder.status == "open", WorkOrder.due_at < now)
-    orders = session.scalars(query.order_by(WorkOrder.id).limit(limit)).all()
-    return [work_order_row(order, now) for order in orders]
+    query = query.where(*between(WorkOrder.due_at, since, until))
+    page = fetch(session, query.order_by(WorkOrder.id), limit, offset, scalars=True)
+    return page.map(lambda order: work_order_row(order, now))
 
 
 def show_work_order(session: Session, number: str, now: dt.datetime | None = None) -> dict:

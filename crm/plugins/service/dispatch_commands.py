@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
+from crm.core.cliutil import (
+    at_option,
+    date_range,
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    paging,
+    parse_at,
+)
 from crm.core.security import ROLES
 from crm.core.vocab import TEAM_KINDS
 from crm.plugins.service.rules import LEVELS, ORIGINS, WORK_KINDS, WORK_ORDER_STATUS
@@ -41,6 +50,8 @@ WORK_ORDER_COLUMNS = [
     ("completed_at", "完成时间"),
     ("description", "内容"),
 ]
+# What a narrow terminal leaves out of the list first (what to do and by when stay).
+WORK_ORDER_DROP = ("origin", "completed_at", "ticket", "team", "household")
 SHOW_LABELS = [
     ("number", "派工单号"),
     ("ticket", "登记号"),
@@ -158,13 +169,15 @@ def team() -> None:
 
 
 @team.command("list")
+@paging(None)
 @format_option
-def team_list(fmt: str) -> None:
+def team_list(limit, offset, fmt: str) -> None:
     """列出团队、负责的类别与维修项目、在岗人数。"""
+    from crm.core.paging import window
     from crm.plugins.service.dispatch import handles_labels, list_teams
 
     with get_app().session() as session:
-        rows = list_teams(session)
+        rows = window(list_teams(session), limit, offset)
     labels = handles_labels()
     for row in rows:
         handled = row["handles"].split("、") if row["handles"] else []
@@ -218,14 +231,16 @@ def staff() -> None:
 
 @staff.command("list")
 @click.option("--team", "team_code", help="只看某个团队（代码或名称）。")
+@paging(None)
 @format_option
-def staff_list(team_code: str | None, fmt: str) -> None:
+def staff_list(team_code: str | None, limit, offset, fmt: str) -> None:
     """列出员工及其在办件数（未关闭的投诉/报修 + 处理中的派工单）。"""
+    from crm.core.paging import window
     from crm.plugins.service.dispatch import list_staff
 
     with get_app().session() as session:
         rows = list_staff(session, team_code)
-    emit(rows, fmt, STAFF_COLUMNS)
+    emit(window(rows, limit, offset), fmt, STAFF_COLUMNS)
 
 
 @staff.command("add")
@@ -270,11 +285,15 @@ def staff_add(
 ) -> None:
     """登记一名员工（经理、管理员可操作）；给出 --login 时同时创建其数据库登录。"""
     from crm.core.db import transaction
-    from crm.core.logins import create_login
-    from crm.plugins.service.dispatch import add_staff
+    from crm.core.logins import check_new_login, create_login
+    from crm.plugins.service.dispatch import add_staff, check_new_staff
 
     password = None
     if login and ask_password:
+        # What would be refused is refused before the password is typed twice.
+        with get_app().session() as session:
+            check_new_staff(session, name, team_code, level)
+            check_new_login(session, login, role)
         password = _ask_password()
     with get_app().session() as session, transaction(session):
         created = add_staff(session, name, team_code, title, level, _split(skills))
@@ -370,13 +389,8 @@ def work_filters(func):
                 "--status", help="只看某种状态：open（处理中）、done、returned、cancelled。"
             ),
             click.option("--overdue", is_flag=True, help="只看已超过时限仍未完成的。"),
-            click.option(
-                "--limit",
-                type=click.IntRange(1),
-                default=50,
-                show_default=True,
-                help="最多显示条数。",
-            ),
+            date_range("完成时限"),
+            paging(50),
             format_option,
         )
     ):
@@ -390,7 +404,7 @@ def emit_work(fmt: str, **filters) -> None:
 
     with get_app().session() as session:
         rows = list_work_orders(session, **filters)
-    emit(rows, fmt, WORK_ORDER_COLUMNS)
+    emit(rows, fmt, WORK_ORDER_COLUMNS, drop=WORK_ORDER_DROP)
 
 
 @workorder.command("list")
@@ -402,11 +416,14 @@ def emit_work(fmt: str, **filters) -> None:
     help="只看任务（协调调度等交给员工的跟进，没有工单），或只看工单下的派工单；默认都看。",
 )
 @work_filters
-def workorder_list(ticket, tasks, household, team_code, assignee, status, overdue, limit, fmt):
-    """列出派工单与任务。"""
+def workorder_list(
+    ticket, tasks, household, team_code, assignee, status, overdue, since, until, limit, offset,
+    fmt,
+):  # fmt: skip
+    """列出派工单与任务（最早派发的在前）。"""
     emit_work(
         fmt, ticket=ticket, tasks=tasks, household=household, team=team_code, assignee=assignee,
-        status=status, overdue=overdue, limit=limit,
+        status=status, overdue=overdue, since=since, until=until, limit=limit, offset=offset,
     )  # fmt: skip
 
 

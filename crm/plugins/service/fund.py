@@ -28,6 +28,7 @@ from crm.core.clock import to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import get_household, project_id
 from crm.core.models import Household, Project, utcnow
+from crm.core.paging import Page, between, fetch
 from crm.plugins.service.models import LoyaltyFundEntry, RewardActivity, WorkOrder
 from crm.plugins.service.rules import FUND_KINDS
 
@@ -255,10 +256,14 @@ def project_balances(
 
 
 def household_balances(
-    session: Session, project: str | None = None, year: int | None = None, limit: int = 50
-) -> list[dict]:
+    session: Session,
+    project: str | None = None,
+    year: int | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
+) -> Page:
     """Per household: what it contributed and what the fund gave it directly (gifts and
-    other care naming it), largest amounts first."""
+    other care naming it), largest amounts first; one page of households, with how many."""
     e = LoyaltyFundEntry
     contributed = func.sum(case((e.kind == "contribution", e.amount), else_=0))
     received = func.sum(case((e.kind.in_(SPENDING), e.amount), else_=0))
@@ -269,19 +274,17 @@ def household_balances(
         .where(*_filters(session, project, year, None))
         .group_by(Household.code, Household.name, Project.name)
         .order_by((contributed + received).desc(), Household.code)
-        .limit(limit)
     )
-    return [
-        {
-            "household": code,
-            "name": name,
-            "project": project_name,
-            "contributed": float(c),
-            "received": float(r),
-            "net": float(r) - float(c),
+    return fetch(session, query, limit, offset).map(
+        lambda row: {
+            "household": row[0],
+            "name": row[1],
+            "project": row[2],
+            "contributed": float(row[3]),
+            "received": float(row[4]),
+            "net": float(row[4]) - float(row[3]),
         }
-        for code, name, project_name, c, r in session.execute(query)
-    ]
+    )
 
 
 def ledger(
@@ -289,33 +292,36 @@ def ledger(
     project: str | None = None,
     household: str | None = None,
     year: int | None = None,
-    limit: int = 100,
-) -> list[dict]:
-    """The fund's lines, newest first."""
+    limit: int | None = 100,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """The fund's lines, newest first, of [since, until): one page of them, with how many."""
     e = LoyaltyFundEntry
     query = (
         select(e, Project.name, Household.code, WorkOrder.number)
         .join(Project, Project.id == e.project_id)
         .outerjoin(Household, Household.id == e.household_id)
         .outerjoin(WorkOrder, WorkOrder.id == e.work_order_id)
-        .where(*_filters(session, project, year, household))
+        .where(*_filters(session, project, year, household), *between(e.at, since, until))
         .order_by(e.at.desc(), e.id.desc())
-        .limit(limit)
     )
-    return [
-        {
-            "id": entry.id,
-            "at": entry.at,
-            "year": entry.year,
-            "project": project_name,
-            "kind": entry.kind,
-            "direction": "in" if entry.kind in INFLOWS else "out",
-            "amount": float(entry.amount),
-            "household": code,
-            "activity_id": entry.activity_id,
-            "work_order": number,
-            "note": entry.note,
-            "by": entry.by,
-        }
-        for entry, project_name, code, number in session.execute(query)
-    ]
+    return fetch(session, query, limit, offset).map(lambda row: _ledger_row(*row))
+
+
+def _ledger_row(entry: LoyaltyFundEntry, project_name: str, code: str | None, number) -> dict:
+    return {
+        "id": entry.id,
+        "at": entry.at,
+        "year": entry.year,
+        "project": project_name,
+        "kind": entry.kind,
+        "direction": "in" if entry.kind in INFLOWS else "out",
+        "amount": float(entry.amount),
+        "household": code,
+        "activity_id": entry.activity_id,
+        "work_order": number,
+        "note": entry.note,
+        "by": entry.by,
+    }

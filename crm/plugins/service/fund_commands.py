@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import date_range, emit, emit_record, format_option, get_app, paging
+from crm.core.figures import MONEY
 from crm.plugins.service.rules import FUND_KINDS as KIND_LABELS
 
 DIRECTIONS = {"in": "收入", "out": "支出"}
@@ -15,11 +16,11 @@ ENTRY_LABELS = [
     ("project", "项目"),
     ("year", "基金年度"),
     ("kind", "类型", KIND_LABELS),
-    ("amount", "金额(元)"),
+    ("amount", "金额(元)", MONEY),
     ("household", "客户编号"),
     ("activity_id", "活动编号"),
     ("work_order", "派工单"),
-    ("balance", "项目基金余额(元)"),
+    ("balance", "项目基金余额(元)", MONEY),
     ("note", "说明"),
 ]
 LEDGER_COLUMNS = [
@@ -29,7 +30,7 @@ LEDGER_COLUMNS = [
     ("project", "项目"),
     ("kind", "类型", KIND_LABELS),
     ("direction", "收支", DIRECTIONS),
-    ("amount", "金额(元)"),
+    ("amount", "金额(元)", MONEY),
     ("household", "客户编号"),
     ("activity_id", "活动编号"),
     ("work_order", "派工单"),
@@ -38,22 +39,22 @@ LEDGER_COLUMNS = [
 ]
 PROJECT_COLUMNS = [
     ("project", "项目"),
-    ("opening", "上年结转(元)"),
-    ("allocated", "利润拨付(元)"),
-    ("contributed", "客户出资(元)"),
-    ("spent_activity", "业主活动(元)"),
-    ("spent_gift", "礼品(元)"),
-    ("spent_care", "其他关怀(元)"),
-    ("spent", "支出合计(元)"),
-    ("balance", "余额(元)"),
+    ("opening", "上年结转(元)", MONEY),
+    ("allocated", "利润拨付(元)", MONEY),
+    ("contributed", "客户出资(元)", MONEY),
+    ("spent_activity", "业主活动(元)", MONEY),
+    ("spent_gift", "礼品(元)", MONEY),
+    ("spent_care", "其他关怀(元)", MONEY),
+    ("spent", "支出合计(元)", MONEY),
+    ("balance", "余额(元)", MONEY),
 ]
 HOUSEHOLD_COLUMNS = [
     ("household", "客户编号"),
     ("name", "客户"),
     ("project", "项目"),
-    ("contributed", "出资(元)"),
-    ("received", "受惠(元)"),
-    ("net", "净受惠(元)"),
+    ("contributed", "出资(元)", MONEY),
+    ("received", "受惠(元)", MONEY),
+    ("net", "净受惠(元)", MONEY),
 ]
 AT_HELP = "发生时间，如 2026-09-20 14:00（业务时区）；默认现在。"
 
@@ -179,34 +180,48 @@ def spend_command(amount, kind, project, household, activity_id, work_order, not
 @click.option("--project", help="只看某个项目（项目全名）。")
 @click.option("--year", type=int, help="只看某个基金年度（按项目汇总时给出上年结转）。")
 @click.option(
-    "--limit", type=click.IntRange(1), default=50, show_default=True, help="按客户时最多显示户数。"
+    "--limit",
+    type=click.IntRange(1),
+    metavar="条数",
+    help="最多显示条数（按客户时默认 50 户，按项目时默认全部）。",
+)
+@click.option(
+    "--offset",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    metavar="条数",
+    help="跳过前面这么多条（翻页）。",
 )
 @format_option
-def balance_command(by, project, year, limit, fmt) -> None:
+def balance_command(by, project, year, limit, offset, fmt) -> None:
     """基金余额：按项目列出结转、拨付、出资、各类支出与余额，或按客户列出出资与受惠。"""
+    from crm.core.paging import window
     from crm.plugins.service.fund import household_balances, project_balances
 
     with get_app().session() as session:
         if by == "project":
-            emit(project_balances(session, project, year), fmt, PROJECT_COLUMNS)
+            rows = window(project_balances(session, project, year), limit, offset)
+            emit(rows, fmt, PROJECT_COLUMNS)
         else:
-            emit(household_balances(session, project, year, limit), fmt, HOUSEHOLD_COLUMNS)
+            rows = household_balances(session, project, year, limit or 50, offset)
+            emit(rows, fmt, HOUSEHOLD_COLUMNS)
 
 
 @fund.command("ledger")
 @click.option("--project", help="只看某个项目（项目全名）。")
 @click.option("--household", help="只看某个客户家庭（客户编号）。")
 @click.option("--year", type=int, help="只看某个基金年度。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=100, show_default=True, help="最多显示条数。"
-)
+@date_range("发生日期")
+@paging(100)
 @format_option
-def ledger_command(project, household, year, limit, fmt) -> None:
+def ledger_command(project, household, year, since, until, limit, offset, fmt) -> None:
     """基金台账：逐笔收支，最新的在前。"""
     from crm.plugins.service.fund import ledger
 
     with get_app().session() as session:
-        emit(ledger(session, project, household, year, limit), fmt, LEDGER_COLUMNS)
+        rows = ledger(session, project, household, year, limit, offset, since, until)
+        emit(rows, fmt, LEDGER_COLUMNS)
 
 
 def register(cli: click.Group) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
+from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, paging, parse_at
+from crm.core.figures import HOURS
 from crm.plugins.service.rules import CATEGORIES, GROUP_PHASES, GROUP_STATUS, STATUSES
 
 SHOW_LABELS = [
@@ -50,7 +51,7 @@ OVERDUE_COLUMNS = [
     ("step", "步骤代码"),
     ("label", "处理步骤"),
     ("due_at", "期限"),
-    ("hours_late", "超期(小时)"),
+    ("hours_late", "超期(小时)", HOURS),
     ("owner", "第一负责人"),
 ]
 SHOW_FORMAT = click.option(
@@ -255,14 +256,16 @@ def group_close(number, result, fmt) -> None:
 
 
 @group.command("overdue")
+@paging(None)
 @format_option
-def group_overdue(fmt) -> None:
+def group_overdue(limit, offset, fmt) -> None:
     """列出处理中的群诉里已超过期限、尚未完成的处理步骤。"""
+    from crm.core.paging import window
     from crm.plugins.service.groups import overdue_steps
 
     with get_app().session() as session:
         rows = overdue_steps(session)
-    emit(rows, fmt, OVERDUE_COLUMNS)
+    emit(window(rows, limit, offset), fmt, OVERDUE_COLUMNS)
 
 
 def register(cli: click.Group) -> None:

@@ -43,6 +43,7 @@ from crm.core.clock import to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import project_id as find_project
 from crm.core.models import Building, Project, Setting, utcnow
+from crm.core.paging import Page, between, fetch
 from crm.plugins.service.models import (
     GroupComplaint,
     GroupEvent,
@@ -866,16 +867,26 @@ def _place(session: Session, group: GroupComplaint) -> tuple[str | None, str]:
 
 
 def list_groups(
-    session: Session, status: str | None = None, now: dt.datetime | None = None
-) -> list[dict]:
+    session: Session,
+    status: str | None = None,
+    now: dt.datetime | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """Group complaints detected in [since, until), the newest first: one page of them, with
+    how many."""
     now = now or utcnow()
     query = select(GroupComplaint, Staff.name).outerjoin(Staff, GroupComplaint.owner_id == Staff.id)
+    query = query.where(*between(GroupComplaint.detected_at, since, until))
     if status:
         if status not in STATUS:
             raise CrmError(f"不认识的状态“{status}”：可用 {'、'.join(STATUS)}。")
         query = query.where(GroupComplaint.status == status)
     out = []
-    for g, owner in session.execute(query.order_by(GroupComplaint.id.desc())).all():
+    found = fetch(session, query.order_by(GroupComplaint.id.desc()), limit, offset)
+    for g, owner in found:
         project, building = _place(session, g)
         overdue = session.scalar(
             select(func.count(GroupStep.id)).where(
@@ -900,7 +911,7 @@ def list_groups(
                 ).all(),
             }
         )
-    return out
+    return Page(out, found.total, offset, limit)
 
 
 def plan(session: Session, code: str, now: dt.datetime | None = None) -> list[dict]:

@@ -16,6 +16,7 @@ from crm.core.audit import current_user
 from crm.core.clock import to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.models import utcnow
+from crm.core.paging import Page, between, fetch
 from crm.core.vocab import COMPLAINT_CATEGORIES, COMPLAINT_CAUSES, code_of
 from crm.plugins.service.models import ImprovementPlan, Ticket, TicketCause
 from crm.plugins.service.rules import number_head
@@ -164,8 +165,13 @@ def list_plans(
     owner: str | None = None,
     overdue: bool = False,
     now: dt.datetime | None = None,
-) -> list[dict[str, Any]]:
-    """Plans, earliest due first."""
+    limit: int | None = None,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """Plans, earliest due first, due in [since, until): one page of them, with how many
+    match."""
     from crm.plugins.service.dispatch import get_staff
 
     now = now or utcnow()
@@ -176,5 +182,6 @@ def list_plans(
         query = query.where(ImprovementPlan.owner_id == get_staff(session, owner).id)
     if overdue:
         query = query.where(ImprovementPlan.status == "open", ImprovementPlan.due_at < now)
-    plans = session.scalars(query.order_by(ImprovementPlan.due_at, ImprovementPlan.id)).all()
-    return [plan_row(plan, now) for plan in plans]
+    query = query.where(*between(ImprovementPlan.due_at, since, until))
+    query = query.order_by(ImprovementPlan.due_at, ImprovementPlan.id)
+    return fetch(session, query, limit, offset, scalars=True).map(lambda plan: plan_row(plan, now))

@@ -8,11 +8,13 @@ import click
 
 from crm.core.cliutil import (
     at_option,
+    date_range,
     day_bound,
     emit,
     emit_record,
     format_option,
     get_app,
+    paging,
     parse_at,
 )
 from crm.core.vocab import COMPLAINT_CATEGORIES, COMPLAINT_CAUSES, SERVICE_KINDS
@@ -102,19 +104,15 @@ def ticket_choose(number, seq, at_text, fmt) -> None:
 
 @click.command("register")
 @click.option("--kind", help="只看某类登记：complaint 投诉、repair 维修、suggestion 建议等。")
-@click.option("--since", help="起始日期（含），如 2026-01-01。")
-@click.option("--until", help="截止日期（含），如 2026-04-30。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=200, show_default=True, help="最多显示条数。"
-)
+@date_range("受理日期", "2026-01-01")
+@paging(200)
 @format_option
-def ticket_register(kind, since, until, limit, fmt) -> None:
+def ticket_register(kind, since, until, limit, offset, fmt) -> None:
     """服务登记簿（客户投诉登记表）：客户、登记号、性质与内容摘要、投诉原因、处理结果，最新的在前。"""
     from crm.plugins.service.complaint_record import register_rows
 
-    start, end = day_bound(since, "起始日期"), day_bound(until, "截止日期", end=True)
     with get_app().session() as session:
-        rows = register_rows(session, kind, start, end, limit)
+        rows = register_rows(session, kind, since, until, limit, offset)
     emit(rows, fmt, REGISTER_COLUMNS)
 
 
@@ -162,13 +160,17 @@ def improvement_add(what, owner, due, since, until, team, category, cause, basis
 @click.option("--status", type=click.Choice(["open", "done"]), help="只看进行中或已完成的。")
 @click.option("--owner", help="只看某位负责人的。")
 @click.option("--overdue", is_flag=True, help="只看已逾期未完成的。")
+@date_range("完成期限")
+@paging(None)
 @format_option
-def improvement_list(status, owner, overdue, fmt) -> None:
+def improvement_list(status, owner, overdue, since, until, limit, offset, fmt) -> None:
     """列出改进计划，期限最早的在前。"""
     from crm.plugins.service.improvement import list_plans
 
     with get_app().session() as session:
-        rows = list_plans(session, status, owner, overdue)
+        rows = list_plans(
+            session, status, owner, overdue, limit=limit, offset=offset, since=since, until=until
+        )
     emit(rows, fmt, PLAN_COLUMNS)
 
 

@@ -20,6 +20,7 @@ from crm.core.clock import to_local
 from crm.core.errors import CrmError, NotFound
 from crm.core.households import get_household, project_id
 from crm.core.models import Household, Project, utcnow
+from crm.core.paging import Page, between, fetch
 from crm.core.vocab import code_of
 from crm.plugins.service.models import ActivitySignup, ClubEnrollment, RewardActivity
 
@@ -85,9 +86,14 @@ def change_tier(
 
 
 def list_members(
-    session: Session, tier: str | None = None, project: str | None = None, limit: int = 50
-) -> list[dict]:
-    """Current members with the date they first joined and their last change."""
+    session: Session,
+    tier: str | None = None,
+    project: str | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
+) -> Page:
+    """Current members with the date they first joined and their last change: one page of
+    them, with how many."""
     joined = (
         select(
             ClubEnrollment.household_id,
@@ -108,19 +114,21 @@ def list_members(
         query = query.where(Household.member_tier == _tier(tier))
     if project:
         query = query.where(Household.project_id == project_id(session, project))
-    rows = session.execute(query.order_by(Household.code).limit(limit)).all()
-    return [
-        {
-            "code": household.code,
-            "name": household.name,
-            "project": project_name,
-            "tier": household.member_tier,
-            "joined_at": joined_at,
-            "changed_at": changed_at,
-            "changes": changes or 0,
-        }
-        for household, project_name, joined_at, changed_at, changes in rows
-    ]
+    return fetch(session, query.order_by(Household.code), limit, offset).map(
+        lambda row: _member_row(*row)
+    )
+
+
+def _member_row(household: Household, project_name, joined_at, changed_at, changes) -> dict:
+    return {
+        "code": household.code,
+        "name": household.name,
+        "project": project_name,
+        "tier": household.member_tier,
+        "joined_at": joined_at,
+        "changed_at": changed_at,
+        "changes": changes or 0,
+    }
 
 
 def club_history(session: Session, code: str) -> list[dict]:
@@ -201,7 +209,16 @@ def _counts():
     return signed, attended
 
 
-def list_activities(session: Session, project: str | None = None, limit: int = 50) -> list[dict]:
+def list_activities(
+    session: Session,
+    project: str | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """Activities held in [since, until), the latest first, with their sign-ups and
+    attendance: one page of them, with how many."""
     signed, attended = _counts()
     query = (
         select(RewardActivity, Project.name, signed, attended)
@@ -211,8 +228,9 @@ def list_activities(session: Session, project: str | None = None, limit: int = 5
     )
     if project:
         query = query.where(RewardActivity.project_id == project_id(session, project))
-    rows = session.execute(query.order_by(RewardActivity.held_at.desc()).limit(limit)).all()
-    return [_activity_row(a, p, s, t) for a, p, s, t in rows]
+    query = query.where(*between(RewardActivity.held_at, since, until))
+    query = query.order_by(RewardActivity.held_at.desc(), RewardActivity.id.desc())
+    return fetch(session, query, limit, offset).map(lambda row: _activity_row(*row))
 
 
 def _activity_row(activity: RewardActivity, project: str | None, signed: int, attended: int):

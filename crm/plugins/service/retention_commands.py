@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import date_range, emit, emit_record, format_option, get_app, paging
+from crm.core.figures import MONEY
 from crm.core.vocab import MEMBER_TIERS, label
 
 TIER_HELP = "会员等级：standard（普通会员）、silver（银卡）、gold（金卡）、platinum（白金卡）。"
@@ -16,7 +17,7 @@ ACTIVITY_COLUMNS = [
     ("capacity", "名额"),
     ("signed_up", "报名户数"),
     ("attended", "出席户数"),
-    ("cost", "费用(元)"),
+    ("cost", "费用(元)", MONEY),
 ]
 # What an action did: the sentence first, then the record it touched.
 CLUB_LABELS = [
@@ -107,17 +108,16 @@ def club_tier(code: str, tier: str, note: str | None, fmt: str) -> None:
 @click.option("--tier", help="只看某个等级。")
 @click.option("--project", help="只看某个项目（项目全名）。")
 @click.option("--household", help="改为显示这一户的等级变更历史。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
-)
+@paging(50)
 @format_option
-def club_list(tier, project, household, limit, fmt) -> None:
+def club_list(tier, project, household, limit, offset, fmt) -> None:
     """列出当前会员；给出 --household 时列出该户的入会与等级变更历史。"""
+    from crm.core.paging import window
     from crm.plugins.service.retention import club_history, list_members
 
     with get_app().session() as session:
         if household:
-            rows = club_history(session, household)
+            rows = window(club_history(session, household), limit, offset)
             columns = [
                 ("code", "客户编号"),
                 ("at", "时间"),
@@ -127,7 +127,7 @@ def club_list(tier, project, household, limit, fmt) -> None:
                 ("note", "说明"),
             ]
         else:
-            rows = list_members(session, tier=tier, project=project, limit=limit)
+            rows = list_members(session, tier=tier, project=project, limit=limit, offset=offset)
             columns = [
                 ("code", "客户编号"),
                 ("name", "客户名称"),
@@ -181,16 +181,15 @@ def activity_create(name: str, held_at: str, project, capacity, cost, from_fund,
 
 @activity.command("list")
 @click.option("--project", help="只看某个项目（项目全名）。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=50, show_default=True, help="最多显示条数。"
-)
+@date_range("活动日期")
+@paging(50)
 @format_option
-def activity_list(project, limit, fmt) -> None:
+def activity_list(project, since, until, limit, offset, fmt) -> None:
     """按时间倒序列出业主活动及报名、出席户数。"""
     from crm.plugins.service.retention import list_activities
 
     with get_app().session() as session:
-        rows = list_activities(session, project=project, limit=limit)
+        rows = list_activities(session, project, limit, offset, since, until)
     emit(rows, fmt, ACTIVITY_COLUMNS)
 
 

@@ -95,6 +95,7 @@ EVENT_LABELS = ACTIONS | {
     "contact": "客户再次联系",
     "severity": "调整严重程度",
     "claim": "认领",
+    "reassign": "转交",
     "assign": "分派",
     "dispatch": "派工",
     "work_done": "派工完成",

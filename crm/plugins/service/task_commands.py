@@ -16,11 +16,13 @@ def task() -> None:
 
 @task.command("list")
 @work_filters
-def task_list(household, team_code, assignee, status, overdue, limit, fmt) -> None:
+def task_list(
+    household, team_code, assignee, status, overdue, since, until, limit, offset, fmt
+) -> None:
     """列出任务（最早派发的在前）。"""
     emit_work(
         fmt, tasks=True, household=household, team=team_code, assignee=assignee, status=status,
-        overdue=overdue, limit=limit,
+        overdue=overdue, since=since, until=until, limit=limit, offset=offset,
     )  # fmt: skip
 
 

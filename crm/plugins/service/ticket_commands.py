@@ -8,8 +8,18 @@ from typing import Any
 
 import click
 
-from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, parse_at
+from crm.core.cliutil import (
+    at_option,
+    date_range,
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    paging,
+    parse_at,
+)
 from crm.core.errors import CrmError
+from crm.core.figures import RATE
 from crm.core.vocab import COMPLAINT_CAUSES
 from crm.plugins.service.rules import (
     CATEGORIES,
@@ -47,6 +57,8 @@ LIST_COLUMNS = [
     ("breached", "曾超时"),
     ("summary", "摘要"),
 ]
+# What a narrow terminal leaves out of the list first (the summary and the state stay).
+LIST_DROP = ("breached", "level", "household", "category", "resolve_due_at", "severity", "team")
 SHOW_LABELS = [
     ("number", "登记号"),
     ("type", "类型", TICKET_TYPES),
@@ -148,7 +160,7 @@ POLICY_COLUMNS = [
     ("response_minutes", "首次响应(分钟)"),
     ("resolve_minutes", "解决(分钟)"),
     ("business_hours", "按工作时间"),
-    ("warn_ratio", "预警比例"),
+    ("warn_ratio", "预警比例", RATE),
 ]
 GROUP_COLUMNS = [
     ("number", "群诉编号"),
@@ -348,12 +360,15 @@ def ticket_show(number, fmt) -> None:
 @click.option("--at-risk", is_flag=True, help="只看已到预警点、尚未超时的。")
 @click.option("--project", help="只看某个项目（项目名）。")
 @click.option("--team", help="只看某个团队（代码或名称）。")
-@click.option(
-    "--limit", type=click.IntRange(1), default=100, show_default=True, help="最多显示条数。"
-)
+@click.option("--household", help="只看某个客户家庭（客户编号）的工单。")
+@date_range("受理日期")
+@paging(100)
 @format_option
-def ticket_list(status, ticket_type, overdue, at_risk, project, team, limit, fmt) -> None:
-    """列出工单，最紧急（时限最早）的在前。"""
+def ticket_list(
+    status, ticket_type, overdue, at_risk, project, team, household, since, until, limit,
+    offset, fmt,
+) -> None:  # fmt: skip
+    """列出工单，最紧急（时限最早）的在前；表格下方注明共多少条、显示了哪几条。"""
     from crm.plugins.service.tickets import list_tickets
 
     with get_app().session() as session:
@@ -366,8 +381,12 @@ def ticket_list(status, ticket_type, overdue, at_risk, project, team, limit, fmt
             team=team,
             ticket_type=ticket_type,
             limit=limit,
+            household=household,
+            offset=offset,
+            since=since,
+            until=until,
         )
-    emit(rows, fmt, LIST_COLUMNS)
+    emit(rows, fmt, LIST_COLUMNS, drop=LIST_DROP)
 
 
 @ticket.command("claim")
@@ -380,6 +399,23 @@ def ticket_claim(number, staff, fmt) -> None:
 
     def work(session):
         claim(session, number, staff)
+        return _brief(session, number)
+
+    emit_record(_in_transaction(work), fmt, SHOW_LABELS)
+
+
+@ticket.command("reassign")
+@click.argument("number")
+@click.argument("staff")
+@click.option("--reason", help="转交原因（写入处理记录与审计日志），如 休假、需工程部处理。")
+@format_option
+def ticket_reassign(number, staff, reason, fmt) -> None:
+    """转交：把未关闭的工单交给另一位员工。经理、管理员可转交任何工单；其他人只能转交
+    自己负责的，或自己作为主管（二级及以上）所在团队的工单。"""
+    from crm.plugins.service.tickets import reassign
+
+    def work(session):
+        reassign(session, number, staff, reason)
         return _brief(session, number)
 
     emit_record(_in_transaction(work), fmt, SHOW_LABELS)
@@ -670,13 +706,15 @@ def ticket_check(fmt) -> None:
 
 @ticket.command("groups")
 @click.option("--status", help="只看某一状态：open 处理中、closed 已结束、merged 已合并。")
+@date_range("发现日期")
+@paging(None)
 @format_option
-def ticket_groups(status, fmt) -> None:
+def ticket_groups(status, since, until, limit, offset, fmt) -> None:
     """列出群诉（同一楼栋或区域多户就同一问题投诉）；一起群诉用 crm ticket group 处理。"""
     from crm.plugins.service.groups import list_groups
 
     with get_app().session() as session:
-        rows = list_groups(session, status)
+        rows = list_groups(session, status, limit=limit, offset=offset, since=since, until=until)
     for row in rows:
         row["tickets"] = "、".join(row["tickets"])
     emit(rows, fmt, GROUP_COLUMNS)
@@ -691,14 +729,16 @@ def sla() -> None:
 
 
 @sla.command("list")
+@paging(None)
 @format_option
-def sla_list(fmt) -> None:
+def sla_list(limit, offset, fmt) -> None:
     """列出服务时限标准。"""
+    from crm.core.paging import window
     from crm.plugins.service.sla import list_policies
 
     with get_app().session() as session:
         rows = list_policies(session)
-    emit(rows, fmt, POLICY_COLUMNS)
+    emit(window(rows, limit, offset), fmt, POLICY_COLUMNS)
 
 
 @sla.command("set")

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload
 from crm.core.audit import current_user, record
 from crm.core.chain import Revisit, TicketFacts
 from crm.core.clock import to_local, when_done
-from crm.core.errors import CrmError, NotFound
+from crm.core.errors import CrmError, NotFound, PermissionDenied
 from crm.core.households import get_household
 from crm.core.identity import halfwidth
 from crm.core.models import (
@@ -35,6 +35,7 @@ from crm.core.models import (
     Unit,
     utcnow,
 )
+from crm.core.paging import Page, between, fetch
 from crm.core.settings import IntSetting
 from crm.core.vocab import code_of
 from crm.plugins.service import register, rules, sla
@@ -1016,7 +1017,10 @@ def claim(session: Session, number: str, staff_name: str, now: dt.datetime | Non
         if ticket.status in CLOSED_STATUSES:
             raise CrmError(f"{ticket.number} 已关闭，无需认领。")
         owner = session.get(Staff, ticket.owner_id)
-        raise CrmError(f"{ticket.number} 已由 {owner.name} 认领：如需转交请联系其主管。")
+        raise CrmError(
+            f"{ticket.number} 已由 {owner.name} 认领：如需转交，请 {owner.name} 本人、团队主管或经理"
+            f"用 crm ticket reassign {ticket.number} 新负责人 办理。"
+        )
     session.add(
         TicketEvent(
             ticket_id=won,
@@ -1032,6 +1036,61 @@ def claim(session: Session, number: str, staff_name: str, now: dt.datetime | Non
     session.expire(ticket)
     session.flush()
     return ticket
+
+
+def reassign(
+    session: Session,
+    number: str,
+    staff_name: str,
+    reason: str | None = None,
+    now: dt.datetime | None = None,
+) -> Ticket:
+    """转交: give an open ticket to another person. A manager or administrator may move any
+    open ticket (permission ticket.reassign); anyone else who handles tickets only one they
+    own (the current owner hands it on) or one of a team they supervise (the staff member of
+    their name, level 2 or above, in the ticket's team). The ticket's version is checked on
+    write: a claim or reassignment made meanwhile is not overwritten."""
+    user = current_user(session)
+    user.require("ticket.handle", "转交工单")
+    now = now or utcnow()
+    ticket = get_ticket(session, number)
+    if ticket.status in CLOSED_STATUSES:
+        raise CrmError(f"{ticket.number} 已关闭，不能转交：如需继续处理，请先重新处理（reopen）。")
+    staff = session.scalar(select(Staff).where(Staff.name == staff_name.strip()))
+    if staff is None or not staff.active:
+        raise NotFound(f"找不到在职员工“{staff_name}”：请用 crm staff list 查看。")
+    owner = session.get(Staff, ticket.owner_id) if ticket.owner_id else None
+    if owner is not None and owner.id == staff.id:
+        raise CrmError(f"{ticket.number} 已由 {staff.name} 负责，无需转交。")
+    if not _may_reassign(session, user, ticket, owner):
+        who = f"当前负责人 {owner.name}、" if owner is not None else ""
+        raise PermissionDenied(
+            f"{user.label}不能转交 {ticket.number}：只有{who}该工单团队的主管、经理或系统管理员可以转交。"
+        )
+    reason = (reason or "").strip() or None
+    before = owner.name if owner is not None else None
+    ticket.owner_id = staff.id
+    note = f"由 {before or '（无人负责）'} 转交 {staff.name}" + (f"：{reason}" if reason else "")
+    record_event(session, ticket, "reassign", note, now)
+    record(session, "reassign", "svc_tickets", ticket.id, changes={"owner": [before, staff.name]})
+    session.flush()
+    return ticket
+
+
+def _may_reassign(session: Session, user, ticket: Ticket, owner: Staff | None) -> bool:
+    if user.can("ticket.reassign"):
+        return True
+    if owner is not None and owner.name == user.name:
+        return True
+    supervisor = session.scalar(
+        select(Staff.id).where(
+            Staff.name == user.name,
+            Staff.active.is_(True),
+            Staff.level >= 2,
+            Staff.team_id == ticket.team_id,
+        )
+    )
+    return ticket.team_id is not None and supervisor is not None
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -1089,12 +1148,21 @@ def list_tickets(
     project: str | None = None,
     team: str | None = None,
     ticket_type: str | None = None,
-    limit: int = 100,
+    limit: int | None = 100,
     now: dt.datetime | None = None,
-) -> list[dict]:
-    """Tickets for the duty desk, most urgent (earliest due) first."""
+    household: str | None = None,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """Tickets for the duty desk, most urgent (earliest due) first: one page of them, with
+    how many match. `household` is a customer code; `since`/`until` bound the time a ticket
+    was opened ([since, until))."""
     now = now or utcnow()
     query = select(Ticket, Household).join(Household, Ticket.household_id == Household.id)
+    if household:
+        query = query.where(Ticket.household_id == get_household(session, household).id)
+    query = query.where(*between(Ticket.opened_at, since, until))
     if status:
         if status == "open":
             query = query.where(Ticket.status.not_in(CLOSED_STATUSES))
@@ -1118,12 +1186,9 @@ def list_tickets(
             raise NotFound(f"找不到团队“{team}”：请用 crm team list 查看。")
         query = query.where(Ticket.team_id == found)
     query = query.options(selectinload(Ticket.team), selectinload(Ticket.owner))
-    rows = session.execute(
-        query.order_by(Ticket.resolve_due_at.is_(None), Ticket.resolve_due_at, Ticket.id).limit(
-            limit
-        )
-    ).all()
-    return [ticket_row(ticket, household, now) for ticket, household in rows]
+    order = (Ticket.resolve_due_at.is_(None), Ticket.resolve_due_at, Ticket.id)
+    page = fetch(session, query.order_by(*order), limit, offset)
+    return page.map(lambda found: ticket_row(found[0], found[1], now))
 
 
 def show_ticket(session: Session, number: str, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -1217,3 +1282,9 @@ def show_ticket(session: Session, number: str, now: dt.datetime | None = None) -
         )
     ]
     return detail
+
+
+def recent_numbers(session: Session, limit: int) -> list[str]:
+    """The register numbers of the `limit` newest tickets, newest first (completion at the
+    `crm shell` prompt)."""
+    return list(session.scalars(select(Ticket.number).order_by(Ticket.id.desc()).limit(limit)))

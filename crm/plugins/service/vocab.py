@@ -33,6 +33,7 @@ ENTITIES = {
 
 ACTIONS = {
     "claim": "认领工单",
+    "reassign": "转交工单",
     "causes": "登记投诉原因",
     "offer": "提供方案",
     "choose": "客户选定方案",

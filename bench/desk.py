@@ -1,0 +1,210 @@
+"""Start-up of the everyday desk commands, timed as whole processes (issue 12).
+
+    python bench/desk.py [--households 3000] [--runs 7] [--fresh]
+
+Builds a demo portfolio (`crm demo --households N --seed 2026 --now '2026-12-01 09:00'`) in a
+SQLite file in the temporary folder, or reuses the one an earlier run built there (--fresh
+builds it again), then runs each command of a fixed list as its own `crm` process: one warm-up
+round, then `--runs` rounds, each round running every command once (so a change in the machine's
+load touches all of them alike). `ticket open` registers a new complaint every round and
+`ticket step` confirms the one that round opened: both write. Prints, per command, the median
+wall time, the median CPU time (user + system, of the process and its children) and the ratio
+of the median wall time to that of the baseline, `python -c "import sqlalchemy.orm"`.
+
+Targets: every command that reads or writes a few rows at most 0.35 s wall median and at most
+1.5x the baseline; `crm --help` under 0.2 s. The load average is printed before and after: the
+machine is shared, and figures taken under load are slower for every line, baseline included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SEED = 2026
+NOW = "2026-12-01 09:00"
+WALL_TARGET = 0.35
+RATIO_TARGET = 1.5
+HELP_TARGET = 0.2
+BASELINE = "import sqlalchemy.orm"
+# Variables that must not reach the benchmark's processes: the caller's own crm settings, and
+# PYTHONDONTWRITEBYTECODE, which would make every run compile crm's modules from source again
+# (an installed crm has its bytecode: pip compiles it; an editable one writes it on first use).
+FOREIGN_VARIABLES = (
+    "CRM_USER",
+    "CRM_SECRET_KEY",
+    "CRM_KEY_FILE",
+    "CRM_DISABLE_PLUGINS",
+    "PYTHONDONTWRITEBYTECODE",
+)
+
+
+@dataclass
+class Timed:
+    label: str
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpus)
+
+
+def crm_command() -> list[str]:
+    """The `crm` console script beside this Python (as a user runs it), else `-m crm`."""
+    script = Path(sys.executable).with_name("crm")
+    return (
+        [str(script)]
+        if script.exists()
+        else [sys.executable, "-c", "from crm.cli import main; main()"]
+    )
+
+
+def run(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run one process to its end: (wall seconds, CPU seconds, stdout); a failure stops the
+    benchmark, since a command that failed did not do the work being timed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
+
+
+def prepare(folder: Path, households: int, fresh: bool, env: dict[str, str]) -> None:
+    """The demo in `folder` (its key there too), built unless an earlier run left it ready;
+    a reused one is brought to this crm's schema first."""
+    crm = crm_command()
+    ready = folder / "ready"
+    if fresh or not ready.exists():
+        for name in ("demo.db", "demo.db-wal", "demo.db-shm", "secret.key", "ready"):
+            (folder / name).unlink(missing_ok=True)
+        print(f"building the demo ({households:,} households) in {folder} …", flush=True)
+        start = time.perf_counter()
+        demo = ["demo", "--households", str(households), "--seed", str(SEED), "--now", NOW]
+        run([*crm, *demo], env)
+        print(f"  built in {time.perf_counter() - start:.1f} s")
+        ready.write_text(f"{households} {SEED} {NOW}\n")
+    else:
+        print(f"reusing the demo in {folder} (--fresh to rebuild)")
+        run([*crm, "db", "upgrade"], env)
+
+
+def pick(database: Path) -> dict[str, str]:
+    """What the commands look up, read from the demo file itself: the first household's code,
+    its owner's name and phone tail (尾号), and the first ticket's number."""
+    with closing(sqlite3.connect(database)) as conn:
+        owner = conn.execute(
+            "SELECT h.code, m.name, m.phone_tail FROM households h JOIN members m "
+            "ON m.household_id = h.id WHERE m.role = 'owner' AND m.phone_tail IS NOT NULL "
+            "ORDER BY h.code, m.id LIMIT 1"
+        ).fetchone()
+        ticket = conn.execute("SELECT number FROM svc_tickets ORDER BY id LIMIT 1").fetchone()
+    if owner is None or ticket is None:
+        raise SystemExit("the demo has no owner with a phone or no ticket: rebuild it (--fresh)")
+    return {"code": owner[0], "name": owner[1], "tail": owner[2], "ticket": ticket[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--households", type=int, default=3000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--fresh", action="store_true", help="rebuild the demo even if present")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "crm-bench-desk",
+        help="folder of the demo database and its key (kept for the next run)",
+    )
+    args = parser.parse_args()
+    folder = args.dir / f"h{args.households}"
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_VARIABLES}
+    env.update(CRM_HOME=str(folder), CRM_DATABASE_URL=f"sqlite:///{folder / 'demo.db'}")
+
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    prepare(folder, args.households, args.fresh, env)
+    found = pick(folder / "demo.db")
+    crm = crm_command()
+    reads = {
+        "household show CODE": ["household", "show", found["code"]],
+        "household search TAIL": ["household", "search", found["tail"]],
+        "household search NAME": ["household", "search", found["name"]],
+        "ticket show NO": ["ticket", "show", found["ticket"]],
+        "ticket list": ["ticket", "list"],
+        "workorder list": ["workorder", "list"],
+        "revisit due": ["revisit", "due", "--month", "2027-01"],
+    }
+    opened = Timed("ticket open (write)")
+    stepped = Timed("ticket step (write)")
+    timed = {label: Timed(label) for label in reads}
+    baseline = Timed(f'python -c "{BASELINE}"')
+    helps = Timed("crm --help")
+    open_args = ["ticket", "open", found["code"], "--type", "complaint", "--channel", "phone"]
+    open_args += ["--summary", "基准：单元门禁刷卡无反应", "--format", "json"]
+
+    def one_round(keep: bool) -> None:
+        measures = [(baseline, [sys.executable, "-c", BASELINE]), (helps, [*crm, "--help"])]
+        measures += [(timed[label], [*crm, *argv]) for label, argv in reads.items()]
+        for target, command in measures:
+            wall, cpu, _ = run(command, env)
+            if keep:
+                target.walls.append(wall)
+                target.cpus.append(cpu)
+        wall, cpu, out = run([*crm, *open_args], env)
+        number = json.loads(out)["number"]
+        step_wall, step_cpu, _ = run([*crm, "ticket", "step", number, "confirm"], env)
+        if keep:
+            opened.walls.append(wall)
+            opened.cpus.append(cpu)
+            stepped.walls.append(step_wall)
+            stepped.cpus.append(step_cpu)
+
+    one_round(keep=False)  # warm-up: the page cache, .pyc files, the database file
+    for _ in range(args.runs):
+        one_round(keep=True)
+    load_after = os.getloadavg()
+
+    base = baseline.wall
+    print(
+        f"\n{args.households:,} households; median of {args.runs} runs after a warm-up; "
+        f"targets ≤ {WALL_TARGET} s and ≤ {RATIO_TARGET}x the baseline, --help < {HELP_TARGET} s"
+    )
+    print(f"{'command':<34} {'wall s':>7} {'CPU s':>7} {'ratio':>6}  target")
+    print(f"{baseline.label:<34} {base:>7.3f} {baseline.cpu:>7.3f} {1:>6.2f}  (baseline)")
+    ok = helps.wall < HELP_TARGET
+    print(
+        f"{helps.label:<34} {helps.wall:>7.3f} {helps.cpu:>7.3f} {helps.wall / base:>6.2f}  "
+        f"{'met' if ok else 'MISSED'}"
+    )
+    missed = 0 if ok else 1
+    for entry in [*timed.values(), opened, stepped]:
+        ok = entry.wall <= WALL_TARGET and entry.wall <= RATIO_TARGET * base
+        missed += not ok
+        print(
+            f"{entry.label:<34} {entry.wall:>7.3f} {entry.cpu:>7.3f} {entry.wall / base:>6.2f}  "
+            f"{'met' if ok else 'MISSED'}"
+        )
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in load_after)}; missed: {missed}")
+
+
+if __name__ == "__main__":
+    main()
