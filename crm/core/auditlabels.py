@@ -97,6 +97,7 @@ CORE_VOCABULARY: dict[str, dict[str, Any]] = {
         "phone_masked": "手机（脱敏）",
         "alt_phone_enc": "备用电话（密文）",
         "alt_phone_hash": "备用电话（查找指纹）",
+        "alt_phone_tail": "备用电话尾号",
         "alt_phone_masked": "备用电话（脱敏）",
         "id_number_enc": "身份证号（密文）",
         "id_number_hash": "身份证号（查找指纹）",
