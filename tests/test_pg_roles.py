@@ -197,7 +197,8 @@ def test_staff_role_moves_a_login_and_is_audited(logins, pg_db, pg_app):
     assert moved.exit_code == 0 and "客服专员 → 经理" in moved.output, moved.output
     assert sql_as(pg_db, login, "SELECT crm_role_of(session_user)") == [("manager",)]
     listed = runner.invoke(cli, ["--db", pg_db, "staff", "logins", "--format", "json"])
-    assert {"login": login, "role": "manager", "role_label": "经理"} in json.loads(listed.output)
+    logins = json.loads(listed.output)
+    assert {"login": login, "role": "manager", "role_label": "经理"} in logins
     with pg_app.session() as session:
         changes = session.scalar(
             text("SELECT changes FROM audit_log WHERE action = 'set_login_role'")
