@@ -137,7 +137,7 @@ def render(
         for row in rows:
             writer.writerow([_csv_value(row.get(key)) for key in keys])
     else:
-        out.write(table(rows, columns))
+        out.write(table(rows, columns, labelled=True))
 
 
 def _csv_value(value: Any) -> Any:
@@ -149,20 +149,23 @@ def _csv_value(value: Any) -> Any:
     return cell_text(value)
 
 
-def table(rows: list[dict], columns: Sequence[Column]) -> str:
+def table(rows: list[dict], columns: Sequence[Column], labelled: bool = False) -> str:
+    """Rows as an aligned table; `labelled`: the coded columns already show their labels."""
     if not rows:
         return "（无记录）\n"
-    rows = shown_rows(rows, columns)
-    cells = [[cell_text(row.get(column[0])) for column in columns] for row in rows]
+    if not labelled:
+        rows = shown_rows(rows, columns)
     headers = [printable(column[1]) for column in columns]
-    widths = [
-        max([display_width(headers[i])] + [display_width(line[i]) for line in cells])
-        for i in range(len(columns))
+    # Each cell with its width, measured once (a listing has thousands of cells).
+    lines = [[(text, display_width(text)) for text in headers]] + [
+        [(text, display_width(text)) for text in (cell_text(row.get(c[0])) for c in columns)]
+        for row in rows
     ]
+    widths = [max(line[i][1] for line in lines) for i in range(len(columns))]
 
-    def line(values: list[str]) -> str:
-        padded = [v + " " * (w - display_width(v)) for v, w in zip(values, widths)]
+    def line(cells: list[tuple[str, int]]) -> str:
+        padded = [text + " " * (w - width) for (text, width), w in zip(cells, widths)]
         return "  ".join(padded).rstrip() + "\n"
 
     rule = "  ".join("-" * w for w in widths) + "\n"
-    return line(headers) + rule + "".join(line(c) for c in cells)
+    return line(lines[0]) + rule + "".join(line(cells) for cells in lines[1:])
