@@ -32,7 +32,11 @@ def shell(ctx: click.Context, no_history: bool, exit_on_error: bool) -> None:
     退出码是最后一条命令的退出码。
     """
     from crm.commands.desk import Desk, lines_of, stdin_is_terminal
+    from crm.core.startup import resume_collection
 
+    # A session lasts all day: collect garbage from now on, even before the first command
+    # reaches the database (which is where a one-off command's start-up ends).
+    resume_collection()
     root = ctx.find_root()
     desk = Desk(root.command, root.obj)
     try:

@@ -4,7 +4,7 @@ Starting a command imports SQLAlchemy, declares the models and configures their 
 hundred thousand objects, none of them garbage, which the cyclic collector would walk again and
 again as they pile up (about a tenth of a short command's CPU time on the 2-core machine). The
 console entry point (`crm.cli.main`) therefore defers collection; the App resumes it when it
-first makes sessions, freezing what start-up made: those objects live as long as the process
+first makes sessions (`crm shell`, which runs all day, as it starts), freezing what start-up made: those objects live as long as the process
 and are left out of every later collection. Library use of the App is not affected: only a
 process that called `defer_collection` has anything to resume.
 """
