@@ -1,19 +1,23 @@
 """Start-up of the everyday desk commands, timed as whole processes (issue 12).
 
-    python bench/desk.py [--households 3000] [--runs 7] [--fresh]
+    python bench/desk.py [--households 3000] [--runs 7] [--fresh] [--dir DIR] [--instructions]
 
 Builds a demo portfolio (`crm demo --households N --seed 2026 --now '2026-12-01 09:00'`) in a
 SQLite file in the temporary folder, or reuses the one an earlier run built there (--fresh
 builds it again), then runs each command of a fixed list as its own `crm` process: one warm-up
-round, then `--runs` rounds, each round running every command once (so a change in the machine's
-load touches all of them alike). `ticket open` registers a new complaint every round and
-`ticket step` confirms the one that round opened: both write. Prints, per command, the median
-wall time, the median CPU time (user + system, of the process and its children) and the ratio
-of the median wall time to that of the baseline, `python -c "import sqlalchemy.orm"`.
+round, then `--runs` rounds, each round running every command once (so a change in the
+machine's load touches all of them alike). `ticket open` registers a new complaint every round
+and `ticket step` confirms the one that round opened: both write. The commands run as the
+default user (an agent); the demo's hourly limit of look-ups by phone is raised so that every
+round searches by tail as the first did. Prints, per command, the median wall time, the median
+CPU time (user + system) and the ratio of the median wall time to that of the baseline,
+`python -c "import sqlalchemy.orm"`.
 
 Targets: every command that reads or writes a few rows at most 0.35 s wall median and at most
 1.5x the baseline; `crm --help` under 0.2 s. The load average is printed before and after: the
 machine is shared, and figures taken under load are slower for every line, baseline included.
+`--instructions` runs each command once more under valgrind's callgrind and prints the
+instructions it executed instead: slow, but a figure the machine's load does not move.
 """
 
 from __future__ import annotations
@@ -107,6 +111,9 @@ def prepare(folder: Path, households: int, fresh: bool, env: dict[str, str]) -> 
     else:
         print(f"reusing the demo in {folder} (--fresh to rebuild)")
         run([*crm, "db", "upgrade"], env)
+    # The commands run as an agent, whose look-ups by phone tail stop at the hourly limit (30
+    # by default): raised on this throw-away demo so every run does the same work.
+    run([*crm, "--as", "基准:admin", "audit", "search-limit", "100000"], env)
 
 
 def pick(database: Path) -> dict[str, str]:
@@ -223,13 +230,14 @@ def main() -> None:
     missed = 0
     for entry in [*timed.values(), opened, stepped]:
         if entry.label == "crm --help":
-            ok = entry.wall < HELP_TARGET
+            over = [] if entry.wall < HELP_TARGET else [f"≥ {HELP_TARGET} s"]
         else:
-            ok = entry.wall <= WALL_TARGET and entry.wall <= RATIO_TARGET * base
-        missed += not ok
+            over = [f"> {WALL_TARGET} s"] if entry.wall > WALL_TARGET else []
+            over += [f"> {RATIO_TARGET}x"] if entry.wall > RATIO_TARGET * base else []
+        missed += bool(over)
         print(
             f"{entry.label:<34} {entry.wall:>7.3f} {entry.cpu:>7.3f} {entry.wall / base:>6.2f}  "
-            f"{'met' if ok else 'MISSED'}"
+            f"{'MISSED: ' + ', '.join(over) if over else 'met'}"
         )
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in load_after)}; missed: {missed}")
 
