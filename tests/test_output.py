@@ -94,7 +94,7 @@ def test_every_help_fits_80_columns_aligns_and_splits_no_word():
             written = getattr(param, "help", None) or ""
             assert set(WORD.findall(written)) <= shown, (path, param.name)
         # Every option's help starts in one column, however wide its placeholder is.
-        options = lines[lines.index("选项:") + 1 :]
+        options = lines[lines.index("选项：") + 1 :]
         starts = {
             display_width(m.group(1))
             for line in options
