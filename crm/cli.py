@@ -355,6 +355,9 @@ _declare_commands(cli)
 
 
 def main() -> None:
+    from crm.core.startup import defer_collection
+
+    defer_collection()
     try:
         cli.main(prog_name="crm")
     except KeyboardInterrupt:

@@ -24,11 +24,17 @@ HEAVY = (
     "faker",
     "cryptography",
 )
+# Runs `crm ARGS…` through the console entry point, then says how it ended, whether garbage
+# collection runs again (start-up defers it, crm.core.startup) and what was imported.
 PROBE = """
-import sys
-from crm.cli import cli
-code = cli.main(sys.argv[1:], prog_name="crm", standalone_mode=False)
-print("EXIT", code or 0)
+import gc, sys
+from crm.cli import main
+sys.argv[0] = "crm"
+try:
+    main()
+except SystemExit as exc:
+    print("EXIT", exc.code or 0)
+print("GC", gc.isenabled(), gc.get_freeze_count() > 0)
 print("MODULES", " ".join(sorted(sys.modules)))
 """
 
@@ -80,6 +86,7 @@ def test_a_card_look_up_loads_only_what_it_uses(tmp_path, sqlite_template):
         check=True,
     )
     assert "EXIT 0" in shown.stdout and "张伟家" in shown.stdout, shown.stderr
+    assert "GC True True" in shown.stdout  # collecting again, start-up's objects frozen
     modules = set(shown.stdout.split("MODULES ", 1)[1].split())
     assert [m for m in HEAVY if m in modules] == []
     plugin_models = sorted(m for m in modules if m.startswith("crm.plugins.") and ".models" in m)
@@ -89,3 +96,15 @@ def test_a_card_look_up_loads_only_what_it_uses(tmp_path, sqlite_template):
     assert "crm.commands.household" in modules and "crm.commands.transfer" not in modules
     # The add above did load marshmallow: the probe can see a library that is loaded.
     assert "marshmallow" in added.stdout.split("MODULES ", 1)[1].split()
+
+
+def test_collection_is_resumed_only_where_it_was_deferred():
+    """The App resumes garbage collection only in a process whose entry point deferred it: a
+    library user's (or this test run's) collector is left as it is."""
+    import gc
+
+    from crm.core.startup import resume_collection
+
+    frozen = gc.get_freeze_count()
+    resume_collection()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen

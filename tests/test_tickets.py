@@ -295,6 +295,25 @@ def test_an_illegal_step_says_what_is_allowed_next(session, world):
     assert events(session, number) == ["open"]
 
 
+def test_an_actions_brief_is_the_tickets_own_figures(session, world):
+    """Every action answers with ticket_brief, which reads the ticket alone: its values are
+    those show_ticket gives for the same keys (owner, next steps, level and breach included)."""
+    number = opened(session)
+    with transaction(session):
+        tickets.step(session, number, "confirm", now=T0 + minutes(1))
+        tickets.claim(session, number, "王客服", now=T0 + minutes(2))
+    session.execute(update(Ticket).where(Ticket.number == number).values(resolve_breached=True))
+    brief = tickets.ticket_brief(session, number)
+    detail = tickets.show_ticket(session, number)
+    assert brief == {key: detail[key] for key in brief}
+    assert brief["owner"] == "王客服" and brief["resolve_breached"] is True
+    assert brief["next_steps"] and brief["status"] == "confirmed"
+    assert set(brief) == {
+        "number", "type", "status", "next_steps", "severity", "owner", "level",
+        "resolve_due_at", "resolve_breached",
+    }  # fmt: skip
+
+
 def test_the_transition_table_is_data_not_code():
     # Every target of every flow is a status, every action has a label: the table is whole.
     for flow in rules.FLOWS.values():

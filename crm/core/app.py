@@ -21,6 +21,7 @@ from crm.core.db import data_dir, make_engine, resolve_url, safe_url, session_fa
 from crm.core.errors import CrmError
 from crm.core.plugins import make_plugin_manager
 from crm.core.security import ROLES, User, Vault, key_source, load_vault, parse_user
+from crm.core.startup import resume_collection
 
 KEY_CHECK = "security.key_check"  # also crm.core.keys.KEY_CHECK
 
@@ -54,6 +55,8 @@ class App:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
+        # Start-up is over once a command reaches the database (crm.core.startup).
+        resume_collection()
         factory = session_factory(self.engine)
         audit.install(factory)
         return factory

@@ -35,7 +35,7 @@ hookspec = pluggy.HookspecMarker("crm")
 
 @hookspec
 def register_commands(cli: click.Group) -> None:
-    """Add a plugin's click groups and commands to the root `crm` group."""
+    """Add a plugin's click groups and commands to the root `crm` group (crm.core.cliutil.lazy_commands defers their import until one runs)."""
 
 
 @hookspec

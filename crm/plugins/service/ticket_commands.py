@@ -109,17 +109,6 @@ OPTION_COLUMNS = [
     ("offered_by", "提出人"),
     ("chosen", "客户选定"),
 ]
-BRIEF_KEYS = (
-    "number",
-    "type",
-    "status",
-    "next_steps",
-    "severity",
-    "owner",
-    "level",
-    "resolve_due_at",
-    "resolve_breached",
-)
 EVENT_COLUMNS = [
     ("at", "时间"),
     ("entered_at", "登记于"),
@@ -213,10 +202,9 @@ def _in_transaction(work: Callable[[Any], Any]) -> Any:
 
 
 def _brief(session, number: str) -> dict:
-    from crm.plugins.service.tickets import show_ticket
+    from crm.plugins.service.tickets import ticket_brief
 
-    detail = show_ticket(session, number)
-    return {key: detail[key] for key in BRIEF_KEYS}
+    return ticket_brief(session, number)
 
 
 def _time(text: str | None):

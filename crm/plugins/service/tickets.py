@@ -1191,6 +1191,24 @@ def list_tickets(
     return page.map(lambda found: ticket_row(found[0], found[1], now))
 
 
+def ticket_brief(session: Session, number: str) -> dict[str, Any]:
+    """What an action on a ticket answers with: its number, type, step, the steps allowed next,
+    severity, owner, escalation level and resolution target (codes, the same values as in
+    show_ticket, without the queries for its events, work orders and the rest)."""
+    ticket = get_ticket(session, number)
+    return {
+        "number": ticket.number,
+        "type": ticket.ticket_type,
+        "status": ticket.status,
+        "next_steps": allowed_actions(ticket),
+        "severity": ticket.severity,
+        "owner": ticket.owner.name if ticket.owner else None,
+        "level": ticket.escalation_level,
+        "resolve_due_at": ticket.resolve_due_at,
+        "resolve_breached": ticket.resolve_breached,
+    }
+
+
 def show_ticket(session: Session, number: str, now: dt.datetime | None = None) -> dict[str, Any]:
     """The ticket with its events, commitments, escalations and work orders (codes, as in
     ticket_row)."""
