@@ -831,13 +831,15 @@ class Simulation:
                 continue
             self.touchpoints_called.add(point)
             outcome = "answered" if self.rng.random() < TOUCHPOINT_REACHED else "no_answer"
-            self.at(
-                self._office_time(today),
-                lambda s, t, point=point, outcome=outcome: record_touchpoint(
-                    s, point, outcome, "已联系", now=t
-                ),
-                label=f"触点 {point}",
-            )
+
+            def call(s, t, point=point, outcome=outcome):
+                # The caller works from the list as it is when calling: a touchpoint closed
+                # since the morning (a four-year visit agreed meanwhile) is no longer on it.
+                if s.get(Touchpoint, point).done_at is not None:
+                    return
+                record_touchpoint(s, point, outcome, "已联系", now=t)
+
+            self.at(self._office_time(today), call, label=f"触点 {point}")
 
     def _contact_campaign(self, code: str, now: dt.datetime) -> None:
         from crm.plugins.campaigns.campaigns import record_attempt
