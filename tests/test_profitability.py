@@ -44,7 +44,6 @@ def _portfolio(**changes) -> clv.Portfolio:
         "T": np.array([20.0, 0.0]),
         "mean_repeat_spend": np.array([1_000_000.0, 0.0]),
         "referred_sales": np.array([2_000_000.0, 0.0]),
-        "window_years": np.array([2.0, 2.0]),
         "repeat_sales_window": np.array([500_000.0, 0.0]),
         "referred_sales_window": np.array([1_000_000.0, 0.0]),
         "service_hours": np.array([10.0, 0.0]),

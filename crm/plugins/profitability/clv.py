@@ -183,13 +183,12 @@ class Portfolio:
     buyer: np.ndarray  # has a purchase up to the run date
     owner: np.ndarray  # has a flat handed over
     area: np.ndarray  # m² owned
-    exposure_years: np.ndarray
+    exposure_years: np.ndarray  # years of the cost window it was a customer (≥ min exposure)
     x: np.ndarray
     t_x: np.ndarray
     T: np.ndarray
     mean_repeat_spend: np.ndarray
     referred_sales: np.ndarray  # yuan of sales it referred (each sale once)
-    window_years: np.ndarray  # years of the cost window it was a customer (≥ min exposure)
     repeat_sales_window: np.ndarray  # yuan of its own purchases in the window, the first excepted
     referred_sales_window: np.ndarray  # yuan of the sales it referred in the window
     service_hours: np.ndarray  # staff hours of tickets and card records
@@ -200,6 +199,18 @@ class Portfolio:
     fund_cost: np.ndarray | None = None  # loyalty-fund spending on it less its contributions
     service_costs_known: bool = True
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def member(self) -> np.ndarray:
+        """Which households are club members (pay the club's yearly cost)."""
+        return np.array([s != "none" for s in self.segment], dtype=bool)
+
+    @property
+    def fund(self) -> np.ndarray:
+        """The loyalty fund's spending on each household (zero where it was not read)."""
+        if self.fund_cost is None:
+            return np.zeros(self.household_id.size)
+        return self.fund_cost
 
 
 def _stage(first_buy: dt.date | None, first_handover: dt.date | None, as_of: dt.date) -> str:
@@ -269,7 +280,6 @@ def gather(
         T=np.zeros(n),
         mean_repeat_spend=np.zeros(n),
         referred_sales=np.zeros(n),
-        window_years=exposure,
         repeat_sales_window=np.zeros(n),
         referred_sales_window=np.zeros(n),
         service_hours=np.zeros(n),
@@ -471,9 +481,10 @@ def value(
     after_sales_year = (
         portfolio.service_hours * settings.hourly_cost + portfolio.direct_cost
     ) / exposure
-    member = np.array([s != "none" for s in portfolio.segment], dtype=bool)
-    fund = portfolio.fund_cost if portfolio.fund_cost is not None else np.zeros(n)
-    other_year = member * settings.club_cost_per_year + (portfolio.campaign_cost + fund) / exposure
+    other_year = (
+        portfolio.member * settings.club_cost_per_year
+        + (portfolio.campaign_cost + portfolio.fund) / exposure
+    )
     parts = {
         "purchase_margin": margin,
         "property_revenue": property_year * annuity,
@@ -498,9 +509,6 @@ def realized(portfolio: Portfolio, settings: Settings) -> np.ndarray:
     brought after its first purchase (margin of its repeat purchases and of the sales it
     referred, property margin once handed over, paid-service fees) less what serving it cost
     (staff hours, repairs, compensation, gifts, activities, loyalty fund, club)."""
-    n = portfolio.household_id.size
-    fund = portfolio.fund_cost if portfolio.fund_cost is not None else np.zeros(n)
-    member = np.array([s != "none" for s in portfolio.segment], dtype=bool)
     brought = (
         portfolio.repeat_sales_window * settings.sales_margin
         + portfolio.referred_sales_window * referral_margin(settings)
@@ -510,7 +518,7 @@ def realized(portfolio: Portfolio, settings: Settings) -> np.ndarray:
         portfolio.service_hours * settings.hourly_cost
         + portfolio.direct_cost
         + portfolio.campaign_cost
-        + fund
+        + portfolio.fund
     )
     property_year = (
         settings.property_fee_per_m2_month
@@ -520,9 +528,9 @@ def realized(portfolio: Portfolio, settings: Settings) -> np.ndarray:
         * portfolio.owner
     )
     return (
-        (brought - cost) / portfolio.window_years
+        (brought - cost) / portfolio.exposure_years
         + property_year
-        - member * (settings.club_cost_per_year)
+        - portfolio.member * settings.club_cost_per_year
     )
 
 

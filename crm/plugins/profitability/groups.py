@@ -122,6 +122,12 @@ def whale_curve(clv: np.ndarray, points: int = 10) -> list[dict]:
     return rows
 
 
+def realized_known(realized: np.ndarray | None) -> bool:
+    """Whether every household of the run has a realized profit (runs scored before
+    prof0003 have none), so the reference figures are read from it rather than from CLV."""
+    return realized is not None and realized.size > 0 and bool(np.isfinite(realized).all())
+
+
 def concentration(clv: np.ndarray, cost: np.ndarray, realized: np.ndarray | None = None) -> dict:
     """The unprofitable share (by lifetime value, and by realized relationship profit) and
     the after-sales cost it consumes; the heaviest users of after-sales service (those using
@@ -130,7 +136,7 @@ def concentration(clv: np.ndarray, cost: np.ndarray, realized: np.ndarray | None
     n = clv.size
     if n == 0:
         return {"households": 0}
-    known = realized is not None and bool(np.isfinite(realized).all())
+    known = realized_known(realized)
     realized_figures = {"realized_unprofitable_share": None, "realized_total": None}
     if known:
         realized_figures = {
@@ -234,7 +240,7 @@ def portfolio_figures(session: Session) -> tuple[list[dict], dict]:
 def write_whale_chart(session: Session, directory: Path) -> tuple[Path, str | None]:
     """whale.png: cumulative profit (% of total) against households ranked by profit."""
     clv, _cost, realized = _values(session)
-    known = realized.size > 0 and bool(np.isfinite(realized).all())
+    known = realized_known(realized)
     profit = realized if known else clv
     with charts(directory) as drawing:
         figure = drawing.figure(9, 5.5)
