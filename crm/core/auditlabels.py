@@ -18,6 +18,7 @@ from typing import Any
 
 from crm.core import vocab
 from crm.core.clock import to_local
+from crm.core.households import FIELD_LABELS
 from crm.core.security import ROLES
 
 # A long list shows its first items and how many there are.
@@ -76,19 +77,14 @@ CORE_VOCABULARY: dict[str, dict[str, Any]] = {
         "created_by": "创建人",
         "active": "启用",
         "households": "户数",
-        # households and members (the card's own labels)
-        "households.code": "客户编号",
-        "households.name": "客户名称",
-        "households.status": "客户状态",
-        "age": "年龄",
-        "income_band": "家庭年收入",
-        "housing": "住房情况",
-        "education": "教育程度",
-        "occupation": "职业",
-        "club_activities": "社团活动",
-        "member_tier": "会员等级",
-        "consent_contact": "同意联系",
-        "consent_marketing": "同意营销",
+        # households: the card's own labels (code, name and status under the table's name,
+        # as other tables have columns of those names too; the card's project is project_id)
+        **{
+            f"households.{key}" if key in ("code", "name", "status") else key: label
+            for key, label in FIELD_LABELS.items()
+            if key not in ("project", "note")
+        },
+        # members
         "members.name": "姓名",
         "members.role": "身份",
         "phone_enc": "手机（密文）",
