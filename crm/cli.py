@@ -317,7 +317,13 @@ def cli(ctx: click.Context, db: str | None, user: str | None) -> None:
     # `crm shell` runs each line through this group with itself as obj: the commands typed
     # there share its State, and so one App, engine and plugin manager.
     desk = ctx.obj
-    ctx.obj = desk.state_for(ctx) if desk is not None else State(db, user)
+    if desk is not None:
+        ctx.obj = desk.state_for(ctx)
+    else:
+        ctx.obj = State(db, user)
+        # Connections are closed when the command ends, not left to the process's exit: a
+        # copy forked by the desk server (crm.forkserver) ends without finalising.
+        ctx.call_on_close(ctx.obj.close)
 
 
 # The core's command modules and the top-level commands each one's `register` adds.
@@ -330,6 +336,7 @@ CORE_COMMANDS = {
     "crm.commands.simulate": ("simulate",),
     "crm.commands.key": ("key",),
     "crm.commands.shell": ("shell", "desk"),
+    "crm.commands.server": ("server",),
 }
 
 
@@ -354,12 +361,13 @@ def _declare_commands(group: click.Group) -> None:
 _declare_commands(cli)
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """Run one `crm` command line (`args`, else the process's own) and exit with its code."""
     from crm.core.startup import defer_collection
 
     defer_collection()
     try:
-        cli.main(prog_name="crm")
+        cli.main(args=args, prog_name="crm")
     except KeyboardInterrupt:
         click.echo("已中断。", err=True)
         sys.exit(130)

@@ -67,12 +67,17 @@ def pytest_report_header(config):
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
-    """No test sees the developer's real data dir, key, user, plugin switches or time zone."""
+    """No test sees the developer's real data dir, key, user, plugin switches, time zone or desk
+    server."""
     monkeypatch.setenv("CRM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CRM_SECRET_KEY", TEST_KEY)
     # Tables fit COLUMNS: the same width whether or not the run has a terminal.
     monkeypatch.setenv("COLUMNS", "120")
+    # A `crm` process a test starts runs in itself, not in a desk server the developer runs
+    # (tests/test_server.py starts servers of its own).
+    monkeypatch.setenv("CRM_NO_SERVER", "1")
     names = ("CRM_USER", "CRM_DATABASE_URL", "CRM_DISABLE_PLUGINS", "CRM_KEY_FILE", "CRM_TIMEZONE")
+    names += ("CRM_SERVER_SOCKET",)
     for name in names:
         monkeypatch.delenv(name, raising=False)
 

@@ -95,6 +95,9 @@ ACTIONS_WITHOUT_FORMAT = {
     "key rotate",  # progress bar
     "shell",  # the desk: runs commands typed at its prompt
     "desk",
+    "server start",  # the desk server's process: one sentence each
+    "server stop",
+    "server status",
 }
 
 
