@@ -470,3 +470,25 @@ def test_a_caller_login_sees_the_phones_of_its_own_contacts_and_cannot_take_othe
             .all()
         )
     assert viewers == [sales, agent, sales]
+
+
+def test_the_core_chain_down_and_up_again_leaves_the_plugins_grants_as_they_were(
+    logins, pg_db, pg_app
+):
+    """The core's roles migration (0005), run again after a downgrade, grants only what it
+    revoked: a plugin's narrower grant (only a manager sets a contact's caller, camp0005)
+    stays narrow, and staff keep the rest of the plugins' tables."""
+    from alembic import command
+    from alembic.config import Config
+
+    chain = next(chain for chain in pg_app.migration_chains() if chain.name == "core")
+    for step, revision in ((command.downgrade, "0004"), (command.upgrade, "head")):
+        with pg_app.engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(chain.location))
+            config.attributes.update(version_table=chain.version_table, connection=connection)
+            step(config, revision)
+    with pytest.raises(ProgrammingError, match="permission denied"):
+        sql_as(pg_db, logins["sales"], "UPDATE camp_contacts SET caller = session_user")
+    assert sql_as(pg_db, logins["sales"], "SELECT count(*) FROM svc_tickets") == [(0,)]
+    assert sql_as(pg_db, logins["agent"], "SELECT count(*) FROM households") == [(0,)]

@@ -32,6 +32,28 @@ CRM_ROLES = ("crm_sales", "crm_agent", "crm_manager", "crm_analyst", "crm_admin"
 ROLE_ORDER = ("admin", "manager", "analyst", "agent", "sales")
 DEFAULTS = "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} "
 
+# The tables in the schema on which crm_staff holds no privilege yet, on the whole table or on
+# any column: on a database made before this revision, every table (the plugins' too); run
+# again after a downgrade of the core chain, only the core's, which the downgrade revoked. A
+# plugin's table keeps the narrower grants its own migrations made (camp0005: only a manager
+# may set a contact's caller), which a grant on ALL TABLES would widen again.
+UNGRANTED_TABLES = """
+SELECT quote_ident(c.relname) FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+  AND NOT EXISTS (
+      SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = 'crm_staff'::regrole)
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_attribute att, aclexplode(att.attacl) a
+      WHERE att.attrelid = c.oid AND a.grantee = 'crm_staff'::regrole)
+ORDER BY c.relname
+"""
+# The core's own tables at this revision, which its downgrade revokes (the plugins' keep theirs).
+CORE_TABLES = (
+    "alembic_version", "audit_log", "buildings", "households", "members", "projects",
+    "purchases", "referrals", "scheduler_jobs", "service_records", "settings", "units",
+)  # fmt: skip
+
 FUNCTIONS = """
 -- The login that owns this schema (or a superuser): the maintenance login that runs
 -- `crm init` and the migrations. Only it may rewrite the audit log.
@@ -85,9 +107,15 @@ def upgrade() -> None:
             "DO $$ BEGIN IF NOT pg_has_role('{r}', 'crm_staff', 'MEMBER') "
             "THEN GRANT crm_staff TO {r}; END IF; END $$".replace("{r}", role)
         )
+    schema = op.get_bind().exec_driver_sql("SELECT quote_ident(current_schema())").scalar()
+    ungranted = ", ".join(op.get_bind().exec_driver_sql(UNGRANTED_TABLES).scalars())
     grants = [
         "GRANT USAGE ON SCHEMA {s} TO crm_staff",
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO crm_staff",
+        *(
+            [f"GRANT SELECT, INSERT, UPDATE, DELETE ON {ungranted} TO crm_staff"]
+            if ungranted
+            else []
+        ),
         "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO crm_staff",
         # Tables the plugins' migrations create later in the same schema get the same grants.
         DEFAULTS + "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO crm_staff",
@@ -95,7 +123,6 @@ def upgrade() -> None:
         # The audit log is append-only for everyone but the owner.
         "REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM crm_staff",
     ]
-    schema = op.get_bind().exec_driver_sql("SELECT quote_ident(current_schema())").scalar()
     for grant in grants:
         op.execute(grant.format(s=schema))
     # Functions are created without the PUBLIC execute default being a risk: they only read
@@ -116,7 +143,7 @@ def downgrade() -> None:
         DEFAULTS + "REVOKE SELECT, INSERT, UPDATE, DELETE ON TABLES FROM crm_staff",
         DEFAULTS + "REVOKE USAGE, SELECT, UPDATE ON SEQUENCES FROM crm_staff",
         "REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM crm_staff",
-        "REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM crm_staff",
+        f"REVOKE ALL ON {', '.join(CORE_TABLES)} FROM crm_staff",
         "REVOKE USAGE ON SCHEMA {s} FROM crm_staff",
     ):
         op.execute(statement.format(s=schema))
