@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from crm.commands import emit, format_option, get_app
-from crm.core.cliutil import date_range, paging
+from crm.core.cliutil import argument, date_range, paging
 
 
 @click.command()
@@ -187,7 +187,7 @@ def audit_alerts(days, limit, offset, fmt) -> None:
 
 
 @audit.command("search-limit")
-@click.argument("value", required=False)
+@argument("value", "上限", required=False)
 def audit_search_limit(value) -> None:
     """查看或修改每人每小时按电话、尾号、身份证号查找的上限（修改：经理、管理员）。
 
