@@ -208,7 +208,7 @@ def audit_search_limit(value) -> None:
 @click.option(
     "--expect",
     "expected",
-    metavar="HASH",
+    metavar="哈希值",
     help="之前记下的链尾哈希：核对它仍在链上（防删除最新记录或整条链被重算）。",
 )
 def audit_verify(expected) -> None:
