@@ -44,7 +44,7 @@ def _english_words(text: str, allowed: tuple[str, ...] = ()) -> list[str]:
         (("tickt", "list"), "错误：没有命令 “tickt”。是不是想用 “ticket”？", ()),
         (("revisit", "due"), "错误：缺少选项 “--month”。", ()),
         (("household", "show"), "错误：缺少参数 “客户编号”。", ()),
-        (("ticket", "show", "A", "B"), "错误：多出了参数：B。", ("NUMBER",)),
+        (("ticket", "show", "A", "B"), "错误：多出了参数：B。", ()),
         (("ticket", "list", "--limit", "0"), "“--limit” 的值无效：0 超出了允许的范围 x>=1。", ()),
         (("ticket", "list", "--limit", "abc"), "“--limit” 的值无效：“abc” 不是有效的整数。", ()),
         (
