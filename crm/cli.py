@@ -299,7 +299,7 @@ def _localise(command: click.Command) -> None:
 @click.option(
     "--db",
     envvar="CRM_DATABASE_URL",
-    metavar="URL",
+    metavar="地址",
     help="数据库地址（默认读取 CRM_DATABASE_URL，否则使用用户数据目录中的 SQLite 文件）。",
 )
 @click.option(

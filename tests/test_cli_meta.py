@@ -1,6 +1,7 @@
 """Meta-tests over the whole CLI and the hook contract."""
 
 import inspect
+import re
 import subprocess
 import sys
 
@@ -32,6 +33,58 @@ def test_every_command_has_help(path):
     for param in command.params:
         if isinstance(param, click.Option):
             assert param.help, f"crm {' '.join(path)} {param.opts} has no help text"
+
+
+def _english_placeholders(help_text: str) -> list[str]:
+    """ASCII words in capitals (CODE, NUMBER, TEXT, URL) in a help's usage line and in the
+    placeholders of its option list: what click shows for an argument or option that has no
+    Chinese name. Option names and the codes of a choice ([csv|xlsx]) are what users type and
+    are left out."""
+    lines = help_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("用法："))
+    end = lines.index("", start) if "" in lines[start:] else len(lines)
+    shown = lines[start:end]
+    if "选项：" in lines:
+        options = lines[lines.index("选项：") + 1 :]
+        options = options[: options.index("")] if "" in options else options
+        # each option's term, before the gap to its help; its help's later lines are indented
+        shown += [
+            re.split(r"\s{2,}", line.strip())[0] for line in options if line.startswith("  -")
+        ]
+    found = []
+    for line in shown:
+        line = re.sub(r"(?<!\S)--?[\w-]+", " ", line)  # option names
+        line = re.sub(r"[\[{][^\]}]*\|[^\]}]*[\]}]", " ", line)  # a choice's codes
+        found += [word for word in re.findall(r"[A-Za-z_]+", line) if word.isupper()]
+    return found
+
+
+@pytest.mark.parametrize("path", [(), *(p for p, _ in COMMANDS)], ids=" ".join)
+def test_every_placeholder_in_usage_and_options_is_chinese(path):
+    # Issue 12: arguments and option values are named in Chinese (登记号, 客户编号, 日期).
+    text = CliRunner().invoke(cli, [*path, "--help"], terminal_width=80).output
+    assert _english_placeholders(text) == [], text
+
+
+def test_the_placeholder_check_sees_english_ones():
+    from crm.cli import _localise
+
+    @click.group()
+    def root():
+        pass
+
+    @root.command()
+    @click.argument("code")
+    @click.argument("tickets", nargs=-1)
+    @click.option("-C", "--interval", type=float, metavar="SECONDS", help="间隔。")
+    @click.option("--kind", type=click.Choice(["CSV", "xlsx"]), help="格式。")
+    @click.option("--limit", type=int, help="条数。")
+    def planted(code, tickets, interval, kind, limit):
+        """占位。"""
+
+    _localise(root)
+    text = CliRunner().invoke(root, ["planted", "--help"]).output
+    assert _english_placeholders(text) == ["CODE", "TICKETS", "SECONDS"], text
 
 
 def test_root_help_lists_the_core_groups():

@@ -107,7 +107,7 @@ def test_a_chinese_placeholder_lines_up_with_the_others():
     from crm.cli import cli
 
     text = CliRunner().invoke(cli, ["--help"]).output
-    db = next(line for line in text.splitlines() if line.startswith("  --db URL"))
+    db = next(line for line in text.splitlines() if line.startswith("  --db 地址"))
     role = next(line for line in text.splitlines() if line.startswith("  --as [姓名:]角色"))
     assert display_width(db[: db.index("数据库")]) == display_width(role[: role.index("以谁")])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from crm.commands import emit, format_option, get_app
-from crm.core.cliutil import date_range, paging
+from crm.core.cliutil import argument, date_range, paging
 
 
 @click.command()
@@ -187,7 +187,7 @@ def audit_alerts(days, limit, offset, fmt) -> None:
 
 
 @audit.command("search-limit")
-@click.argument("value", required=False)
+@argument("value", "上限", required=False)
 def audit_search_limit(value) -> None:
     """查看或修改每人每小时按电话、尾号、身份证号查找的上限（修改：经理、管理员）。
 
@@ -208,7 +208,7 @@ def audit_search_limit(value) -> None:
 @click.option(
     "--expect",
     "expected",
-    metavar="HASH",
+    metavar="哈希值",
     help="之前记下的链尾哈希：核对它仍在链上（防删除最新记录或整条链被重算）。",
 )
 def audit_verify(expected) -> None:

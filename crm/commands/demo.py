@@ -28,9 +28,10 @@ from crm.commands import get_app
 @click.option(
     "--now",
     "now_text",
-    metavar="'YYYY-MM-DD HH:MM'",
+    metavar="时间",
     help=(
-        "演示数据的“现在”（业务时区），历史从这一时刻往回生成；默认为当前时间。"
+        "演示数据的“现在”（业务时区，如 '2026-04-28 09:00'，含空格须加引号），"
+        "历史从这一时刻往回生成；默认为当前时间。"
         "相同的种子与时刻生成相同的数据。"
     ),
 )

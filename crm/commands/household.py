@@ -8,7 +8,7 @@ import click
 
 from crm.commands import emit, format_option, get_app
 from crm.core import vocab
-from crm.core.cliutil import paging
+from crm.core.cliutil import argument, household_argument, paging
 
 LIST_COLUMNS = [
     ("code", "客户编号"),
@@ -70,7 +70,7 @@ def household() -> None:
 
 
 @household.command("show")
-@click.argument("code")
+@household_argument()
 @click.option(
     "--format",
     "fmt",
@@ -111,7 +111,7 @@ def list_(project, status, tier, limit, offset, fmt) -> None:
 
 
 @household.command("search")
-@click.argument("query", required=False)
+@argument("query", "关键词", required=False)
 @click.option("--name", help="按客户名称或成员姓名查找（包含即可）。")
 @click.option("--phone", help="按电话查找（任一成员的手机或备用电话）：完整号码，或尾号 4 位。")
 @click.option("--id-number", help="按身份证号查找（完整 18 位）。")
@@ -127,7 +127,7 @@ def list_(project, status, tier, limit, offset, fmt) -> None:
 @paging(50, "户")
 @format_option
 def search(query, name, phone, id_number, unit, building, project, limit, offset, fmt) -> None:
-    """查找客户家庭：QUERY 可以是姓名、电话（任一成员的手机或备用电话，完整号码或尾号）、
+    """查找客户家庭：关键词可以是姓名、电话（任一成员的手机或备用电话，完整号码或尾号）、
     身份证号、房号（如 翠湖花园/2栋/1903）、楼栋（如 翠湖花园/2栋）或项目名。
 
     同时给出多个条件时，须全部满足。结果列出各户的项目、楼栋与房号。
@@ -154,7 +154,7 @@ def search(query, name, phone, id_number, unit, building, project, limit, offset
 
 
 @household.command("add")
-@click.argument("code")
+@household_argument()
 @profile_options
 @click.option("--owner-name", metavar="姓名", help="同时登记业主（成员）的姓名。")
 @click.option("--phone", metavar="号码", help="业主手机号（需同时给出 --owner-name）。")
@@ -179,7 +179,7 @@ def add(code: str, owner_name, phone, id_number, **profile) -> None:
 
 
 @household.command("update")
-@click.argument("code")
+@household_argument()
 @profile_options
 def update(code: str, **profile) -> None:
     """修改一户的资料：只改给出的字段，旧值与新值写入审计日志。"""
@@ -201,7 +201,7 @@ def member() -> None:
 
 
 @member.command("add")
-@click.argument("code")
+@household_argument()
 @click.option("--name", metavar="姓名", help="成员姓名（必填）。")
 @click.option("--role", metavar="身份", help="成员身份：业主、共有人、家庭成员（默认）、租户。")
 @click.option("--phone", metavar="号码", help="手机或座机号码。")

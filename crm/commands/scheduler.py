@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import argument, emit, emit_record, format_option, get_app
 
 SYNC_COLUMNS = [("change", "同步"), ("job_names", "任务")]
 SYNC_JSON_COLUMNS = [("change", "同步"), ("jobs", "任务"), ("job_names", "任务名称")]
@@ -96,12 +96,12 @@ def scheduler_jobs(fmt: str) -> None:
 
 
 @scheduler.command("set")
-@click.argument("job")
-@click.argument("value", required=False)
+@argument("job", "任务编号")
+@argument("value", "排期", required=False)
 @click.option("--default", "reset", is_flag=True, help="恢复该任务的默认排期。")
 @format_option
 def scheduler_set(job: str, value: str | None, reset: bool, fmt: str) -> None:
-    """修改任务的排期（经理、管理员）：VALUE 写间隔如 10m、每天时刻如 07:30，或 cron 如 "0 7 * * 1-5"。"""
+    """修改任务的排期（经理、管理员）：排期写间隔如 10m、每天时刻如 07:30，或 cron 如 "0 7 * * 1-5"。"""
     from crm.core.db import transaction
     from crm.core.errors import CrmError
     from crm.core.scheduler import job_table, set_schedule, sync_stored_jobs

@@ -7,6 +7,7 @@ import sys
 import click
 
 from crm.commands import emit, format_option, get_app
+from crm.core.cliutil import argument
 
 KINDS = {
     "households": "客户家庭（按户号新增或更新）",
@@ -33,7 +34,7 @@ def export_group() -> None:
 
 
 def _import_command(kind: str, description: str) -> click.Command:
-    @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+    @argument("file", "文件", type=click.Path(exists=True, dir_okay=False))
     @click.option(
         "--format",
         "file_format",
@@ -161,11 +162,11 @@ for _kind, _description in KINDS.items():
 
 
 @import_group.command("limits")
-@click.argument("key", required=False)
-@click.argument("value", required=False)
+@argument("key", "设置项", required=False)
+@argument("value", "新值", required=False)
 @format_option
 def import_limits_command(key: str | None, value: str | None, fmt: str) -> None:
-    """列出导入上限；给出 KEY VALUE 时修改其一（经理、管理员），如 import.xlsx_max_rows 500000。"""
+    """列出导入上限；给出设置项与新值时修改其一（经理、管理员），如 import.xlsx_max_rows 500000。"""
     from crm.core.db import transaction
     from crm.core.errors import CrmError
     from crm.core.importing import list_import_limits, set_import_limit

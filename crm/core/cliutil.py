@@ -27,6 +27,35 @@ def format_option(func: Callable) -> Callable:
     )(func)
 
 
+class NamedArgument(click.Argument):
+    """A positional argument shown by a Chinese name that says what goes there (客户编号),
+    in the usage line and in click's errors ("缺少参数 “客户编号”"). click prints a metavar
+    it is given as it is, so the [ ] of an optional argument and the ... of a repeated one,
+    which it adds to its own, are added here."""
+
+    def __init__(self, param_decls, label: str, **attrs):
+        super().__init__(param_decls, **attrs)
+        self.label = label
+        shown = label if self.required else f"[{label}]"
+        self.metavar = shown if self.nargs == 1 else f"{shown}..."
+
+    def get_error_hint(self, ctx) -> str:
+        # The name alone: “登记号”, not “登记号...” or “[值]”.
+        return f"'{self.label}'"
+
+
+def argument(name: str, label: str, **attrs) -> Callable:
+    """A click argument `name` (the function's parameter) shown as `label`; the rest as for
+    click.argument."""
+    return click.argument(name, cls=NamedArgument, label=label, **attrs)
+
+
+def household_argument(name: str = "code", **attrs) -> Callable:
+    """The argument that names a household, by its code, in the core's commands and the
+    plugins' alike."""
+    return argument(name, "客户编号", **attrs)
+
+
 def emit(rows, fmt: str, columns: Sequence[tuple] | None = None, drop: Sequence[str] = ()) -> None:
     """Rows as a table, JSON or CSV; a column (key, header, vocabulary) shows codes as labels
     outside JSON, (key, header, figure) a number in its kind's format. A table too wide for

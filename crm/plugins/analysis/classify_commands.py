@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app
+from crm.core.cliutil import argument, emit, emit_record, format_option, get_app
 
 SUMMARY_COLUMNS = [
     ("target", "预测目标"),
@@ -172,7 +172,7 @@ def classify_report(version, fmt) -> None:
 
 
 @classify.command("suggest")
-@click.argument("text")
+@argument("text", "文字")
 @click.option(
     "--type",
     "ticket_type",

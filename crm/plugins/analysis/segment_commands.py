@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, format_option, get_app, parse_day
+from crm.core.cliutil import argument, emit, format_option, get_app, parse_day
 
 SEGMENT_COLUMNS = [
     ("name", "分群名称"),
@@ -117,10 +117,10 @@ def analysis_segment_runs(fmt) -> None:
 
 
 @click.command("segment-show")
-@click.argument("run_id", type=int, required=False)
+@argument("run_id", "分群编号", type=int, required=False)
 @format_option
 def analysis_segment_show(run_id, fmt) -> None:
-    """显示一次保存的客户分群（默认最新一次），不重新训练。RUN_ID 见 segment-runs。"""
+    """显示一次保存的客户分群（默认最新一次），不重新训练。分群编号见 segment-runs。"""
     from crm.plugins.analysis.segments import segment_report
 
     with get_app().session() as session:
@@ -129,11 +129,11 @@ def analysis_segment_show(run_id, fmt) -> None:
 
 
 @click.command("segment-compare")
-@click.argument("older", type=int)
-@click.argument("newer", type=int)
+@argument("older", "旧分群编号", type=int)
+@argument("newer", "新分群编号", type=int)
 @format_option
 def analysis_segment_compare(older, newer, fmt) -> None:
-    """比较两次分群（OLDER、NEWER 为分群编号）：多少户留在同名分群、多少户换了分群、新增与退出。"""
+    """比较两次分群（先旧后新）：多少户留在同名分群、多少户换了分群、新增与退出。"""
     from crm.core.render import percent, to_json
     from crm.plugins.analysis.segments import compare_runs
 

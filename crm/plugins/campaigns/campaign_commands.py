@@ -9,7 +9,21 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, paging, parse_at
+from crm.core.cliutil import (
+    argument,
+    at_option,
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    household_argument,
+    paging,
+    parse_at,
+)
+
+# A campaign by its code, and one of its runs by number, as crm campaign list and report show.
+CAMPAIGN = argument("code", "活动编号")
+RUN = argument("run_id", "执行编号", type=int)
 
 
 def _moment(text: str | None):
@@ -36,7 +50,7 @@ def campaign_list(limit, offset, fmt: str) -> None:
 
 
 @campaign.command("create")
-@click.argument("code")
+@CAMPAIGN
 @click.option("--name", required=True, help="活动名称，如“2026 冬季老带新”。")
 @click.option("--kind", required=True, help="活动类型：老带新（referral）或一路同行（loyalty）。")
 @click.option("--channel", required=True, help="联系渠道：电话、短信、微信、上门或信函。")
@@ -106,7 +120,7 @@ def campaign_create(
 
 
 @campaign.command("show")
-@click.argument("code")
+@CAMPAIGN
 @format_option
 def campaign_show(code: str, fmt: str) -> None:
     """查看一个活动的目标规则、排期、话术和执行情况。"""
@@ -118,7 +132,7 @@ def campaign_show(code: str, fmt: str) -> None:
 
 
 @campaign.command("pause")
-@click.argument("code")
+@CAMPAIGN
 @click.option("--resume", is_flag=True, help="恢复已暂停的活动排期。")
 @format_option
 def campaign_pause(code: str, resume: bool, fmt: str) -> None:
@@ -132,7 +146,7 @@ def campaign_pause(code: str, resume: bool, fmt: str) -> None:
 
 
 @campaign.command("run")
-@click.argument("code")
+@CAMPAIGN
 @click.option(
     "--batch-size", type=int, default=500, show_default=True, help="每批写入并提交的户数。"
 )
@@ -150,7 +164,7 @@ def campaign_run(code: str, batch_size: int, fmt: str) -> None:
 
 
 @campaign.command("report")
-@click.argument("code")
+@CAMPAIGN
 @format_option
 def campaign_report(code: str, fmt: str) -> None:
     """活动成效：每次执行的名单户数、联系与触达、结果分布、归因的购买和推荐成交。"""
@@ -166,7 +180,7 @@ def campaign_report(code: str, fmt: str) -> None:
 
 
 @campaign.command("contacts")
-@click.argument("run_id", type=int)
+@RUN
 @click.option("--outcome", help="只看最新结果为此的客户，如 有意向。")
 @click.option(
     "-o",
@@ -205,8 +219,8 @@ def campaign_contacts(
 
 
 @campaign.command("assign")
-@click.argument("run_id", type=int)
-@click.argument("callers", nargs=-1, required=True)
+@RUN
+@argument("callers", "外呼负责人", nargs=-1, required=True)
 @click.option(
     "--reassign", is_flag=True, help="已分配的联系人也重新分配（默认只分配尚无负责人的）。"
 )
@@ -226,8 +240,8 @@ def campaign_assign(run_id: int, callers: tuple[str, ...], reassign: bool, fmt: 
 
 
 @campaign.command("contact")
-@click.argument("run_id", type=int)
-@click.argument("household")
+@RUN
+@household_argument("household")
 @click.option("--outcome", required=True, help="联系结果：已接通、未接通、拒绝、有意向或已预约。")
 @click.option("--note", help="客户的回应。")
 @at_option
@@ -308,7 +322,7 @@ def campaign_plan_touchpoints(
 
 
 @campaign.command("touchpoint-done")
-@click.argument("touchpoint_id", type=int)
+@argument("touchpoint_id", "触点编号", type=int)
 @click.option("--outcome", required=True, help="联系结果：已接通、未接通、拒绝、有意向或已预约。")
 @click.option("--note", help="客户的回应。")
 @at_option

@@ -9,11 +9,13 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import (
+    argument,
     date_range,
     emit,
     emit_record,
     format_option,
     get_app,
+    household_argument,
     paging,
     parse_day,
     parse_local_moment,
@@ -122,7 +124,7 @@ def revisit_due(month: str, output: str | None, limit, offset, fmt: str) -> None
 
 
 @revisit.command("record")
-@click.argument("code")
+@household_argument()
 @click.option("--month", required=True, help="这次走访对应的到期月份，如 2026-12。")
 @click.option("--unit", help="客户在该月有多套房到期时，指定房号。")
 @click.option("--date", "visited", help="走访日期（默认今天），如 2026-12-05。")
@@ -205,7 +207,7 @@ def revisit_record(
 
 
 @revisit.command("rectify")
-@click.argument("rectification_id", type=int)
+@argument("rectification_id", "整改编号", type=int)
 @click.option("--measures", required=True, help="采取的整改措施。")
 @click.option("--date", "done", help="整改完成日期（默认今天）。")
 @format_option
@@ -223,7 +225,7 @@ def revisit_rectify(rectification_id: int, measures: str, done: str | None, fmt:
 
 
 @revisit.command("show")
-@click.argument("code")
+@household_argument()
 @format_option
 def revisit_show(code: str, fmt: str) -> None:
     """一户的全部走访记录及整改项（记录永久保存）。"""
@@ -261,7 +263,7 @@ def revisit_follow_ups(since, until, limit, offset, fmt: str) -> None:
 
 
 @revisit.command("appoint")
-@click.argument("code")
+@household_argument()
 @click.option("--month", required=True, help="这次走访对应的到期月份，如 2026-12。")
 @click.option("--unit", help="客户在该月有多套房到期时，指定房号。")
 @click.option("--at", "at", required=True, help="约定的走访时间，如 2026-12-05 10:00（本地时间）。")

@@ -101,7 +101,7 @@ def coordinate_run(batch_size: int, limit: int | None, fmt: str) -> None:
     type=click.FloatRange(min=0.05),
     default=60.0,
     show_default=True,
-    metavar="SECONDS",
+    metavar="秒数",
     help="每隔多少秒运行一轮协调。",
 )
 @click.option(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from crm.core.chain import TASK_KINDS
-from crm.core.cliutil import emit, emit_record, format_option, get_app, paging, parse_day
+from crm.core.cliutil import argument, emit, emit_record, format_option, get_app, paging, parse_day
 from crm.core.vocab import TEAM_KINDS
 from crm.plugins.profitability.vocab import UNITS
 
@@ -297,7 +297,7 @@ def groups(group_by, chart_dir, explain, fmt) -> None:
 
 
 @profitability.command("assess")
-@click.argument("feedback_id")
+@argument("feedback_id", "反馈编号")
 @format_option
 def assess(feedback_id, fmt) -> None:
     """评估一条反馈记录的候选方案，给出期望价值最高的方案及理由。"""
@@ -340,8 +340,8 @@ def settings_list(limit, offset, fmt) -> None:
 
 
 @settings_group.command("set")
-@click.argument("key")
-@click.argument("value")
+@argument("key", "设置项")
+@argument("value", "新值")
 @format_option
 def settings_set(key, value, fmt) -> None:
     """修改一个设置项，如 profitability.discount_rate 0.06（需经理权限）。"""

@@ -14,6 +14,7 @@ from crm.core.cliutil import (
     emit,
     format_option,
     get_app,
+    household_argument,
     paging,
     parse_at,
 )
@@ -64,7 +65,7 @@ def survey() -> None:
 
 
 @survey.command("record")
-@click.argument("household_code")
+@household_argument("household_code")
 @click.option(
     "--kind",
     type=click.Choice(["periodic", "visit"]),

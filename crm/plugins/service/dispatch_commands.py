@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import (
+    argument,
     at_option,
     date_range,
     emit,
@@ -17,6 +18,7 @@ from crm.core.cliutil import (
 )
 from crm.core.security import ROLES
 from crm.core.vocab import TEAM_KINDS
+from crm.plugins.service.arguments import staff_argument, ticket_argument, work_order_argument
 from crm.plugins.service.rules import LEVELS, ORIGINS, WORK_KINDS, WORK_ORDER_STATUS
 
 TEAM_COLUMNS = [
@@ -189,7 +191,7 @@ def team_list(limit, offset, fmt: str) -> None:
 
 
 @team.command("add")
-@click.argument("code")
+@argument("code", "团队代码")
 @click.option("--name", required=True, help="团队名称，如 绿化组。")
 @click.option(
     "--kind",
@@ -244,7 +246,7 @@ def staff_list(team_code: str | None, limit, offset, fmt: str) -> None:
 
 
 @staff.command("add")
-@click.argument("name")
+@argument("name", "姓名")
 @click.option("--team", "team_code", required=True, help="所属团队（代码或名称）。")
 @click.option("--title", default="", help="岗位，如 技术员、安全员、客服大使、主管。")
 @click.option(
@@ -313,11 +315,11 @@ def staff_add(
 
 
 @staff.command("role")
-@click.argument("login")
-@click.argument("role")
+@argument("login", "登录名")
+@argument("role", "角色")
 @format_option
 def staff_role(login: str, role: str, fmt: str) -> None:
-    """把数据库登录 LOGIN 放入 CRM 角色 ROLE（sales、agent、manager、analyst、admin），
+    """把数据库登录放入 CRM 角色（sales、agent、manager、analyst、admin），
     并移出其他角色（仅 PostgreSQL，系统管理员操作）。"""
     from crm.core.db import transaction
     from crm.core.logins import set_login_role
@@ -355,8 +357,8 @@ def staff_logins(fmt: str) -> None:
 
 
 @staff.command("project-manager")
-@click.argument("project")
-@click.argument("name", required=False)
+@argument("project", "项目")
+@staff_argument("name", required=False)
 @format_option
 def staff_project_manager(project: str, name: str | None, fmt: str) -> None:
     """指定项目负责人（经理级）：项目整改与督办任务交给此人；不给姓名时列出各项目的负责人。"""
@@ -428,7 +430,7 @@ def workorder_list(
 
 
 @workorder.command("show")
-@click.argument("number")
+@work_order_argument()
 @SHOW_FORMAT
 def workorder_show(number: str, fmt: str) -> None:
     """显示一张派工单，包括退回原因与接续关系。"""
@@ -440,7 +442,7 @@ def workorder_show(number: str, fmt: str) -> None:
 
 
 @workorder.command("create")
-@click.argument("ticket")
+@ticket_argument("ticket")
 @click.option(
     "--kind",
     required=True,
@@ -458,7 +460,7 @@ def workorder_show(number: str, fmt: str) -> None:
 def workorder_create(
     ticket, kind, description, due, team_code, assignee, skill, at_text, fmt
 ) -> None:
-    """为工单 TICKET（登记号）派发一张派工单。"""
+    """为工单派发一张派工单。"""
     from crm.core.db import transaction
     from crm.plugins.service.dispatch import create_work_order
     from crm.plugins.service.tickets import get_ticket
@@ -482,7 +484,7 @@ def workorder_create(
 
 
 @workorder.command("done")
-@click.argument("number")
+@work_order_argument()
 @click.option("--result", required=True, help="处理结果（回访派工单：客户的原话或意见）。")
 @click.option("--csat", type=int, help="回访派工单：客户满意度 1-5 分（必填）。")
 @click.option("--nps", type=int, help="回访派工单：推荐意愿 0-10 分。")
@@ -518,7 +520,7 @@ def workorder_done(
 
 
 @workorder.command("return")
-@click.argument("number")
+@work_order_argument()
 @click.option("--reason", required=True, help="退回原因：为什么超出能力、业主需要什么。")
 @at_option
 @format_option
@@ -535,7 +537,7 @@ def workorder_return(number: str, reason: str, at_text, fmt: str) -> None:
 
 
 @workorder.command("forward")
-@click.argument("number")
+@work_order_argument()
 @click.option("--to", "to_name", required=True, help="转派给谁（如有木工经验的同事）。")
 @click.option("--note", help="转派说明：要做什么、业主的要求。")
 @at_option
@@ -553,7 +555,7 @@ def workorder_forward(number: str, to_name: str, note, at_text, fmt: str) -> Non
 
 
 @workorder.command("arrive")
-@click.argument("number")
+@work_order_argument()
 @at_option
 @format_option
 def workorder_arrive(number: str, at_text, fmt: str) -> None:
@@ -597,8 +599,8 @@ def repair_items(fmt: str) -> None:
 
 
 @repair.command("period")
-@click.argument("item")
-@click.argument("months", type=click.IntRange(0))
+@argument("item", "维修项目")
+@argument("months", "月数", type=click.IntRange(0))
 @format_option
 def repair_period(item: str, months: int, fmt: str) -> None:
     """延长某个维修项目的保修期（月）；不得短于法定最低（经理、管理员可操作）。"""
@@ -619,13 +621,13 @@ def repair_period(item: str, months: int, fmt: str) -> None:
 
 
 @repair.command("check")
-@click.argument("ticket")
+@ticket_argument("ticket")
 @click.option("--item", required=True, help="维修项目（代码或名称），见 crm repair items。")
 @click.option("--chargeable", help="虽在保修期内仍须收费的原因，如 人为损坏。")
 @at_option
 @format_option
 def repair_check(ticket: str, item: str, chargeable: str | None, at_text, fmt: str) -> None:
-    """判断报修单 TICKET 是否在保修期内：免费还是收费（开工前必须先判断；首次判断即首次响应与评估）。"""
+    """判断报修单是否在保修期内：免费还是收费（开工前必须先判断；首次判断即首次响应与评估）。"""
     from crm.core.db import transaction
     from crm.plugins.service.repairs import check_warranty
 
@@ -635,7 +637,7 @@ def repair_check(ticket: str, item: str, chargeable: str | None, at_text, fmt: s
 
 
 @repair.command("quote")
-@click.argument("ticket")
+@ticket_argument("ticket")
 @click.option(
     "--rate", required=True, help="向业主说明的收费标准，如 材料费 30 元/个，人工费 20 元/次。"
 )
@@ -652,7 +654,7 @@ def repair_quote(ticket: str, rate: str, at_text, fmt: str) -> None:
 
 
 @repair.command("start")
-@click.argument("ticket")
+@ticket_argument("ticket")
 @click.option("--team", "team_code", help="派给哪个团队（默认按维修项目）。")
 @click.option("--assignee", help="派给谁（默认在办件数最少的一线人员）。")
 @click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
@@ -683,7 +685,7 @@ def repair_start(ticket: str, team_code, assignee, due, skill, at_text, fmt) -> 
 
 
 @repair.command("complete")
-@click.argument("ticket")
+@ticket_argument("ticket")
 @click.option("--result", required=True, help="维修结果。")
 @click.option("--fee", help="实收费用（元）；收费维修必填。")
 @click.option("--signed-by", help="在收费记录上签字的业主姓名；收费维修必填。")

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import date_range, emit, emit_record, format_option, get_app, paging
+from crm.core.cliutil import (
+    argument,
+    date_range,
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    household_argument,
+    paging,
+)
 from crm.core.figures import MONEY
 from crm.plugins.service.rules import FUND_KINDS as KIND_LABELS
 
@@ -93,14 +102,14 @@ def fund() -> None:
 
 
 @fund.command("allocate")
-@click.argument("project")
-@click.argument("amount")
+@argument("project", "项目")
+@argument("amount", "金额")
 @click.option("--year", type=int, help="基金年度，如 2026；默认今年。")
 @click.option("--note", help="说明，如“2026 年度利润拨付”。")
 @click.option("--at", "at", help=AT_HELP)
 @format_option
 def allocate_command(project, amount, year, note, at, fmt) -> None:
-    """从年度利润向项目 PROJECT 的基金拨付 AMOUNT 元（需经理权限）。"""
+    """从年度利润向项目的基金拨付一笔金额（元；需经理权限）。"""
     from crm.core.db import transaction
     from crm.plugins.service.fund import allocate
 
@@ -113,13 +122,13 @@ def allocate_command(project, amount, year, note, at, fmt) -> None:
 
 
 @fund.command("contribute")
-@click.argument("code")
-@click.argument("amount")
+@household_argument()
+@argument("amount", "金额")
 @click.option("--note", help="说明。")
 @click.option("--at", "at", help=AT_HELP)
 @format_option
 def contribute_command(code, amount, note, at, fmt) -> None:
-    """登记客户家庭 CODE 向所属项目基金出资 AMOUNT 元。"""
+    """登记客户家庭向所属项目基金出资（金额以元计）。"""
     from crm.core.db import transaction
     from crm.plugins.service.fund import contribute
 
@@ -130,7 +139,7 @@ def contribute_command(code, amount, note, at, fmt) -> None:
 
 
 @fund.command("spend")
-@click.argument("amount", required=False)
+@argument("amount", "金额", required=False)
 @click.option(
     "--kind",
     type=click.Choice(["activity", "gift", "care"]),
@@ -148,7 +157,7 @@ def contribute_command(code, amount, note, at, fmt) -> None:
 @click.option("--at", "at", help=AT_HELP)
 @format_option
 def spend_command(amount, kind, project, household, activity_id, work_order, note, at, fmt):
-    """从项目基金支出 AMOUNT 元：业主活动、礼品或其他关怀；余额不足时拒绝。"""
+    """从项目基金支出一笔金额（元）：业主活动、礼品或其他关怀；余额不足时拒绝。"""
     from crm.core.db import transaction
     from crm.plugins.service.fund import spend
 

@@ -8,9 +8,22 @@ from typing import Any
 
 import click
 
-from crm.core.cliutil import at_option, emit, emit_record, format_option, get_app, paging, parse_at
+from crm.core.cliutil import (
+    argument,
+    at_option,
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    paging,
+    parse_at,
+)
 from crm.core.figures import HOURS
+from crm.plugins.service.arguments import staff_argument, ticket_argument
 from crm.plugins.service.rules import CATEGORIES, GROUP_PHASES, GROUP_STATUS, STATUSES
+
+# Every command here takes the group complaint first, by its number.
+GROUP = argument("number", "群诉编号")
 
 SHOW_LABELS = [
     ("number", "群诉编号"),
@@ -115,7 +128,7 @@ def group() -> None:
 
 
 @group.command("show")
-@click.argument("number")
+@GROUP
 @SHOW_FORMAT
 def group_show(number, fmt) -> None:
     """查看一起群诉：项目与楼栋、阶段、第一负责人、应急小组、处理计划、工单与处理记录。"""
@@ -148,8 +161,8 @@ def group_create(project, building, topic, phase, tickets, fmt) -> None:
 
 
 @group.command("link")
-@click.argument("number")
-@click.argument("tickets", nargs=-1, required=True)
+@GROUP
+@ticket_argument("tickets", nargs=-1, required=True)
 @format_option
 def group_link(number, tickets, fmt) -> None:
     """把工单并入群诉（工单升级给第一负责人）。"""
@@ -159,8 +172,8 @@ def group_link(number, tickets, fmt) -> None:
 
 
 @group.command("unlink")
-@click.argument("number")
-@click.argument("tickets", nargs=-1, required=True)
+@GROUP
+@ticket_argument("tickets", nargs=-1, required=True)
 @click.option("--note", required=True, help="移出的原因，如“与本群诉不是同一问题”。")
 @format_option
 def group_unlink(number, tickets, note, fmt) -> None:
@@ -171,19 +184,19 @@ def group_unlink(number, tickets, note, fmt) -> None:
 
 
 @group.command("merge")
-@click.argument("number")
-@click.argument("other")
+@GROUP
+@argument("other", "另一群诉编号")
 @format_option
 def group_merge(number, other, fmt) -> None:
-    """把群诉 OTHER 的全部工单合并到群诉 NUMBER（同一项目）；OTHER 标记为已合并。"""
+    """把另一群诉的全部工单合并到这起群诉（同一项目）；另一群诉标记为已合并。"""
     from crm.plugins.service.groups import merge_groups
 
     _do(lambda s: merge_groups(s, number, other), lambda g: g.number, fmt)
 
 
 @group.command("split")
-@click.argument("number")
-@click.argument("tickets", nargs=-1, required=True)
+@GROUP
+@ticket_argument("tickets", nargs=-1, required=True)
 @click.option("--topic", help="新群诉的共同问题（默认取第一张工单的摘要）。")
 @format_option
 def group_split(number, tickets, topic, fmt) -> None:
@@ -194,8 +207,8 @@ def group_split(number, tickets, topic, fmt) -> None:
 
 
 @group.command("phase")
-@click.argument("number")
-@click.argument("phase")
+@GROUP
+@argument("phase", "阶段")
 @click.option("--note", help="调整的原因，如“业主已在业主群发起联名”。")
 @format_option
 def group_phase(number, phase, note, fmt) -> None:
@@ -206,8 +219,8 @@ def group_phase(number, phase, note, fmt) -> None:
 
 
 @group.command("lead")
-@click.argument("number")
-@click.argument("staff")
+@GROUP
+@staff_argument()
 @format_option
 def group_lead(number, staff, fmt) -> None:
     """更换群诉的第一负责人（经理或总经理；需经理或管理员角色）。"""
@@ -217,8 +230,8 @@ def group_lead(number, staff, fmt) -> None:
 
 
 @group.command("member")
-@click.argument("number")
-@click.argument("staff")
+@GROUP
+@staff_argument()
 @format_option
 def group_member(number, staff, fmt) -> None:
     """把一名员工加入群诉的应急小组。"""
@@ -228,8 +241,8 @@ def group_member(number, staff, fmt) -> None:
 
 
 @group.command("step")
-@click.argument("number")
-@click.argument("step")
+@GROUP
+@argument("step", "步骤")
 @click.option("--note", required=True, help="这一步做了什么，如“已向各户发出书面答复”。")
 @at_option
 @format_option
@@ -245,7 +258,7 @@ def group_step(number, step, note, at_text, fmt) -> None:
 
 
 @group.command("close")
-@click.argument("number")
+@GROUP
 @click.option("--result", required=True, help="群诉的处理结果。")
 @format_option
 def group_close(number, result, fmt) -> None:

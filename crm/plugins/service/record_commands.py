@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from crm.core.cliutil import (
+    argument,
     at_option,
     date_range,
     day_bound,
@@ -18,6 +19,7 @@ from crm.core.cliutil import (
     parse_at,
 )
 from crm.core.vocab import COMPLAINT_CATEGORIES, COMPLAINT_CAUSES, SERVICE_KINDS
+from crm.plugins.service.arguments import ticket_argument
 from crm.plugins.service.rules import SEVERITIES
 
 OPTION_COLUMNS = [
@@ -59,7 +61,7 @@ PLAN_COLUMNS = [
 
 
 @click.command("options")
-@click.argument("number")
+@ticket_argument()
 @click.option(
     "--offer",
     "offers",
@@ -86,12 +88,12 @@ def ticket_options(number, offers, chosen, at_text, fmt) -> None:
 
 
 @click.command("choose")
-@click.argument("number")
-@click.argument("seq", type=click.IntRange(1))
+@ticket_argument()
+@argument("seq", "方案编号", type=click.IntRange(1))
 @at_option
 @format_option
 def ticket_choose(number, seq, at_text, fmt) -> None:
-    """登记客户从已提供的方案中选定的一个（SEQ 为方案编号；再次选定则改为新的选择）。"""
+    """登记客户从已提供的方案中选定的一个（再次选定则改为新的选择）。"""
     from crm.core.db import transaction
     from crm.plugins.service.complaint_record import choose_option, option_rows
     from crm.plugins.service.tickets import get_ticket
@@ -175,7 +177,7 @@ def improvement_list(status, owner, overdue, since, until, limit, offset, fmt) -
 
 
 @improvement.command("done")
-@click.argument("number")
+@argument("number", "计划编号")
 @click.option("--outcome", required=True, help="改进结果：做了什么、效果如何。")
 @format_option
 def improvement_done(number, outcome, fmt) -> None:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import date_range, emit, emit_record, format_option, get_app, paging
+from crm.core.cliutil import (
+    argument,
+    date_range,
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    household_argument,
+    paging,
+)
 from crm.core.figures import MONEY
 from crm.core.vocab import MEMBER_TIERS, label
 
@@ -70,12 +79,12 @@ def club() -> None:
 
 
 @club.command("enrol")
-@click.argument("code")
+@household_argument()
 @click.option("--tier", default="standard", show_default=True, help=TIER_HELP)
 @click.option("--note", help="说明，如 入会渠道。")
 @format_option
 def club_enrol(code: str, tier: str, note: str | None, fmt: str) -> None:
-    """为客户家庭 CODE 办理入会。"""
+    """为客户家庭办理入会。"""
     from crm.core.db import transaction
     from crm.plugins.service.retention import enrol
 
@@ -87,12 +96,12 @@ def club_enrol(code: str, tier: str, note: str | None, fmt: str) -> None:
 
 
 @club.command("tier")
-@click.argument("code")
-@click.argument("tier")
+@household_argument()
+@argument("tier", "等级")
 @click.option("--note", help="调整原因，如 年度消费升级。")
 @format_option
 def club_tier(code: str, tier: str, note: str | None, fmt: str) -> None:
-    """调整会员 CODE 的等级为 TIER；设为 none（非会员）即退会。"""
+    """调整会员的等级（standard、silver、gold、platinum）；设为 none（非会员）即退会。"""
     from crm.core.db import transaction
     from crm.plugins.service.retention import change_tier
 
@@ -146,7 +155,7 @@ def activity() -> None:
 
 
 @activity.command("create")
-@click.argument("name")
+@argument("name", "活动名称")
 @click.option("--at", "held_at", required=True, help="活动时间，如 2026-09-20 14:00（业务时区）。")
 @click.option("--project", help="所属项目（项目全名）；不填为全公司活动。")
 @click.option("--capacity", type=click.IntRange(1), help="名额（户）；不填为不限。")
@@ -194,7 +203,7 @@ def activity_list(project, since, until, limit, offset, fmt) -> None:
 
 
 @activity.command("show")
-@click.argument("activity_id", type=int)
+@argument("activity_id", "活动编号", type=int)
 @click.option(
     "--format",
     "fmt",
@@ -228,11 +237,11 @@ def activity_show(activity_id: int, fmt: str) -> None:
 
 
 @activity.command("signup")
-@click.argument("activity_id", type=int)
-@click.argument("code")
+@argument("activity_id", "活动编号", type=int)
+@household_argument()
 @format_option
 def activity_signup(activity_id: int, code: str, fmt: str) -> None:
-    """客户家庭 CODE 报名活动 ACTIVITY_ID（每户一次，满额即止）。"""
+    """客户家庭报名活动（每户一次，满额即止）。"""
     from crm.core.db import transaction
     from crm.plugins.service.retention import sign_up
 
@@ -243,12 +252,12 @@ def activity_signup(activity_id: int, code: str, fmt: str) -> None:
 
 
 @activity.command("attend")
-@click.argument("activity_id", type=int)
-@click.argument("code")
+@argument("activity_id", "活动编号", type=int)
+@household_argument()
 @click.option("--absent", is_flag=True, help="登记为缺席（默认登记出席）。")
 @format_option
 def activity_attend(activity_id: int, code: str, absent: bool, fmt: str) -> None:
-    """登记已报名的客户家庭 CODE 是否出席活动 ACTIVITY_ID。"""
+    """登记已报名的客户家庭是否出席活动。"""
     from crm.core.db import transaction
     from crm.plugins.service.retention import record_attendance
 

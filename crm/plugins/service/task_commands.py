@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import at_option, emit_record, format_option, get_app, parse_at
+from crm.core.cliutil import argument, at_option, emit_record, format_option, get_app, parse_at
 from crm.plugins.service.dispatch_commands import SHOW_FORMAT, SHOW_LABELS, emit_work, work_filters
 
 
@@ -27,7 +27,7 @@ def task_list(
 
 
 @task.command("show")
-@click.argument("number")
+@argument("number", "任务编号")
 @SHOW_FORMAT
 def task_show(number: str, fmt: str) -> None:
     """显示一项任务：起因（预警与协调决策）、处理人、时限与客户答复。"""
@@ -39,7 +39,7 @@ def task_show(number: str, fmt: str) -> None:
 
 
 @task.command("done")
-@click.argument("number")
+@argument("number", "任务编号")
 @click.option("--answer", help="客户的答复（原话或要点）；对客户的跟进必填。")
 @click.option(
     "--accepted/--not-accepted",

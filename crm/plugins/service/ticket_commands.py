@@ -9,18 +9,21 @@ from typing import Any
 import click
 
 from crm.core.cliutil import (
+    argument,
     at_option,
     date_range,
     emit,
     emit_record,
     format_option,
     get_app,
+    household_argument,
     paging,
     parse_at,
 )
 from crm.core.errors import CrmError
 from crm.core.figures import RATE
 from crm.core.vocab import COMPLAINT_CAUSES
+from crm.plugins.service.arguments import staff_argument, ticket_argument
 from crm.plugins.service.rules import (
     CATEGORIES,
     CHANNELS,
@@ -262,7 +265,7 @@ def ticket() -> None:
 
 
 @ticket.command("open")
-@click.argument("household")
+@household_argument("household")
 @click.option(
     "--type",
     "ticket_type",
@@ -312,7 +315,7 @@ def ticket_open(
 
 
 @ticket.command("show")
-@click.argument("number")
+@ticket_argument()
 @SHOW_FORMAT
 def ticket_show(number, fmt) -> None:
     """查看一张工单：处理记录、承诺、升级与派工。"""
@@ -378,8 +381,8 @@ def ticket_list(
 
 
 @ticket.command("claim")
-@click.argument("number")
-@click.argument("staff")
+@ticket_argument()
+@staff_argument()
 @format_option
 def ticket_claim(number, staff, fmt) -> None:
     """认领：把无人负责的工单交给某位员工（同时认领时只有一人成功）。"""
@@ -393,8 +396,8 @@ def ticket_claim(number, staff, fmt) -> None:
 
 
 @ticket.command("reassign")
-@click.argument("number")
-@click.argument("staff")
+@ticket_argument()
+@staff_argument()
 @click.option("--reason", help="转交原因（写入处理记录与审计日志），如 休假、需工程部处理。")
 @format_option
 def ticket_reassign(number, staff, reason, fmt) -> None:
@@ -410,9 +413,9 @@ def ticket_reassign(number, staff, reason, fmt) -> None:
 
 
 @ticket.command("step")
-@click.argument("number")
-@click.argument(
-    "action", type=click.Choice(("confirm", "investigate", "pause", "resume", "reopen"))
+@ticket_argument()
+@argument(
+    "action", "操作", type=click.Choice(("confirm", "investigate", "pause", "resume", "reopen"))
 )
 @NOTE
 @at_option
@@ -429,7 +432,7 @@ def ticket_step(number, action, note, at_text, fmt) -> None:
 
 
 @ticket.command("assess")
-@click.argument("number")
+@ticket_argument()
 @click.option(
     "--severity",
     required=True,
@@ -462,7 +465,7 @@ def ticket_assess(number, severity, category, expect, note, at_text, fmt) -> Non
 
 
 @ticket.command("suggest")
-@click.argument("number")
+@ticket_argument()
 @format_option
 def ticket_suggest(number, fmt) -> None:
     """模型建议：按工单摘要给出建议的类别与严重程度（含置信度与模型版本），仅供评估参考。"""
@@ -479,7 +482,7 @@ def ticket_suggest(number, fmt) -> None:
 
 
 @ticket.command("reply")
-@click.argument("number")
+@ticket_argument()
 @click.option("--what", help="承诺做什么（投诉必填）。")
 @click.option("--due", help="承诺在何时前完成，如 2026-04-28 12:00（投诉必填）。")
 @click.option("--by", "promised_by", help="承诺人姓名：“我会……”（投诉必填）。")
@@ -506,7 +509,7 @@ def ticket_reply(number, what, due, promised_by, note, at_text, fmt) -> None:
 
 
 @ticket.command("close")
-@click.argument("number")
+@ticket_argument()
 @click.option("--confirmed", is_flag=True, help="客户已确认问题解决（没有客户确认不能关闭）。")
 @NOTE
 @at_option
@@ -523,7 +526,7 @@ def ticket_close(number, confirmed, note, at_text, fmt) -> None:
 
 
 @ticket.command("revisit")
-@click.argument("number")
+@ticket_argument()
 @click.option("--csat", type=int, required=True, help="满意度 1-5 分。")
 @click.option("--nps", type=int, help="推荐意愿 0-10 分。")
 @click.option(
@@ -568,7 +571,7 @@ def ticket_revisit(
 
 
 @ticket.command("feedback")
-@click.argument("number")
+@ticket_argument()
 @click.option("--root-cause", required=True, help="根本原因。")
 @click.option("--action", "corrective_action", required=True, help="防止再次发生的纠正措施。")
 @click.option(
@@ -600,7 +603,7 @@ def ticket_feedback(number, root_cause, corrective_action, causes, at_text, fmt)
 
 
 @ticket.command("contact")
-@click.argument("number")
+@ticket_argument()
 @click.option(
     "--channel", required=True, help="这次联系的渠道：phone、visit、letter、fax、online。"
 )
@@ -620,7 +623,7 @@ def ticket_contact(number, channel, note, severity, at_text, fmt) -> None:
 
 
 @ticket.command("promise")
-@click.argument("number")
+@ticket_argument()
 @click.option("--what", required=True, help="承诺做什么。")
 @click.option("--due", required=True, help="何时前完成，如 2026-04-28 12:00。")
 @click.option("--by", "promised_by", required=True, help="承诺人姓名（“我会……”）。")
@@ -638,7 +641,7 @@ def ticket_promise(number, what, due, promised_by, at_text, fmt) -> None:
 
 
 @ticket.command("keep")
-@click.argument("number")
+@ticket_argument()
 @at_option
 @format_option
 def ticket_keep(number, at_text, fmt) -> None:
@@ -653,7 +656,7 @@ def ticket_keep(number, at_text, fmt) -> None:
 
 
 @ticket.command("settle")
-@click.argument("number")
+@ticket_argument()
 @click.option("--apology", required=True, help="向客户致歉的内容。")
 @click.option("--reason", required=True, help="未能兑现的原因。")
 @click.option("--remedy", required=True, help="补救措施。")
@@ -730,8 +733,8 @@ def sla_list(limit, offset, fmt) -> None:
 
 
 @sla.command("set")
-@click.argument("ticket_type")
-@click.argument("severity")
+@argument("ticket_type", "工单类型")
+@argument("severity", "严重程度")
 @click.option("--response", type=int, help="首次响应时限（分钟）。")
 @click.option("--resolve", type=int, help="解决时限（分钟）。")
 @click.option(
