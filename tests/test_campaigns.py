@@ -265,6 +265,13 @@ def test_two_runs_list_each_household_once_per_run(app, demo, run):
         (first.run_id, first.audience, True),
         (second.run_id, second.audience, True),
     ]
+    # A page of the runs, or the runs started in a range of local days, each with its figures.
+    page = run("campaign", "report", "LOY", "--offset", "1", "--format", "json")
+    assert json.loads(page.stdout) == report[1:]
+    since = run("campaign", "report", "LOY", "--since", "2026-12-02", "--format", "json")
+    assert json.loads(since.stdout) == report[1:]  # the second run: 2 December, 10:00 local
+    table = run("campaign", "report", "LOY", "--until", "2026-11-25", "--limit", "1")
+    assert table.stdout.splitlines()[-1] == "共 1 条，已全部显示。"
     listed = json.loads(run("campaign", "list", "--format", "json").stdout)
     assert [(c["code"], c["runs"]) for c in listed] == [("LOY", 2)]
 

@@ -132,6 +132,12 @@ def test_hotspots_command(planted, run):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert rows[0]["building"] == "2区5栋" and rows[0]["count"] == 12
+    # Every place is tested whatever the page: --limit/--offset pick the rows shown.
+    assert len(rows) >= 2
+    rest = run("analysis", "hotspots", "--period", "2026-11", "--offset", "1", "--format", "json")
+    assert json.loads(rest.stdout) == rows[1:]
+    first = run("analysis", "hotspots", "--period", "2026-11", "--limit", "1")
+    assert first.stdout.splitlines()[-1].startswith(f"显示 1–1 条，共 {len(rows)} 条")
     table = run("analysis", "hotspots", "--period", "2026-11", "--min-count", "5")
     assert table.exit_code == 0, table.output
     assert "2区5栋" in table.output and "设计" not in table.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from decimal import Decimal
 
 import numpy as np
@@ -493,11 +494,21 @@ def test_cli_fit_clv_groups_json(app, run, tmp_path):
     fits = json.loads(result.stdout)
     assert [f["model"] for f in fits] == ["MBG/NBD", "Gamma-Gamma"]
     assert fits[0]["unit"] == "months" and fits[0]["customers"] == 108
-    result = run("profitability", "clv", "--top", "3", "--bottom", "2", "--format", "json")
+    result = run("profitability", "clv", "--limit", "3", "--format", "json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert [r["rank"] for r in rows] == ["最高"] * 3 + ["最低"] * 2
-    assert rows[0]["clv"] >= rows[1]["clv"] >= rows[-1]["clv"]
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    assert rows[0]["clv"] >= rows[1]["clv"] >= rows[2]["clv"]
+    # Every household was scored and stored: the limit only cut the list shown.
+    scored = int(re.search(r"已评估 (\d+) 户", result.stderr)[1])
+    assert f"显示 1–3 条，共 {scored} 条" in result.stderr
+    lowest = run("profitability", "clv", "--stored", "--lowest", "--limit", "2", "--format", "json")
+    bottom = json.loads(lowest.stdout)
+    assert [r["rank"] for r in bottom] == [scored, scored - 1]
+    assert bottom[0]["clv"] <= bottom[1]["clv"] <= rows[-1]["clv"]
+    # The same ranks from the top, paged to the end.
+    tail = run("profitability", "clv", "--stored", "--offset", str(scored - 2), "--format", "json")
+    assert json.loads(tail.stdout) == bottom[::-1]
     one = run("profitability", "clv", "--stored", "--household", "H0001", "--format", "json")
     assert json.loads(one.stdout)["household"] == "H0001"
     missing = run("profitability", "clv", "--stored", "--household", "NOPE")

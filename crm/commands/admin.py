@@ -42,10 +42,12 @@ def _versions(revisions: dict[str, str | None]) -> str:
 
 
 @db.command("current")
+@paging(None)
 @format_option
-def db_current(fmt: str) -> None:
+def db_current(limit, offset, fmt: str) -> None:
     """显示数据库地址与核心及各插件的结构版本。"""
     from crm.core.migrate import current_revision, head_revision
+    from crm.core.paging import window
 
     app = get_app()
     rows = [
@@ -58,21 +60,23 @@ def db_current(fmt: str) -> None:
         for chain in app.migration_chains()
     ]
     emit(
-        rows,
+        window(rows, limit, offset),
         fmt,
         [("chain", "部分"), ("url", "数据库"), ("current", "当前版本"), ("head", "最新版本")],
     )
 
 
 @click.command()
+@paging(None)
 @format_option
-def plugins(fmt: str) -> None:
+def plugins(limit, offset, fmt: str) -> None:
     """列出已加载的插件及其实现的钩子。"""
+    from crm.core.paging import window
     from crm.core.plugins import describe_plugins
 
     # The plugins of this invocation's App (the root group made it): no database is opened.
     emit(
-        describe_plugins(get_app().pm),
+        window(describe_plugins(get_app().pm), limit, offset),
         fmt,
         [("name", "插件"), ("source", "来源"), ("hooks", "钩子")],
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import argument, emit, emit_record, format_option, get_app
+from crm.core.cliutil import argument, emit, emit_record, format_option, get_app, paging
 
 SYNC_COLUMNS = [("change", "同步"), ("job_names", "任务")]
 SYNC_JSON_COLUMNS = [("change", "同步"), ("jobs", "任务"), ("job_names", "任务名称")]
@@ -72,16 +72,18 @@ def scheduler_sync(fmt: str) -> None:
 
 
 @scheduler.command("jobs")
+@paging(None)
 @format_option
-def scheduler_jobs(fmt: str) -> None:
+def scheduler_jobs(limit, offset, fmt: str) -> None:
     """列出数据库中保存的任务：名称、排期、下次运行时间（本地时间）、设置项与所需权限。"""
+    from crm.core.paging import window
     from crm.core.scheduler import JOB_COLUMNS, JOB_JSON_COLUMNS, job_table
 
     app = get_app()
     with app.session():  # checks the database is initialised and current first
         pass
     table = job_table(app)
-    emit(table.rows, fmt, JOB_JSON_COLUMNS if fmt == "json" else JOB_COLUMNS)
+    emit(window(table.rows, limit, offset), fmt, JOB_JSON_COLUMNS if fmt == "json" else JOB_COLUMNS)
     if table.unsynced:
         click.echo(
             f"尚未写入数据库的任务：{table.named(table.unsynced)}；"

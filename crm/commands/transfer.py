@@ -7,7 +7,7 @@ import sys
 import click
 
 from crm.commands import emit, format_option, get_app
-from crm.core.cliutil import argument
+from crm.core.cliutil import argument, paging
 
 KINDS = {
     "households": "客户家庭（按户号新增或更新）",
@@ -164,19 +164,21 @@ for _kind, _description in KINDS.items():
 @import_group.command("limits")
 @argument("key", "设置项", required=False)
 @argument("value", "新值", required=False)
+@paging(None)
 @format_option
-def import_limits_command(key: str | None, value: str | None, fmt: str) -> None:
+def import_limits_command(key: str | None, value: str | None, limit, offset, fmt: str) -> None:
     """列出导入上限；给出设置项与新值时修改其一（经理、管理员），如 import.xlsx_max_rows 500000。"""
     from crm.core.db import transaction
     from crm.core.errors import CrmError
     from crm.core.importing import list_import_limits, set_import_limit
+    from crm.core.paging import window
 
     if (key is None) != (value is None):
         raise CrmError("请同时给出设置项和新值，如 crm import limits import.xlsx_max_mb 200。")
     with get_app().session() as session, transaction(session):
         if key is not None:
             set_import_limit(session, key, value)
-        rows = list_import_limits(session)
+        rows = window(list_import_limits(session), limit, offset)
     emit(rows, fmt, [("key", "设置项"), ("value", "当前值"), ("default", "默认值")])
 
 

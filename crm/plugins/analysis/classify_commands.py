@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import argument, emit, emit_record, format_option, get_app
+from crm.core.cliutil import argument, emit, emit_record, format_option, get_app, paging
 
 SUMMARY_COLUMNS = [
     ("target", "预测目标"),
@@ -229,13 +229,17 @@ def classify_suggest(text, ticket_type, fmt) -> None:
     show_default=True,
     help="显著性水平：按以往频率出现这么多投诉的概率低于它才算热点。",
 )
+@paging(100)
 @format_option
-def hotspots(grain, period, history, min_count, alpha, fmt) -> None:
-    """投诉热点：某项目、楼栋某类投诉在本期明显高于其自身历史（泊松检验），最显著的在前。"""
+def hotspots(grain, period, history, min_count, alpha, limit, offset, fmt) -> None:
+    """投诉热点：某项目、楼栋某类投诉在本期明显高于其自身历史（泊松检验），最显著的在前。
+
+    每个楼栋与项目的每类投诉都参加检验；--limit/--offset 只决定显示哪几行。"""
+    from crm.core.paging import window
     from crm.plugins.analysis.hotspots import hot_spots
 
     with get_app().session() as session:
-        rows = hot_spots(
+        found = hot_spots(
             session,
             grain=grain,
             period=period,
@@ -243,18 +247,20 @@ def hotspots(grain, period, history, min_count, alpha, fmt) -> None:
             min_count=min_count,
             alpha=alpha,
         )
+    rows = window(found, limit, offset)
     if fmt == "table":
-        rows = [{**row, "p_value": f"{row['p_value']:.1e}"} for row in rows]
+        rows = rows.map(lambda row: {**row, "p_value": f"{row['p_value']:.1e}"})
     if fmt != "json":
         from crm.plugins.analysis.hotspots import cause_text
 
-        rows = [
-            {**{k: v for k, v in row.items() if k not in ("history", "causes")},
-             "why": cause_text(row["causes"]) or "（未记录）"}
-            for row in rows
-        ]  # fmt: skip
+        rows = rows.map(
+            lambda row: {
+                **{k: v for k, v in row.items() if k not in ("history", "causes")},
+                "why": cause_text(row["causes"]) or "（未记录）",
+            }
+        )
     emit(rows, fmt, HOTSPOT_COLUMNS)
-    if not rows:
+    if not found:
         click.echo("该期间没有发现投诉热点。", err=True)
 
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import emit, emit_record, format_option, get_app, parse_day
+from crm.core.cliutil import (
+    date_range,
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    paging,
+    parse_day,
+)
 
 TARGET_CHOICES = ("buy_again", "refer")
 LIFT_COLUMNS = [
@@ -202,13 +210,15 @@ def _main_metric(metrics: dict) -> str | None:
     type=click.Choice(["segments", "buy_again", "refer", "complaint"]),
     help="只看一类模型：segments、buy_again、refer 或 complaint。",
 )
+@date_range("训练日期", "2026-01-01")
+@paging(100)
 @format_option
-def analysis_models(kind, fmt) -> None:
-    """已保存的分析模型：类型、版本、训练时间与训练人、截止日期、样本数与主要指标。"""
+def analysis_models(kind, since, until, limit, offset, fmt) -> None:
+    """已保存的分析模型（按类型，新版本在前）：类型、版本、训练时间与训练人、截止日期、样本数与主要指标。"""
     from crm.plugins.analysis.registry import list_models
 
     with get_app().session() as session:
-        rows = list_models(session, kind)
+        rows = list_models(session, kind, limit, offset, since, until)
     for row in rows:
         row["main_metric"] = _main_metric(row.pop("metrics"))
     # The kind's code is for programs (and --kind); people read the model's name.

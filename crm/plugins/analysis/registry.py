@@ -13,9 +13,10 @@ import pickle
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from crm.core.errors import CrmError
+from crm.core.paging import Page, between, fetch
 from crm.plugins.analysis.models import SavedModel
 from crm.plugins.analysis.vocab import MODEL_KINDS
 
@@ -90,13 +91,26 @@ def load_estimator(record: SavedModel) -> Any:
     return pickle.loads(record.payload)
 
 
-def list_models(session: Session, kind: str | None = None) -> list[dict]:
-    """Every saved model, newest first, without its payload."""
-    query = select(SavedModel).order_by(SavedModel.kind, SavedModel.version.desc())
+def list_models(
+    session: Session,
+    kind: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """The saved models trained in [since, until), by kind and newest version first, without
+    their payload: one page of them, with how many match."""
+    query = (
+        select(SavedModel)
+        .options(defer(SavedModel.payload))  # a listing need not read the pickled estimators
+        .where(*between(SavedModel.trained_at, since, until))
+        .order_by(SavedModel.kind, SavedModel.version.desc())
+    )
     if kind is not None:
         query = query.where(SavedModel.kind == kind)
-    return [
-        {
+    return fetch(session, query, limit, offset, scalars=True).map(
+        lambda record: {
             "kind": record.kind,
             "kind_name": KINDS.get(record.kind, record.kind),
             "version": record.version,
@@ -107,5 +121,4 @@ def list_models(session: Session, kind: str | None = None) -> list[dict]:
             "rows": record.rows,
             "metrics": record.metrics,
         }
-        for record in session.scalars(query)
-    ]
+    )

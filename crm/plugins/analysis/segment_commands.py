@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import click
 
-from crm.core.cliutil import argument, emit, format_option, get_app, parse_day
+from crm.core.cliutil import (
+    argument,
+    date_range,
+    emit,
+    format_option,
+    get_app,
+    paging,
+    parse_day,
+)
 
 SEGMENT_COLUMNS = [
     ("name", "分群名称"),
@@ -106,13 +114,15 @@ def analysis_segments(k, as_of, max_k, fmt) -> None:
 
 
 @click.command("segment-runs")
+@date_range("分群日期", "2026-01-01")
+@paging(100)
 @format_option
-def analysis_segment_runs(fmt) -> None:
+def analysis_segment_runs(since, until, limit, offset, fmt) -> None:
     """列出保存过的客户分群（最新在前）：时间、截至日期、户数、分群数及其来源、轮廓系数。"""
     from crm.plugins.analysis.segments import list_runs
 
     with get_app().session() as session:
-        rows = list_runs(session)
+        rows = list_runs(session, limit, offset, since, until)
     emit(rows, fmt, RUN_COLUMNS)
 
 

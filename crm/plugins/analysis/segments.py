@@ -30,6 +30,7 @@ from crm.core.bulk import write_rows
 from crm.core.clock import local_today
 from crm.core.errors import CrmError, NotFound
 from crm.core.models import utcnow
+from crm.core.paging import Page, between, fetch
 from crm.core.render import percent
 from crm.plugins.analysis import registry
 from crm.plugins.analysis.features import FEATURES, Features, household_features
@@ -472,14 +473,22 @@ def segment_report(session: Session, run_id: int | None = None) -> SegmentReport
     return SegmentReport(_run_row(run, version), segments)
 
 
-def list_runs(session: Session) -> list[dict]:
-    """Every stored segmentation, newest first."""
-    rows = session.execute(
+def list_runs(
+    session: Session,
+    limit: int | None = None,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """The stored segmentations run in [since, until), newest first: one page of them, with
+    how many match."""
+    query = (
         select(SegmentRun, SavedModel.version)
         .join(SavedModel, SavedModel.id == SegmentRun.model_id)
+        .where(*between(SegmentRun.run_at, since, until))
         .order_by(SegmentRun.id.desc())
     )
-    return [_run_row(run, version) for run, version in rows]
+    return fetch(session, query, limit, offset).map(lambda row: _run_row(*row))
 
 
 def compare_runs(session: Session, older_id: int, newer_id: int) -> Comparison:

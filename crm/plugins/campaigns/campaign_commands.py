@@ -12,6 +12,7 @@ import click
 from crm.core.cliutil import (
     argument,
     at_option,
+    date_range,
     emit,
     emit_record,
     format_option,
@@ -165,14 +166,18 @@ def campaign_run(code: str, batch_size: int, fmt: str) -> None:
 
 @campaign.command("report")
 @CAMPAIGN
+@date_range("执行开始日期")
+@paging(100)
 @format_option
-def campaign_report(code: str, fmt: str) -> None:
-    """活动成效：每次执行的名单户数、联系与触达、结果分布、归因的购买和推荐成交。"""
+def campaign_report(code: str, since, until, limit, offset, fmt: str) -> None:
+    """活动成效：每次执行（先执行的在前）的名单户数、联系与触达、结果分布、归因的购买和推荐成交。
+
+    成交归因看全部活动的全部执行；--since/--until、--limit/--offset 只决定显示哪几次执行。"""
     from crm.plugins.campaigns.campaigns import REPORT_COLUMNS
     from crm.plugins.campaigns.campaigns import campaign_report as build
 
     with get_app().session() as session:
-        rows = build(session, code)
+        rows = build(session, code, limit, offset, since, until)
     if fmt != "json":
         for row in rows:
             row["outcomes"] = "、".join(f"{k} {v}" for k, v in row["outcomes"].items())

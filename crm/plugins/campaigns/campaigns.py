@@ -39,7 +39,7 @@ from crm.core.models import (
     utcnow,
 )
 from crm.core.outfiles import csv_writer, output_file, write_xlsx
-from crm.core.paging import Page, fetch, window
+from crm.core.paging import Page, between, fetch, window
 from crm.core.privacy import Disclosure, audit_guard, commit_audit, reads_sealed, reveal
 from crm.core.schedule import Schedule, parse_every
 from crm.core.vocab import code_of, label
@@ -1101,15 +1101,30 @@ def attributions(session: Session) -> list[Attribution]:
     ]
 
 
-def campaign_report(session: Session, code: str) -> list[dict]:
-    """Per run: list size, households contacted and reached, their latest outcomes, and the
-    purchases and referral sales attributed to the run (last touch)."""
+def campaign_report(
+    session: Session,
+    code: str,
+    limit: int | None = None,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """Per run started in [since, until), oldest first: list size, households contacted and
+    reached, their latest outcomes, and the purchases and referral sales attributed to the run
+    (last touch). One page of the runs, with how many match; a run's figures do not depend on
+    which runs are shown (attribution weighs every campaign's runs)."""
     campaign = get_campaign(session, code)
-    runs = session.scalars(
-        select(CampaignRun).where(CampaignRun.campaign_id == campaign.id).order_by(CampaignRun.id)
-    ).all()
+    query = (
+        select(CampaignRun)
+        .where(
+            CampaignRun.campaign_id == campaign.id,
+            *between(CampaignRun.started_at, since, until),
+        )
+        .order_by(CampaignRun.id)
+    )
+    runs = fetch(session, query, limit, offset, scalars=True)
     if not runs:
-        return []
+        return runs
     run_ids = [run.id for run in runs]
     audience = dict(
         session.execute(
@@ -1157,4 +1172,4 @@ def campaign_report(session: Session, code: str) -> list[dict]:
                 "referral_amount": sum(referrals, Decimal(0)),
             }
         )
-    return rows
+    return Page(rows, runs.total, runs.offset, runs.limit)

@@ -53,6 +53,7 @@ from crm.core.models import (
     Unit,
     utcnow,
 )
+from crm.core.paging import Page, fetch
 from crm.core.vocab import MEMBER_TIERS
 from crm.plugins.profitability import bgnbd, gammagamma, history, mbgnbd
 from crm.plugins.profitability.bgnbd import BgNbd
@@ -685,26 +686,21 @@ def require_run(session: Session) -> ScoringRun:
     return run
 
 
-def _value_rows(session: Session, query) -> list[dict]:
-    rows = []
-    for value_row, code, name, project in session.execute(query):
-        rows.append(
-            {
-                "household": code,
-                "name": name,
-                "project": project,
-                "segment": MEMBER_TIERS.get(value_row.segment, value_row.segment),
-                "stage": STAGES.get(value_row.stage, value_row.stage),
-                "p_alive": None if value_row.p_alive is None else round(value_row.p_alive, 4),
-                "expected_purchases": round(value_row.expected_purchases, 4),
-                **{part: round(getattr(value_row, part), 2) for part in PARTS},
-                "clv": round(value_row.clv, 2),
-                "realized_profit": None
-                if value_row.realized_profit is None
-                else round(value_row.realized_profit, 2),
-            }
-        )
-    return rows
+def _value_row(value_row: HouseholdValue, code: str, name: str, project: str | None) -> dict:
+    return {
+        "household": code,
+        "name": name,
+        "project": project,
+        "segment": MEMBER_TIERS.get(value_row.segment, value_row.segment),
+        "stage": STAGES.get(value_row.stage, value_row.stage),
+        "p_alive": None if value_row.p_alive is None else round(value_row.p_alive, 4),
+        "expected_purchases": round(value_row.expected_purchases, 4),
+        **{part: round(getattr(value_row, part), 2) for part in PARTS},
+        "clv": round(value_row.clv, 2),
+        "realized_profit": None
+        if value_row.realized_profit is None
+        else round(value_row.realized_profit, 2),
+    }
 
 
 def _values_query():
@@ -715,26 +711,30 @@ def _values_query():
     )
 
 
-def ranking(session: Session, top: int = 10, bottom: int = 10) -> list[dict]:
-    """The `top` most and `bottom` least valuable households of the latest run."""
+def ranking(
+    session: Session, limit: int | None = None, offset: int = 0, lowest: bool = False
+) -> Page:
+    """The households of the latest run ranked by lifetime value (rank 1: the highest): one
+    page of the ranking, from the top or, with `lowest`, from the bottom, with how many
+    households the run holds. Every household was scored; paging only picks the rows."""
     require_run(session)
-    best = _value_rows(
-        session,
-        _values_query().order_by(HouseholdValue.clv.desc(), HouseholdValue.household_id).limit(top),
-    )
-    worst = _value_rows(
-        session,
-        _values_query().order_by(HouseholdValue.clv, HouseholdValue.household_id).limit(bottom),
-    )
-    seen = {row["household"] for row in best}
-    rows = [{"rank": "最高", **row} for row in best]
-    rows += [{"rank": "最低", **row} for row in reversed(worst) if row["household"] not in seen]
-    return rows
+    v = HouseholdValue
+    # From the bottom is the exact reverse of from the top, ties included, so ranks agree.
+    order = (v.clv, v.household_id.desc()) if lowest else (v.clv.desc(), v.household_id)
+    page = fetch(session, _values_query().order_by(*order), limit, offset)
+    rows = []
+    for position, found in enumerate(page, start=offset + 1):
+        rank = page.total + 1 - position if lowest else position
+        rows.append({"rank": rank, **_value_row(*found)})
+    return Page(rows, page.total, page.offset, page.limit)
 
 
 def household_value(session: Session, code: str) -> dict:
     require_run(session)
-    rows = _value_rows(session, _values_query().where(Household.code == code.strip()))
+    rows = [
+        _value_row(*found)
+        for found in session.execute(_values_query().where(Household.code == code.strip()))
+    ]
     if not rows:
         exists = session.scalar(select(Household.id).where(Household.code == code.strip()))
         if exists is None:

@@ -174,16 +174,14 @@ def fit(calibration_end, unit, since, fmt) -> None:
 
 @profitability.command("clv")
 @click.option("--household", "household_code", help="只看某个客户家庭（客户编号）的明细。")
-@click.option(
-    "--top", type=click.IntRange(0), default=10, show_default=True, help="列出价值最高的户数。"
-)
-@click.option(
-    "--bottom", type=click.IntRange(0), default=10, show_default=True, help="列出价值最低的户数。"
-)
+@click.option("--lowest", is_flag=True, help="从价值最低的客户列起（排名仍是从高到低的名次）。")
 @click.option("--stored", is_flag=True, help="不重新评估，只显示最近一次评估的结果。")
+@paging(100, "户")
 @format_option
-def clv(household_code, top, bottom, stored, fmt) -> None:
-    """评估全部客户的终身价值并保存，列出价值最高与最低的客户。"""
+def clv(household_code, lowest, stored, limit, offset, fmt) -> None:
+    """评估全部客户的终身价值并保存，按终身价值从高到低列出客户（排名 1 为最高）。
+
+    每次都评估并保存全部客户：--limit/--offset 只决定列出哪几户，不影响评估的范围与合计。"""
     from crm.core.db import transaction
     from crm.plugins.profitability.clv import household_value, ranking, score
 
@@ -206,8 +204,8 @@ def clv(household_code, top, bottom, stored, fmt) -> None:
             row = household_value(session, household_code)
             emit_record(_shown([row], fmt)[0], fmt, VALUE_COLUMNS)
             return
-        rows = ranking(session, top, bottom)
-    emit(_shown(rows, fmt), fmt, [("rank", "排名"), *VALUE_COLUMNS])
+        rows = ranking(session, limit, offset, lowest)
+    emit(rows.map(lambda row: _shown([row], fmt)[0]), fmt, [("rank", "排名"), *VALUE_COLUMNS])
 
 
 @profitability.command("groups")

@@ -346,13 +346,15 @@ def staff_role(login: str, role: str, fmt: str) -> None:
 
 
 @staff.command("logins")
+@paging(None)
 @format_option
-def staff_logins(fmt: str) -> None:
+def staff_logins(limit, offset, fmt: str) -> None:
     """列出有 CRM 角色的数据库登录（仅 PostgreSQL）。"""
     from crm.core.logins import list_logins
+    from crm.core.paging import window
 
     with get_app().session() as session:
-        rows = list_logins(session)
+        rows = window(list_logins(session), limit, offset)
     emit(rows, fmt, [("login", "登录名"), ("role", "角色", ROLES)])
 
 
@@ -578,13 +580,15 @@ def repair() -> None:
 
 
 @repair.command("items")
+@paging(None)
 @format_option
-def repair_items(fmt: str) -> None:
+def repair_items(limit, offset, fmt: str) -> None:
     """列出维修项目及保修期（自交房日起，按月计）与依据。"""
+    from crm.core.paging import window
     from crm.plugins.service.repairs import list_items
 
     with get_app().session() as session:
-        rows = list_items(session)
+        rows = window(list_items(session), limit, offset)
     emit(
         rows,
         fmt,
