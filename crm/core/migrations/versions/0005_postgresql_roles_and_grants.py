@@ -45,7 +45,8 @@ WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
       SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = 'crm_staff'::regrole)
   AND NOT EXISTS (
       SELECT 1 FROM pg_attribute att, aclexplode(att.attacl) a
-      WHERE att.attrelid = c.oid AND a.grantee = 'crm_staff'::regrole)
+      WHERE att.attrelid = c.oid AND NOT att.attisdropped
+        AND a.grantee = 'crm_staff'::regrole)
 ORDER BY c.relname
 """
 # The core's own tables at this revision, which its downgrade revokes (the plugins' keep theirs).
