@@ -22,13 +22,15 @@ from crm.launch import LOCAL_COMMANDS, command_word
 CRM = [sys.executable, "-c", "from crm.launch import main; main()"]
 
 
-def crm(env: dict[str, str], *args: str, served: bool = True) -> subprocess.CompletedProcess:
+def crm(
+    env: dict[str, str], *args: str, served: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """`crm ARGS…` as its own process: handed to the server, or (served=False) run itself."""
     env = dict(env)
     if not served:
         env["CRM_NO_SERVER"] = "1"
     return subprocess.run(
-        [*CRM, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        [*CRM, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )
 
 
@@ -47,7 +49,8 @@ def start_server(db_url: str, tmp_path: Path):
         CRM_USER="测试管理员:admin",
         PYTHONPATH=str(extra),
     )
-    started = crm(env, "server", "start", "--idle-hours", "0.5")
+    (tmp_path / "start").mkdir()  # where the user was when starting it
+    started = crm(env, "server", "start", "--idle-hours", "0.5", cwd=tmp_path / "start")
     assert started.returncode == 0, started.stderr
     yield env, extra
     crm(env, "server", "stop")
@@ -125,6 +128,18 @@ def test_a_server_with_other_code_or_plugins_lets_the_command_run_in_the_caller(
     assert running(env["CRM_SERVER_SOCKET"]) is None
     assert not Path(env["CRM_SERVER_SOCKET"]).exists()
     assert "未在运行" in crm(env, "server", "status").stdout
+
+
+def test_files_written_where_the_server_was_started_leave_it_serving(sqlite_server, tmp_path):
+    """A served command writes into the caller's folder, here the one `start` ran in: that is
+    no package being installed, and does not stop the server."""
+    env, _ = sqlite_server
+    before = served(env)
+    exported = crm(env, "export", "households", "-o", "h.csv", cwd=tmp_path / "start")
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "start" / "h.csv").exists()
+    assert crm(env, "household", "list").returncode == 0
+    assert served(env) - before == 2
 
 
 def test_ctrl_c_reaches_the_served_command(sqlite_server, tmp_path):

@@ -53,8 +53,12 @@ def start(idle_hours: float) -> None:
     if not private_folder(path, create=True):
         raise CrmError(f"{os.path.dirname(path)} 不是仅当前用户可用的文件夹，未启动工作台服务。")
     with open(log, "a", encoding="utf-8") as out:
+        # -P: the working directory is not put on the import path, and the server starts in
+        # its own folder, so files written where `start` ran neither shadow a module nor look
+        # like an installed package changing (which stops the server).
         process = subprocess.Popen(
-            [sys.executable, "-m", "crm.forkserver", "--idle-hours", str(idle_hours)],
+            [sys.executable, "-P", "-m", "crm.forkserver", "--idle-hours", str(idle_hours)],
+            cwd=os.path.dirname(path),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
