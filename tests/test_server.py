@@ -199,3 +199,15 @@ def test_the_console_command_imports_only_the_standard_library_before_handing_ov
         if name.split(".")[0] not in sys.stdlib_module_names and name not in ("crm", "crm.launch")
     ]
     assert "crm.launch" in loaded and outside == []
+
+
+def test_without_fork_the_server_commands_say_so_in_one_sentence(monkeypatch):
+    from click.testing import CliRunner
+
+    from crm.cli import cli
+
+    monkeypatch.delattr(os, "fork")
+    for action in ("start", "stop", "status"):
+        result = CliRunner().invoke(cli, ["server", action])
+        assert result.exit_code != 0 and "复制进程" in result.output, result.output
+        assert "Traceback" not in result.output

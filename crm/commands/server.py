@@ -24,6 +24,10 @@ def server() -> None:
 
 
 def _paths() -> tuple[str, str, str]:
+    if not hasattr(os, "fork"):
+        from crm.core.errors import CrmError
+
+        raise CrmError("工作台服务需要能复制进程的系统（Linux、macOS）；在此每条命令各自运行。")
     from crm.forkserver import lock_path, log_path
     from crm.launch import socket_path
 
@@ -41,11 +45,11 @@ def _paths() -> tuple[str, str, str]:
 )
 def start(idle_hours: float) -> None:
     """在后台启动工作台服务（已在运行时只报告其进程号）。"""
+    path, _lock, log = _paths()
     from crm.core.errors import CrmError
     from crm.forkserver import running_pid
     from crm.launch import private_folder
 
-    path, _lock, log = _paths()
     pid = running_pid(path)
     if pid:
         click.echo(f"工作台服务已在运行（进程 {pid}），套接字 {path}。")
@@ -79,11 +83,11 @@ def start(idle_hours: float) -> None:
 @server.command("stop")
 def stop() -> None:
     """停止工作台服务（正在执行的命令会执行完）。"""
+    path, _lock, _log = _paths()
     import signal
 
     from crm.forkserver import running_pid
 
-    path, _lock, _log = _paths()
     pid = running_pid(path)
     if not pid:
         click.echo("工作台服务未在运行。")
@@ -102,9 +106,9 @@ def stop() -> None:
 @server.command("status")
 def status() -> None:
     """工作台服务是否在运行，及其进程号、套接字与日志文件。"""
+    path, _lock, log = _paths()
     from crm.forkserver import running
 
-    path, _lock, log = _paths()
     found = running(path)
     if found:
         pid, served = found
