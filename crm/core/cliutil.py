@@ -8,8 +8,11 @@ from collections.abc import Callable, Sequence
 import click
 
 FORMAT_CHOICES = ("table", "json", "csv")
-# How a household is named wherever a command takes one, as argument and as option.
+# How a household, a project and a team are named wherever a command takes one, as argument
+# and as option.
 HOUSEHOLD = "客户编号"
+PROJECT = "项目名称"
+TEAM = "团队代码"
 
 
 def get_app():
@@ -68,14 +71,14 @@ def household_option(*decls: str, **attrs) -> Callable:
 def project_option(*decls: str, **attrs) -> Callable:
     """The option that names a project by its name (`--project 项目名称`), core's commands and
     the plugins' alike; `decls` as for click.option, `--project` when none is given."""
-    return click.option(*(decls or ("--project",)), metavar="项目名称", **attrs)
+    return click.option(*(decls or ("--project",)), metavar=PROJECT, **attrs)
 
 
 def team_option(*decls: str, **attrs) -> Callable:
     """The option that names a service team by its code, as `crm team add` names it
     (`--team 团队代码`); the service and satisfaction plugins both take it. `decls` as for
     click.option, `--team` when none is given."""
-    return click.option(*(decls or ("--team",)), metavar="团队代码", **attrs)
+    return click.option(*(decls or ("--team",)), metavar=TEAM, **attrs)
 
 
 def emit(rows, fmt: str, columns: Sequence[tuple] | None = None, drop: Sequence[str] = ()) -> None:
