@@ -153,7 +153,12 @@ def audit_list(entity, entity_id, actor, action, since, until, limit, offset, fm
 
 @audit.command("alerts")
 @click.option(
-    "--days", type=click.IntRange(1, 3650), default=7, show_default=True, help="查看最近几天。"
+    "--days",
+    metavar="天数",
+    type=click.IntRange(1, 3650),
+    default=7,
+    show_default=True,
+    help="查看最近几天。",
 )
 @paging(None)
 @format_option

@@ -65,6 +65,7 @@ OUTCOME_LABELS = {
 
 batch_option = click.option(
     "--batch-size",
+    metavar="条数",
     type=click.IntRange(1, 10_000),
     default=500,
     show_default=True,
