@@ -63,6 +63,10 @@ def _english_words(text: str, allowed: tuple[str, ...] = ()) -> list[str]:
             ("/no/such/file.csv",),
         ),
         (("ticket", "list", "--limit"), "错误：选项 “--limit” 后面要跟一个值。", ()),
+        # An option with a named value (--household 客户编号) is still named by its option.
+        (("ticket", "list", "--household"), "错误：选项 “--household” 后面要跟一个值。", ()),
+        (("staff", "add", "张三"), "错误：缺少选项 “--team”。", ()),
+        (("fund", "spend", "--activity", "x"), "“--activity” 的值无效：“x” 不是有效的整数。", ()),
         (("ticket", "list", "--overdue=yes"), "错误：选项 “--overdue” 不带值。", ("yes",)),
         (("--bogus",), "错误：没有选项 “--bogus”。", ()),
     ],
@@ -131,11 +135,11 @@ def test_a_group_alone_shows_its_help():
 def test_help_extras_placeholders_and_version():
     text = _run("ticket", "list", "-h").output
     assert "[默认：100；x>=1]" in text and "[默认：table]" in text
-    assert "--team 文本" in text
+    assert "--team 团队代码" in text and "--household 客户编号" in text
     assert "选项：" in text and "[default" not in text and "INTEGER" not in text
     required = _run("revisit", "due", "-h").output
     assert "[必填]" in required and "--output 文件" in required
-    assert "--min-count 整数" in _run("analysis", "hotspots", "-h").output
+    assert "--max-k 整数" in _run("analysis", "segments", "-h").output
     assert _run("--version").output.strip().startswith("crm 版本 ")
 
 

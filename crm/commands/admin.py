@@ -88,11 +88,13 @@ def audit() -> None:
 
 
 @audit.command("list")
-@click.option("--entity", help="只看某类对象，如 households、members。")
-@click.option("--id", "entity_id", help="只看某个对象的编号。")
-@click.option("--actor", help="只看某个操作人。")
+@click.option("--entity", metavar="对象类型", help="只看某类对象，如 households、members。")
+@click.option("--id", "entity_id", metavar="对象编号", help="只看某个对象的编号。")
+@click.option("--actor", metavar="操作人", help="只看某个操作人。")
 @click.option(
-    "--action", help="只看某种操作：create、update、delete、view_personal、import、export。"
+    "--action",
+    metavar="操作",
+    help="只看某种操作：create、update、delete、view_personal、import、export。",
 )
 @date_range("操作日期")
 @paging(50)
@@ -151,7 +153,12 @@ def audit_list(entity, entity_id, actor, action, since, until, limit, offset, fm
 
 @audit.command("alerts")
 @click.option(
-    "--days", type=click.IntRange(1, 3650), default=7, show_default=True, help="查看最近几天。"
+    "--days",
+    metavar="天数",
+    type=click.IntRange(1, 3650),
+    default=7,
+    show_default=True,
+    help="查看最近几天。",
 )
 @paging(None)
 @format_option

@@ -13,6 +13,7 @@ from crm.commands import get_app
 @click.option(
     "--households",
     "-n",
+    metavar="户数",
     type=click.IntRange(1, 1_000_000),
     default=3000,
     show_default=True,

@@ -8,7 +8,7 @@ import click
 
 from crm.commands import emit, format_option, get_app
 from crm.core import vocab
-from crm.core.cliutil import argument, household_argument, paging
+from crm.core.cliutil import PROJECT, argument, household_argument, paging, project_option
 
 LIST_COLUMNS = [
     ("code", "客户编号"),
@@ -20,23 +20,35 @@ LIST_COLUMNS = [
     ("units", "房产（项目/楼栋/房号）"),
 ]
 
-# Options are plain text so the library's schema checks them and answers in Chinese.
+# Options are plain text so the library's schema checks them and answers in Chinese; each is
+# shown by what goes there.
 PROFILE_OPTIONS = [
-    ("--name", "name", "客户名称（家庭名称，如 张伟家）。"),
-    ("--status", "status", "客户状态：准客户（prospective）或 业主（existing）。"),
-    ("--project", "project", "所属项目名称（不存在时新建）；空字符串表示清除。"),
-    ("--age", "age", "年龄（户主）。"),
+    ("--name", "name", "客户名称", "客户名称（家庭名称，如 张伟家）。"),
+    ("--status", "status", "状态", "客户状态：准客户（prospective）或 业主（existing）。"),
+    ("--project", "project", PROJECT, "所属项目名称（不存在时新建）；空字符串表示清除。"),
+    ("--age", "age", "年龄", "年龄（户主）。"),
     (
         "--income-band",
         "income_band",
+        "收入档次",
         "家庭年收入：10万以下、10-30万、30-50万、50-100万、100万以上。",
     ),
-    ("--housing", "housing", "住房情况：租住、与家人同住、自有一套、自有多套。"),
-    ("--education", "education", "教育程度：高中以下、高中/中专、大专、本科、研究生及以上。"),
-    ("--occupation", "occupation", "职业。"),
-    ("--club-activities", "club_activities", "社团活动。"),
-    ("--member-tier", "member_tier", "会员等级：非会员、普通会员、银卡、金卡、白金卡。"),
-    ("--note", "note", "备注。"),
+    ("--housing", "housing", "住房情况", "住房情况：租住、与家人同住、自有一套、自有多套。"),
+    (
+        "--education",
+        "education",
+        "教育程度",
+        "教育程度：高中以下、高中/中专、大专、本科、研究生及以上。",
+    ),
+    ("--occupation", "occupation", "职业", "职业。"),
+    ("--club-activities", "club_activities", "文字", "社团活动。"),
+    (
+        "--member-tier",
+        "member_tier",
+        "会员等级",
+        "会员等级：非会员、普通会员、银卡、金卡、白金卡。",
+    ),
+    ("--note", "note", "文字", "备注。"),
 ]
 CONSENTS = [
     ("consent_contact", "同意联系", "是否同意被联系。"),
@@ -45,8 +57,8 @@ CONSENTS = [
 
 
 def profile_options(func: Callable) -> Callable:
-    for opt, dest, text in reversed(PROFILE_OPTIONS):
-        func = click.option(opt, dest, metavar="文本", help=text)(func)
+    for opt, dest, shown, text in reversed(PROFILE_OPTIONS):
+        func = click.option(opt, dest, metavar=shown, help=text)(func)
     for dest, _, text in reversed(CONSENTS):
         flag = dest.replace("_", "-")
         func = click.option(f"--{flag}/--no-{flag}", dest, default=None, help=text)(func)
@@ -93,9 +105,11 @@ def show(code: str, fmt: str) -> None:
 
 
 @household.command("list")
-@click.option("--project", help="只看某个项目（项目全名）。")
-@click.option("--status", help="只看某种状态：准客户、业主。")
-@click.option("--tier", help="只看某个会员等级：非会员、普通会员、银卡、金卡、白金卡。")
+@project_option(help="只看某个项目（项目全名）。")
+@click.option("--status", metavar="状态", help="只看某种状态：准客户、业主。")
+@click.option(
+    "--tier", metavar="会员等级", help="只看某个会员等级：非会员、普通会员、银卡、金卡、白金卡。"
+)
 @paging(50, "户")
 @format_option
 def list_(project, status, tier, limit, offset, fmt) -> None:
@@ -112,18 +126,25 @@ def list_(project, status, tier, limit, offset, fmt) -> None:
 
 @household.command("search")
 @argument("query", "关键词", required=False)
-@click.option("--name", help="按客户名称或成员姓名查找（包含即可）。")
-@click.option("--phone", help="按电话查找（任一成员的手机或备用电话）：完整号码，或尾号 4 位。")
-@click.option("--id-number", help="按身份证号查找（完整 18 位）。")
+@click.option("--name", metavar="姓名", help="按客户名称或成员姓名查找（包含即可）。")
+@click.option(
+    "--phone",
+    metavar="号码",
+    help="按电话查找（任一成员的手机或备用电话）：完整号码，或尾号 4 位。",
+)
+@click.option("--id-number", metavar="号码", help="按身份证号查找（完整 18 位）。")
 @click.option(
     "--unit",
+    metavar="房号",
     help="按房号查找：房号（如 12-1A、1903），或照工单、跟踪卡上的写法"
     "（如 翠湖花园/2栋/1903、2栋/1903、2栋1903）。",
 )
 @click.option(
-    "--building", help="按楼栋查找：项目/楼栋（如 翠湖花园/2栋），或只写楼栋（各项目的同名楼栋）。"
+    "--building",
+    metavar="楼栋",
+    help="按楼栋查找：项目/楼栋（如 翠湖花园/2栋），或只写楼栋（各项目的同名楼栋）。",
 )
-@click.option("--project", help="按项目名称查找（包含即可）。")
+@project_option(help="按项目名称查找（包含即可）。")
 @paging(50, "户")
 @format_option
 def search(query, name, phone, id_number, unit, building, project, limit, offset, fmt) -> None:

@@ -37,6 +37,7 @@ def key_backup(output: Path) -> None:
 @key.command("rotate")
 @click.option(
     "--batch-size",
+    metavar="人数",
     type=click.IntRange(1),
     default=500,
     show_default=True,

@@ -30,6 +30,7 @@ def scheduler() -> None:
 @click.option(
     "--for",
     "seconds",
+    metavar="秒数",
     type=click.FloatRange(min=0, min_open=True),
     help="运行多少秒后自动停止（用于试运行）；不写则一直运行，按 Ctrl-C 停止。",
 )

@@ -38,6 +38,7 @@ def _paths() -> tuple[str, str, str]:
 @server.command("start")
 @click.option(
     "--idle-hours",
+    metavar="小时数",
     type=click.FloatRange(min=0.01),
     default=12.0,
     show_default=True,

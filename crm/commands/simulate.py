@@ -35,13 +35,19 @@ COLUMNS = [
 @click.option(
     "--households",
     "-n",
+    metavar="户数",
     type=click.IntRange(10, 100_000),
     default=3000,
     show_default=True,
     help="模拟的客户家庭数（先按此规模生成演示数据）。",
 )
 @click.option(
-    "--months", type=click.IntRange(1, 36), default=12, show_default=True, help="模拟几个月。"
+    "--months",
+    metavar="月数",
+    type=click.IntRange(1, 36),
+    default=12,
+    show_default=True,
+    help="模拟几个月。",
 )
 @click.option("--seed", type=int, default=2026, show_default=True, help="随机种子。")
 @click.option(

@@ -43,6 +43,7 @@ def _import_command(kind: str, description: str) -> click.Command:
     )
     @click.option(
         "--encoding",
+        metavar="字符编码",
         help="强制使用的文本编码，如 gbk、utf-8；默认自动识别（BOM、UTF-8、GB18030）。",
     )
     @click.option(

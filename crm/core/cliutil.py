@@ -8,6 +8,11 @@ from collections.abc import Callable, Sequence
 import click
 
 FORMAT_CHOICES = ("table", "json", "csv")
+# How a household, a project and a team are named wherever a command takes one, as argument
+# and as option.
+HOUSEHOLD = "客户编号"
+PROJECT = "项目名称"
+TEAM = "团队代码"
 
 
 def get_app():
@@ -53,7 +58,27 @@ def argument(name: str, label: str, **attrs) -> Callable:
 def household_argument(name: str = "code", **attrs) -> Callable:
     """The argument that names a household, by its code, in the core's commands and the
     plugins' alike."""
-    return argument(name, "客户编号", **attrs)
+    return argument(name, HOUSEHOLD, **attrs)
+
+
+def household_option(*decls: str, **attrs) -> Callable:
+    """The option that names a household by its code, shown as household_argument shows it
+    (`--household 客户编号`) in every command that filters or acts on one household; `decls`
+    as for click.option, `--household` when none is given."""
+    return click.option(*(decls or ("--household",)), metavar=HOUSEHOLD, **attrs)
+
+
+def project_option(*decls: str, **attrs) -> Callable:
+    """The option that names a project by its name (`--project 项目名称`), core's commands and
+    the plugins' alike; `decls` as for click.option, `--project` when none is given."""
+    return click.option(*(decls or ("--project",)), metavar=PROJECT, **attrs)
+
+
+def team_option(*decls: str, **attrs) -> Callable:
+    """The option that names a service team by its code, as `crm team add` names it
+    (`--team 团队代码`); the service and satisfaction plugins both take it. `decls` as for
+    click.option, `--team` when none is given."""
+    return click.option(*(decls or ("--team",)), metavar=TEAM, **attrs)
 
 
 def emit(rows, fmt: str, columns: Sequence[tuple] | None = None, drop: Sequence[str] = ()) -> None:

@@ -160,7 +160,9 @@ def classify_train(test_share, seed, fmt) -> None:
 
 
 @classify.command("report")
-@click.option("--version", "version", type=click.IntRange(1), help="模型版本（默认最新）。")
+@click.option(
+    "--version", "version", metavar="版本", type=click.IntRange(1), help="模型版本（默认最新）。"
+)
 @format_option
 def classify_report(version, fmt) -> None:
     """查看已保存的投诉分类模型：训练日期、留出集准确率、基线与各类别表现。"""
@@ -207,9 +209,14 @@ def classify_suggest(text, ticket_type, fmt) -> None:
     show_default=True,
     help="统计粒度：month 按月，week 按 ISO 周。",
 )
-@click.option("--period", help="要检查的期间：按月写 2026-11，按周写 2026-W47（默认本月/本周）。")
+@click.option(
+    "--period",
+    metavar="期间",
+    help="要检查的期间：按月写 2026-11，按周写 2026-W47（默认本月/本周）。",
+)
 @click.option(
     "--history",
+    metavar="期数",
     type=click.IntRange(2),
     default=12,
     show_default=True,
@@ -217,6 +224,7 @@ def classify_suggest(text, ticket_type, fmt) -> None:
 )
 @click.option(
     "--min-count",
+    metavar="件数",
     type=click.IntRange(1),
     default=3,
     show_default=True,

@@ -60,8 +60,8 @@ def analysis() -> None:
     show_default=True,
     help="分组方式：按项目，或按项目与年份/季度。",
 )
-@click.option("--since", help="起始购买日期（含），如 2024-01-01。")
-@click.option("--until", help="截止购买日期（含），如 2026-12-31。")
+@click.option("--since", metavar="日期", help="起始购买日期（含），如 2024-01-01。")
+@click.option("--until", metavar="日期", help="截止购买日期（含），如 2026-12-31。")
 @format_option
 def analysis_referrals(group_by, since, until, fmt) -> None:
     """老带新成交占比（套数与金额），与 DOMAIN.md 参考区间 30%–50% 对照并提示偏离的分组。"""
@@ -88,6 +88,7 @@ def analysis_referrers(limit, offset, fmt) -> None:
 @analysis.command("chains")
 @click.option(
     "--min-length",
+    metavar="户数",
     type=click.IntRange(2),
     default=2,
     show_default=True,

@@ -115,7 +115,7 @@ target_option = click.option(
     help="预测目标：buy_again（预测期内再次购买）或 refer（预测期内推荐的新客成交）。",
 )
 version_option = click.option(
-    "--version", type=click.IntRange(1), help="模型版本（默认最新一版）。"
+    "--version", metavar="版本", type=click.IntRange(1), help="模型版本（默认最新一版）。"
 )
 
 
@@ -128,10 +128,12 @@ def propensity() -> None:
 @target_option
 @click.option(
     "--cutoff",
+    metavar="日期",
     help="截止日期，如 2025-06-30：用此前的历史训练，用此后的预测期检验（默认今天往前推预测期）。",
 )
 @click.option(
     "--months",
+    metavar="月数",
     type=click.IntRange(1, 60),
     default=12,
     show_default=True,
@@ -151,7 +153,9 @@ def propensity_train(target, cutoff, months, fmt) -> None:
 
 @propensity.command("score")
 @target_option
-@click.option("--as-of", "as_of", help="评分所依据的日期，如 2026-04-28（默认今天）。")
+@click.option(
+    "--as-of", "as_of", metavar="日期", help="评分所依据的日期，如 2026-04-28（默认今天）。"
+)
 @version_option
 @format_option
 def propensity_score(target, as_of, version, fmt) -> None:

@@ -78,7 +78,7 @@ def _show(report, fmt: str) -> None:
 @click.option(
     "--k", type=click.IntRange(2, 20), help="分群数（2–20）；不给时按轮廓系数在 2 到 --max-k 间选。"
 )
-@click.option("--as-of", help="截至日期（不含当天），如 2026-06-01；默认今天。")
+@click.option("--as-of", metavar="日期", help="截至日期（不含当天），如 2026-06-01；默认今天。")
 @click.option(
     "--max-k",
     type=click.IntRange(2, 20),

@@ -20,6 +20,7 @@ from crm.core.cliutil import (
     household_argument,
     paging,
     parse_at,
+    project_option,
 )
 
 # A campaign by its code, and one of its runs by number, as crm campaign list and report show.
@@ -52,38 +53,55 @@ def campaign_list(limit, offset, fmt: str) -> None:
 
 @campaign.command("create")
 @CAMPAIGN
-@click.option("--name", required=True, help="活动名称，如“2026 冬季老带新”。")
-@click.option("--kind", required=True, help="活动类型：老带新（referral）或一路同行（loyalty）。")
-@click.option("--channel", required=True, help="联系渠道：电话、短信、微信、上门或信函。")
+@click.option("--name", metavar="活动名称", required=True, help="活动名称，如“2026 冬季老带新”。")
+@click.option(
+    "--kind",
+    metavar="活动类型",
+    required=True,
+    help="活动类型：老带新（referral）或一路同行（loyalty）。",
+)
+@click.option(
+    "--channel", metavar="渠道", required=True, help="联系渠道：电话、短信、微信、上门或信函。"
+)
 @click.option(
     "--template",
+    metavar="话术",
     required=True,
     help="话术模板，可用占位符 {家庭} {业主} {项目} {编号} {活动}。",
 )
-@click.option("--segment", "segments", multiple=True, help="目标客户分群名称，可重复。")
-@click.option("--min-propensity", type=float, help="最低倾向评分（0-1），如 0.3。")
+@click.option(
+    "--segment", "segments", metavar="分群名称", multiple=True, help="目标客户分群名称，可重复。"
+)
+@click.option("--min-propensity", metavar="评分", type=float, help="最低倾向评分（0-1），如 0.3。")
 @click.option(
     "--propensity-target",
+    metavar="倾向目标",
     help="倾向目标：buy_again（再次购买）或 refer（推荐新客）；默认随活动类型。",
 )
-@click.option("--project", "projects", multiple=True, help="目标项目名称，可重复。")
+@project_option("--project", "projects", multiple=True, help="目标项目名称，可重复。")
 @click.option(
     "--stage",
     "stages",
+    metavar="客户阶段",
     multiple=True,
     help="客户阶段，可重复：准客户、已签约未交房、交房一年内、业主、老业主。",
 )
 @click.option(
     "--quiet-days",
+    metavar="天数",
     type=click.IntRange(0),
     default=0,
     show_default=True,
     help="免打扰天数：这么多天内已列入本活动名单的客户不再列入（0 为不限）。",
 )
-@click.option("--at", help="只执行一次的时间（本地时间），如 2026-12-01 09:00。")
-@click.option("--cron", help="cron 表达式（分 时 日 月 周），如“0 9 * * 1”为每周一 9:00。")
-@click.option("--every", help="固定间隔，如 7d、12h、30m。")
-@click.option("--window", type=int, default=90, show_default=True, help="归因窗口（天）。")
+@click.option("--at", metavar="时间", help="只执行一次的时间（本地时间），如 2026-12-01 09:00。")
+@click.option(
+    "--cron", metavar="表达式", help="cron 表达式（分 时 日 月 周），如“0 9 * * 1”为每周一 9:00。"
+)
+@click.option("--every", metavar="间隔", help="固定间隔，如 7d、12h、30m。")
+@click.option(
+    "--window", metavar="天数", type=int, default=90, show_default=True, help="归因窗口（天）。"
+)
 @format_option
 def campaign_create(
     code, name, kind, channel, template, segments, min_propensity, propensity_target,
@@ -149,7 +167,12 @@ def campaign_pause(code: str, resume: bool, fmt: str) -> None:
 @campaign.command("run")
 @CAMPAIGN
 @click.option(
-    "--batch-size", type=int, default=500, show_default=True, help="每批写入并提交的户数。"
+    "--batch-size",
+    metavar="户数",
+    type=int,
+    default=500,
+    show_default=True,
+    help="每批写入并提交的户数。",
 )
 @format_option
 def campaign_run(code: str, batch_size: int, fmt: str) -> None:
@@ -186,7 +209,7 @@ def campaign_report(code: str, since, until, limit, offset, fmt: str) -> None:
 
 @campaign.command("contacts")
 @RUN
-@click.option("--outcome", help="只看最新结果为此的客户，如 有意向。")
+@click.option("--outcome", metavar="结果", help="只看最新结果为此的客户，如 有意向。")
 @click.option(
     "-o",
     "--output",
@@ -247,8 +270,13 @@ def campaign_assign(run_id: int, callers: tuple[str, ...], reassign: bool, fmt: 
 @campaign.command("contact")
 @RUN
 @household_argument("household")
-@click.option("--outcome", required=True, help="联系结果：已接通、未接通、拒绝、有意向或已预约。")
-@click.option("--note", help="客户的回应。")
+@click.option(
+    "--outcome",
+    metavar="结果",
+    required=True,
+    help="联系结果：已接通、未接通、拒绝、有意向或已预约。",
+)
+@click.option("--note", metavar="文字", help="客户的回应。")
 @at_option
 @format_option
 def campaign_contact(
@@ -267,12 +295,13 @@ def campaign_contact(
 @campaign.command("touchpoints")
 @click.option(
     "--due-within",
+    metavar="天数",
     type=int,
     default=7,
     show_default=True,
     help="列出今天起多少天内到期的触点（含逾期）。",
 )
-@click.option("--kind", help="只看一种触点，如 嘘寒问暖、承担责任、一路同行。")
+@click.option("--kind", metavar="触点类型", help="只看一种触点，如 嘘寒问暖、承担责任、一路同行。")
 @click.option("--all", "include_done", is_flag=True, help="也列出已完成的触点。")
 @paging(None)
 @format_option
@@ -290,11 +319,22 @@ def campaign_touchpoints(
 
 @campaign.command("plan-touchpoints")
 @click.option(
-    "--days", type=int, default=30, show_default=True, help="安排今天起多少天内到期的触点。"
+    "--days",
+    metavar="天数",
+    type=int,
+    default=30,
+    show_default=True,
+    help="安排今天起多少天内到期的触点。",
 )
-@click.option("--kind", "kinds", multiple=True, help="只安排这些触点类型，可重复。")
-@click.option("--warranty-months", type=int, help="保修期（月），保存后定时任务也按此安排。")
-@click.option("--notice-days", type=int, help="保修到期前多少天通知，保存后同样生效。")
+@click.option(
+    "--kind", "kinds", metavar="触点类型", multiple=True, help="只安排这些触点类型，可重复。"
+)
+@click.option(
+    "--warranty-months", metavar="月数", type=int, help="保修期（月），保存后定时任务也按此安排。"
+)
+@click.option(
+    "--notice-days", metavar="天数", type=int, help="保修到期前多少天通知，保存后同样生效。"
+)
 @format_option
 def campaign_plan_touchpoints(
     days: int,
@@ -328,8 +368,13 @@ def campaign_plan_touchpoints(
 
 @campaign.command("touchpoint-done")
 @argument("touchpoint_id", "触点编号", type=int)
-@click.option("--outcome", required=True, help="联系结果：已接通、未接通、拒绝、有意向或已预约。")
-@click.option("--note", help="客户的回应。")
+@click.option(
+    "--outcome",
+    metavar="结果",
+    required=True,
+    help="联系结果：已接通、未接通、拒绝、有意向或已预约。",
+)
+@click.option("--note", metavar="文字", help="客户的回应。")
 @at_option
 @format_option
 def campaign_touchpoint_done(

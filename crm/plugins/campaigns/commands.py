@@ -98,7 +98,7 @@ def revisit() -> None:
 
 
 @revisit.command("due")
-@click.option("--month", required=True, help="到期月份，如 2026-12。")
+@click.option("--month", metavar="月份", required=True, help="到期月份，如 2026-12。")
 @click.option(
     "-o",
     "--output",
@@ -125,32 +125,43 @@ def revisit_due(month: str, output: str | None, limit, offset, fmt: str) -> None
 
 @revisit.command("record")
 @household_argument()
-@click.option("--month", required=True, help="这次走访对应的到期月份，如 2026-12。")
-@click.option("--unit", help="客户在该月有多套房到期时，指定房号。")
-@click.option("--date", "visited", help="走访日期（默认今天），如 2026-12-05。")
-@click.option("--visitor", required=True, help="走访人姓名。")
-@click.option("--opinions", help="走访记录（概况，自由填写）。")
+@click.option("--month", metavar="月份", required=True, help="这次走访对应的到期月份，如 2026-12。")
+@click.option("--unit", metavar="房号", help="客户在该月有多套房到期时，指定房号。")
+@click.option("--date", "visited", metavar="日期", help="走访日期（默认今天），如 2026-12-05。")
+@click.option("--visitor", metavar="姓名", required=True, help="走访人姓名。")
+@click.option("--opinions", metavar="文字", help="走访记录（概况，自由填写）。")
 @click.option(
     "--opinion",
     "opinion_items",
+    metavar="类别：内容",
     multiple=True,
     help="一条意见或建议，可重复；写成 类别：内容，类别为 意见、建议、表扬、非管理范畴（不写为意见）。",
 )
-@click.option("--out-of-scope", help="对超出范围的意见所做的解释。")
-@click.option("--satisfaction", type=click.IntRange(1, 5), help="客户满意度（1-5）。")
+@click.option("--out-of-scope", metavar="文字", help="对超出范围的意见所做的解释。")
+@click.option(
+    "--satisfaction", metavar="1-5", type=click.IntRange(1, 5), help="客户满意度（1-5）。"
+)
 @click.option(
     "--issue",
     "issues",
+    metavar="不符合项",
     multiple=True,
     help="不符合项，可重复；与 --owner、--due 按顺序一一对应。",
 )
-@click.option("--owner", "owners", multiple=True, help="对应不符合项的整改责任人（姓名）。")
-@click.option("--due", "dues", multiple=True, help="对应不符合项的整改期限，如 2027-01-15。")
-@click.option("--follows", type=int, help="这是对哪次走访（编号）的回访。")
-@click.option("--corrects", type=int, help="这条记录更正哪次走访（编号）；原记录保留。")
+@click.option(
+    "--owner", "owners", metavar="姓名", multiple=True, help="对应不符合项的整改责任人（姓名）。"
+)
+@click.option(
+    "--due", "dues", metavar="日期", multiple=True, help="对应不符合项的整改期限，如 2027-01-15。"
+)
+@click.option("--follows", metavar="走访编号", type=int, help="这是对哪次走访（编号）的回访。")
+@click.option(
+    "--corrects", metavar="走访编号", type=int, help="这条记录更正哪次走访（编号）；原记录保留。"
+)
 @click.option(
     "--reject",
     "rejects",
+    metavar="整改编号",
     multiple=True,
     type=int,
     help="回访时客户仍不满意的整改项编号，可重复；退回再次整改（其余已整改项在满意时确认）。",
@@ -208,8 +219,8 @@ def revisit_record(
 
 @revisit.command("rectify")
 @argument("rectification_id", "整改编号", type=int)
-@click.option("--measures", required=True, help="采取的整改措施。")
-@click.option("--date", "done", help="整改完成日期（默认今天）。")
+@click.option("--measures", metavar="文字", required=True, help="采取的整改措施。")
+@click.option("--date", "done", metavar="日期", help="整改完成日期（默认今天）。")
 @format_option
 def revisit_rectify(rectification_id: int, measures: str, done: str | None, fmt: str) -> None:
     """登记一项整改已完成（或客户不满意后再次整改）及其措施；之后请回访确认。"""
@@ -264,11 +275,19 @@ def revisit_follow_ups(since, until, limit, offset, fmt: str) -> None:
 
 @revisit.command("appoint")
 @household_argument()
-@click.option("--month", required=True, help="这次走访对应的到期月份，如 2026-12。")
-@click.option("--unit", help="客户在该月有多套房到期时，指定房号。")
-@click.option("--at", "at", required=True, help="约定的走访时间，如 2026-12-05 10:00（本地时间）。")
-@click.option("--contact", required=True, help="约定的客户联系人：主要负责人或物业联系人。")
-@click.option("--note", help="备注，如需准备的走访资料。")
+@click.option("--month", metavar="月份", required=True, help="这次走访对应的到期月份，如 2026-12。")
+@click.option("--unit", metavar="房号", help="客户在该月有多套房到期时，指定房号。")
+@click.option(
+    "--at",
+    "at",
+    metavar="时间",
+    required=True,
+    help="约定的走访时间，如 2026-12-05 10:00（本地时间）。",
+)
+@click.option(
+    "--contact", metavar="联系人", required=True, help="约定的客户联系人：主要负责人或物业联系人。"
+)
+@click.option("--note", metavar="文字", help="备注，如需准备的走访资料。")
 @format_option
 def revisit_appoint(
     code: str,
@@ -300,7 +319,7 @@ def revisit_appoint(
 
 
 @revisit.command("appointments")
-@click.option("--month", required=True, help="到期月份，如 2026-12。")
+@click.option("--month", metavar="月份", required=True, help="到期月份，如 2026-12。")
 @paging(None)
 @format_option
 def revisit_appointments(month: str, limit, offset, fmt: str) -> None:
@@ -313,7 +332,7 @@ def revisit_appointments(month: str, limit, offset, fmt: str) -> None:
 
 
 @revisit.command("report")
-@click.option("--month", required=True, help="到期月份，如 2026-12。")
+@click.option("--month", metavar="月份", required=True, help="到期月份，如 2026-12。")
 @click.option(
     "-o",
     "--output",

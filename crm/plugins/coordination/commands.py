@@ -14,6 +14,7 @@ from crm.core.cliutil import (
     emit_record,
     format_option,
     get_app,
+    household_option,
     paging,
 )
 from crm.core.figures import VALUE
@@ -64,6 +65,7 @@ OUTCOME_LABELS = {
 
 batch_option = click.option(
     "--batch-size",
+    metavar="条数",
     type=click.IntRange(1, 10_000),
     default=500,
     show_default=True,
@@ -83,7 +85,10 @@ def coordinate() -> None:
 @coordinate.command("run")
 @batch_option
 @click.option(
-    "--limit", type=click.IntRange(0), help="本轮最多收集的新反馈条数（默认收集全部待处理的）。"
+    "--limit",
+    metavar="条数",
+    type=click.IntRange(0),
+    help="本轮最多收集的新反馈条数（默认收集全部待处理的）。",
 )
 @format_option
 def coordinate_run(batch_size: int, limit: int | None, fmt: str) -> None:
@@ -105,7 +110,10 @@ def coordinate_run(batch_size: int, limit: int | None, fmt: str) -> None:
     help="每隔多少秒运行一轮协调。",
 )
 @click.option(
-    "--max-runs", type=click.IntRange(1), help="运行这么多轮后停止（默认一直运行到 Ctrl-C）。"
+    "--max-runs",
+    metavar="轮数",
+    type=click.IntRange(1),
+    help="运行这么多轮后停止（默认一直运行到 Ctrl-C）。",
 )
 @batch_option
 @format_option
@@ -203,11 +211,12 @@ def _flat(row: dict) -> dict:
 @coordinate.command("log")
 @click.option(
     "--status",
+    metavar="状态",
     help="只看某种状态：collected 已收集、assessed 已评估、dispatched 已派工、closed 已办结、"
     "no_plan 无方案、undispatched 未派工（代码或中文均可）。",
 )
-@click.option("--household", help="只看某个客户家庭（客户编号）。")
-@click.option("--plan", help="只看选定某个方案的决策（方案名称）。")
+@household_option(help="只看某个客户家庭（客户编号）。")
+@click.option("--plan", metavar="方案名称", help="只看选定某个方案的决策（方案名称）。")
 @date_range("反馈收集日期", "2026-04-01")
 @paging(100)
 @format_option

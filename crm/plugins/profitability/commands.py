@@ -8,7 +8,16 @@ from __future__ import annotations
 import click
 
 from crm.core.chain import TASK_KINDS
-from crm.core.cliutil import argument, emit, emit_record, format_option, get_app, paging, parse_day
+from crm.core.cliutil import (
+    argument,
+    emit,
+    emit_record,
+    format_option,
+    get_app,
+    household_option,
+    paging,
+    parse_day,
+)
 from crm.core.vocab import TEAM_KINDS
 from crm.plugins.profitability.vocab import UNITS
 
@@ -147,13 +156,17 @@ def profitability() -> None:
 
 
 @profitability.command("fit")
-@click.option("--calibration-end", help="校准截止日期（含），如 2026-03-31；默认今天。")
+@click.option(
+    "--calibration-end", metavar="日期", help="校准截止日期（含），如 2026-03-31；默认今天。"
+)
 @click.option(
     "--unit",
     type=click.Choice(["days", "weeks", "months"]),
     help="时间单位：days 天、weeks 周、months 月；默认取设置 profitability.unit（月）。",
 )
-@click.option("--since", help="只用首次成交在此日期及以后的客户（同期群），如 2020-01-01。")
+@click.option(
+    "--since", metavar="日期", help="只用首次成交在此日期及以后的客户（同期群），如 2020-01-01。"
+)
 @format_option
 def fit(calibration_end, unit, since, fmt) -> None:
     """用截止日期前的成交记录拟合购买模型（按设置 purchase_model：MBG/NBD 或 BG/NBD）与 Gamma-Gamma 消费模型并保存。"""
@@ -173,7 +186,7 @@ def fit(calibration_end, unit, since, fmt) -> None:
 
 
 @profitability.command("clv")
-@click.option("--household", "household_code", help="只看某个客户家庭（客户编号）的明细。")
+@household_option("--household", "household_code", help="只看某个客户家庭（客户编号）的明细。")
 @click.option("--lowest", is_flag=True, help="从价值最低的客户列起（排名仍是从高到低的名次）。")
 @click.option("--stored", is_flag=True, help="不重新评估，只显示最近一次评估的结果。")
 @paging(100, "户")

@@ -15,8 +15,11 @@ from crm.core.cliutil import (
     format_option,
     get_app,
     household_argument,
+    household_option,
     paging,
     parse_at,
+    project_option,
+    team_option,
 )
 from crm.core.figures import SCORE
 from crm.plugins.satisfaction.vocab import KINDS, STATUSES
@@ -82,11 +85,11 @@ def survey() -> None:
     metavar="名称=期望:体验",
     help="某方面的期望与体验（各 1-10 分），如 维修质量=8:6；可多次给出。",
 )
-@click.option("--comment", help="客户的意见与建议。")
-@click.option("--project", help="所属项目名称（默认取客户家庭的项目）。")
-@click.option("--team", help="涉及的班组编码。")
-@click.option("--category", help="涉及的类别：工程、设计、销售管理、服务。")
-@click.option("--channel", help="调查渠道：电话、来访、信函、传真、网络。")
+@click.option("--comment", metavar="文字", help="客户的意见与建议。")
+@project_option(help="所属项目名称（默认取客户家庭的项目）。")
+@team_option(help="涉及的班组编码。")
+@click.option("--category", metavar="类别", help="涉及的类别：工程、设计、销售管理、服务。")
+@click.option("--channel", metavar="渠道", help="调查渠道：电话、来访、信函、传真、网络。")
 @at_option
 @format_option
 def survey_record(
@@ -123,8 +126,12 @@ def survey_record(
 
 
 @survey.command("list")
-@click.option("--household", "household_code", help="只看某个客户家庭（客户编号）。")
-@click.option("--kind", help="只看某类调查：revisit 工单回访、periodic 定期调查、visit 走访问卷。")
+@household_option("--household", "household_code", help="只看某个客户家庭（客户编号）。")
+@click.option(
+    "--kind",
+    metavar="调查类型",
+    help="只看某类调查：revisit 工单回访、periodic 定期调查、visit 走访问卷。",
+)
 @date_range("调查日期")
 @paging(50)
 @format_option
@@ -151,8 +158,10 @@ def satisfaction() -> None:
     show_default=True,
     help="分组方式：项目、班组、类别、月份，或 cause 投诉原因（为什么投诉；一件投诉计入它的每个原因）。",
 )
-@click.option("--since", help="起始日期（含），如 2026-01-01；按工单受理与调查时间筛选。")
-@click.option("--until", help="截止日期（含），如 2026-04-30。")
+@click.option(
+    "--since", metavar="日期", help="起始日期（含），如 2026-01-01；按工单受理与调查时间筛选。"
+)
+@click.option("--until", metavar="日期", help="截止日期（含），如 2026-04-30。")
 @click.option(
     "--chart",
     "chart_dir",
@@ -193,6 +202,7 @@ def satisfaction_report(group_by, since, until, chart_dir, fmt) -> None:
 @click.option("--detect", is_flag=True, help="先分析最新的调查与服务记录，生成新的客情预警。")
 @click.option(
     "--window",
+    metavar="天数",
     type=click.IntRange(1),
     default=30,
     show_default=True,

@@ -13,12 +13,20 @@ from crm.core.cliutil import (
     emit_record,
     format_option,
     get_app,
+    household_option,
     paging,
     parse_at,
+    team_option,
 )
 from crm.core.security import ROLES
 from crm.core.vocab import TEAM_KINDS
-from crm.plugins.service.arguments import staff_argument, ticket_argument, work_order_argument
+from crm.plugins.service.arguments import (
+    staff_argument,
+    staff_option,
+    ticket_argument,
+    ticket_option,
+    work_order_argument,
+)
 from crm.plugins.service.rules import LEVELS, ORIGINS, WORK_KINDS, WORK_ORDER_STATUS
 
 TEAM_COLUMNS = [
@@ -192,15 +200,17 @@ def team_list(limit, offset, fmt: str) -> None:
 
 @team.command("add")
 @argument("code", "团队代码")
-@click.option("--name", required=True, help="团队名称，如 绿化组。")
+@click.option("--name", metavar="团队名称", required=True, help="团队名称，如 绿化组。")
 @click.option(
     "--kind",
+    metavar="团队类型",
     required=True,
     help="团队类型：security（安全）、cleaning（保洁）、technical（技术）、"
     "customer_service（客服）、vendor（外包方）。",
 )
 @click.option(
     "--handles",
+    metavar="负责范围",
     default="",
     help="按类别派工时由本团队负责的投诉类别、维修项目或服务范围（代码或名称），逗号分隔，"
     "如 绿化,除虫灭鼠。",
@@ -232,7 +242,7 @@ def staff() -> None:
 
 
 @staff.command("list")
-@click.option("--team", "team_code", help="只看某个团队（代码或名称）。")
+@team_option("--team", "team_code", help="只看某个团队（代码或名称）。")
 @paging(None)
 @format_option
 def staff_list(team_code: str | None, limit, offset, fmt: str) -> None:
@@ -247,16 +257,19 @@ def staff_list(team_code: str | None, limit, offset, fmt: str) -> None:
 
 @staff.command("add")
 @argument("name", "姓名")
-@click.option("--team", "team_code", required=True, help="所属团队（代码或名称）。")
-@click.option("--title", default="", help="岗位，如 技术员、安全员、客服大使、主管。")
+@team_option("--team", "team_code", required=True, help="所属团队（代码或名称）。")
+@click.option(
+    "--title", metavar="岗位", default="", help="岗位，如 技术员、安全员、客服大使、主管。"
+)
 @click.option(
     "--level",
+    metavar="级别",
     type=click.IntRange(1, 4),
     default=1,
     show_default=True,
     help="级别：1 一线、2 主管、3 经理、4 总经理。",
 )
-@click.option("--skills", default="", help="技能，逗号分隔，如 水电,木工。")
+@click.option("--skills", metavar="技能", default="", help="技能，逗号分隔，如 水电,木工。")
 @click.option(
     "--login",
     metavar="登录名",
@@ -264,6 +277,7 @@ def staff_list(team_code: str | None, limit, offset, fmt: str) -> None:
 )
 @click.option(
     "--role",
+    metavar="角色",
     default="agent",
     show_default=True,
     help="登录的 CRM 角色：sales、agent、manager、analyst、admin。",
@@ -386,11 +400,13 @@ def work_filters(func):
     """The filters `crm workorder list` and `crm task list` share."""
     for option in reversed(
         (
-            click.option("--household", help="只看某个客户家庭（户号）的。"),
-            click.option("--team", "team_code", help="只看某个团队（代码或名称）。"),
-            click.option("--assignee", help="只看某人的。"),
+            household_option(help="只看某个客户家庭（客户编号）的。"),
+            team_option("--team", "team_code", help="只看某个团队（代码或名称）。"),
+            staff_option("--assignee", help="只看某人的。"),
             click.option(
-                "--status", help="只看某种状态：open（处理中）、done、returned、cancelled。"
+                "--status",
+                metavar="状态",
+                help="只看某种状态：open（处理中）、done、returned、cancelled。",
             ),
             click.option("--overdue", is_flag=True, help="只看已超过时限仍未完成的。"),
             date_range("完成时限"),
@@ -412,7 +428,7 @@ def emit_work(fmt: str, **filters) -> None:
 
 
 @workorder.command("list")
-@click.option("--ticket", help="只看某个登记号的派工单。")
+@ticket_option(help="只看某个登记号的派工单。")
 @click.option(
     "--tasks/--orders",
     "tasks",
@@ -447,15 +463,18 @@ def workorder_show(number: str, fmt: str) -> None:
 @ticket_argument("ticket")
 @click.option(
     "--kind",
+    metavar="派工类型",
     required=True,
     help="类型：remedial（补救措施）、corrective（纠正措施）、repair（维修）、revisit（回访）。",
 )
-@click.option("--description", required=True, help="派工内容：做什么。")
-@click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
-@click.option("--team", "team_code", help="派给哪个团队（默认按工单类别）。")
-@click.option("--assignee", help="派给谁（默认该团队在办件数最少的一线人员）。")
+@click.option("--description", metavar="文字", required=True, help="派工内容：做什么。")
+@click.option("--due", metavar="时间", help="完成时限，如 2026-04-28 18:00（业务时区）。")
+@team_option("--team", "team_code", help="派给哪个团队（默认按工单类别）。")
+@staff_option("--assignee", help="派给谁（默认该团队在办件数最少的一线人员）。")
 @click.option(
-    "--skill", help="所需技能（如 木工）：先派给有此技能的人，再看在办件数；无人具备时交主管。"
+    "--skill",
+    metavar="技能",
+    help="所需技能（如 木工）：先派给有此技能的人，再看在办件数；无人具备时交主管。",
 )
 @at_option
 @format_option
@@ -487,11 +506,16 @@ def workorder_create(
 
 @workorder.command("done")
 @work_order_argument()
-@click.option("--result", required=True, help="处理结果（回访派工单：客户的原话或意见）。")
-@click.option("--csat", type=int, help="回访派工单：客户满意度 1-5 分（必填）。")
-@click.option("--nps", type=int, help="回访派工单：推荐意愿 0-10 分。")
 @click.option(
-    "--aspect", multiple=True, help="回访派工单：某方面的期望与体验，写成 名称=期望:体验。"
+    "--result", metavar="文字", required=True, help="处理结果（回访派工单：客户的原话或意见）。"
+)
+@click.option("--csat", metavar="1-5", type=int, help="回访派工单：客户满意度 1-5 分（必填）。")
+@click.option("--nps", metavar="0-10", type=int, help="回访派工单：推荐意愿 0-10 分。")
+@click.option(
+    "--aspect",
+    metavar="名称=期望:体验",
+    multiple=True,
+    help="回访派工单：某方面的期望与体验，写成 名称=期望:体验。",
 )
 @click.option("--reopen", is_flag=True, help="回访派工单：客户不满意，重新处理工单。")
 @click.option("--override", metavar="原因", help="回访派工单：客户不满意却不再处理，经理写明原因。")
@@ -523,7 +547,9 @@ def workorder_done(
 
 @workorder.command("return")
 @work_order_argument()
-@click.option("--reason", required=True, help="退回原因：为什么超出能力、业主需要什么。")
+@click.option(
+    "--reason", metavar="原因", required=True, help="退回原因：为什么超出能力、业主需要什么。"
+)
 @at_option
 @format_option
 def workorder_return(number: str, reason: str, at_text, fmt: str) -> None:
@@ -540,8 +566,8 @@ def workorder_return(number: str, reason: str, at_text, fmt: str) -> None:
 
 @workorder.command("forward")
 @work_order_argument()
-@click.option("--to", "to_name", required=True, help="转派给谁（如有木工经验的同事）。")
-@click.option("--note", help="转派说明：要做什么、业主的要求。")
+@staff_option("--to", "to_name", required=True, help="转派给谁（如有木工经验的同事）。")
+@click.option("--note", metavar="文字", help="转派说明：要做什么、业主的要求。")
 @at_option
 @format_option
 def workorder_forward(number: str, to_name: str, note, at_text, fmt: str) -> None:
@@ -626,8 +652,13 @@ def repair_period(item: str, months: int, fmt: str) -> None:
 
 @repair.command("check")
 @ticket_argument("ticket")
-@click.option("--item", required=True, help="维修项目（代码或名称），见 crm repair items。")
-@click.option("--chargeable", help="虽在保修期内仍须收费的原因，如 人为损坏。")
+@click.option(
+    "--item",
+    metavar="维修项目",
+    required=True,
+    help="维修项目（代码或名称），见 crm repair items。",
+)
+@click.option("--chargeable", metavar="原因", help="虽在保修期内仍须收费的原因，如 人为损坏。")
 @at_option
 @format_option
 def repair_check(ticket: str, item: str, chargeable: str | None, at_text, fmt: str) -> None:
@@ -643,7 +674,10 @@ def repair_check(ticket: str, item: str, chargeable: str | None, at_text, fmt: s
 @repair.command("quote")
 @ticket_argument("ticket")
 @click.option(
-    "--rate", required=True, help="向业主说明的收费标准，如 材料费 30 元/个，人工费 20 元/次。"
+    "--rate",
+    metavar="收费标准",
+    required=True,
+    help="向业主说明的收费标准，如 材料费 30 元/个，人工费 20 元/次。",
 )
 @at_option
 @format_option
@@ -659,11 +693,13 @@ def repair_quote(ticket: str, rate: str, at_text, fmt: str) -> None:
 
 @repair.command("start")
 @ticket_argument("ticket")
-@click.option("--team", "team_code", help="派给哪个团队（默认按维修项目）。")
-@click.option("--assignee", help="派给谁（默认在办件数最少的一线人员）。")
-@click.option("--due", help="完成时限，如 2026-04-28 18:00（业务时区）。")
+@team_option("--team", "team_code", help="派给哪个团队（默认按维修项目）。")
+@staff_option("--assignee", help="派给谁（默认在办件数最少的一线人员）。")
+@click.option("--due", metavar="时间", help="完成时限，如 2026-04-28 18:00（业务时区）。")
 @click.option(
-    "--skill", help="所需技能（如 木工）：先派给有此技能的人，再看在办件数；无人具备时交主管。"
+    "--skill",
+    metavar="技能",
+    help="所需技能（如 木工）：先派给有此技能的人，再看在办件数；无人具备时交主管。",
 )
 @at_option
 @format_option
@@ -690,9 +726,9 @@ def repair_start(ticket: str, team_code, assignee, due, skill, at_text, fmt) -> 
 
 @repair.command("complete")
 @ticket_argument("ticket")
-@click.option("--result", required=True, help="维修结果。")
-@click.option("--fee", help="实收费用（元）；收费维修必填。")
-@click.option("--signed-by", help="在收费记录上签字的业主姓名；收费维修必填。")
+@click.option("--result", metavar="文字", required=True, help="维修结果。")
+@click.option("--fee", metavar="金额", help="实收费用（元）；收费维修必填。")
+@click.option("--signed-by", metavar="姓名", help="在收费记录上签字的业主姓名；收费维修必填。")
 @at_option
 @format_option
 def repair_complete(

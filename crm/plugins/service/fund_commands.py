@@ -13,9 +13,12 @@ from crm.core.cliutil import (
     format_option,
     get_app,
     household_argument,
+    household_option,
     paging,
+    project_option,
 )
 from crm.core.figures import MONEY
+from crm.plugins.service.arguments import work_order_option
 from crm.plugins.service.rules import FUND_KINDS as KIND_LABELS
 
 DIRECTIONS = {"in": "收入", "out": "支出"}
@@ -104,9 +107,9 @@ def fund() -> None:
 @fund.command("allocate")
 @argument("project", "项目")
 @argument("amount", "金额")
-@click.option("--year", type=int, help="基金年度，如 2026；默认今年。")
-@click.option("--note", help="说明，如“2026 年度利润拨付”。")
-@click.option("--at", "at", help=AT_HELP)
+@click.option("--year", metavar="年度", type=int, help="基金年度，如 2026；默认今年。")
+@click.option("--note", metavar="文字", help="说明，如“2026 年度利润拨付”。")
+@click.option("--at", "at", metavar="时间", help=AT_HELP)
 @format_option
 def allocate_command(project, amount, year, note, at, fmt) -> None:
     """从年度利润向项目的基金拨付一笔金额（元；需经理权限）。"""
@@ -124,8 +127,8 @@ def allocate_command(project, amount, year, note, at, fmt) -> None:
 @fund.command("contribute")
 @household_argument()
 @argument("amount", "金额")
-@click.option("--note", help="说明。")
-@click.option("--at", "at", help=AT_HELP)
+@click.option("--note", metavar="文字", help="说明。")
+@click.option("--at", "at", metavar="时间", help=AT_HELP)
 @format_option
 def contribute_command(code, amount, note, at, fmt) -> None:
     """登记客户家庭向所属项目基金出资（金额以元计）。"""
@@ -147,14 +150,18 @@ def contribute_command(code, amount, note, at, fmt) -> None:
     show_default=True,
     help="支出类型：activity 业主活动、gift 礼品、care 其他关怀。",
 )
-@click.option("--project", help="从哪个项目的基金列支（项目全名）；给出客户或活动时可省略。")
-@click.option("--household", help="受惠的客户编号（礼品必填）。")
+@project_option(help="从哪个项目的基金列支（项目全名）；给出客户或活动时可省略。")
+@household_option(help="受惠的客户编号（礼品必填）。")
 @click.option(
-    "--activity", "activity_id", type=int, help="列支的业主活动编号（金额默认取活动费用）。"
+    "--activity",
+    "activity_id",
+    metavar="活动编号",
+    type=int,
+    help="列支的业主活动编号（金额默认取活动费用）。",
 )
-@click.option("--work-order", help="送出礼品的派工单号（其费用已记在派工单上）。")
-@click.option("--note", help="说明。")
-@click.option("--at", "at", help=AT_HELP)
+@work_order_option(help="送出礼品的派工单号（其费用已记在派工单上）。")
+@click.option("--note", metavar="文字", help="说明。")
+@click.option("--at", "at", metavar="时间", help=AT_HELP)
 @format_option
 def spend_command(amount, kind, project, household, activity_id, work_order, note, at, fmt):
     """从项目基金支出一笔金额（元）：业主活动、礼品或其他关怀；余额不足时拒绝。"""
@@ -186,8 +193,10 @@ def spend_command(amount, kind, project, household, activity_id, work_order, not
     show_default=True,
     help="按 project 项目或 household 客户家庭汇总。",
 )
-@click.option("--project", help="只看某个项目（项目全名）。")
-@click.option("--year", type=int, help="只看某个基金年度（按项目汇总时给出上年结转）。")
+@project_option(help="只看某个项目（项目全名）。")
+@click.option(
+    "--year", metavar="年度", type=int, help="只看某个基金年度（按项目汇总时给出上年结转）。"
+)
 @click.option(
     "--limit",
     type=click.IntRange(1),
@@ -218,9 +227,9 @@ def balance_command(by, project, year, limit, offset, fmt) -> None:
 
 
 @fund.command("ledger")
-@click.option("--project", help="只看某个项目（项目全名）。")
-@click.option("--household", help="只看某个客户家庭（客户编号）。")
-@click.option("--year", type=int, help="只看某个基金年度。")
+@project_option(help="只看某个项目（项目全名）。")
+@household_option(help="只看某个客户家庭（客户编号）。")
+@click.option("--year", metavar="年度", type=int, help="只看某个基金年度。")
 @date_range("发生日期")
 @paging(100)
 @format_option

@@ -17,9 +17,10 @@ from crm.core.cliutil import (
     get_app,
     paging,
     parse_at,
+    project_option,
 )
 from crm.core.figures import HOURS
-from crm.plugins.service.arguments import staff_argument, ticket_argument
+from crm.plugins.service.arguments import staff_argument, ticket_argument, ticket_option
 from crm.plugins.service.rules import CATEGORIES, GROUP_PHASES, GROUP_STATUS, STATUSES
 
 # Every command here takes the group complaint first, by its number.
@@ -138,16 +139,19 @@ def group_show(number, fmt) -> None:
 
 
 @group.command("create")
-@click.option("--project", required=True, help="项目名称。")
-@click.option("--building", help="楼栋名称，如 3栋（不填表示全项目或某一区域）。")
-@click.option("--topic", required=True, help="共同问题，如“红线外垃圾场异味影响居住环境”。")
+@project_option(required=True, help="项目名称。")
+@click.option("--building", metavar="楼栋", help="楼栋名称，如 3栋（不填表示全项目或某一区域）。")
+@click.option(
+    "--topic", metavar="文字", required=True, help="共同问题，如“红线外垃圾场异味影响居住环境”。"
+)
 @click.option(
     "--phase",
+    metavar="阶段",
     default="latent",
     show_default=True,
     help="阶段：latent 潜伏期、emerging 萌发期、outbreak 爆发期、disaster 灾难期。",
 )
-@click.option("--ticket", "tickets", multiple=True, help="一并并入的工单登记号（可多次给出）。")
+@ticket_option("--ticket", "tickets", multiple=True, help="一并并入的工单登记号（可多次给出）。")
 @format_option
 def group_create(project, building, topic, phase, tickets, fmt) -> None:
     """登记一起群诉（如在潜伏期就发现的共同问题），由总经理任第一负责人并生成处理计划。"""
@@ -174,7 +178,9 @@ def group_link(number, tickets, fmt) -> None:
 @group.command("unlink")
 @GROUP
 @ticket_argument("tickets", nargs=-1, required=True)
-@click.option("--note", required=True, help="移出的原因，如“与本群诉不是同一问题”。")
+@click.option(
+    "--note", metavar="原因", required=True, help="移出的原因，如“与本群诉不是同一问题”。"
+)
 @format_option
 def group_unlink(number, tickets, note, fmt) -> None:
     """把工单移出群诉；自动发现不会再把它并入任何群诉（需要时可手动并入）。"""
@@ -197,7 +203,7 @@ def group_merge(number, other, fmt) -> None:
 @group.command("split")
 @GROUP
 @ticket_argument("tickets", nargs=-1, required=True)
-@click.option("--topic", help="新群诉的共同问题（默认取第一张工单的摘要）。")
+@click.option("--topic", metavar="文字", help="新群诉的共同问题（默认取第一张工单的摘要）。")
 @format_option
 def group_split(number, tickets, topic, fmt) -> None:
     """把群诉中的部分工单拆分为一起新的群诉（同一负责人、同一阶段、新的处理计划）。"""
@@ -209,7 +215,7 @@ def group_split(number, tickets, topic, fmt) -> None:
 @group.command("phase")
 @GROUP
 @argument("phase", "阶段")
-@click.option("--note", help="调整的原因，如“业主已在业主群发起联名”。")
+@click.option("--note", metavar="原因", help="调整的原因，如“业主已在业主群发起联名”。")
 @format_option
 def group_phase(number, phase, note, fmt) -> None:
     """调整群诉阶段：latent 潜伏期、emerging 萌发期、outbreak 爆发期、disaster 灾难期。"""
@@ -243,7 +249,9 @@ def group_member(number, staff, fmt) -> None:
 @group.command("step")
 @GROUP
 @argument("step", "步骤")
-@click.option("--note", required=True, help="这一步做了什么，如“已向各户发出书面答复”。")
+@click.option(
+    "--note", metavar="文字", required=True, help="这一步做了什么，如“已向各户发出书面答复”。"
+)
 @at_option
 @format_option
 def group_step(number, step, note, at_text, fmt) -> None:
@@ -259,7 +267,7 @@ def group_step(number, step, note, at_text, fmt) -> None:
 
 @group.command("close")
 @GROUP
-@click.option("--result", required=True, help="群诉的处理结果。")
+@click.option("--result", metavar="文字", required=True, help="群诉的处理结果。")
 @format_option
 def group_close(number, result, fmt) -> None:
     """结束群诉（处理计划的每一步都须已完成；需经理或管理员角色）。"""

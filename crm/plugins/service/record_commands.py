@@ -17,9 +17,10 @@ from crm.core.cliutil import (
     get_app,
     paging,
     parse_at,
+    team_option,
 )
 from crm.core.vocab import COMPLAINT_CATEGORIES, COMPLAINT_CAUSES, SERVICE_KINDS
-from crm.plugins.service.arguments import ticket_argument
+from crm.plugins.service.arguments import staff_option, ticket_argument
 from crm.plugins.service.rules import SEVERITIES
 
 OPTION_COLUMNS = [
@@ -65,11 +66,14 @@ PLAN_COLUMNS = [
 @click.option(
     "--offer",
     "offers",
+    metavar="方案",
     multiple=True,
     required=True,
     help="提供给客户的一个方案；可多次给出（最好不止一个，递进提出）。",
 )
-@click.option("--chosen", type=click.IntRange(1), help="客户当场选定的方案编号。")
+@click.option(
+    "--chosen", metavar="方案编号", type=click.IntRange(1), help="客户当场选定的方案编号。"
+)
 @at_option
 @format_option
 def ticket_options(number, offers, chosen, at_text, fmt) -> None:
@@ -105,7 +109,11 @@ def ticket_choose(number, seq, at_text, fmt) -> None:
 
 
 @click.command("register")
-@click.option("--kind", help="只看某类登记：complaint 投诉、repair 维修、suggestion 建议等。")
+@click.option(
+    "--kind",
+    metavar="工单类型",
+    help="只看某类登记：complaint 投诉、repair 维修、suggestion 建议等。",
+)
 @date_range("受理日期", "2026-01-01")
 @paging(200)
 @format_option
@@ -124,15 +132,17 @@ def improvement() -> None:
 
 
 @improvement.command("add")
-@click.option("--what", required=True, help="改进什么、怎么改。")
-@click.option("--owner", required=True, help="负责人（员工姓名）。")
-@click.option("--due", required=True, help="完成期限，如 2026-06-30 或 2026-06-30 18:00。")
-@click.option("--since", help="所依据统计的起始日期（含），如 2026-04-01。")
-@click.option("--until", help="所依据统计的截止日期（含），如 2026-04-30。")
-@click.option("--team", help="所依据统计的班组（代码或名称）。")
-@click.option("--category", help="所依据统计的类别：工程、设计、销售管理、服务。")
-@click.option("--cause", help="所依据统计的投诉原因，如 承诺未兑现。")
-@click.option("--basis", help="依据说明（统计看到了什么）。")
+@click.option("--what", metavar="文字", required=True, help="改进什么、怎么改。")
+@staff_option("--owner", required=True, help="负责人（员工姓名）。")
+@click.option(
+    "--due", metavar="期限", required=True, help="完成期限，如 2026-06-30 或 2026-06-30 18:00。"
+)
+@click.option("--since", metavar="日期", help="所依据统计的起始日期（含），如 2026-04-01。")
+@click.option("--until", metavar="日期", help="所依据统计的截止日期（含），如 2026-04-30。")
+@team_option(help="所依据统计的班组（代码或名称）。")
+@click.option("--category", metavar="类别", help="所依据统计的类别：工程、设计、销售管理、服务。")
+@click.option("--cause", metavar="原因", help="所依据统计的投诉原因，如 承诺未兑现。")
+@click.option("--basis", metavar="文字", help="依据说明（统计看到了什么）。")
 @format_option
 def improvement_add(what, owner, due, since, until, team, category, cause, basis, fmt) -> None:
     """制定一项改进计划：同时按统计期间、班组、类别与原因数出投诉件数作为依据。"""
@@ -160,7 +170,7 @@ def improvement_add(what, owner, due, since, until, team, category, cause, basis
 
 @improvement.command("list")
 @click.option("--status", type=click.Choice(["open", "done"]), help="只看进行中或已完成的。")
-@click.option("--owner", help="只看某位负责人的。")
+@staff_option("--owner", help="只看某位负责人的。")
 @click.option("--overdue", is_flag=True, help="只看已逾期未完成的。")
 @date_range("完成期限")
 @paging(None)
@@ -178,7 +188,7 @@ def improvement_list(status, owner, overdue, since, until, limit, offset, fmt) -
 
 @improvement.command("done")
 @argument("number", "计划编号")
-@click.option("--outcome", required=True, help="改进结果：做了什么、效果如何。")
+@click.option("--outcome", metavar="文字", required=True, help="改进结果：做了什么、效果如何。")
 @format_option
 def improvement_done(number, outcome, fmt) -> None:
     """登记一项改进计划已完成及其结果。"""

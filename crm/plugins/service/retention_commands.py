@@ -12,7 +12,9 @@ from crm.core.cliutil import (
     format_option,
     get_app,
     household_argument,
+    household_option,
     paging,
+    project_option,
 )
 from crm.core.figures import MONEY
 from crm.core.vocab import MEMBER_TIERS, label
@@ -80,8 +82,8 @@ def club() -> None:
 
 @club.command("enrol")
 @household_argument()
-@click.option("--tier", default="standard", show_default=True, help=TIER_HELP)
-@click.option("--note", help="说明，如 入会渠道。")
+@click.option("--tier", metavar="等级", default="standard", show_default=True, help=TIER_HELP)
+@click.option("--note", metavar="文字", help="说明，如 入会渠道。")
 @format_option
 def club_enrol(code: str, tier: str, note: str | None, fmt: str) -> None:
     """为客户家庭办理入会。"""
@@ -98,7 +100,7 @@ def club_enrol(code: str, tier: str, note: str | None, fmt: str) -> None:
 @club.command("tier")
 @household_argument()
 @argument("tier", "等级")
-@click.option("--note", help="调整原因，如 年度消费升级。")
+@click.option("--note", metavar="原因", help="调整原因，如 年度消费升级。")
 @format_option
 def club_tier(code: str, tier: str, note: str | None, fmt: str) -> None:
     """调整会员的等级（standard、silver、gold、platinum）；设为 none（非会员）即退会。"""
@@ -114,9 +116,9 @@ def club_tier(code: str, tier: str, note: str | None, fmt: str) -> None:
 
 
 @club.command("list")
-@click.option("--tier", help="只看某个等级。")
-@click.option("--project", help="只看某个项目（项目全名）。")
-@click.option("--household", help="改为显示这一户的等级变更历史。")
+@click.option("--tier", metavar="等级", help="只看某个等级。")
+@project_option(help="只看某个项目（项目全名）。")
+@household_option(help="改为显示这一户的等级变更历史。")
 @paging(50)
 @format_option
 def club_list(tier, project, household, limit, offset, fmt) -> None:
@@ -156,10 +158,16 @@ def activity() -> None:
 
 @activity.command("create")
 @argument("name", "活动名称")
-@click.option("--at", "held_at", required=True, help="活动时间，如 2026-09-20 14:00（业务时区）。")
-@click.option("--project", help="所属项目（项目全名）；不填为全公司活动。")
-@click.option("--capacity", type=click.IntRange(1), help="名额（户）；不填为不限。")
-@click.option("--cost", help="活动费用（元）。")
+@click.option(
+    "--at",
+    "held_at",
+    metavar="时间",
+    required=True,
+    help="活动时间，如 2026-09-20 14:00（业务时区）。",
+)
+@project_option(help="所属项目（项目全名）；不填为全公司活动。")
+@click.option("--capacity", metavar="户数", type=click.IntRange(1), help="名额（户）；不填为不限。")
+@click.option("--cost", metavar="金额", help="活动费用（元）。")
 @click.option(
     "--fund", "from_fund", is_flag=True, help="费用从项目的一路同行基金列支（余额不足则不建）。"
 )
@@ -189,7 +197,7 @@ def activity_create(name: str, held_at: str, project, capacity, cost, from_fund,
 
 
 @activity.command("list")
-@click.option("--project", help="只看某个项目（项目全名）。")
+@project_option(help="只看某个项目（项目全名）。")
 @date_range("活动日期")
 @paging(50)
 @format_option

@@ -40,14 +40,14 @@ def task_show(number: str, fmt: str) -> None:
 
 @task.command("done")
 @argument("number", "任务编号")
-@click.option("--answer", help="客户的答复（原话或要点）；对客户的跟进必填。")
+@click.option("--answer", metavar="文字", help="客户的答复（原话或要点）；对客户的跟进必填。")
 @click.option(
     "--accepted/--not-accepted",
     default=None,
     help="客户是否接受（满意）；对客户的跟进必填。",
 )
-@click.option("--result", help="做了什么；项目整改必填。")
-@click.option("--cost", help="实际花费（元）：补偿金额、礼品价值或维修成本。")
+@click.option("--result", metavar="文字", help="做了什么；项目整改必填。")
+@click.option("--cost", metavar="金额", help="实际花费（元）：补偿金额、礼品价值或维修成本。")
 @at_option
 @format_option
 def task_done(number, answer, accepted, result, cost, at_text, fmt) -> None:

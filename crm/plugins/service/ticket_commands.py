@@ -17,8 +17,11 @@ from crm.core.cliutil import (
     format_option,
     get_app,
     household_argument,
+    household_option,
     paging,
     parse_at,
+    project_option,
+    team_option,
 )
 from crm.core.errors import CrmError
 from crm.core.figures import RATE
@@ -188,7 +191,7 @@ SHOW_FORMAT = click.option(
     show_default=True,
     help="输出格式：逐项列出，或一个 JSON 对象。",
 )
-NOTE = click.option("--note", help="本步骤的说明（做了什么、和客户谈了什么）。")
+NOTE = click.option("--note", metavar="文字", help="本步骤的说明（做了什么、和客户谈了什么）。")
 
 
 def _in_transaction(work: Callable[[Any], Any]) -> Any:
@@ -269,19 +272,22 @@ def ticket() -> None:
 @click.option(
     "--type",
     "ticket_type",
+    metavar="工单类型",
     required=True,
     help="工单类型：complaint 投诉、repair 报修、suggestion 建议、enquiry 咨询。",
 )
 @click.option(
     "--channel",
+    metavar="渠道",
     required=True,
     help="渠道：phone 电话、visit 来访、letter 信函、fax 传真、online 网络。",
 )
-@click.option("--summary", required=True, help="客户反映的问题。")
-@click.option("--unit", help="房号：项目/楼栋/房号，或客户名下的房号如 1903。")
-@click.option("--reported-by", help="受理人（默认为当前操作人）。")
+@click.option("--summary", metavar="文字", required=True, help="客户反映的问题。")
+@click.option("--unit", metavar="房号", help="房号：项目/楼栋/房号，或客户名下的房号如 1903。")
+@click.option("--reported-by", metavar="姓名", help="受理人（默认为当前操作人）。")
 @click.option(
     "--origin",
+    metavar="来源",
     default="customer",
     show_default=True,
     help="来源：customer 客户、staff 员工发现、revisit_programme 四年之约、campaign 营销活动"
@@ -343,15 +349,22 @@ def ticket_show(number, fmt) -> None:
 
 
 @ticket.command("list")
-@click.option("--status", help="只看某一步骤，如 accepted、investigating，或 open 表示未关闭的。")
 @click.option(
-    "--type", "ticket_type", help="只看某类工单：complaint、repair、suggestion、enquiry。"
+    "--status",
+    metavar="步骤",
+    help="只看某一步骤，如 accepted、investigating，或 open 表示未关闭的。",
+)
+@click.option(
+    "--type",
+    "ticket_type",
+    metavar="工单类型",
+    help="只看某类工单：complaint、repair、suggestion、enquiry。",
 )
 @click.option("--overdue", is_flag=True, help="只看已超过时限、仍未解决的（值班台）。")
 @click.option("--at-risk", is_flag=True, help="只看已到预警点、尚未超时的。")
-@click.option("--project", help="只看某个项目（项目名）。")
-@click.option("--team", help="只看某个团队（代码或名称）。")
-@click.option("--household", help="只看某个客户家庭（客户编号）的工单。")
+@project_option(help="只看某个项目（项目名）。")
+@team_option(help="只看某个团队（代码或名称）。")
+@household_option(help="只看某个客户家庭（客户编号）的工单。")
 @date_range("受理日期")
 @paging(100)
 @format_option
@@ -398,7 +411,9 @@ def ticket_claim(number, staff, fmt) -> None:
 @ticket.command("reassign")
 @ticket_argument()
 @staff_argument()
-@click.option("--reason", help="转交原因（写入处理记录与审计日志），如 休假、需工程部处理。")
+@click.option(
+    "--reason", metavar="原因", help="转交原因（写入处理记录与审计日志），如 休假、需工程部处理。"
+)
 @format_option
 def ticket_reassign(number, staff, reason, fmt) -> None:
     """转交：把未关闭的工单交给另一位员工。经理、管理员可转交任何工单；其他人只能转交
@@ -435,16 +450,19 @@ def ticket_step(number, action, note, at_text, fmt) -> None:
 @ticket_argument()
 @click.option(
     "--severity",
+    metavar="严重程度",
     required=True,
     help="严重程度：general 一般、important 重要、hot 热点、major 重大。",
 )
 @click.option(
     "--category",
+    metavar="类别",
     required=True,
     help="类别：engineering 工程、design 设计、sales_management 销售管理、service 服务。",
 )
 @click.option(
     "--expect",
+    metavar="期望",
     multiple=True,
     help="客户期望（可多次或逗号分隔）：taken_seriously 被重视、respect 被尊重、fix_now 马上解决、"
     "compensation 补偿、punish 惩罚责任人、never_again 不再发生、be_heard 被倾听。",
@@ -483,9 +501,9 @@ def ticket_suggest(number, fmt) -> None:
 
 @ticket.command("reply")
 @ticket_argument()
-@click.option("--what", help="承诺做什么（投诉必填）。")
-@click.option("--due", help="承诺在何时前完成，如 2026-04-28 12:00（投诉必填）。")
-@click.option("--by", "promised_by", help="承诺人姓名：“我会……”（投诉必填）。")
+@click.option("--what", metavar="文字", help="承诺做什么（投诉必填）。")
+@click.option("--due", metavar="时间", help="承诺在何时前完成，如 2026-04-28 12:00（投诉必填）。")
+@click.option("--by", "promised_by", metavar="姓名", help="承诺人姓名：“我会……”（投诉必填）。")
 @NOTE
 @at_option
 @format_option
@@ -527,14 +545,15 @@ def ticket_close(number, confirmed, note, at_text, fmt) -> None:
 
 @ticket.command("revisit")
 @ticket_argument()
-@click.option("--csat", type=int, required=True, help="满意度 1-5 分。")
-@click.option("--nps", type=int, help="推荐意愿 0-10 分。")
+@click.option("--csat", metavar="1-5", type=int, required=True, help="满意度 1-5 分。")
+@click.option("--nps", metavar="0-10", type=int, help="推荐意愿 0-10 分。")
 @click.option(
     "--aspect",
+    metavar="名称=期望:体验",
     multiple=True,
     help="某方面的期望与体验（各 1-10 分），写成 名称=期望:体验，可多次。",
 )
-@click.option("--comment", help="客户的原话或意见。")
+@click.option("--comment", metavar="文字", help="客户的原话或意见。")
 @click.option("--reopen", is_flag=True, help="客户不满意（满意度 ≤ 2）时重新处理工单。")
 @click.option(
     "--override",
@@ -542,7 +561,11 @@ def ticket_close(number, confirmed, note, at_text, fmt) -> None:
     help="客户不满意却不再处理时，经理写明原因（只有经理、管理员可以）。",
 )
 @click.option(
-    "--channel", default="phone", show_default=True, help="回访渠道：phone、visit、online 等。"
+    "--channel",
+    metavar="渠道",
+    default="phone",
+    show_default=True,
+    help="回访渠道：phone、visit、online 等。",
 )
 @at_option
 @format_option
@@ -572,11 +595,14 @@ def ticket_revisit(
 
 @ticket.command("feedback")
 @ticket_argument()
-@click.option("--root-cause", required=True, help="根本原因。")
-@click.option("--action", "corrective_action", required=True, help="防止再次发生的纠正措施。")
+@click.option("--root-cause", metavar="文字", required=True, help="根本原因。")
+@click.option(
+    "--action", "corrective_action", metavar="文字", required=True, help="防止再次发生的纠正措施。"
+)
 @click.option(
     "--cause",
     "causes",
+    metavar="原因",
     multiple=True,
     help="客户投诉的原因（投诉必填，可多次给出或用逗号分隔）：期望未满足、积怨爆发、不闹不被重视、"
     "承诺未兑现、态度冷漠粗鲁、员工说法不一、处理不专业、产品与服务本身、工作失误或服务缺陷、"
@@ -605,10 +631,15 @@ def ticket_feedback(number, root_cause, corrective_action, causes, at_text, fmt)
 @ticket.command("contact")
 @ticket_argument()
 @click.option(
-    "--channel", required=True, help="这次联系的渠道：phone、visit、letter、fax、online。"
+    "--channel",
+    metavar="渠道",
+    required=True,
+    help="这次联系的渠道：phone、visit、letter、fax、online。",
 )
-@click.option("--note", required=True, help="客户这次反映了什么。")
-@click.option("--severity", help="同时调整严重程度：general、important、hot、major。")
+@click.option("--note", metavar="文字", required=True, help="客户这次反映了什么。")
+@click.option(
+    "--severity", metavar="严重程度", help="同时调整严重程度：general、important、hot、major。"
+)
 @at_option
 @format_option
 def ticket_contact(number, channel, note, severity, at_text, fmt) -> None:
@@ -624,9 +655,9 @@ def ticket_contact(number, channel, note, severity, at_text, fmt) -> None:
 
 @ticket.command("promise")
 @ticket_argument()
-@click.option("--what", required=True, help="承诺做什么。")
-@click.option("--due", required=True, help="何时前完成，如 2026-04-28 12:00。")
-@click.option("--by", "promised_by", required=True, help="承诺人姓名（“我会……”）。")
+@click.option("--what", metavar="文字", required=True, help="承诺做什么。")
+@click.option("--due", metavar="时间", required=True, help="何时前完成，如 2026-04-28 12:00。")
+@click.option("--by", "promised_by", metavar="姓名", required=True, help="承诺人姓名（“我会……”）。")
 @at_option
 @format_option
 def ticket_promise(number, what, due, promised_by, at_text, fmt) -> None:
@@ -657,9 +688,9 @@ def ticket_keep(number, at_text, fmt) -> None:
 
 @ticket.command("settle")
 @ticket_argument()
-@click.option("--apology", required=True, help="向客户致歉的内容。")
-@click.option("--reason", required=True, help="未能兑现的原因。")
-@click.option("--remedy", required=True, help="补救措施。")
+@click.option("--apology", metavar="文字", required=True, help="向客户致歉的内容。")
+@click.option("--reason", metavar="原因", required=True, help="未能兑现的原因。")
+@click.option("--remedy", metavar="文字", required=True, help="补救措施。")
 @at_option
 @format_option
 def ticket_settle(number, apology, reason, remedy, at_text, fmt) -> None:
@@ -696,7 +727,9 @@ def ticket_check(fmt) -> None:
 
 
 @ticket.command("groups")
-@click.option("--status", help="只看某一状态：open 处理中、closed 已结束、merged 已合并。")
+@click.option(
+    "--status", metavar="状态", help="只看某一状态：open 处理中、closed 已结束、merged 已合并。"
+)
 @date_range("发现日期")
 @paging(None)
 @format_option
@@ -735,14 +768,14 @@ def sla_list(limit, offset, fmt) -> None:
 @sla.command("set")
 @argument("ticket_type", "工单类型")
 @argument("severity", "严重程度")
-@click.option("--response", type=int, help="首次响应时限（分钟）。")
-@click.option("--resolve", type=int, help="解决时限（分钟）。")
+@click.option("--response", metavar="分钟", type=int, help="首次响应时限（分钟）。")
+@click.option("--resolve", metavar="分钟", type=int, help="解决时限（分钟）。")
 @click.option(
     "--business-hours/--around-the-clock",
     default=None,
     help="按工作时间计时（设置 service.business_hours 与 service.business_days），或全天计时。",
 )
-@click.option("--warn-ratio", type=float, help="用去多少比例的时间时预警，如 0.8。")
+@click.option("--warn-ratio", metavar="比例", type=float, help="用去多少比例的时间时预警，如 0.8。")
 @format_option
 def sla_set(ticket_type, severity, response, resolve, business_hours, warn_ratio, fmt) -> None:
     """设定某类工单、某严重程度的时限（经理、管理员）。"""
