@@ -178,13 +178,18 @@ def date_range(what: str, example: str = "2026-11-01") -> Callable:
     return decorate
 
 
-def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
+def emit_record(
+    record: dict, fmt: str, labels: Sequence[tuple], sections: Sequence[tuple] = ()
+) -> None:
     """One record (the result of an action or a `show`): label/value lines as a table, one
     JSON object, or a one-row CSV. Lists read as 、-joined text outside JSON; a label entry
-    (key, title, vocabulary) shows the code by its label outside JSON."""
+    (key, title, vocabulary) shows the code by its label outside JSON and keeps it in JSON,
+    its label beside it ("status_label"). `sections` (title, key, columns) are the lists of
+    records inside the record (a ticket's events): in a table each under 【title】 after the
+    lines, in JSON with their codes labelled the same way; a CSV row leaves them out."""
     from crm.core.render import (
         display_width,
-        labelled,
+        json_record,
         render,
         shown_rows,
         shown_value,
@@ -194,18 +199,11 @@ def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
     from crm.core.textwidth import wrap
 
     if fmt == "json":
-        # every field as it is, and beside each coded one its label ("status_label")
-        coded = {key: rest[0] for key, _title, *rest in labels if rest}
-        beside = {}
-        for key, value in record.items():
-            beside[key] = value
-            if key in coded and f"{key}_label" not in record:
-                beside[f"{key}_label"] = labelled(value, coded[key])
-        click.echo(to_json(beside))
+        click.echo(to_json(json_record(record, labels, sections)))
         return
     shown = [(key, title) for key, title, *_ in labels if key in record]
-    record = shown_rows([record], labels)[0]
-    flat = {k: "、".join(map(str, v)) if isinstance(v, list) else v for k, v in record.items()}
+    rows = shown_rows([record], labels)[0]
+    flat = {k: "、".join(map(str, v)) if isinstance(v, list) else v for k, v in rows.items()}
     if fmt == "csv":
         render([flat], "csv", shown)
         return
@@ -219,6 +217,9 @@ def emit_record(record: dict, fmt: str, labels: Sequence[tuple]) -> None:
         click.echo(f"{title}：{' ' * (width - display_width(title))}{lines[0]}".rstrip())
         for line in lines[1:]:
             click.echo(f"{' ' * (width + 2)}{line}")
+    for title, key, columns in sections:
+        click.echo(f"\n【{title}】")
+        emit(record[key], "table", columns)
 
 
 def at_option(func: Callable) -> Callable:

@@ -160,6 +160,29 @@ def json_row(row: dict, columns: Sequence[Column]) -> dict:
     return out
 
 
+# A list of records inside a record (a ticket's events, work orders): (title, key, columns).
+Section = tuple[str, str, Sequence[Column]]
+
+
+def json_record(
+    record: Mapping[str, Any], labels: Sequence[Column], sections: Sequence[Section] = ()
+) -> dict:
+    """One record for programs (a `show`, the result of an action): every field as it is,
+    beside each coded one its label (`"status": "open", "status_label": "处理中"`), and the
+    same for each record of its sections, by the section's columns: a nested record is read
+    by the same programs as the record around it."""
+    coded = {column[0]: _vocabulary(column) for column in labels if _vocabulary(column)}
+    nested = {key: columns for _title, key, columns in sections}
+    out = {}
+    for key, value in record.items():
+        if key in nested and isinstance(value, list):
+            value = [json_record(row, nested[key]) for row in value]
+        out[key] = value
+        if key in coded and f"{key}_label" not in record:
+            out[f"{key}_label"] = labelled(value, coded[key])
+    return out
+
+
 def shown_rows(rows: list[dict], columns: Sequence[Column]) -> list[dict]:
     """The rows with every coded column turned into its label."""
     coded = [(column[0], _vocabulary(column)) for column in columns if _vocabulary(column)]
