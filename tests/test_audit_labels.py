@@ -22,8 +22,7 @@ from crm.core import auditlabels
 from crm.core.models import Audited, Base
 from crm.core.plugins import make_plugin_manager
 from crm.plugins import BUILTIN_PLUGINS
-from crm.plugins.service.groups import EVENTS
-from crm.plugins.service.rules import CHECK_FINDINGS
+from crm.plugins.service.rules import CHECK_FINDINGS, GROUP_EVENTS
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,7 @@ def test_every_action_entity_and_change_key_written_to_the_log_has_a_label(label
     actions, entities, keys = _recorded_actions()
     assert {"create", "update", "view_personal", "escalate", "claim"} <= actions
     # built with an f-string: the SLA check's findings and a group complaint's events
-    actions |= {f"sla_{kind}" for kind in CHECK_FINDINGS} | {f"group_{e}" for e in EVENTS}
+    actions |= {f"sla_{kind}" for kind in CHECK_FINDINGS} | {f"group_{e}" for e in GROUP_EVENTS}
     assert not [a for a in actions if a not in labels.actions], "actions without a label"
     assert not [e for e in entities if e not in labels.entities], "entities without a label"
     unnamed = [k for k in keys if labels.field("", k) == k]

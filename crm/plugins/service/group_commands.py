@@ -21,7 +21,13 @@ from crm.core.cliutil import (
 )
 from crm.core.figures import HOURS
 from crm.plugins.service.arguments import staff_argument, ticket_argument, ticket_option
-from crm.plugins.service.rules import CATEGORIES, GROUP_PHASES, GROUP_STATUS, STATUSES
+from crm.plugins.service.rules import (
+    CATEGORIES,
+    GROUP_EVENTS,
+    GROUP_PHASES,
+    GROUP_STATUS,
+    STATUSES,
+)
 
 # Every command here takes the group complaint first, by its number.
 GROUP = argument("number", "群诉编号")
@@ -59,7 +65,19 @@ TICKET_COLUMNS = [
     ("opened_at", "受理时间"),
     ("summary", "摘要"),
 ]
-EVENT_COLUMNS = [("at", "时间"), ("actor", "操作人"), ("action", "动作"), ("note", "说明")]
+EVENT_COLUMNS = [
+    ("at", "时间"),
+    ("actor", "操作人"),
+    ("action", "动作", GROUP_EVENTS),
+    ("note", "说明"),
+]
+# The lists of records in `ticket group show`, in the order it shows them. A plan step is
+# named by its code (the one `group step` takes) with its label beside it as `label`.
+SHOW_SECTIONS = [
+    ("处理计划", "plan", PLAN_COLUMNS),
+    ("工单", "tickets", TICKET_COLUMNS),
+    ("处理记录", "events", EVENT_COLUMNS),
+]
 OVERDUE_COLUMNS = [
     ("number", "群诉编号"),
     ("step", "步骤代码"),
@@ -100,21 +118,9 @@ def _brief(session, code: str) -> dict:
 
 
 def _print(detail: dict, fmt: str) -> None:
-    from crm.plugins.service.groups import EVENTS
-
-    if fmt in ("json", "csv"):  # CSV: the group's one row, without its plan and events
-        emit_record(detail, fmt, SHOW_LABELS)
-        return
-    emit_record(detail, "table", SHOW_LABELS)
-    for event in detail["events"]:
-        event["action"] = EVENTS.get(event["action"], event["action"])
-    for title, key, columns in (
-        ("处理计划", "plan", PLAN_COLUMNS),
-        ("工单", "tickets", TICKET_COLUMNS),
-        ("处理记录", "events", EVENT_COLUMNS),
-    ):
-        click.echo(f"\n【{title}】")
-        emit(detail[key], "table", columns)
+    # A table shows the plan, tickets and events under the group, JSON with their codes
+    # labelled; a CSV row is the group's own.
+    emit_record(detail, fmt, SHOW_LABELS, SHOW_SECTIONS)
 
 
 def _do(work: Callable[[Any], Any], code_of: Callable[[Any], str], fmt: str) -> None:

@@ -88,19 +88,6 @@ PLAN = (
 )
 STEPS = {code: label for code, label, _hours in PLAN}
 STATUS = GROUP_STATUS
-EVENTS = {
-    "detect": "发现群诉",
-    "create": "登记群诉",
-    "link": "并入工单",
-    "unlink": "移出工单",
-    "merge": "合并",
-    "split": "拆分",
-    "phase": "调整阶段",
-    "lead": "更换第一负责人",
-    "member": "应急小组成员",
-    "step": "完成处理步骤",
-    "close": "结束群诉",
-}
 
 # --- what a complaint is about ------------------------------------------------------------------
 

@@ -291,6 +291,20 @@ GROUP_PHASES = {
     "disaster": "灾难期",
 }
 GROUP_STATUS = {"open": "处理中", "closed": "已结束", "merged": "已合并"}
+# What happened to a group complaint, as its events record it.
+GROUP_EVENTS = {
+    "detect": "发现群诉",
+    "create": "登记群诉",
+    "link": "并入工单",
+    "unlink": "移出工单",
+    "merge": "合并",
+    "split": "拆分",
+    "phase": "调整阶段",
+    "lead": "更换第一负责人",
+    "member": "应急小组成员",
+    "step": "完成处理步骤",
+    "close": "结束群诉",
+}
 ESCALATION_REASONS = {
     "major": "重大投诉直达经理",
     "breach": "超出服务时限",

@@ -149,6 +149,14 @@ WORK_ORDER_COLUMNS = [
     ("arrived_at", "到场"),
     ("result", "结果"),
 ]
+# The lists of records in `ticket show`, in the order it shows them.
+SHOW_SECTIONS = [
+    ("处理记录", "events", EVENT_COLUMNS),
+    ("承诺", "commitments", COMMITMENT_COLUMNS),
+    ("升级", "escalations", ESCALATION_COLUMNS),
+    ("派工单", "work_orders", WORK_ORDER_COLUMNS),
+    ("提供给客户的方案", "options", OPTION_COLUMNS),
+]
 POLICY_COLUMNS = [
     ("ticket_type", "工单类型", TICKET_TYPES),
     ("severity", "严重程度", SEVERITIES),
@@ -333,19 +341,7 @@ def ticket_show(number, fmt) -> None:
         hint = pending_suggestion(session, number)
     if hint is not None:  # not yet assessed: what the classifier suggests
         detail["suggestion"] = hint
-    if fmt == "json":
-        emit_record(detail, "json", SHOW_LABELS)
-        return
-    emit_record(detail, "table", SHOW_LABELS)
-    for title, key, columns in (
-        ("处理记录", "events", EVENT_COLUMNS),
-        ("承诺", "commitments", COMMITMENT_COLUMNS),
-        ("升级", "escalations", ESCALATION_COLUMNS),
-        ("派工单", "work_orders", WORK_ORDER_COLUMNS),
-        ("提供给客户的方案", "options", OPTION_COLUMNS),
-    ):
-        click.echo(f"\n【{title}】")
-        emit(detail[key], "table", columns)
+    emit_record(detail, fmt, SHOW_LABELS, SHOW_SECTIONS)
 
 
 @ticket.command("list")

@@ -174,14 +174,15 @@ FIELDS = {
 def audit_vocabulary() -> dict:
     """The audit log's names for service handling (the `audit_vocabulary` hook)."""
     from crm.plugins.service.dispatch import handles_labels
-    from crm.plugins.service.groups import EVENTS, STEPS
+    from crm.plugins.service.groups import STEPS
     from crm.plugins.service.improvement import STATUS as IMPROVEMENT_STATUS
     from crm.plugins.service.repairs import WARRANTY_ITEMS
 
     items = {code: item.label for code, item in WARRANTY_ITEMS.items()}
+    # a group complaint's entries are named after its events (group_create, group_split…)
+    groups = {f"group_{code}": f"群诉：{label}" for code, label in rules.GROUP_EVENTS.items()}
     return {
-        # a group complaint's entries are named after its events (group_create, group_split…)
-        "actions": ACTIONS | {f"group_{code}": f"群诉：{label}" for code, label in EVENTS.items()},
+        "actions": ACTIONS | groups,
         "entities": ENTITIES,
         "fields": FIELDS,
         "values": {
