@@ -53,6 +53,14 @@ RECTIFICATION_COLUMNS = [
     ("state", "状态", RECTIFICATION_STATES),
     ("confirmed_on", "客户确认日期"),
 ]
+OPINION_COLUMNS = [("kind", "类别", OPINION_KINDS), ("text", "内容")]
+# The lists of records in a visit, for JSON (their codes labelled); a table shows them as
+# lines of the visit (_shown_visit) and `revisit show` its rectifications as a table of their
+# own, with the visit's number.
+VISIT_SECTIONS = [
+    ("意见与建议", "opinion_items", OPINION_COLUMNS),
+    ("整改项", "rectifications", RECTIFICATION_COLUMNS),
+]
 FOLLOW_UP_COLUMNS = [
     ("visit", "走访编号"),
     ("household", "客户编号"),
@@ -214,7 +222,10 @@ def revisit_record(
             rejects=list(rejects),
         )
         record = describe_visit(session, visit, code.strip())
-    emit_record(record if fmt == "json" else _shown_visit(record), fmt, VISIT_LABELS)
+    if fmt == "json":
+        emit_record(record, fmt, VISIT_LABELS, VISIT_SECTIONS)
+    else:
+        emit_record(_shown_visit(record), fmt, VISIT_LABELS)
 
 
 @revisit.command("rectify")
@@ -245,9 +256,9 @@ def revisit_show(code: str, fmt: str) -> None:
     with get_app().session() as session:
         visits = household_visits(session, code)
     if fmt == "json":
-        from crm.core.render import to_json
+        from crm.core.render import json_record, to_json
 
-        click.echo(to_json(visits))
+        click.echo(to_json([json_record(v, VISIT_LABELS, VISIT_SECTIONS) for v in visits]))
         return
     emit(
         [_shown_visit(visit) for visit in visits],
