@@ -17,6 +17,7 @@ from crm.core.cliutil import (
     paging,
     parse_day,
 )
+from crm.plugins.analysis.vocab import CHOSEN_BY
 
 SEGMENT_COLUMNS = [
     ("name", "分群名称"),
@@ -61,10 +62,11 @@ def _run_line(run: dict) -> str:
 
 
 def _show(report, fmt: str) -> None:
-    from crm.core.render import percent, to_json
+    from crm.core.render import json_record, percent, to_json
 
     if fmt == "json":
-        click.echo(to_json({"run": report.run, "segments": report.segments}))
+        run = json_record(report.run, [("chosen_by", "分群数来源", CHOSEN_BY)])
+        click.echo(to_json({"run": run, "segments": report.segments}))
         return
     rows = report.segments
     if fmt == "table":

@@ -35,6 +35,7 @@ from crm.core.render import percent
 from crm.plugins.analysis import registry
 from crm.plugins.analysis.features import FEATURES, Features, household_features
 from crm.plugins.analysis.models import HouseholdSegment, SavedModel, Segment, SegmentRun
+from crm.plugins.analysis.vocab import CHOSEN_BY
 
 # Counts, amounts and day spans are long-tailed: a few households with many purchases or
 # complaints would otherwise make segments of their own. log1p keeps zero at zero.
@@ -52,7 +53,6 @@ LABEL_SLICE = 100_000
 DISTINCT_Z = 0.5
 DESCRIBED = 3
 NAMED = 2
-CHOSEN_BY = {"silhouette": "轮廓系数", "given": "指定"}
 JOINED = "（未参与较早一次分群）"
 LEFT = "（未参与较新一次分群）"
 

@@ -11,6 +11,9 @@ MODEL_KINDS = {
     "complaint": "投诉分类",
 }
 
+# How a segment run's number of segments was decided.
+CHOSEN_BY = {"silhouette": "轮廓系数", "given": "指定"}
+
 
 def audit_vocabulary() -> dict:
     """The audit log's names for analysis (the `audit_vocabulary` hook)."""
