@@ -16,7 +16,7 @@ from sqlalchemy import select
 from crm.core.db import transaction
 from crm.core.figures import HOURS, MINUTES, MONEY, NPS, RATE, SCORE
 from crm.core.models import Building, Project, Unit
-from crm.core.render import fit_table, render, table
+from crm.core.render import fit_table, json_record, render, table
 from crm.core.sorting import natural_key, natural_order
 from crm.core.textwidth import display_width, fill, wrap
 
@@ -181,6 +181,29 @@ def test_render_writes_the_note_to_stderr_and_json_keeps_every_column(monkeypatc
     assert "终端宽 60 列" in err and "表中未显示" in err
     render(_rows(), "json", COLUMNS)
     assert '"summary"' in capsys.readouterr().out
+
+
+def test_a_json_record_labels_its_codes_and_those_of_its_nested_records():
+    states = {"open": "处理中", "done": "已完成"}
+    record = {
+        "status": "open",
+        "cost": 100.0,
+        "orders": [{"number": "A-01", "status": "done"}, {"number": "A-02", "status": None}],
+        "notes": [{"status": "done"}],
+    }
+    labels = [("status", "状态", states), ("cost", "费用", MONEY)]
+    sections = [("派工单", "orders", [("number", "单号"), ("status", "状态", states)])]
+    out = json_record(record, labels, sections)
+    # the codes stay, each label beside its code; a figure is no code: no cost_label
+    assert list(out) == ["status", "status_label", "cost", "orders", "notes"]
+    assert out["status_label"] == "处理中"
+    assert out["orders"] == [
+        {"number": "A-01", "status": "done", "status_label": "已完成"},
+        {"number": "A-02", "status": None, "status_label": None},
+    ]
+    # a list no section names is left as it is; a label the record has already stays its own
+    assert out["notes"] == [{"status": "done"}]
+    assert json_record({"status": "open", "status_label": "自定"}, labels)["status_label"] == "自定"
 
 
 def test_figures_read_one_way_per_kind_right_aligned():
