@@ -5,6 +5,7 @@ sheets people can work with, and charts whose every character has a glyph."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from decimal import Decimal
 
@@ -204,6 +205,27 @@ def test_a_json_record_labels_its_codes_and_those_of_its_nested_records():
     # a list no section names is left as it is; a label the record has already stays its own
     assert out["notes"] == [{"status": "done"}]
     assert json_record({"status": "open", "status_label": "自定"}, labels)["status_label"] == "自定"
+
+
+def test_json_labels_the_records_of_a_section_given_by_name_and_those_of_a_listing(capsys):
+    states = {"open": "处理中", "done": "已完成"}
+    sections = [("结果", "outcome", [("status", "状态", states)])]
+    record = {"outcome": {"A-01": {"status": "done"}, "A-02": "open"}}
+    # records by name keep their names; what is no record is left as it is
+    assert json_record(record, [], sections)["outcome"] == {
+        "A-01": {"status": "done", "status_label": "已完成"},
+        "A-02": "open",
+    }
+    # a listing's rows: their own coded columns and the records of their sections
+    row = {"status": "open", "outcome": {"A-01": {"status": "open"}}}
+    render([row], "json", [("status", "状态", states), ("outcome", "结果")], sections=sections)
+    assert json.loads(capsys.readouterr().out) == [
+        {
+            "status": "open",
+            "status_label": "处理中",
+            "outcome": {"A-01": {"status": "open", "status_label": "处理中"}},
+        }
+    ]
 
 
 def test_figures_read_one_way_per_kind_right_aligned():

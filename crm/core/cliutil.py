@@ -81,16 +81,24 @@ def team_option(*decls: str, **attrs) -> Callable:
     return click.option(*(decls or ("--team",)), metavar=TEAM, **attrs)
 
 
-def emit(rows, fmt: str, columns: Sequence[tuple] | None = None, drop: Sequence[str] = ()) -> None:
+def emit(
+    rows,
+    fmt: str,
+    columns: Sequence[tuple] | None = None,
+    drop: Sequence[str] = (),
+    sections: Sequence[tuple] = (),
+) -> None:
     """Rows as a table, JSON or CSV; a column (key, header, vocabulary) shows codes as labels
-    outside JSON, (key, header, figure) a number in its kind's format. A table too wide for
-    the terminal leaves out first the columns whose keys `drop` lists, in that order (the
-    least needed first), then columns from the right. A page of a listing (`crm.core.paging.Page`) is followed by its count
+    outside JSON, (key, header, figure) a number in its kind's format; `sections` (title,
+    key, columns) label the codes of the records inside each row in JSON, as emit_record
+    does. A table too wide for the terminal leaves out first the columns whose keys `drop`
+    lists, in that order (the least needed first), then columns from the right. A page of a
+    listing (`crm.core.paging.Page`) is followed by its count
     (`page_footer`): a table by a line under it (none under （无记录）); JSON and CSV keep
     stdout for the data, and only when rows were left out say so on stderr."""
     from crm.core.render import render
 
-    render(rows, fmt, columns, drop=drop)
+    render(rows, fmt, columns, drop=drop, sections=sections)
     if getattr(rows, "total", None) is not None:
         if fmt == "table" and rows.total:
             click.echo(page_footer(rows))

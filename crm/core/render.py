@@ -148,20 +148,24 @@ def _figure(column: Column) -> Figure | None:
     return extra if isinstance(extra, Figure) else None
 
 
-def json_row(row: dict, columns: Sequence[Column]) -> dict:
+# The records inside a record (a ticket's events, work orders): (title, key, columns). Its
+# value is a list of records or, in JSON only, a mapping of records by name (a decision's
+# work orders by number).
+Section = tuple[str, str, Sequence[Column]]
+
+
+def json_row(row: dict, columns: Sequence[Column], sections: Sequence[Section] = ()) -> dict:
     """A row for programs: every column under its key, a coded one as its stable code with
-    its label beside it (`"status": "open", "status_label": "处理中"`)."""
+    its label beside it (`"status": "open", "status_label": "处理中"`), and the records of
+    its sections labelled the same way, by the section's columns."""
+    nested = {key: section_columns for _title, key, section_columns in sections}
     out = {}
     for column in columns:
         key, vocabulary = column[0], _vocabulary(column)
-        out[key] = row.get(key)
+        out[key] = _json_records(row.get(key), nested[key]) if key in nested else row.get(key)
         if vocabulary is not None and f"{key}_label" not in out:
             out[f"{key}_label"] = labelled(row.get(key), vocabulary)
     return out
-
-
-# A list of records inside a record (a ticket's events, work orders): (title, key, columns).
-Section = tuple[str, str, Sequence[Column]]
 
 
 def json_record(
@@ -175,12 +179,25 @@ def json_record(
     nested = {key: columns for _title, key, columns in sections}
     out = {}
     for key, value in record.items():
-        if key in nested and isinstance(value, list):
-            value = [json_record(row, nested[key]) for row in value]
+        if key in nested:
+            value = _json_records(value, nested[key])
         out[key] = value
         if key in coded and f"{key}_label" not in record:
             out[f"{key}_label"] = labelled(value, coded[key])
     return out
+
+
+def _json_records(value: Any, columns: Sequence[Column]) -> Any:
+    """A section's records, a list or a mapping by name, each labelled by `columns`; what
+    holds no records is left as it is."""
+    if isinstance(value, list):
+        return [json_record(row, columns) if isinstance(row, Mapping) else row for row in value]
+    if isinstance(value, Mapping):
+        return {
+            name: json_record(row, columns) if isinstance(row, Mapping) else row
+            for name, row in value.items()
+        }
+    return value
 
 
 def shown_rows(rows: list[dict], columns: Sequence[Column]) -> list[dict]:
@@ -205,18 +222,21 @@ def render(
     columns: Sequence[Column] | None = None,
     out: IO[str] | None = None,
     drop: Sequence[str] = (),
+    sections: Sequence[Section] = (),
 ) -> None:
     """Write rows; `columns` is (key, header[, vocabulary or figure]), defaulting to the first
     row's keys. A table fits the terminal (`terminal_width`): long text wraps inside its cell
     and, when that is not enough, columns are left out, first the keys in `drop` (in that
-    order), then from the right (never the first); a note on stderr names them."""
+    order), then from the right (never the first); a note on stderr names them. `sections`
+    label the records inside each row in JSON (`json_row`); a table or CSV shows those
+    columns as the rows give them."""
     out = out or sys.stdout
     rows = list(rows)
     if columns is None:
         columns = [(key, key) for key in (rows[0] if rows else {})]
     keys = [column[0] for column in columns]
     if fmt == "json":
-        out.write(to_json([json_row(row, columns) for row in rows]) + "\n")
+        out.write(to_json([json_row(row, columns, sections) for row in rows]) + "\n")
         return
     if fmt == "csv":
         from crm.core.outfiles import csv_writer
