@@ -531,6 +531,25 @@ def test_the_decision_log_filters_by_status_household_plan_and_date(app, homes, 
     assert none_yet == [] and before == [] and len(since) == 2
 
 
+def test_the_log_reads_an_outcome_logged_as_a_status_alone_as_the_others(app, homes, assessor, run):
+    add_feedback(app, homes, ("H2", "不满意。", 0.9))
+    cycle(app)
+    with app.session() as session, transaction(session):
+        decision = session.scalars(select(Decision)).one()
+        # as decisions logged before outcomes carried the customer's answer hold it
+        decision.outcome = {decision.work_refs[0]: "closed"}
+        ref = decision.work_refs[0]
+    with app.session() as session:
+        [row] = list_decisions(session)
+    assert row["outcome"] == {ref: {"status": "closed"}}
+    logged = run("coordinate", "log", "--format", "json")
+    assert logged.exit_code == 0, logged.output
+    [row] = json.loads(logged.stdout)
+    assert row["outcome"] == {ref: {"status": "closed", "status_label": "已完成"}}
+    table = run("coordinate", "log")
+    assert f"{ref} 已完成" in table.stdout
+
+
 # --- the commands -----------------------------------------------------------------------------
 
 
@@ -564,6 +583,12 @@ def test_run_prints_the_counts_and_log_lists_the_decisions(
     assert row["household"] == "H3" and row["team"] == "engineering"
     assert [o["name"] for o in row["options"]] == ["上门致歉", "优先维修"]
     assert row["work"][0].startswith("RW") and row["status"] == "dispatched"
+    # JSON keeps the codes, each with its label beside it, in the options too
+    assert row["status_label"] == "已派工"
+    assert [(o["task_label"], o["team_label"]) for o in row["options"]] == [
+        ("上门致歉", "客服"),
+        ("优先维修", "技术"),
+    ]
     listed = run("coordinate", "log", "--status", "dispatched", "--since", "2000-01-01")
     assert (
         listed.exit_code == 0 and "选定方案" in listed.stdout and "上门致歉（900）" in listed.stdout

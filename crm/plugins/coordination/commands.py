@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from crm.core.chain import TASK_KINDS
 from crm.core.cliutil import (
     date_range,
     emit,
@@ -18,7 +19,8 @@ from crm.core.cliutil import (
     paging,
 )
 from crm.core.figures import VALUE
-from crm.plugins.coordination.vocab import STATUSES
+from crm.core.vocab import TEAM_KINDS
+from crm.plugins.coordination.vocab import OUTCOMES, STATUSES
 
 REPORT_LABELS = [
     ("collected", "收集反馈"),
@@ -55,13 +57,16 @@ LOG_DROP = (
     "options", "plan_reason", "feedback", "expected_value", "answer", "accepted", "closed_at",
     "dispatched_at", "outcome", "team", "note",
 )  # fmt: skip
-OUTCOME_LABELS = {
-    "open": "处理中",
-    "closed": "已完成",
-    "cancelled": "已取消",
-    "returned": "已退回",
-    "unknown": "未知",
-}
+# What JSON labels inside a decision: each option's task and team kind, and where each work
+# order stands (its number -> its outcome).
+LOG_SECTIONS = [
+    (
+        "备选方案",
+        "options",
+        [("name", "方案"), ("task", "任务", TASK_KINDS), ("team", "团队类型", TEAM_KINDS)],
+    ),
+    ("结果", "outcome", [("status", "状态", OUTCOMES)]),
+]
 
 batch_option = click.option(
     "--batch-size",
@@ -195,12 +200,8 @@ def _flat(row: dict) -> dict:
         "options": "、".join(f"{o['name']}（{o['expected_value']:,.0f}）" for o in row["options"]),
         "work": "、".join(row["work"]),
         "outcome": "、".join(
-            f"{ref} {OUTCOME_LABELS.get(status, status)}"
-            for ref, status in (
-                # A decision logged before outcomes carried answers holds the status alone.
-                (ref, state["status"] if isinstance(state, dict) else state)
-                for ref, state in row["outcome"].items()
-            )
+            f"{ref} {OUTCOMES.get(state['status'], state['status'])}"
+            for ref, state in row["outcome"].items()
         ),
         "expected_value": None
         if row["expected_value"] is None
@@ -236,7 +237,10 @@ def coordinate_log(status, household, plan, since, until, limit, offset, fmt) ->
             offset=offset,
         )
     if fmt == "json":
-        emit(rows, fmt, [(key, key) for key in rows[0]] if rows else LOG_COLUMNS)
+        # Every field of a decision, not only the table's, the coded ones with their labels.
+        known = {column[0]: column for column in LOG_COLUMNS}
+        columns = [known.get(key, (key, key)) for key in rows[0]] if rows else LOG_COLUMNS
+        emit(rows, fmt, columns, sections=LOG_SECTIONS)
     else:
         emit(rows.map(_flat), fmt, LOG_COLUMNS, drop=LOG_DROP)
 

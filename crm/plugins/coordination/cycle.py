@@ -481,7 +481,11 @@ def decision_row(decision: Decision) -> dict[str, Any]:
         "work": decision.work_refs or [],
         "team": decision.team,
         "team_name": chosen.get("team_name") or decision.team,
-        "outcome": decision.outcome or {},
+        # A decision logged before outcomes carried answers holds each work's status alone.
+        "outcome": {
+            ref: state if isinstance(state, dict) else {"status": state}
+            for ref, state in (decision.outcome or {}).items()
+        },
         "note": decision.note,
         "collected_at": decision.collected_at,
         "assessed_at": decision.assessed_at,

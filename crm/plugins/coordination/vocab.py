@@ -10,6 +10,15 @@ STATUSES = {
     "undispatched": "未派工",
 }
 
+# Where the work a decision dispatched stands (crm.core.chain.WorkOutcome), as the log says it.
+OUTCOMES = {
+    "open": "处理中",
+    "closed": "已完成",
+    "cancelled": "已取消",
+    "returned": "已退回",
+    "unknown": "未知",
+}
+
 
 def audit_vocabulary() -> dict:
     """The audit log's names for coordination (the `audit_vocabulary` hook)."""
