@@ -228,6 +228,9 @@ def test_sales_role_may_not_train_or_score(app, planted, run):
     assert "Traceback" not in result.output
 
 
+NAMES = {"buy_again": "再次购买倾向", "refer": "推荐新客倾向"}
+
+
 def test_demo_cli_prints_auc_and_lift_for_both_targets(session, run, fixed_now):
     from crm.core.demo import build_demo
 
@@ -246,6 +249,8 @@ def test_demo_cli_prints_auc_and_lift_for_both_targets(session, run, fixed_now):
             run("analysis", "propensity", "report", "--target", target, "--format", "json").output
         )
         assert len(data["lift"]) == 10 and data["version"] == 1
+        # JSON keeps the target's code with its label beside it
+        assert (data["target"], data["target_label"]) == (target, NAMES[target])
         assert sum(row["positives"] for row in data["lift"]) == data["positives"] > 0
         figures[target] = data
         csv = run("analysis", "propensity", "report", "--target", target, "--format", "csv")
@@ -263,8 +268,10 @@ def test_demo_cli_prints_auc_and_lift_for_both_targets(session, run, fixed_now):
     assert scored.exit_code == 0, scored.output
     stored = session.scalar(select(func.count()).select_from(PropensityScore))
     assert json.loads(scored.output)["households"] == stored > data["households"]
+    assert json.loads(scored.output)["target_label"] == "再次购买倾向"
     models = run("analysis", "models", "--format", "json")
     listed = {(m["kind"], m["version"]): m for m in json.loads(models.output)}
     assert set(listed) == {("buy_again", 1), ("refer", 1)}
     assert listed["refer", 1]["main_metric"] == f"AUC {figures['refer']['auc']:.3f}"
+    assert listed["refer", 1]["kind_label"] == "推荐新客倾向"
     assert "AUC" in run("analysis", "models", "--kind", "buy_again").output

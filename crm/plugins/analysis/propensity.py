@@ -371,7 +371,6 @@ def report(session: Session, target: str, version: int | None = None) -> dict:
     scored, scored_as_of = _scored(session, record)
     return {
         "target": target,
-        "target_name": registry.KINDS[target],
         "version": record.version,
         "trained_at": record.trained_at,
         "trained_by": record.trained_by,

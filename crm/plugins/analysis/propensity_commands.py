@@ -17,6 +17,7 @@ from crm.core.cliutil import (
     paging,
     parse_day,
 )
+from crm.plugins.analysis.vocab import MODEL_KINDS
 
 TARGET_CHOICES = ("buy_again", "refer")
 LIFT_COLUMNS = [
@@ -30,7 +31,7 @@ LIFT_COLUMNS = [
     ("max_score", "最高分"),
 ]
 REPORT_LABELS = [
-    ("target_name", "预测目标"),
+    ("target", "预测目标", MODEL_KINDS),
     ("version", "模型版本"),
     ("estimator", "模型"),
     ("trained_at", "训练时间"),
@@ -51,7 +52,7 @@ REPORT_LABELS = [
     ("scored_as_of", "评分截至"),
 ]
 SCORE_LABELS = [
-    ("target_name", "预测目标"),
+    ("target", "预测目标", MODEL_KINDS),
     ("version", "模型版本"),
     ("as_of", "评分截至"),
     ("households", "评分户数"),
@@ -65,8 +66,7 @@ BOUND_COLUMNS = [
     ("max_score", "最高分"),
 ]
 MODEL_COLUMNS = [
-    ("kind_name", "模型"),
-    ("kind", "类型"),
+    ("kind", "模型", MODEL_KINDS),
     ("version", "版本"),
     ("trained_at", "训练时间"),
     ("trained_by", "训练人"),
@@ -88,16 +88,16 @@ def _lift_rows(rows: list[dict], fmt: str) -> list[dict]:
 
 
 def _show_report(result: dict, fmt: str) -> None:
-    from crm.core.render import percent, to_json
+    from crm.core.render import json_record, percent, to_json
 
     if fmt == "json":
-        click.echo(to_json(result))
+        click.echo(to_json(json_record(result, REPORT_LABELS)))
         return
     if fmt == "csv":
         # The lift table is the data; the headline figures go to stderr.
         emit(result["lift"], fmt, LIFT_COLUMNS)
         click.echo(
-            f"{result['target_name']}模型第 {result['version']} 版：AUC {result['auc']:.3f}，"
+            f"{MODEL_KINDS[result['target']]}模型第 {result['version']} 版：AUC {result['auc']:.3f}，"
             f"基准发生率 {result['base_rate']:.1%}。",
             err=True,
         )
@@ -163,16 +163,15 @@ def propensity_score(target, as_of, version, fmt) -> None:
     from dataclasses import asdict
 
     from crm.core.db import transaction
-    from crm.core.render import to_json
+    from crm.core.render import json_record, to_json
     from crm.plugins.analysis.propensity import score
-    from crm.plugins.analysis.registry import KINDS
 
     day = parse_day(as_of, "评分日期")
     with get_app().session() as session, transaction(session):
         summary = score(session, target, day, version)
-    result = {**asdict(summary), "target_name": KINDS[target]}
+    result = asdict(summary)
     if fmt == "json":
-        click.echo(to_json(result))
+        click.echo(to_json(json_record(result, SCORE_LABELS)))
         return
     if fmt == "csv":
         emit(result["deciles"], fmt, BOUND_COLUMNS)
@@ -225,10 +224,7 @@ def analysis_models(kind, since, until, limit, offset, fmt) -> None:
         rows = list_models(session, kind, limit, offset, since, until)
     for row in rows:
         row["main_metric"] = _main_metric(row.pop("metrics"))
-    # The kind's code is for programs (and --kind); people read the model's name.
-    emit(
-        rows, fmt, MODEL_COLUMNS if fmt == "json" else [c for c in MODEL_COLUMNS if c[0] != "kind"]
-    )
+    emit(rows, fmt, MODEL_COLUMNS)
 
 
 def register(group: click.Group) -> None:

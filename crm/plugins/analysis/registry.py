@@ -112,7 +112,6 @@ def list_models(
     return fetch(session, query, limit, offset, scalars=True).map(
         lambda record: {
             "kind": record.kind,
-            "kind_name": KINDS.get(record.kind, record.kind),
             "version": record.version,
             "trained_at": record.trained_at,
             "trained_by": record.trained_by,
