@@ -125,7 +125,8 @@ def test_a_classifier_trained_on_distinct_words_predicts_new_tickets_of_the_same
         found = hook.suggest_classification(session=session, text=text, ticket_type="complaint")
         assert (found["category"], found["severity"]) == (category, severity), text
         assert found["model_version"] == 1 and 0.25 < found["category_confidence"] <= 1
-        assert found["category_name"] == classification.CATEGORIES[category]
+        # the codes read by the names the service plugin gave the model
+        assert found["names"]["category"][category] == classification.CATEGORIES[category]
 
 
 def test_assessment_records_the_suggestion_and_the_staff_choice_wins(session, classified):
@@ -282,3 +283,14 @@ def test_analysis_classify_commands_on_demo_data(session, run, fixed_now):
     assert complaints["accuracy"] > complaints["baseline_accuracy"] + 0.1, complaints
     found = run("analysis", "classify", "suggest", "外墙渗水，3-2B 室卧室墙面发霉")
     assert found.exit_code == 0 and "工程" in found.output and "模型版本" in found.output
+    # JSON keeps the codes, each with its label beside it
+    found = run(
+        "analysis", "classify", "suggest", "外墙渗水，3-2B 室卧室墙面发霉", "--format", "json"
+    )
+    assert found.exit_code == 0, found.output
+    suggested = json.loads(found.stdout)
+    assert (suggested["category"], suggested["category_label"]) == ("engineering", "工程")
+    assert suggested["severity_label"] == classification.SEVERITIES[suggested["severity"]]
+    assert "names" not in suggested
+    majority = metrics["category"]["baseline_class"]
+    assert metrics["category"]["baseline_class_label"] == classification.CATEGORIES[majority]

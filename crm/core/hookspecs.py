@@ -145,7 +145,7 @@ def classified_tickets(
 
 @hookspec(firstresult=True)
 def suggest_classification(session: Session, text: str, ticket_type: str) -> dict | None:
-    """Suggest a ticket's category and severity from its text, with confidences and the model version."""
+    """Suggest a ticket's category and severity from its text, with confidences, the model version and the model's names for its codes."""
 
 
 @hookspec(firstresult=True)

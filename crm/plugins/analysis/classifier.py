@@ -281,8 +281,10 @@ def report(session: Session, version: int | None = None) -> dict:
 
 
 def suggest(session: Session, text: str, ticket_type: str) -> dict | None:
-    """The latest saved model's category and severity for a text, with their probabilities
-    and the model version; None when no model has been trained (nothing is trained here)."""
+    """The latest saved model's category and severity codes for a text, with their
+    probabilities, the model version and the model's names for its codes (`names`: target ->
+    code -> name, as the service plugin gave them); None when no model has been trained
+    (nothing is trained here)."""
     if not (text or "").strip():
         raise CrmError("请给出工单摘要文字，才能给出分类建议。")
     record = registry.find_model(session, KIND)
@@ -301,8 +303,7 @@ def suggest(session: Session, text: str, ticket_type: str) -> dict | None:
     for target, pipeline in saved["pipelines"].items():
         probabilities = pipeline.predict_proba(inputs)[0]
         best = int(np.argmax(probabilities))
-        code = str(pipeline.classes_[best])
-        out[target] = code
+        out[target] = str(pipeline.classes_[best])
         out[f"{target}_confidence"] = float(probabilities[best])
-        out[f"{target}_name"] = saved["names"][target].get(code, code)
+    out["names"] = saved["names"]
     return out

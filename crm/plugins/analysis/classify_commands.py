@@ -31,13 +31,6 @@ CLASS_COLUMNS = [
     ("support", "留出张数"),
     ("train", "训练张数"),
 ]
-SUGGEST_LABELS = [
-    ("category_name", "建议类别"),
-    ("category_confidence", "类别置信度"),
-    ("severity_name", "建议严重程度"),
-    ("severity_confidence", "严重程度置信度"),
-    ("model_version", "模型版本"),
-]
 HOTSPOT_COLUMNS = [
     ("level", "层级"),
     ("project", "项目"),
@@ -52,6 +45,17 @@ HOTSPOT_COLUMNS = [
     ("reason", "说明"),
 ]
 TARGET_NAMES = {"category": "类别", "severity": "严重程度"}
+
+
+def _suggest_labels(names: dict) -> list[tuple]:
+    """A suggestion's lines; the codes read by the names the model was trained with."""
+    return [
+        ("category", "建议类别", names.get("category", {})),
+        ("category_confidence", "类别置信度"),
+        ("severity", "建议严重程度", names.get("severity", {})),
+        ("severity_confidence", "严重程度置信度"),
+        ("model_version", "模型版本"),
+    ]
 
 
 def _summary_rows(metrics: dict, names: dict, as_text: bool) -> list[dict]:
@@ -101,14 +105,21 @@ def _class_rows(metrics: dict, names: dict) -> list[dict]:
 
 
 def _show_report(result: dict, fmt: str) -> None:
-    from crm.core.render import to_json
+    from crm.core.render import json_record, to_json
 
-    if fmt == "json":
-        click.echo(to_json(result))
-        return
     metrics = result["metrics"]
-    overlap = metrics["template_overlap"]
     names = result["params"].get("names", {})
+    if fmt == "json":
+        # Each target's majority class with its label, by the names the model was trained with.
+        labelled = {
+            target: json_record(
+                metrics[target], [("baseline_class", "多数类", names.get(target, {}))]
+            )
+            for target in TARGET_NAMES
+        }
+        click.echo(to_json({**result, "metrics": {**metrics, **labelled}}))
+        return
+    overlap = metrics["template_overlap"]
     emit(_summary_rows(metrics, names, fmt == "table"), fmt, SUMMARY_COLUMNS)
     lines = [
         (
@@ -195,10 +206,11 @@ def classify_suggest(text, ticket_type, fmt) -> None:
         found = suggest(session, text, ticket_type)
     if found is None:
         raise CrmError(f"还没有训练过投诉分类模型：请先运行 {TRAIN_COMMANDS['complaint']}。")
+    names = found.pop("names")
     if fmt == "table":
         for key in ("category_confidence", "severity_confidence"):
             found[key] = percent(found[key], missing="—")
-    emit_record(found, fmt, SUGGEST_LABELS)
+    emit_record(found, fmt, _suggest_labels(names))
 
 
 @click.command("hotspots")
