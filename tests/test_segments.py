@@ -174,7 +174,7 @@ def test_a_given_k_stores_a_new_version_and_showing_never_retrains(session, plan
     latest = segment_report(session)
     assert latest.run["id"] == second.run.id and latest.run["model_version"] == 2
     older = segment_report(session, first)
-    assert (older.run["k"], older.run["chosen_by_name"]) == (3, "轮廓系数")
+    assert (older.run["k"], older.run["chosen_by"]) == (3, "silhouette")
     assert [s["size"] for s in older.segments] == [40, 40, 40]
     assert all(s["share"] == pytest.approx(1 / 3) for s in older.segments)
     assert [r["id"] for r in list_runs(session)] == [second.run.id, first]
@@ -296,7 +296,12 @@ def test_segments_on_demo_data_through_the_cli(session, run, fixed_now):
     assert given.stdout.splitlines()[0] == "name,size,share,description"
     assert len(given.stdout.splitlines()) == 5
     runs = json.loads(run("analysis", "segment-runs", "--format", "json").output)
-    assert (runs[0]["k"], runs[0]["chosen_by_name"], runs[0]["model_version"]) == (4, "指定", 2)
+    assert (runs[0]["k"], runs[0]["chosen_by"], runs[0]["model_version"]) == (4, "given", 2)
+    # JSON keeps the code with its label beside it, in segment-runs as in segment-show
+    assert runs[0]["chosen_by_label"] == "指定" and "chosen_by_name" not in runs[0]
+    shown_run = json.loads(run("analysis", "segment-show", "--format", "json").output)["run"]
+    assert (shown_run["chosen_by"], shown_run["chosen_by_label"]) == ("given", "指定")
+    assert "chosen_by_name" not in shown_run
     moved = run("analysis", "segment-compare", str(runs[1]["id"]), str(runs[0]["id"]))
     assert moved.exit_code == 0, moved.output
     assert f"两次都在的 {shown['run']['households']} 户中" in moved.output

@@ -32,7 +32,7 @@ RUN_COLUMNS = [
     ("as_of", "截至日期"),
     ("households", "户数"),
     ("k", "分群数"),
-    ("chosen_by_name", "分群数来源"),
+    ("chosen_by", "分群数来源", CHOSEN_BY),
     ("silhouette", "轮廓系数"),
     ("model_version", "模型版本"),
 ]
@@ -65,7 +65,7 @@ def _show(report, fmt: str) -> None:
     from crm.core.render import json_record, percent, to_json
 
     if fmt == "json":
-        run = json_record(report.run, [("chosen_by", "分群数来源", CHOSEN_BY)])
+        run = json_record(report.run, RUN_COLUMNS)
         click.echo(to_json({"run": run, "segments": report.segments}))
         return
     rows = report.segments

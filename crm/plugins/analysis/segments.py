@@ -444,7 +444,6 @@ def _run_row(run: SegmentRun, version: int) -> dict:
         "as_of": run.as_of,
         "k": run.k,
         "chosen_by": run.chosen_by,
-        "chosen_by_name": CHOSEN_BY.get(run.chosen_by, run.chosen_by),
         "silhouette": run.silhouette,
         "tried": dict(sorted(run.tried.items(), key=lambda item: int(item[0]))),
         "households": run.households,
