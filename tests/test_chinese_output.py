@@ -23,9 +23,9 @@ type; a command shown to try ("试试：crm ticket list --overdue"); a team's co
 entry records it (TEAM_CODE_CHANGE).
 
 JSON is for programs and keeps the codes: the walk then runs every show command and a few
-listings (JSON_LISTINGS) with --format json and fails on a record nested in the output (a
-ticket's events, a visit's rectifications) that holds a vocabulary code without its label
-beside it, named as the top level names it (`"action": "assess", "action_label": "评估"`).
+other commands (JSON_CHECKED) with --format json and fails on a record in the output, at the
+top level or nested in it (a ticket's events, a visit's rectifications), that holds a
+vocabulary code without its label beside it (`"action": "assess", "action_label": "评估"`).
 
 The walk reuses one App per user (the `shared_app` fixture), as `crm shell` does.
 """
@@ -96,8 +96,8 @@ SKIPPED = {
     "server status": "one sentence on the background process (test_server)",
 }
 
-# Listings whose JSON is checked for codes without their labels, beside every show command.
-JSON_LISTINGS = [
+# Commands whose JSON is checked for codes without their labels, beside every show command.
+JSON_CHECKED = [
     "ticket list",
     "ticket groups",
     "ticket group overdue",
@@ -105,6 +105,12 @@ JSON_LISTINGS = [
     "revisit follow-ups",
     "campaign touchpoints",
     "profitability groups",
+    "coordinate log",
+    "analysis classify report",
+    "analysis classify suggest",
+    "analysis models",
+    "analysis propensity report",
+    "analysis segment-runs",
 ]
 # A row that is one named thing, a step of a group complaint's plan or a group of a report,
 # gives its code as `step` or `key` and its label as `label`, as the listings of such rows do
@@ -201,23 +207,23 @@ def _problems(command: str, output: str, codes: set[str]) -> list[str]:
     return found
 
 
-def _unlabelled(value, codes: set[str], path: str = "", nested: bool = False) -> list[str]:
-    """Where a record nested in JSON output (a ticket's events, a visit's rectifications)
-    holds a code of `codes`, or a list of them, with no label beside it under the key
-    the top level uses (`"status": "done", "status_label": "已完成"`). The records of a
-    listing are its top level."""
+def _unlabelled(value, codes: set[str], path: str = "") -> list[str]:
+    """Where a record in JSON output, at the top level (a listing's rows, a show's record)
+    or nested in it (a ticket's events, a decision's work orders by number), holds a code
+    of `codes`, or a list of them, with no label beside it (`"status": "done",
+    "status_label": "已完成"`)."""
     found = []
     if isinstance(value, dict):
         for key, item in value.items():
             items = item if isinstance(item, list) else [item]
             coded = items and all(isinstance(x, str) for x in items) and set(items) & codes
             named = key in NAMED_ROWS and "label" in value
-            if nested and coded and not named and f"{key}_label" not in value:
+            if coded and not named and f"{key}_label" not in value:
                 found.append(f"{path}.{key} = {item!r} without {key}_label")
-            found += _unlabelled(item, codes, f"{path}.{key}", True)
+            found += _unlabelled(item, codes, f"{path}.{key}")
     elif isinstance(value, list):
         for item in value:
-            found += _unlabelled(item, codes, f"{path}[]", nested)
+            found += _unlabelled(item, codes, f"{path}[]")
     return found
 
 
@@ -735,11 +741,11 @@ def test_every_command_reads_in_chinese_and_local_time(
     # Every command was walked, run as a step, or is skipped with its reason.
     unvisited = set(leaves) - desk.ran - set(SKIPPED)
     assert not unvisited, f"commands neither walked nor skipped: {sorted(unvisited)}"
-    # JSON keeps the codes, each with its label beside it, in the records nested in a record
-    # too (a ticket's events and work orders): every show command and a few listings.
+    # JSON keeps the codes, each with its label beside it, in every record and in the records
+    # nested in it (a ticket's events and work orders): every show command and a few others.
     shows = {command for command in leaves if command.split()[-1].endswith("show")}
     assert shows <= set(reads), f"show commands not walked: {sorted(shows - set(reads))}"
-    for command in sorted(shows) + JSON_LISTINGS:
+    for command in sorted(shows) + JSON_CHECKED:
         for extra in reads[command]:
             output = desk.json(*command.split(), *extra)
             desk.problems += [
