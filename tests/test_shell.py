@@ -153,10 +153,13 @@ def test_completion_of_commands_options_codes_and_ticket_numbers(app, db_url, ca
         # Household codes (any case) where a code goes, labelled; ticket numbers likewise.
         assert _completions(desk, "household show hc") == {"HC1": "客户编号", "HC2": "客户编号"}
         assert _completions(desk, f"crm ticket show {number[:-2]}") == {number: "登记号"}
-        assert _completions(desk, "ticket open HC2 --type enquiry --summary HC") == {
+        # An option naming a household is offered codes; free text and a ticket's place none.
+        assert _completions(desk, "ticket list --household hc") == {
             "HC1": "客户编号",
             "HC2": "客户编号",
         }
+        assert _completions(desk, "ticket open HC2 --type enquiry --summary HC") == {}
+        assert _completions(desk, "ticket show HC") == {}
         assert _completions(desk, "household show ") == {}  # nothing typed: no list of all
         # Refreshed after a write: a household added now is offered at once.
         assert desk.run("household add HC3 --name 丙家") == 0

@@ -238,9 +238,16 @@ class Desk:
             return []
         if isinstance(param.type, click.Choice):
             return [(str(c), "") for c in param.type.choices if str(c).startswith(incomplete)]
-        if param.type is click.STRING and incomplete:
-            return list(self.matching(incomplete))
-        return []
+        if param.type is not click.STRING or not incomplete:
+            return []
+        # A parameter named for what it takes (客户编号, 登记号 …: cliutil.argument, the
+        # options' metavars) is offered only numbers of that kind, and one named for anything
+        # else (文字, 姓名) none; an unnamed one, any.
+        name = getattr(param, "label", None) or getattr(param, "metavar", None)
+        found = self.matching(incomplete)
+        if name is None:
+            return list(found)
+        return [(text, label) for text, label in found if label == name]
 
 
 def _resolve(group: click.Group, words: list[str]):
