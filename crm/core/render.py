@@ -155,17 +155,10 @@ Section = tuple[str, str, Sequence[Column]]
 
 
 def json_row(row: dict, columns: Sequence[Column], sections: Sequence[Section] = ()) -> dict:
-    """A row for programs: every column under its key, a coded one as its stable code with
-    its label beside it (`"status": "open", "status_label": "处理中"`), and the records of
-    its sections labelled the same way, by the section's columns."""
-    nested = {key: section_columns for _title, key, section_columns in sections}
-    out = {}
-    for column in columns:
-        key, vocabulary = column[0], _vocabulary(column)
-        out[key] = _json_records(row.get(key), nested[key]) if key in nested else row.get(key)
-        if vocabulary is not None and f"{key}_label" not in out:
-            out[f"{key}_label"] = labelled(row.get(key), vocabulary)
-    return out
+    """A row for programs: its columns, and only them, as `json_record` gives a record (a
+    coded one as its stable code with its label beside it, the records of its sections
+    labelled the same way)."""
+    return json_record({column[0]: row.get(column[0]) for column in columns}, columns, sections)
 
 
 def json_record(
