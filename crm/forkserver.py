@@ -29,7 +29,6 @@ from pathlib import Path
 
 from crm.launch import private_folder, socket_path
 
-DEFAULT_IDLE_HOURS = 12.0
 DRIVERS = ("sqlalchemy.dialects.sqlite.pysqlite", "sqlalchemy.dialects.postgresql.psycopg")
 
 
@@ -319,15 +318,13 @@ def _hidden_input_from_stdin() -> None:
 
 def _run_command(argv: list[str]) -> int:
     from crm.cli import main
+    from crm.commands.desk import exit_status
 
     sys.argv = ["crm", *argv]
     try:
         main(argv)
     except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            return exc.code or 0
-        print(exc.code, file=sys.stderr)
-        return 1
+        return exit_status(exc.code)
     return 0
 
 
@@ -335,7 +332,7 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="crm 工作台服务（由 crm server start 启动）")
-    parser.add_argument("--idle-hours", type=float, default=DEFAULT_IDLE_HOURS)
+    parser.add_argument("--idle-hours", type=float, required=True)
     args = parser.parse_args()
     serve(socket_path(), args.idle_hours * 3600)
 

@@ -114,7 +114,7 @@ class Desk:
         try:
             self.group.main(args=words, prog_name="crm", obj=self)
         except SystemExit as exc:
-            return _exit_code(exc.code)
+            return exit_status(exc.code)
         except Exception:  # noqa: BLE001 - a bug in a command must not end the session
             # What the command line would show as a traceback before exiting 1; the desk goes on.
             traceback.print_exc()
@@ -316,7 +316,7 @@ def _short(text: str | None, width: int = 40) -> str:
     return first if len(first) <= width else first[: width - 1] + "…"
 
 
-def _exit_code(code) -> int:
+def exit_status(code) -> int:
     """sys.exit's argument as the process's exit status (a message means 1, as Python does)."""
     if code is None:
         return 0

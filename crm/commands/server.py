@@ -23,16 +23,17 @@ def server() -> None:
     """
 
 
-def _paths() -> tuple[str, str, str]:
+def _paths() -> tuple[str, str]:
+    """The server's socket and log file."""
     if not hasattr(os, "fork"):
         from crm.core.errors import CrmError
 
         raise CrmError("工作台服务需要能复制进程的系统（Linux、macOS）；在此每条命令各自运行。")
-    from crm.forkserver import lock_path, log_path
+    from crm.forkserver import log_path
     from crm.launch import socket_path
 
     path = socket_path()
-    return path, lock_path(path), log_path(path)
+    return path, log_path(path)
 
 
 @server.command("start")
@@ -46,7 +47,7 @@ def _paths() -> tuple[str, str, str]:
 )
 def start(idle_hours: float) -> None:
     """在后台启动工作台服务（已在运行时只报告其进程号）。"""
-    path, _lock, log = _paths()
+    path, log = _paths()
     from crm.core.errors import CrmError
     from crm.forkserver import running_pid
     from crm.launch import private_folder
@@ -84,7 +85,7 @@ def start(idle_hours: float) -> None:
 @server.command("stop")
 def stop() -> None:
     """停止工作台服务（正在执行的命令会执行完）。"""
-    path, _lock, _log = _paths()
+    path, _log = _paths()
     import signal
 
     from crm.forkserver import running_pid
@@ -107,7 +108,7 @@ def stop() -> None:
 @server.command("status")
 def status() -> None:
     """工作台服务是否在运行，及其进程号、套接字与日志文件。"""
-    path, _lock, log = _paths()
+    path, log = _paths()
     from crm.forkserver import running
 
     found = running(path)
